@@ -1,0 +1,49 @@
+# The lab's front door. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+POOL ?= threads
+WORKLOAD ?= cpu
+CONCURRENCY ?=
+TASKS ?=
+DURATION ?= 0.25
+SWITCH ?= 0.005
+PREFETCH ?=
+
+.PHONY: help bench test clean
+
+## help: list the targets and the bench variables
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+	@echo
+	@echo '  bench variables: POOL=prefork|threads|solo|gevent|eventlet  WORKLOAD=cpu|busy_wait|io_sleep|io_net|gil_release'
+	@echo '                   CONCURRENCY=<n> (default: cores)  TASKS=<n> (default: 4 x concurrency)'
+	@echo '                   DURATION=<s> (0.25)  SWITCH=<s> (0.005)  PREFETCH=<n> (pool default)'
+	@echo '  REDIS_URL=redis://... uses that Redis; unset, each run starts a private one on 127.0.0.1.'
+
+# The virtual environment, installed once; reinstalled only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "the lab needs Python >= 3.10; set PYTHON=python3.X")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
+bench: $(STAMP)
+	$(BIN)/python -m harness bench --pool '$(POOL)' --workload '$(WORKLOAD)' \
+		$(if $(CONCURRENCY),--concurrency '$(CONCURRENCY)') $(if $(TASKS),--tasks '$(TASKS)') \
+		--duration '$(DURATION)' --switch-interval '$(SWITCH)' $(if $(PREFETCH),--prefetch '$(PREFETCH)')
+
+## test: run the test suite (real Redis, real workers)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## clean: remove the virtual environment and all results
+clean:
+	rm -rf $(VENV) results/*/ results/latest *.egg-info

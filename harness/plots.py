@@ -1,0 +1,79 @@
+"""Figures of one run, sized and lettered for a projector."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness import analysis  # noqa: E402
+
+plt.rcParams.update({"font.size": 14, "axes.titlesize": 16, "axes.labelsize": 14, "figure.dpi": 100})
+
+
+def _title(spec: dict) -> str:
+    return (f"{spec['pool']} pool · {spec['workload']} · concurrency {spec['concurrency']} · "
+            f"switch interval {spec['switch_interval']:g} s")
+
+
+def _legend_below(ax, handles: list | None = None) -> None:
+    # Below the axes, so it never hides a bar or a line.
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=12,
+              frameon=False)
+
+
+def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+    """One lane per execution slot, one bar per task; the dark part of a bar is the task's own CPU."""
+    t = analysis.with_timings(tasks)
+    t0 = float(t["submitted"].min())
+    lane = analysis.lanes(t, spec["concurrency"])
+    n_lanes = int(lane.max()) + 1 if len(lane) else 1
+    fig, ax = plt.subplots(figsize=(12, max(3.5, 0.6 * n_lanes + 2.5)))
+    for idx, row in t.iterrows():
+        y = lane[idx]
+        start = row["started"] - t0
+        ax.barh(y, row["run_s"], left=start, height=0.7, color="#9ecae1", edgecolor="#3182bd")
+        if pd.notna(row["cpu_s"]):
+            # Own CPU drawn inside the bar: a bar much longer than its dark part was waiting.
+            ax.barh(y, min(row["cpu_s"], row["run_s"]), left=start, height=0.35, color="#08519c")
+    ax.set_yticks(range(n_lanes))
+    ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first task was submitted")
+    ax.set_title(_title(spec))
+    _legend_below(ax, [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
+                       Patch(facecolor="#08519c", label="its own CPU time")])
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: int, path: Path) -> Path:
+    """Tasks running vs CPU cores the worker used, over time; the machine's cores marked."""
+    t0 = float(tasks["submitted"].min())
+    running = analysis.running_over_time(tasks)
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    ax.step(running["t"] - t0, running["running"], where="post", lw=2.5, color="#3182bd",
+            label="tasks running")
+    if not samples.empty:
+        used = analysis.cores_over_time(samples, "process")
+        ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d", label="CPU cores used by the worker")
+    ax.axhline(cores, ls="--", color="gray", lw=1.5, label=f"cores on this machine ({cores})")
+    end = float(tasks["finished"].max()) - t0
+    ax.set_xlim(0, end * 1.02 if end > 0 else 1)
+    ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)
+    ax.set_xlabel("seconds since the first task was submitted")
+    ax.set_ylabel("count")
+    ax.set_title(_title(spec))
+    _legend_below(ax)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

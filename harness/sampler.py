@@ -1,0 +1,104 @@
+"""CPU samples of the worker's process tree, taken from the harness process.
+
+Sampling from outside matters: a sampler thread inside the worker would compete for the very GIL
+the lab measures. Samples are cumulative counters (CPU seconds, context switches); analysis
+turns them into rates.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import psutil
+
+COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss"]
+TREE_REFRESH_S = 0.25  # listing children reads every /proc entry: do it a few times a second only
+
+
+class Sampler:
+    """Samples a process tree at `hz` in a background thread until stopped."""
+
+    def __init__(self, root_pid: int, hz: float = 50.0) -> None:
+        self.root_pid = root_pid
+        self.period = 1.0 / hz
+        self.rows: list[tuple] = []
+        self.cpu_s = 0.0
+        self.elapsed_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-sampler", daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+        self._refreshed = 0.0
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        cpu0, t0 = time.thread_time(), time.monotonic()
+        next_at = t0
+        while not self._stop.is_set():
+            self._sample()
+            next_at += self.period
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (a loaded machine): do not try to catch up in a burst
+                next_at, delay = time.monotonic(), 0
+            self._stop.wait(delay)
+        self._sample()
+        self.cpu_s = time.thread_time() - cpu0
+        self.elapsed_s = time.monotonic() - t0
+
+    def _refresh_tree(self, now: float) -> None:
+        if now - self._refreshed < TREE_REFRESH_S and self._procs:
+            return
+        self._refreshed = now
+        try:
+            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
+            tree = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return
+        # Keep the Process objects we have: psutil caches per-process state in them.
+        self._procs = {p.pid: self._procs.get(p.pid, p) for p in tree}
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        self._refresh_tree(now)
+        t = time.time()
+        rows = self.rows
+        for pid, proc in list(self._procs.items()):
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_times()
+                    ctx = proc.num_ctx_switches()
+                    rss = proc.memory_info().rss
+                    threads = proc.threads()
+            except psutil.Error:  # the process ended between listing and reading
+                self._procs.pop(pid, None)
+                continue
+            rows.append((t, "process", pid, None, cpu.user, cpu.system, None, ctx.voluntary, ctx.involuntary, rss))
+            for th in threads:
+                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None))
+        for core, c in enumerate(psutil.cpu_times(percpu=True)):
+            busy_sys = c.system + getattr(c, "irq", 0.0) + getattr(c, "softirq", 0.0)
+            idle = c.idle + getattr(c, "iowait", 0.0)
+            rows.append((t, "core", None, core, c.user + c.nice, busy_sys, idle, None, None, None))
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=COLUMNS)
+        return df.astype({"pid": "Int64", "tid": "Int64", "vol_ctx": "Int64", "invol_ctx": "Int64", "rss": "Int64"})
+
+    def own_cost(self) -> dict[str, float]:
+        """The sampler's own CPU: what measuring cost, as seconds and as a fraction of one core."""
+        return {
+            "sampler_cpu_s": self.cpu_s,
+            "sampler_core_fraction": self.cpu_s / self.elapsed_s if self.elapsed_s else 0.0,
+            "samples": int(sum(1 for r in self.rows if r[1] == "core") / max(1, psutil.cpu_count() or 1)),
+        }

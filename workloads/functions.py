@@ -1,0 +1,74 @@
+"""The work a task does: plain functions, no Celery, no instrumentation.
+
+Each is importable and callable on its own, so the harness can calibrate them in its own process
+and tests can run them directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+
+# The tutorials' wall-clock spin, kept faithful: it stops at a wall-clock deadline, so two of
+# them sharing one core under the GIL both finish "on time" while each did half the work.
+# That flaw is a lesson the lab shows, not a bug to fix.
+
+
+def busy_wait(duration: float) -> None:
+    end = time.time() + duration
+    while time.time() < end:
+        x = 123456789 ** 5  # noqa: F841
+
+
+def cpu(iterations: int) -> int:
+    """A fixed amount of pure-Python work: the same work however the GIL slices it."""
+    x = 0
+    for i in range(iterations):
+        x = (x * 31 + i) % 1000003
+    return x
+
+
+def io_sleep(duration: float) -> None:
+    time.sleep(duration)
+
+
+def io_net(duration: float, host: str, port: int) -> dict:
+    """Blocking request/reply round trips to the lab's echo server for about `duration` seconds.
+
+    The server holds each reply for a fixed delay, like a remote service would, so the task
+    spends its time waiting on a socket, not in the kernel's loopback path. Returns the number of
+    round trips and their latency, which is what the GIL's convoy effect inflates.
+    """
+    rtts = []
+    end = time.perf_counter() + duration
+    with socket.create_connection((host, port), timeout=30) as conn:
+        reader = conn.makefile("rb")
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            conn.sendall(b"ping\n")
+            if not reader.readline():
+                raise ConnectionError("echo server closed the connection")
+            rtts.append(time.perf_counter() - t0)
+    rtts.sort()
+    return {
+        "ops": len(rtts),
+        "rtt_mean_s": sum(rtts) / len(rtts) if rtts else None,
+        "rtt_p95_s": rtts[int(0.95 * (len(rtts) - 1))] if rtts else None,
+        "rtt_max_s": rtts[-1] if rtts else None,
+    }
+
+
+# hashlib drops the GIL while it hashes a buffer larger than 2 KiB, so this is C work that
+# threads can run in parallel. The buffer is made once per process: allocating it is not the work.
+GIL_RELEASE_CHUNK = 4 * 1024 * 1024
+_buffer: bytes | None = None
+
+
+def gil_release(rounds: int) -> str:
+    global _buffer
+    if _buffer is None:
+        _buffer = bytes(GIL_RELEASE_CHUNK)
+    digest = b""
+    for _ in range(rounds):
+        digest = hashlib.sha256(_buffer).digest()
+    return digest.hex()
