@@ -35,10 +35,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
+BENCH_ARGS = --pool '$(POOL)' --workload '$(WORKLOAD)' --duration '$(DURATION)' --switch-interval '$(SWITCH)'$(if \
+	$(CONCURRENCY), --concurrency '$(CONCURRENCY)')$(if $(TASKS), --tasks '$(TASKS)')$(if $(PREFETCH), --prefetch '$(PREFETCH)')
 bench: $(STAMP)
-	$(BIN)/python -m harness bench --pool '$(POOL)' --workload '$(WORKLOAD)' \
-		$(if $(CONCURRENCY),--concurrency '$(CONCURRENCY)') $(if $(TASKS),--tasks '$(TASKS)') \
-		--duration '$(DURATION)' --switch-interval '$(SWITCH)' $(if $(PREFETCH),--prefetch '$(PREFETCH)')
+	$(BIN)/python -m harness bench $(BENCH_ARGS)
 
 ## test: run the test suite (real Redis, real workers)
 test: $(STAMP)

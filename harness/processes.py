@@ -63,11 +63,14 @@ def stop_tree(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float 
             p.kill()
         except psutil.Error:
             pass
+    # The child leads its own process group (see _die_with_parent); the group outlives a leader
+    # killed by SIGKILL, and its orphans (prefork children) are still in it.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            proc.kill()
-        proc.wait(timeout=10)
+        proc.kill()
+    proc.wait(timeout=10)
     psutil.wait_procs(descendants, timeout=5)
     return clean

@@ -1,0 +1,54 @@
+"""Shared fixtures: one real private Redis for the session, and a guard that nothing is left running."""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import psutil
+import pytest
+
+from harness.broker import Broker
+from harness.run import run_bench
+from harness.spec import build_spec
+
+
+def lab_processes() -> set[int]:
+    """Celery workers and redis-servers on this machine (redis-server renames itself, so match both)."""
+    found = set()
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "workloads.app" in cmd or (p.info["name"] or "").startswith("redis-server") or "redis-server" in cmd:
+            found.add(p.info["pid"])
+    return found
+
+
+def lab_tempdirs() -> set[str]:
+    tmp = tempfile.gettempdir()
+    return set(glob.glob(os.path.join(tmp, "gil-lab-*")))
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    with Broker(url=None) as broker:
+        yield broker.url
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request):
+    """Every test must stop every worker, Redis and temporary directory it started."""
+    procs_before, dirs_before = lab_processes(), lab_tempdirs()
+    yield
+    leftover = psutil.wait_procs([psutil.Process(pid) for pid in lab_processes() - procs_before
+                                  if psutil.pid_exists(pid)], timeout=5)[1]
+    assert not leftover, f"lab processes left running: {[p.pid for p in leftover]}"
+    assert not (lab_tempdirs() - dirs_before), f"temporary directories left: {lab_tempdirs() - dirs_before}"
+
+
+@pytest.fixture
+def bench(redis_url, tmp_path):
+    """Run one real measurement against the session's Redis; returns the run as loaded back."""
+    def _bench(**settings):
+        return run_bench(build_spec(**settings), results_dir=tmp_path / "results", redis_url=redis_url,
+                         log=lambda _line: None)
+    return _bench

@@ -1,0 +1,171 @@
+"""Pure functions on small hand-made data: analysis, spec validation, results loader, URL redaction."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness import analysis
+from harness.broker import redact
+from harness.results import SCHEMA_VERSION, RunFolder, RunLoadError, load_run
+from harness.spec import SpecError, build_spec, default_prefetch
+
+
+def tasks_table(rows):
+    """rows: (submitted, started, finished, cpu_s, slot)"""
+    return pd.DataFrame(rows, columns=["submitted", "started", "finished", "cpu_s", "slot"]).assign(
+        switch_interval=0.005, error=None)
+
+
+def ctx(**kw):
+    base = dict(pool="threads", workload="cpu", kind="python-cpu", concurrency=2, tasks=2, duration=1.0,
+                switch_interval=0.005, cores=2)
+    base.update(kw)
+    return analysis.RunContext(**base)
+
+
+def samples_table(per_pid):
+    """per_pid: {pid: [(t, cumulative cpu s), ...]} as process rows."""
+    rows = [(t, "process", pid, None, cpu, 0.0, None, 0, 0, 0) for pid, pts in per_pid.items() for t, cpu in pts]
+    return pd.DataFrame(rows, columns=["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s",
+                                       "vol_ctx", "invol_ctx", "rss"])
+
+
+def test_timings_are_derived_per_task():
+    t = analysis.with_timings(tasks_table([(0.0, 0.5, 2.5, 1.0, "a")]))
+    assert t.loc[0, "queue_wait_s"] == 0.5
+    assert t.loc[0, "run_s"] == 2.0
+    assert t.loc[0, "wait_s"] == 1.0
+
+
+def test_overlap_counts_tasks_running_at_once():
+    t = tasks_table([(0, 0, 2, 1, "a"), (0, 1, 3, 1, "b"), (0, 2, 4, 1, "a")])
+    # at t=2 one task ends and another starts: never three at once
+    assert analysis.max_overlap(t) == 2
+    steps = analysis.running_over_time(t)
+    assert steps["running"].iloc[-1] == 0
+
+
+@pytest.mark.parametrize("pool,kind,expected", [
+    ("solo", "io", 1), ("threads", "io", 4), ("gevent", "io", 4), ("prefork", "python-cpu", 2),
+    ("threads", "python-cpu", 1), ("gevent", "python-cpu", 1), ("threads", "c-cpu", 2),
+    ("eventlet", "c-cpu", 1), ("prefork", "io", 4),
+])
+def test_ideal_speedup_follows_the_physics(pool, kind, expected):
+    assert analysis.ideal_speedup(pool, kind, concurrency=4, tasks=10, cores=2) == expected
+
+
+def test_ideal_speedup_is_capped_by_the_number_of_tasks():
+    assert analysis.ideal_speedup("threads", "io", concurrency=8, tasks=3, cores=2) == 3
+
+
+def test_cpu_between_two_times_sums_the_tree_and_counts_a_late_process_from_zero():
+    s = samples_table({1: [(0, 0.0), (1, 1.0), (2, 2.0)], 2: [(1, 5.0), (2, 6.0)]})
+    # pid 2 appears at t=1 with 5 s already used before the window: only its growth counts
+    assert analysis.cpu_seconds_between(s, 0, 2) == pytest.approx(3.0)
+    assert analysis.cpu_seconds_between(s, 0.5, 1.5) == pytest.approx(1.5)
+
+
+def test_cores_over_time_is_a_rate():
+    s = samples_table({1: [(0, 0.0), (1, 2.0), (2, 4.0)]})
+    cores = analysis.cores_over_time(s, window_s=0.5)
+    assert cores["cores"].to_numpy() == pytest.approx([2.0] * 4)
+
+
+def test_two_busy_waits_sharing_one_core_are_phantom():
+    tasks = tasks_table([(0, 0, 1, 0.5, "t1"), (0, 0, 1, 0.5, "t2")])
+    samples = samples_table({1: [(0, 0.0), (1, 1.0)]})
+    s = analysis.summarize(tasks, samples, ctx(workload="busy_wait"))
+    assert s["phantom"] and s["phantom_cores"] == pytest.approx(1.0)
+    assert s["mean_tasks_running"] == pytest.approx(2.0)
+    assert s["mean_cores_used"] == pytest.approx(1.0)
+    assert any("PHANTOM" in n for n in s["notes"])
+
+
+def test_two_busy_waits_on_two_cores_are_real():
+    tasks = tasks_table([(0, 0, 1, 0.98, "p1"), (0, 0, 1, 0.97, "p2")])
+    samples = samples_table({1: [(0, 0.0), (1, 0.98)], 2: [(0, 0.0), (1, 0.97)]})
+    s = analysis.summarize(tasks, samples, ctx(pool="prefork", workload="busy_wait"))
+    assert not s["phantom"]
+    assert s["speedup"] == pytest.approx(2.0)
+    assert s["efficiency"] == pytest.approx(1.0)
+
+
+def test_fixed_work_serial_time_is_the_tasks_own_cpu():
+    tasks = tasks_table([(0, 0, 2, 1.0, "t1"), (0, 0, 2, 1.0, "t2")])
+    s = analysis.summarize(tasks, samples_table({1: [(0, 0.0), (2, 2.0)]}), ctx(duration=0.9))
+    assert s["serial_s"] == pytest.approx(2.0) and s["speedup"] == pytest.approx(1.0)
+    assert s["gil_wait_mean_s"] == pytest.approx(1.0) and s["gil_wait_fraction"] == pytest.approx(0.5)
+
+
+def test_wrong_switch_interval_is_reported():
+    tasks = tasks_table([(0, 0, 1, 1.0, "t1")]).assign(switch_interval=0.005)
+    s = analysis.summarize(tasks, samples_table({1: [(0, 0.0), (1, 1.0)]}), ctx(tasks=1, switch_interval=0.001))
+    assert not s["switch_interval_ok"]
+    assert any("WARNING" in n for n in s["notes"])
+
+
+def test_green_lanes_are_packed_and_thread_lanes_follow_slots():
+    green = tasks_table([(0, 0, 1, 0, "g1"), (0, 0, 1, 0, "g2"), (0, 1, 2, 0, "g3"), (0, 1.5, 3, 0, "g4")])
+    assert analysis.lanes(green, concurrency=2).tolist() == [0, 1, 0, 1]
+    threads = tasks_table([(0, 0, 1, 0, "t9"), (0, 0, 1, 0, "t4"), (0, 1, 2, 0, "t4")])
+    assert analysis.lanes(threads, concurrency=2).tolist() == [0, 1, 1]
+
+
+def test_build_spec_defaults_and_pool_prefetch():
+    spec = build_spec(pool="gevent", concurrency="3")
+    assert spec.tasks == 12 and spec.prefetch == 0 == default_prefetch("gevent")
+    assert build_spec(pool="prefork").prefetch == 1
+    assert build_spec(pool="gevent", prefetch="4").prefetch == 4
+
+
+@pytest.mark.parametrize("field,value", [("pool", "x"), ("concurrency", "1.5"), ("tasks", "0"),
+                                         ("duration", "inf"), ("switch_interval", "-0.1"), ("sample_hz", "0")])
+def test_build_spec_rejects_bad_values(field, value):
+    with pytest.raises(SpecError):
+        build_spec(**{field: value})
+
+
+def test_redact_hides_passwords_only():
+    assert redact("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact("redis://user:pw@host/0") == "redis://user:***@host/0"
+    assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def _folder(tmp_path, manifest):
+    folder = RunFolder(tmp_path, "r1")
+    folder.write_manifest(manifest)
+    folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a"]}))
+    folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
+    return folder
+
+
+def test_loader_reads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path):
+    folder = _folder(tmp_path, {"status": "complete", "spec": {}})
+    assert load_run(folder.path).tasks["task_id"].tolist() == ["a"]
+    folder.write_manifest({"status": "failed", "reason": "worker died", "spec": {}})
+    with pytest.raises(RunLoadError, match="run is failed, not complete: worker died"):
+        load_run(folder.path)
+    assert load_run(folder.path, allow_incomplete=True).status == "failed"
+
+
+def test_loader_refuses_a_newer_schema_and_names_bad_files(tmp_path):
+    folder = _folder(tmp_path, {"status": "complete", "spec": {}})
+    manifest = json.loads(folder.file("run.json").read_text())
+    folder.file("run.json").write_text(json.dumps({**manifest, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(RunLoadError, match="newer than this lab reads"):
+        load_run(folder.path)
+    folder.file("run.json").write_text("{not json")
+    with pytest.raises(RunLoadError, match="run.json: not valid JSON"):
+        load_run(folder.path)
+    folder.file("run.json").write_text(json.dumps(manifest))
+    folder.file("tasks.csv").unlink()
+    with pytest.raises(RunLoadError, match="tasks.csv: missing"):
+        load_run(folder.path)
+
+
+def test_a_run_folder_is_never_reused(tmp_path):
+    RunFolder(tmp_path, "same")
+    with pytest.raises(FileExistsError):
+        RunFolder(tmp_path, "same")
