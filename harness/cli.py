@@ -76,5 +76,8 @@ def _sigterm_as_interrupt(*_: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Ctrl-C must stop a run in order even where SIGINT was inherited as ignored (a background job
+    # of a script); SIGTERM is treated the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     return args.func(args)

@@ -147,3 +147,28 @@ def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
     assert proc.returncode == 1
     assert "the prefork worker died" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_everything_and_marks_the_run_interrupted(workdir):
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(_env_with_path(ROOT))
+    # Its own process group, so SIGINT goes to the whole group, as a terminal's Ctrl-C does.
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--pool", "prefork", "--workload",
+                             "io_sleep", "--concurrency", "2", "--tasks", "4", "--duration", "20"],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _worker_of(proc.pid)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir()]
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["partial"]["tasks_submitted"] == 4
