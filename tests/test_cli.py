@@ -129,12 +129,18 @@ def _worker_of(parent_pid: int, timeout_s: float = 30) -> psutil.Process:
     raise AssertionError("no worker appeared")
 
 
-def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
+def _long_prefork_run(workdir: Path, **popen) -> subprocess.Popen:
+    """A run whose tasks outlast the test: something must end it early."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(_env_with_path(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--pool", "prefork", "--workload",
+    return subprocess.Popen([sys.executable, "-m", "harness", "bench", "--pool", "prefork", "--workload",
                              "io_sleep", "--concurrency", "2", "--tasks", "4", "--duration", "20"],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
+    proc = _long_prefork_run(workdir)
     try:
         worker = _worker_of(proc.pid)
         time.sleep(1.0)  # let it take tasks
@@ -150,13 +156,8 @@ def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
 
 
 def test_ctrl_c_stops_everything_and_marks_the_run_interrupted(workdir):
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(_env_with_path(ROOT))
     # Its own process group, so SIGINT goes to the whole group, as a terminal's Ctrl-C does.
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--pool", "prefork", "--workload",
-                             "io_sleep", "--concurrency", "2", "--tasks", "4", "--duration", "20"],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = _long_prefork_run(workdir, start_new_session=True)
     try:
         _worker_of(proc.pid)
         time.sleep(1.0)
