@@ -15,7 +15,14 @@ DURATION ?= 0.25
 SWITCH ?= 0.005
 PREFETCH ?=
 
-.PHONY: help bench test clean
+EXP ?= experiments/pools.toml
+QUICK ?=
+RESUME ?=
+RUN ?= results/latest
+A ?=
+B ?=
+
+.PHONY: help bench sweep report compare benchmark test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -39,6 +46,23 @@ BENCH_ARGS = --pool '$(POOL)' --workload '$(WORKLOAD)' --duration '$(DURATION)' 
 	$(CONCURRENCY), --concurrency '$(CONCURRENCY)')$(if $(TASKS), --tasks '$(TASKS)')$(if $(PREFETCH), --prefetch '$(PREFETCH)')
 bench: $(STAMP)
 	$(BIN)/python -m harness bench $(BENCH_ARGS)
+
+## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>)
+sweep: $(STAMP)
+	$(BIN)/python -m harness sweep $(if $(RESUME),--resume '$(RESUME)','$(EXP)') $(if $(QUICK),--quick)
+
+## report: write report.html for a run or sweep folder (RUN=results/latest)
+report: $(STAMP)
+	$(BIN)/python -m harness report '$(RUN)'
+
+## compare: do two runs or two sweeps differ? (A=<folder> B=<folder>)
+compare: $(STAMP)
+	@test -n '$(A)' -a -n '$(B)' || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
+	$(BIN)/python -m harness compare '$(A)' '$(B)'
+
+## benchmark: time the lab itself (the pools experiment, one repeat); writes BENCHMARKS.md
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/sweep_overhead.py
 
 ## test: run the test suite (real Redis, real workers)
 test: $(STAMP)

@@ -175,6 +175,14 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext) -> di
     if ctx.kind != "io" and cpu_known:
         summary["gil_wait_mean_s"] = float(t["wait_s"].mean())
         summary["gil_wait_fraction"] = float(t["wait_s"].sum() / busy) if busy > 0 else float("nan")
+    if "rtt_mean_s" in t and t["rtt_mean_s"].notna().any():
+        # Round trips of io_net, weighted by how many each task made.
+        summary["rtt_mean_s"] = float((t["rtt_mean_s"] * t["ops"]).sum() / t["ops"].sum())
+        summary["rtt_max_s"] = float(t["rtt_max_s"].max())
+        summary["round_trips"] = int(t["ops"].sum())
+    starts = t["started"].sort_values().to_numpy()
+    # The tutorial's question: how long after the first task does the second one get going?
+    summary["second_start_delay_s"] = float(starts[1] - starts[0]) if len(starts) > 1 else None
     phantom_cores = mean_running * (1 - cpu_share) if cpu_known else float("nan")
     summary["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
     summary["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from harness.broker import BrokerError
@@ -33,7 +35,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         spec = build_spec(pool=args.pool, workload=args.workload, concurrency=args.concurrency,
                           tasks=args.tasks, duration=args.duration, switch_interval=args.switch_interval,
-                          prefetch=args.prefetch, sample_hz=args.sample_hz, timeout=args.timeout)
+                          prefetch=args.prefetch, sample_hz=args.sample_hz, timeout=args.timeout,
+                          background=args.background, background_tasks=args.background_tasks)
         run = run_bench(spec, results_dir=args.results_dir, log=lambda line: print(line, file=sys.stderr),
                         show_progress=sys.stderr.isatty())
     except (SpecError, BrokerError) as exc:
@@ -44,6 +47,74 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _fail(EXIT_INTERRUPTED, "interrupted: the worker and broker were stopped; "
                                        "any partial results are marked 'interrupted'")
     print(console.summary_table(run))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.experiment import ExperimentError, load_experiment
+    from harness.report import sweep_report
+    from harness.results import RunLoadError
+    from harness.sweep import load_sweep_manifest, new_sweep, run_sweep
+
+    folder = None
+    try:
+        if args.resume:
+            folder = Path(args.resume)
+            load_sweep_manifest(folder)
+        elif args.file is None:
+            raise ExperimentError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
+        else:
+            experiment = load_experiment(args.file)
+            from harness.run import check_pool_importable
+            for pool in dict.fromkeys(spec.pool for spec in experiment.specs()):
+                check_pool_importable(pool)
+            folder = new_sweep(experiment, args.quick, Path(args.results_dir))
+        print(f"sweep folder: {folder}", file=sys.stderr)
+        manifest = run_sweep(folder, log=lambda line: print(line, file=sys.stderr),
+                             show_progress=sys.stderr.isatty())
+    except (ExperimentError, SpecError, BrokerError, RunLoadError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted" + (f": resume with `python -m harness sweep --resume {folder}`"
+                                                        if folder else ""))
+    path = sweep_report(folder)
+    _link_latest(folder, "latest-sweep")
+    print(f"{manifest['status']}: {sum(e['status'] == 'complete' for e in manifest['runs'])} of "
+          f"{len(manifest['runs'])} runs; report: {path}")
+    if manifest["status"] != "complete":
+        print(f"resume with: python -m harness sweep --resume {folder}")
+        return EXIT_FAILED
+    return 0
+
+
+def _link_latest(folder: Path, name: str) -> None:
+    link = folder.parent / name
+    tmp = folder.parent / f".{name}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name)
+    os.replace(tmp, link)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import report
+    from harness.results import RunLoadError
+
+    try:
+        print(report(args.path))
+    except RunLoadError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, format_comparison
+    from harness.results import RunLoadError
+
+    try:
+        table = compare(args.a, args.b)
+    except (RunLoadError, ValueError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    print(format_comparison(table))
     return 0
 
 
@@ -65,8 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sample-hz", default="50", help="CPU samples per second (default 50)")
     bench.add_argument("--timeout", default=None, help="seconds the tasks may take before the run is "
                                                        "called stuck (default: derived from the work)")
+    bench.add_argument("--background", default=None,
+                       help="a workload run beside the measured tasks (cpu, busy_wait, gil_release, io_sleep)")
+    bench.add_argument("--background-tasks", default="0", help="how many background tasks (default 1 "
+                                                               "when --background is given)")
     bench.add_argument("--results-dir", default="results", help="where run folders go (default results)")
     bench.set_defaults(func=cmd_bench)
+
+    sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
+                           description="Run an experiment (experiments/*.toml) as a grid with repeats; "
+                                       "writes results/sweep-<id>/ with summary.csv, figures and report.html.")
+    sweep.add_argument("file", nargs="?", help="experiment file, e.g. experiments/pools.toml")
+    sweep.add_argument("--quick", action="store_true", help="the experiment's [quick] settings: fewer, shorter runs")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted or partly failed sweep")
+    sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    rep = sub.add_parser("report", help="write report.html for a run or sweep folder")
+    rep.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")
+    rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="tell, cell by cell, whether two runs or two sweeps differ")
+    cmp_.add_argument("a", help="run or sweep folder A (the baseline)")
+    cmp_.add_argument("b", help="run or sweep folder B")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 

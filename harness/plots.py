@@ -36,7 +36,9 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     for idx, row in t.iterrows():
         y = lane[idx]
         start = row["started"] - t0
-        ax.barh(y, row["run_s"], left=start, height=0.7, color="#9ecae1", edgecolor="#3182bd")
+        background = row.get("role") == "background"
+        ax.barh(y, row["run_s"], left=start, height=0.7, color="#fdd0a2" if background else "#9ecae1",
+                edgecolor="#e6550d" if background else "#3182bd")
         if pd.notna(row["cpu_s"]):
             # Own CPU drawn inside the bar: a bar much longer than its dark part was waiting.
             ax.barh(y, min(row["cpu_s"], row["run_s"]), left=start, height=0.35, color="#08519c")
@@ -45,8 +47,11 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first task was submitted")
     ax.set_title(_title(spec))
-    _legend_below(ax, [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
-                       Patch(facecolor="#08519c", label="its own CPU time")])
+    handles = [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
+               Patch(facecolor="#08519c", label="its own CPU time")]
+    if "role" in t and (t["role"] == "background").any():
+        handles.append(Patch(facecolor="#fdd0a2", edgecolor="#e6550d", label="background task"))
+    _legend_below(ax, handles)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -46,14 +46,14 @@ def check_pool_importable(pool: str, timeout_s: float = 30.0) -> None:
                         f"install it (pip install {pool}) or choose prefork, threads or solo")
 
 
-def task_args(spec: RunSpec, calibration: dict, echo: EchoServer | None) -> list:
-    if spec.workload == "cpu":
+def task_args(workload: str, duration: float, calibration: dict, echo: EchoServer | None) -> list:
+    if workload == "cpu":
         return [calibration["iterations"]]
-    if spec.workload == "gil_release":
+    if workload == "gil_release":
         return [calibration["rounds"]]
-    if spec.workload == "io_net":
-        return [spec.duration, echo.host, echo.port]
-    return [spec.duration]
+    if workload == "io_net":
+        return [duration, echo.host, echo.port]
+    return [duration]
 
 
 def _client_app(broker_url: str) -> Celery:
@@ -76,7 +76,7 @@ class _Measurement:
         self.timings: dict[str, float] = {}
 
     def tasks_frame(self) -> pd.DataFrame:
-        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "submitted"])
+        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
         got = pd.DataFrame(self.records)
         if got.empty:
             return sent.iloc[0:0]
@@ -101,7 +101,7 @@ def _collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadl
 
 
 def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
-              log: Callable[[str], None] = print, show_progress: bool = False) -> Run:
+              log: Callable[[str], None] = print, show_progress: bool = False, mark_latest: bool = True) -> Run:
     """Measure one pool on one workload; returns the run as read back from its folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
@@ -119,8 +119,17 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
             t0 = time.monotonic()
             calibration = calibrate(spec.workload, spec.duration)
+            bg_calibration = calibrate(spec.background, spec.background_duration) if spec.background else {}
             m.timings["calibration_s"] = time.monotonic() - t0
             echo = stack.enter_context(EchoServer()) if spec.workload == "io_net" else None
+            # Background tasks go first, so they are already running when the measured ones start.
+            batches = [("background", spec.background, spec.background_tasks,
+                        task_args(spec.background, spec.background_duration, bg_calibration, echo))
+                       if spec.background else None,
+                       ("foreground", spec.workload, spec.tasks,
+                        task_args(spec.workload, spec.duration, calibration, echo))]
+            batches = [b for b in batches if b]
+            expected = sum(b[2] for b in batches)
 
             run_id = new_run_id(spec.pool, spec.workload)
             queue = f"lab.{run_id}"
@@ -148,7 +157,10 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
                     "task_acks_late": True,
                     "serializer": "json",
                     "calibration": calibration,
-                    "task_args": task_args(spec, calibration, echo),
+                    "task_args": batches[-1][3],
+                    "background": {"workload": spec.background, "tasks": spec.background_tasks,
+                                   "duration": spec.background_duration, "calibration": bg_calibration,
+                                   "task_args": batches[0][3]} if spec.background else None,
                     "echo_reply_delay_s": echo.reply_delay_s if echo else None,
                     "worker_argv": m.worker.argv()[1:],
                     "worker_start_to_ready_s": m.worker.start_to_ready_s,
@@ -163,18 +175,20 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
 
             m.sampler = stack.enter_context(Sampler(m.worker.pid, spec.sample_hz))
             app = _client_app(broker.url)
-            args = task_args(spec, calibration, echo)
             t0 = time.monotonic()
             with app.producer_or_acquire() as producer:
-                for index in range(spec.tasks):
-                    submitted = time.time()
-                    result = app.send_task(spec.workload, args=args, queue=queue, producer=producer)
-                    m.submitted.append({"task_id": result.id, "index": index, "submitted": submitted})
+                for role, workload, count, args in batches:
+                    for _ in range(count):
+                        submitted = time.time()
+                        result = app.send_task(workload, args=args, queue=queue, producer=producer)
+                        m.submitted.append({"task_id": result.id, "index": len(m.submitted), "role": role,
+                                            "submitted": submitted})
             m.timings["submit_s"] = time.monotonic() - t0
-            log(f"submitted {spec.tasks} {spec.workload} tasks")
+            log(f"submitted {spec.tasks} {spec.workload} tasks"
+                + (f" after {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
 
             t0 = time.monotonic()
-            _collect(client, records_key(run_id), spec.tasks, m.worker, spec.deadline_s(), m, show_progress)
+            _collect(client, records_key(run_id), expected, m.worker, spec.deadline_s(), m, show_progress)
             m.timings["collect_s"] = time.monotonic() - t0
             m.sampler.stop()
             t0 = time.monotonic()
@@ -197,7 +211,7 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     ctx = analysis.RunContext(pool=spec.pool, workload=spec.workload, kind=spec.kind,
                               concurrency=spec.concurrency, tasks=spec.tasks, duration=spec.duration,
                               switch_interval=spec.switch_interval, cores=environment.usable_cores())
-    summary = analysis.summarize(tasks, samples, ctx)
+    summary = analysis.summarize(tasks[tasks["role"] == "foreground"], samples, ctx)
     folder.write_frame("tasks.csv", tasks)
     folder.write_frame("samples.csv", samples)
     shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
@@ -206,11 +220,13 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     plots.parallelism(tasks, samples, manifest["spec"], ctx.cores, folder.file("parallelism.png"))
     m.timings["total_s"] = time.monotonic() - t_begin
     manifest["settings"].update({"worker_clean_shutdown": m.worker.clean_shutdown,
+                                 "worker_stopped_by": m.worker.stopped_by,
                                  "harness_timings": m.timings, "sampler": m.sampler.own_cost()})
     manifest.update(status="complete", summary=summary,
                     files=["run.json", "tasks.csv", "samples.csv", "worker.log", "timeline.png", "parallelism.png"])
     folder.write_manifest(manifest)
-    folder.mark_latest()
+    if mark_latest:
+        folder.mark_latest()
     return load_run(folder.path)
 
 

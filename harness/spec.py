@@ -20,6 +20,10 @@ WORKLOAD_KIND = {
 }
 
 
+BACKGROUND_WORKLOADS = ("cpu", "busy_wait", "gil_release", "io_sleep")
+BACKGROUND_STRETCH = 1.5
+
+
 class SpecError(ValueError):
     """A user's mistake in a run setting: shown as one line, never as a traceback."""
 
@@ -47,6 +51,10 @@ class RunSpec:
     prefetch: int | None = None  # None: the pool's default
     sample_hz: float = 50.0
     timeout: float | None = None  # None: derived from the work, see deadline_s
+    # Tasks submitted first and run beside the measured ones, e.g. CPU work next to io_net for the
+    # convoy effect. They last BACKGROUND_STRETCH x duration, to cover the measured tasks.
+    background: str | None = None
+    background_tasks: int = 0
 
     def __post_init__(self) -> None:
         if self.tasks == 0:
@@ -62,6 +70,10 @@ class RunSpec:
     def is_green(self) -> bool:
         return self.pool in GREEN_POOLS
 
+    @property
+    def background_duration(self) -> float:
+        return BACKGROUND_STRETCH * self.duration
+
     def deadline_s(self) -> float:
         """How long the run may take once tasks are submitted, before it is called stuck.
 
@@ -71,7 +83,8 @@ class RunSpec:
         if self.timeout is not None:
             return self.timeout
         per_task = self.duration + min(self.switch_interval, 60.0)
-        return 30.0 + 2.0 * self.tasks * per_task
+        background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
+        return 30.0 + 2.0 * (self.tasks * per_task + background)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +128,8 @@ def build_spec(
     prefetch: Any = None,
     sample_hz: Any = 50.0,
     timeout: Any = None,
+    background: Any = None,
+    background_tasks: Any = 0,
 ) -> RunSpec:
     """Validate raw settings (strings from the CLI or values from code) into a RunSpec."""
     pool = _choice("pool", pool, POOLS)
@@ -125,6 +140,13 @@ def build_spec(
     sample_hz = _positive("sample rate (Hz)", sample_hz)
     if sample_hz > 1000:
         raise SpecError(f"sample rate (Hz) must be at most 1000, got {sample_hz:g}")
+    background = None if background in (None, "", "none") else _choice("background workload", background,
+                                                                       BACKGROUND_WORKLOADS)
+    background_tasks = _whole("background tasks", background_tasks, 0)
+    if background is None:
+        background_tasks = 0
+    elif background_tasks == 0:
+        background_tasks = 1
     return RunSpec(
         pool=pool,
         workload=workload,
@@ -135,4 +157,6 @@ def build_spec(
         prefetch=prefetch,
         sample_hz=sample_hz,
         timeout=None if timeout in (None, "") else _positive("timeout", timeout),
+        background=background,
+        background_tasks=background_tasks,
     )

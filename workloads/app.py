@@ -37,6 +37,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_send_task_events=False,
     worker_hijack_root_logger=False,
+    # kombu's Redis transport blocks in BRPOP for this long when the queue is empty, and a warm
+    # shutdown waits for that call to return: 1 s by default, 0.2 s here. An arriving task still
+    # ends the BRPOP at once, so dispatch is unchanged; the cost is 5 idle BRPOPs a second.
+    broker_transport_options={"polling_interval": 0.2},
 )
 
 # The switch interval is per interpreter. Setting it at import covers the worker's main process
@@ -54,9 +58,11 @@ recorder = Recorder(BROKER_URL, RUN_ID, POOL)
 
 
 @signals.worker_ready.connect
-def _announce_ready(**_: object) -> None:
-    # Sent once the consumer is consuming: from here on a submitted task is picked up.
-    info = {"pid": os.getpid(), "time": time.time(), "switch_interval": sys.getswitchinterval()}
+def _announce_ready(sender: object = None, **_: object) -> None:
+    # Sent once the consumer is consuming: from here on a submitted task is picked up. The node
+    # name lets the harness address a remote-control shutdown to this worker alone.
+    info = {"pid": os.getpid(), "time": time.time(), "switch_interval": sys.getswitchinterval(),
+            "hostname": getattr(sender, "hostname", None)}
     recorder.client().set(ready_key(RUN_ID), json.dumps(info), ex=3600)
 
 

@@ -1,0 +1,82 @@
+"""Benchmark: the lab's own time per cell of the `pools` experiment, one repeat.
+
+Writes its section of BENCHMARKS.md (between its markers), with the machine it ran on.
+Target (issue 3): under 2 s of harness time per cell outside the tasks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.experiment import load_experiment  # noqa: E402
+from harness.sweep import new_sweep, run_sweep  # noqa: E402
+
+TARGET_S = 2.0
+START, END = "<!-- sweep-overhead:start -->", "<!-- sweep-overhead:end -->"
+
+
+def measure() -> tuple[pd.DataFrame, dict, float, Path]:
+    exp = dataclasses.replace(load_experiment(ROOT / "experiments" / "pools.toml"), repeats=1)
+    folder = new_sweep(exp, quick=False, results_dir=ROOT / "results")
+    t0 = time.monotonic()
+    manifest = run_sweep(folder, log=print, show_progress=False)
+    wall = time.monotonic() - t0
+    rows = []
+    for entry in manifest["runs"]:
+        if entry["status"] != "complete":
+            continue
+        run = json.loads((folder / "runs" / entry["run"] / "run.json").read_text())
+        timings, summary = run["settings"]["harness_timings"], run["summary"]
+        rows.append({"pool": run["spec"]["pool"], "workload": run["spec"]["workload"],
+                     "ready_s": run["settings"]["worker_start_to_ready_s"],
+                     "calibration_s": timings["calibration_s"], "stop_s": timings["worker_stop_s"],
+                     "harness_s": timings["total_s"] - summary["makespan_s"], "makespan_s": summary["makespan_s"]})
+    return pd.DataFrame(rows), manifest["environment"], wall, folder
+
+
+def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> str:
+    per_pool = df.groupby("pool", sort=False).median(numeric_only=True)
+    lines = [START, "## Harness time per cell (issue 3)", "",
+             f"The `pools` experiment, one repeat ({len(df)} cells), `make benchmark`, {env['time_utc']}.",
+             f"Machine: {env['cpu_model']}, {env['cpu_count_logical']} logical CPUs, "
+             f"{env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}, "
+             f"git {str(env['git_commit'])[:10]}{' (dirty)' if env['git_dirty'] else ''}.",
+             f"Whole sweep: {wall:.0f} s of wall time.", "",
+             "Medians over the five workloads. *Harness time* is a run's wall time minus its makespan (first "
+             "submit to last finish): calibration, worker start, submit, worker stop, writing and plotting.", "",
+             f"| pool | worker start to ready | worker warm shutdown | harness time per cell | target | met |",
+             "|---|---|---|---|---|---|"]
+    for pool, r in per_pool.iterrows():
+        met = "yes" if r["harness_s"] < TARGET_S else "no"
+        lines.append(f"| {pool} | {r['ready_s']:.2f} s | {r['stop_s']:.2f} s | {r['harness_s']:.2f} s | "
+                     f"< {TARGET_S:g} s | {met} |")
+    outside_stop = (df["harness_s"] - df["stop_s"]).median()
+    lines += ["", f"Harness time without the worker's shutdown: median {outside_stop:.2f} s per cell.",
+              f"Sweep folder: `{folder.relative_to(ROOT)}` (results are not committed).", END]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    df, env, wall, folder = measure()
+    text = section(df, env, wall, folder)
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else "# Benchmarks of the lab itself\n\nWritten by `make benchmark`; the machine is named in each section.\n\n"
+    if START in old:
+        new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: text, old, flags=re.S)
+    else:
+        new = old.rstrip() + "\n\n" + text + "\n"
+    path.write_text(new)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
