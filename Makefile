@@ -22,7 +22,10 @@ RUN ?= results/latest
 A ?=
 B ?=
 
-.PHONY: help bench sweep report compare benchmark test clean
+N ?=
+LAB_STAMP := $(VENV)/.lab-installed
+
+.PHONY: help bench sweep report compare lesson lab benchmark test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -59,6 +62,19 @@ report: $(STAMP)
 compare: $(STAMP)
 	@test -n '$(A)' -a -n '$(B)' || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
 	$(BIN)/python -m harness compare '$(A)' '$(B)'
+
+## lesson: run lesson N (1-9) live at small settings and print its verdict (N=1)
+lesson: $(STAMP)
+	@test -n '$(N)' || { echo 'usage: make lesson N=<1-9>' >&2; exit 2; }
+	$(BIN)/python -m harness lesson '$(N)'
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet 'jupyterlab>=4'
+	@touch $(LAB_STAMP)
+
+## lab: start JupyterLab on notebooks/ (on 127.0.0.1 only; installs JupyterLab into .venv once)
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser$(if $(filter 0,$(shell id -u)), --allow-root)
 
 ## benchmark: time the lab itself (the pools experiment, one repeat); writes BENCHMARKS.md
 benchmark: $(STAMP)

@@ -237,3 +237,20 @@ def lanes(tasks: pd.DataFrame, concurrency: int) -> pd.Series:
         lane_free_at[lane] = row["finished"]
         assigned[idx] = lane
     return assigned
+
+
+def time_breakdown(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Where each task's time went, submit to finish: queued, running off-CPU, and on its own CPU.
+
+    Off-CPU while running is the GIL wait for CPU work (or the event loop's, in a green pool) and
+    the I/O itself for I/O work. Rows are in submit order.
+    """
+    t = with_timings(tasks).sort_values("submitted")
+    out = pd.DataFrame({
+        "queued_s": t["queue_wait_s"].clip(lower=0),
+        "off_cpu_s": t["wait_s"],
+        "on_cpu_s": t[["cpu_s", "run_s"]].min(axis=1),
+    })
+    out.index = range(1, len(out) + 1)
+    out.index.name = "task"
+    return out

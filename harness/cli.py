@@ -118,6 +118,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lesson(args: argparse.Namespace) -> int:
+    from harness.lessons import LESSONS, run_lesson
+    from harness.run import RunFailed
+
+    try:
+        number = int(args.number)
+        if number not in LESSONS:
+            raise ValueError
+    except ValueError:
+        return _fail(EXIT_USAGE, f"unknown lesson {args.number!r}; lessons are 1 to {len(LESSONS)}")
+    try:
+        result = run_lesson(number, log=lambda line: print(line, file=sys.stderr))
+    except (SpecError, BrokerError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except (WorkerError, RunFailed) as exc:
+        return _fail(EXIT_FAILED, str(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted: the worker and broker were stopped")
+    print(f"Lesson {number}: {result.title}")
+    print(result.table.to_string(float_format=lambda v: f"{v:.3g}"))
+    print(result.verdict.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness", description="Measure Celery worker pools against the GIL.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -160,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", help="run or sweep folder A (the baseline)")
     cmp_.add_argument("b", help="run or sweep folder B")
     cmp_.set_defaults(func=cmd_compare)
+
+    lesson = sub.add_parser("lesson", help="run lesson N (1-9) live at small settings and print its verdict")
+    lesson.add_argument("number", help="lesson number, 1 to 9")
+    lesson.set_defaults(func=cmd_lesson)
     return parser
 
 

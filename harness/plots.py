@@ -82,3 +82,24 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+    """One stacked bar per task: queued, running but off the CPU, on its own CPU."""
+    parts = analysis.time_breakdown(tasks)
+    fig, ax = plt.subplots(figsize=(12, max(3.5, 0.35 * len(parts) + 2)))
+    left = pd.Series(0.0, index=parts.index)
+    for column, color, label in (("queued_s", "#d9d9d9", "waiting in the queue"),
+                                 ("off_cpu_s", "#fdae6b", "running, off the CPU (GIL, event loop or I/O)"),
+                                 ("on_cpu_s", "#08519c", "on its own CPU")):
+        ax.barh(parts.index, parts[column], left=left, color=color, label=label)
+        left = left + parts[column]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from submit to finish")
+    ax.set_ylabel("task (in submit order)")
+    ax.set_title(_title(spec))
+    _legend_below(ax)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

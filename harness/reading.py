@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness import analysis
+
 
 def _x(value: float) -> str:
     return f"{value:.2f}x"
@@ -22,6 +24,11 @@ def by_pool_and_workload(table: pd.DataFrame) -> list[str]:
         best = ranked.iloc[0]
         out.append(f"{workload}: {', '.join(parts)}. Fastest: {best['pool']}, using "
                    f"{best['mean_cores_used']:.1f} CPU cores.")
+        for r in group.itertuples():
+            if getattr(r, "phantom_cores", 0) and r.phantom_cores >= analysis.PHANTOM_MARGIN_CORES:
+                out.append(f"{workload} on {r.pool}: the {_x(r.speedup)} is phantom parallelism - the tasks "
+                           f"overlapped in wall time on {r.mean_cores_used:.1f} cores; a wall-clock spin "
+                           "finishes on time whether or not it got the CPU.")
     return out
 
 

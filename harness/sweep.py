@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 from tqdm import tqdm
 
 from harness import environment, stats
@@ -107,6 +109,31 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Callable[[str], N
     return manifest
 
 
+@dataclass
+class Sweep:
+    """A sweep as read back: its manifest, its per-cell summary and where its runs are."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "summary.csv") if (self.path / "summary.csv").exists() else pd.DataFrame()
+
+    @property
+    def run_paths(self) -> list[Path]:
+        return [self.path / "runs" / e["run"] for e in self.manifest["runs"] if e["status"] == "complete"]
+
+    @property
+    def figures(self) -> list[Path]:
+        return sorted(self.path.glob("*.png"))
+
+
+def load_sweep(folder: str | Path) -> Sweep:
+    folder = Path(folder)
+    return Sweep(folder.resolve(), load_sweep_manifest(folder))
+
+
 def sweep_runs(folder: Path, manifest: dict) -> list[dict]:
     """The sweep's entries joined with their cells' settings and their runs' summaries."""
     cells = {c["cell"]: c for c in manifest["cells"]}
@@ -120,7 +147,7 @@ def sweep_runs(folder: Path, manifest: dict) -> list[dict]:
     return out
 
 
-def summarize_sweep(folder: Path) -> "stats.pd.DataFrame":
+def summarize_sweep(folder: Path) -> pd.DataFrame:
     """Write summary.csv (one row per cell) and return it."""
     manifest = load_sweep_manifest(folder)
     runs = stats.runs_table(sweep_runs(folder, manifest), manifest["axes"])

@@ -169,3 +169,26 @@ def test_a_run_folder_is_never_reused(tmp_path):
     RunFolder(tmp_path, "same")
     with pytest.raises(FileExistsError):
         RunFolder(tmp_path, "same")
+
+
+def test_spread_warning_needs_a_real_disagreement():
+    from harness import stats
+
+    runs = pd.DataFrame({"cell": [0, 0, 0, 1, 1, 1], "repeat": [0, 1, 2] * 2, "pool": ["a"] * 3 + ["b"] * 3,
+                         "speedup": [1.9, 1.9, 1.9, 1.0, 1.9, 1.5], "mean_cores_used": [0.01, 0.03, 0.02, 1, 1, 1],
+                         "makespan_s": [1.0] * 6})
+    table = stats.cell_stats(runs.reindex(columns=["cell", "repeat", "pool", *stats.METRICS]), ["pool"])
+    assert table.loc[0, "warning"] == ""  # 0.01 to 0.03 cores is noise, not disagreement
+    assert "speedup varies by" in table.loc[1, "warning"]
+    assert table.loc[1, "speedup"] == 1.5 and table.loc[1, "speedup_q25"] == 1.25
+
+
+def test_reading_names_phantom_parallelism():
+    from harness.reading import sweep_reading
+
+    table = pd.DataFrame({"cell": [0, 1], "label": ["a", "b"], "pool": ["threads", "prefork"],
+                          "workload": ["busy_wait"] * 2, "speedup": [1.8, 1.95], "ideal_speedup": [1, 2],
+                          "mean_cores_used": [1.0, 1.9], "phantom_cores": [0.9, 0.05], "warning": ["", ""]})
+    lines = sweep_reading(table, ["pool", "workload"], cores=2)
+    assert any("busy_wait on threads: the 1.80x is phantom" in line for line in lines)
+    assert not any("on prefork: the" in line for line in lines)
