@@ -76,9 +76,10 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser$(if $(filter 0,$(shell id -u)), --allow-root)
 
-## benchmark: time the lab itself (the pools experiment, one repeat); writes BENCHMARKS.md
+## benchmark: time the lab itself (pools experiment per cell, load); writes BENCHMARKS.md
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/load.py
 
 ## test: run the test suite (real Redis, real workers)
 test: $(STAMP)

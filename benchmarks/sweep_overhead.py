@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,12 +19,13 @@ sys.path.insert(0, str(ROOT))
 from harness.experiment import load_experiment  # noqa: E402
 from harness.sweep import new_sweep, run_sweep  # noqa: E402
 
+from benchmarks.sections import write_section  # noqa: E402
+
 TARGET_S = 2.0
 BILLIARD_NOTE = ("Where the target is missed it is the warm shutdown of billiard's prefork pool: each pool child "
                  "sleeps 1 s before it exits (`_do_exit` in billiard/pool.py) and the pool's supervisor polls every "
                  "0.8 s. The lab keeps the warm shutdown; a cold one would hide nothing measured but could cut a "
                  "task short.")
-START, END = "<!-- sweep-overhead:start -->", "<!-- sweep-overhead:end -->"
 
 
 def measure() -> tuple[pd.DataFrame, dict, float, Path]:
@@ -47,9 +47,9 @@ def measure() -> tuple[pd.DataFrame, dict, float, Path]:
     return pd.DataFrame(rows), manifest["environment"], wall, folder
 
 
-def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> str:
+def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> list[str]:
     per_pool = df.groupby("pool", sort=False).median(numeric_only=True)
-    lines = [START, "## Harness time per cell (issue 3)", "",
+    lines = ["## Harness time per cell (issue 3)", "",
              f"The `pools` experiment, one repeat ({len(df)} cells), `make benchmark`, {env['time_utc']}.",
              f"Machine: {env['cpu_model']}, {env['cpu_count_logical']} logical CPUs, "
              f"{env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}, "
@@ -66,21 +66,13 @@ def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> str:
     outside_stop = (df["harness_s"] - df["stop_s"]).median()
     lines += ["", f"Harness time without the worker's shutdown: median {outside_stop:.2f} s per cell.", "",
               BILLIARD_NOTE,
-              f"Sweep folder: `{folder.relative_to(ROOT)}` (results are not committed).", END]
-    return "\n".join(lines)
+              f"Sweep folder: `{folder.relative_to(ROOT)}` (results are not committed)."]
+    return lines
 
 
 def main() -> None:
     df, env, wall, folder = measure()
-    text = section(df, env, wall, folder)
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# Benchmarks of the lab itself\n\nWritten by `make benchmark`; the machine is named in each section.\n\n"
-    if START in old:
-        new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: text, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + text + "\n"
-    path.write_text(new)
-    print(text)
+    print(write_section("sweep-overhead", section(df, env, wall, folder)))
 
 
 if __name__ == "__main__":

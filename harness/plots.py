@@ -32,18 +32,21 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     t0 = float(t["submitted"].min())
     lane = analysis.lanes(t, spec["concurrency"])
     n_lanes = int(lane.max()) + 1 if len(lane) else 1
-    fig, ax = plt.subplots(figsize=(12, max(3.5, 0.6 * n_lanes + 2.5)))
-    for idx, row in t.iterrows():
-        y = lane[idx]
-        start = row["started"] - t0
-        background = row.get("role") == "background"
-        ax.barh(y, row["run_s"], left=start, height=0.7, color="#fdd0a2" if background else "#9ecae1",
-                edgecolor="#e6550d" if background else "#3182bd")
-        if pd.notna(row["cpu_s"]):
-            # Own CPU drawn inside the bar: a bar much longer than its dark part was waiting.
-            ax.barh(y, min(row["cpu_s"], row["run_s"]), left=start, height=0.35, color="#08519c")
-    ax.set_yticks(range(n_lanes))
-    ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
+    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.6 * n_lanes + 2.5))))
+    background = (t["role"] == "background") if "role" in t else pd.Series(False, index=t.index)
+    starts = t["started"] - t0
+    edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
+    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=background.map({True: "#fdd0a2", False: "#9ecae1"}),
+            edgecolor=background.map({True: "#e6550d", False: "#3182bd"}) if edge else "none")
+    # Own CPU drawn inside each bar: a bar much longer than its dark part was waiting.
+    own = t[["cpu_s", "run_s"]].min(axis=1)
+    known = own.notna()
+    ax.barh(lane[known], own[known], left=starts[known], height=0.35, color="#08519c")
+    if n_lanes <= 32:  # beyond that the lanes are a texture, not something to read one by one
+        ax.set_yticks(range(n_lanes))
+        ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
+    else:
+        ax.set_ylabel(f"{n_lanes} slots")
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first task was submitted")
     ax.set_title(_title(spec))
@@ -87,7 +90,7 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
 def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     """One stacked bar per task: queued, running but off the CPU, on its own CPU."""
     parts = analysis.time_breakdown(tasks)
-    fig, ax = plt.subplots(figsize=(12, max(3.5, 0.35 * len(parts) + 2)))
+    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.35 * len(parts) + 2))))
     left = pd.Series(0.0, index=parts.index)
     for column, color, label in (("queued_s", "#d9d9d9", "waiting in the queue"),
                                  ("off_cpu_s", "#fdae6b", "running, off the CPU (GIL, event loop or I/O)"),

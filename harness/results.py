@@ -131,5 +131,11 @@ def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False
         raise RunLoadError(f"{manifest_path}: run is {status}, not complete"
                            f"{': ' + manifest['reason'] if manifest.get('reason') else ''}")
     tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or status == "complete" else pd.DataFrame()
+    spec = manifest.get("spec") or {}
+    if status == "complete" and "tasks" in spec:
+        expected = spec["tasks"] + spec.get("background_tasks", 0)
+        if len(tasks) != expected:
+            raise RunLoadError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
+                               "(truncated or edited?)")
     samples = _read_csv(path / "samples.csv") if (path / "samples.csv").exists() or status == "complete" else pd.DataFrame()
     return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples)

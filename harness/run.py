@@ -17,7 +17,7 @@ from celery import Celery
 from tqdm import tqdm
 
 from harness import analysis, environment, plots
-from harness.broker import Broker
+from harness.broker import Broker, redact
 from harness.calibrate import calibrate
 from harness.echo import EchoServer
 from harness.results import Run, RunFolder, load_run, new_run_id
@@ -56,6 +56,14 @@ def task_args(workload: str, duration: float, calibration: dict, echo: EchoServe
     return [duration]
 
 
+def _forget_keys(client: redis.Redis, *keys: str) -> None:
+    """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
+    try:
+        client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass
+
+
 def _client_app(broker_url: str) -> Celery:
     # The harness sends tasks by name with its own app: importing workloads.app here would set the
     # harness's own switch interval and load the worker's signal handlers.
@@ -85,16 +93,28 @@ class _Measurement:
 
 def _collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
              m: _Measurement, show_progress: bool) -> None:
+    """Take records off the run's list until all arrived; fail fast on anything that means they won't."""
     deadline = time.monotonic() + deadline_s
+    children = worker.children()
     with tqdm(total=expected, desc="tasks", unit="task", disable=not show_progress, leave=False) as bar:
         while len(m.records) < expected:
-            item = client.blpop([key], timeout=0.25)
+            try:
+                item = client.blpop([key], timeout=0.25)
+            except (redis.RedisError, OSError) as exc:
+                raise RunFailed(f"lost the Redis broker mid-run ({redact(str(exc))}); "
+                                f"{len(m.records)} of {expected} tasks had reported") from None
             if item is not None:
                 m.records.append(json.loads(item[1]))
                 bar.update(1)
                 continue
             if not worker.alive():
                 raise RunFailed(worker.died_message())
+            lost = children - worker.children()
+            if lost:
+                # A prefork child that dies takes its task with it: Celery marks it failed
+                # (WorkerLostError) and the task never reports. Waiting for the deadline would only delay.
+                raise RunFailed(f"a prefork child process (pid {', '.join(map(str, sorted(lost)))}) died mid-run; "
+                                f"its task was lost ({len(m.records)} of {expected} tasks had reported)")
             if time.monotonic() > deadline:
                 raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
                                 f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
@@ -135,7 +155,7 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
             queue = f"lab.{run_id}"
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
             stack.callback(client.close)
-            stack.callback(client.delete, queue, records_key(run_id), f"_kombu.binding.{queue}")
+            stack.callback(_forget_keys, client, queue, records_key(run_id), f"_kombu.binding.{queue}")
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
 
@@ -222,9 +242,17 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     manifest["settings"].update({"worker_clean_shutdown": m.worker.clean_shutdown,
                                  "worker_stopped_by": m.worker.stopped_by,
                                  "harness_timings": m.timings, "sampler": m.sampler.own_cost()})
-    manifest.update(status="complete", summary=summary,
+    errors = tasks["error"].dropna() if "error" in tasks else pd.Series(dtype=object)
+    status, reason = "complete", None
+    if len(errors):
+        # Every record is kept, but a run whose tasks raised measured something else than asked.
+        status = "failed"
+        reason = f"{len(errors)} of {len(tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
+    manifest.update(status=status, reason=reason, summary=summary,
                     files=["run.json", "tasks.csv", "samples.csv", "worker.log", "timeline.png", "parallelism.png"])
     folder.write_manifest(manifest)
+    if reason:
+        raise RunFailed(f"{reason} (results kept in {folder.path}, marked failed)")
     if mark_latest:
         folder.mark_latest()
     return load_run(folder.path)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import redis
 from celery import Celery
 
@@ -110,6 +111,13 @@ class Worker:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def children(self) -> set[int]:
+        """The worker's child processes now: prefork's pool processes (none for the other pools)."""
+        try:
+            return {p.pid for p in psutil.Process(self.proc.pid).children()}
+        except (psutil.Error, AttributeError):
+            return set()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

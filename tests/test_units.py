@@ -192,3 +192,18 @@ def test_reading_names_phantom_parallelism():
     lines = sweep_reading(table, ["pool", "workload"], cores=2)
     assert any("busy_wait on threads: the 1.80x is phantom" in line for line in lines)
     assert not any("on prefork: the" in line for line in lines)
+
+
+def test_loader_names_a_truncated_tasks_file(tmp_path):
+    folder = RunFolder(tmp_path, "r1")
+    folder.write_manifest({"status": "complete", "spec": {"tasks": 3, "background_tasks": 0}})
+    folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a", "b", "c"]}))
+    folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
+    assert len(load_run(folder.path).tasks) == 3
+    lines = folder.file("tasks.csv").read_text().splitlines()
+    folder.file("tasks.csv").write_text("\n".join(lines[:2]) + "\n")  # cut short
+    with pytest.raises(RunLoadError, match=r"tasks.csv: 1 rows, but the run recorded 3 tasks"):
+        load_run(folder.path)
+    folder.file("tasks.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RunLoadError, match="tasks.csv"):
+        load_run(folder.path)

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import redis
 
 GREEN_POOLS = ("gevent", "eventlet")
+# Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
+FAULT = os.environ.get("LAB_FAULT", "")
 
 
 def records_key(run_id: str) -> str:
@@ -103,6 +105,8 @@ class Recorder:
         result = None
         try:
             result = fn(*args)
+            if FAULT == "raise":
+                raise RuntimeError("fault injected by LAB_FAULT=raise")
         except BaseException as exc:  # recorded, then re-raised for Celery to see
             error = f"{type(exc).__name__}: {exc}"
             raise

@@ -1,0 +1,57 @@
+"""Benchmark: the cost of load — 10,000 tasks, and gevent at concurrency 1,000 — with every record counted.
+
+Writes its section of BENCHMARKS.md (between its markers), with the machine it ran on.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.sections import write_section  # noqa: E402
+from harness.broker import Broker  # noqa: E402
+from harness.run import run_bench  # noqa: E402
+from harness.spec import build_spec  # noqa: E402
+
+CASES = [
+    ("10,000 tasks", dict(pool="threads", workload="io_sleep", concurrency=8, tasks=10_000, duration=0.001, sample_hz=10)),
+    ("gevent at concurrency 1,000", dict(pool="gevent", workload="io_sleep", concurrency=1000, tasks=1000, duration=1.0,
+                                         sample_hz=10)),
+]
+
+
+def main() -> None:
+    rows, env = [], None
+    with Broker() as broker:
+        for name, settings in CASES:
+            t0 = time.monotonic()
+            run = run_bench(build_spec(**settings), results_dir=ROOT / "results", redis_url=broker.url,
+                            log=lambda _l: None, mark_latest=False)
+            wall = time.monotonic() - t0
+            env = run.manifest["environment"]
+            timings = run.manifest["settings"]["harness_timings"]
+            worker_rss = run.samples[run.samples["kind"] == "process"].groupby("t")["rss"].sum().max()
+            rows.append(f"| {name} | {settings['pool']}, {settings['workload']} {settings['duration']:g} s, "
+                        f"concurrency {settings['concurrency']} | {len(run.tasks):,} of {settings['tasks']:,} | "
+                        f"{wall:.1f} s | {timings['submit_s']:.1f} s | {run.summary['makespan_s']:.1f} s | "
+                        f"{len(run.tasks) / timings['collect_s']:,.0f} | {run.summary['throughput_per_s']:,.0f} | "
+                        f"{worker_rss / 2**20:.0f} MiB |")
+    harness_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    body = [
+        "## Load (issue 5)", "",
+        f"`python benchmarks/load.py`, {env['time_utc']}. Machine: {env['cpu_model']}, {env['cpu_count_logical']} "
+        f"logical CPUs, {env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}.",
+        "", "| case | settings | records kept | run wall time | submit | makespan | records collected/s | tasks/s "
+            "| worker peak RSS |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
+        f"Harness peak RSS over both runs: {harness_rss:.0f} MiB. The tests in `tests/test_load.py` assert that no "
+        "record is lost; these figures are their cost, not assertions.",
+    ]
+    print(write_section("load", body))
+
+
+if __name__ == "__main__":
+    main()
