@@ -77,14 +77,17 @@ class RunSpec:
     def deadline_s(self) -> float:
         """How long the run may take once tasks are submitted, before it is called stuck.
 
-        Generous: every task run one after another, twice over, plus start-up slack. A switch
-        interval longer than a task can delay each task by up to one interval.
+        Generous, twice the slowest honest schedule plus slack: CPU work one task after another
+        (the GIL may serialise it); I/O work in waves of `concurrency` tasks, each wave allowed
+        Celery's 2 s green-pool dispatch gap; a switch interval longer than a task can delay each
+        task by up to one interval; 10 ms of broker round trips per task.
         """
         if self.timeout is not None:
             return self.timeout
         per_task = self.duration + min(self.switch_interval, 60.0)
+        waves = self.tasks if self.kind != "io" or self.pool == "solo" else math.ceil(self.tasks / self.concurrency)
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
-        return 30.0 + 2.0 * (self.tasks * per_task + background)
+        return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

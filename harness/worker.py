@@ -71,6 +71,7 @@ class Worker:
             "LAB_QUEUE": self.queue,
             "LAB_SWITCH_INTERVAL": repr(self.spec.switch_interval),
             "LAB_PREFETCH_MULTIPLIER": str(self.spec.prefetch),
+            "LAB_CONCURRENCY": str(self.spec.concurrency),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
             # eventlet warns that it is deprecated on every import; the log should show real trouble.

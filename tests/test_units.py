@@ -207,3 +207,12 @@ def test_loader_names_a_truncated_tasks_file(tmp_path):
     folder.file("tasks.csv").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RunLoadError, match="tasks.csv"):
         load_run(folder.path)
+
+
+def test_deadline_follows_the_slowest_honest_schedule():
+    io = build_spec(pool="gevent", workload="io_sleep", concurrency=1000, tasks=1000, duration=1.0)
+    cpu = build_spec(pool="threads", workload="cpu", concurrency=2, tasks=10, duration=1.0)
+    solo = build_spec(pool="solo", workload="io_sleep", concurrency=4, tasks=10, duration=1.0)
+    assert io.deadline_s() < 60  # one wave of 1,000 sleeps, not 1,000 sleeps in a row
+    assert cpu.deadline_s() > 2 * 10 * 1.0  # CPU work may run one task at a time
+    assert solo.deadline_s() > 2 * 10 * 1.0

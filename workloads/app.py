@@ -21,6 +21,7 @@ POOL = os.environ.get("LAB_POOL", "prefork")
 QUEUE = os.environ.get("LAB_QUEUE", "lab.adhoc")
 SWITCH_INTERVAL = float(os.environ.get("LAB_SWITCH_INTERVAL", "0.005"))
 PREFETCH_MULTIPLIER = int(os.environ.get("LAB_PREFETCH_MULTIPLIER", "1"))
+CONCURRENCY = int(os.environ.get("LAB_CONCURRENCY", "1"))
 
 app = Celery("gil_lab", broker=BROKER_URL)
 app.conf.update(
@@ -40,7 +41,12 @@ app.conf.update(
     # kombu's Redis transport blocks in BRPOP for this long when the queue is empty, and a warm
     # shutdown waits for that call to return: 1 s by default, 0.2 s here. An arriving task still
     # ends the BRPOP at once, so dispatch is unchanged; the cost is 5 idle BRPOPs a second.
-    broker_transport_options={"polling_interval": 0.2},
+    broker_transport_options={
+        "polling_interval": 0.2,
+        # Every task acks through the transport's connection pool, 10 connections by default: 1,000
+        # greenlets acking at once hit MaxConnectionsError and their tasks were lost. One per slot.
+        "max_connections": max(10, 2 * CONCURRENCY + 10),
+    },
 )
 
 # The switch interval is per interpreter. Setting it at import covers the worker's main process

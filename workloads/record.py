@@ -84,7 +84,11 @@ class Recorder:
     def client(self) -> redis.Redis:
         # One client per process: a prefork child must not reuse its parent's sockets.
         if self._client is None or self._client_pid != os.getpid():
-            self._client = redis.Redis.from_url(self.broker_url, socket_timeout=30)
+            # A blocking pool: a thousand greenlets finishing at once wait their turn for one of
+            # a few connections instead of failing with MaxConnectionsError (and losing records).
+            pool = redis.BlockingConnectionPool.from_url(self.broker_url, max_connections=32, timeout=60,
+                                                         socket_timeout=30)
+            self._client = redis.Redis(connection_pool=pool)
             self._client_pid = os.getpid()
         return self._client
 
