@@ -80,6 +80,7 @@ lab: $(LAB_STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/instrumentation.py
 
 ## test: run the test suite (real Redis, real workers)
 test: $(STAMP)

@@ -82,6 +82,10 @@ def sweep_reading(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]
         out += by_concurrency(table, axes, cores)
     if "switch_interval" in axes:
         out += by_switch_interval(table, axes)
+    if {"pool", "prefetch"} <= set(axes):
+        for row in table.sort_values(["pool", "prefetch"]).itertuples():
+            out.append(f"{row.pool} at prefetch multiplier {row.prefetch}: a free slot waited up to "
+                       f"{_s(row.dispatch_gap_max_s)} for queued work (makespan {_s(row.makespan_s)}).")
     if not out:
         for row in table.itertuples():
             out.append(f"{row.label}: speedup {_x(row.speedup)} (ideal {row.ideal_speedup:g}x), makespan "

@@ -124,6 +124,30 @@ def latency_distributions(latencies: dict[str, pd.Series], ylabel: str, path: Pa
     return path
 
 
+def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
+    """The longest wait of a free slot for queued work, per pool, one bar per prefetch setting."""
+    pools = list(dict.fromkeys(table["pool"]))
+    settings = sorted(dict.fromkeys(table["prefetch"]))
+    width = 0.8 / len(settings)
+    fig, ax = plt.subplots(figsize=(12, 6))
+    for i, prefetch in enumerate(settings):
+        rows = table[table["prefetch"] == prefetch].set_index("pool").reindex(pools)
+        x = np.arange(len(pools)) + (i - (len(settings) - 1) / 2) * width
+        label = f"prefetch multiplier {prefetch}" + (" (no limit)" if prefetch == 0 else "")
+        ax.bar(x, rows["dispatch_gap_max_s"].fillna(0), width, yerr=_err(rows, "dispatch_gap_max_s"), capsize=3,
+               label=label)
+    ax.set_xticks(np.arange(len(pools)))
+    ax.set_xticklabels(pools)
+    ax.set_ylabel("longest wait of a free slot for queued work (s)")
+    ax.set_title("Dispatch gap by pool and prefetch setting")
+    _legend_below(ax)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
                   latencies: dict[str, pd.Series], latency_label: str) -> list[Path]:
     """Every figure the sweep's axes call for."""
@@ -136,6 +160,8 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
     if "switch_interval" in axes:
         out.append(switch_interval_effects(table, axes, folder / "switch-interval.png"))
+    if {"pool", "prefetch"} <= set(axes):
+        out.append(dispatch_gap_by_pool(table, folder / "dispatch-gap.png"))
     if latencies and len(latencies) <= 60:
         out.append(latency_distributions(latencies, latency_label, folder / "latency.png"))
     return out

@@ -14,7 +14,7 @@ from harness.report import report
 from harness.sweep import load_sweep_manifest, new_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo"]
+SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap"]
 
 
 def write(tmp_path, text: str, name="exp.toml") -> Path:

@@ -216,3 +216,13 @@ def test_deadline_follows_the_slowest_honest_schedule():
     assert io.deadline_s() < 60  # one wave of 1,000 sleeps, not 1,000 sleeps in a row
     assert cpu.deadline_s() > 2 * 10 * 1.0  # CPU work may run one task at a time
     assert solo.deadline_s() > 2 * 10 * 1.0
+
+
+def test_dispatch_gaps_count_only_waits_with_work_queued():
+    # two slots; tasks 3 and 4 were queued from the start but began 2 s after the slots freed
+    tasks = pd.DataFrame({"submitted": [0, 0, 0, 0, 10.0], "started": [0, 0, 2.25, 2.25, 10.0],
+                          "finished": [0.25, 0.25, 2.5, 2.5, 10.25], "cpu_s": 0.0,
+                          "slot": ["g1", "g2", "g3", "g4", "g5"]})
+    gaps = analysis.dispatch_gaps(tasks, concurrency=2)
+    # task 5 came long after the slot freed: idle, not a gap
+    assert sorted(gaps.round(3).tolist()) == [2.0, 2.0]

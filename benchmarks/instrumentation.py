@@ -1,0 +1,106 @@
+"""Benchmark: what measuring costs. Writes its section of BENCHMARKS.md.
+
+- instrumentation overhead: no-op tasks on one threads worker, batches with the lab's full
+  recording interleaved with batches that only count (target: throughput ratio >= 0.95);
+- sampler overhead at 10 / 50 / 200 Hz, as a fraction of one core (target: <= 2 % at 50 Hz).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from benchmarks.sections import write_section  # noqa: E402
+from harness import environment  # noqa: E402
+from harness.broker import Broker  # noqa: E402
+from harness.run import _client_app  # noqa: E402
+from harness.sampler import Sampler  # noqa: E402
+from harness.spec import build_spec  # noqa: E402
+from harness.worker import Worker  # noqa: E402
+from workloads.record import records_key  # noqa: E402
+
+BATCH, ROUNDS = 2000, 4
+RATIO_TARGET, SAMPLER_TARGET = 0.95, 0.02
+
+
+def _batch(app, client, queue: str, run_id: str, record: bool) -> float:
+    """Tasks per second for one batch, from the first submit to the last completion."""
+    key = records_key(run_id) if record else f"lab:{run_id}:done"
+    client.delete(key)
+    t0 = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for _ in range(BATCH):
+            app.send_task("noop", args=[record], queue=queue, producer=producer)
+    deadline = time.monotonic() + 120
+    count = (lambda: client.llen(key)) if record else (lambda: int(client.get(key) or 0))
+    while count() < BATCH:
+        if time.monotonic() > deadline:
+            raise RuntimeError("batch did not finish")
+        time.sleep(0.005)
+    return BATCH / (time.perf_counter() - t0)
+
+
+def instrumentation(broker_url: str) -> dict:
+    run_id, queue = "bench-instrumentation", "lab.bench-instrumentation"
+    spec = build_spec(pool="threads", workload="io_sleep", concurrency=2, tasks=1)
+    app, client = _client_app(broker_url), redis.Redis.from_url(broker_url)
+    on, off = [], []
+    with Worker(spec, broker_url, run_id, queue, Path("/tmp") / "bench-instrumentation.log"):
+        _batch(app, client, queue, run_id, True)  # warm-up, discarded
+        for _ in range(ROUNDS):  # interleaved, so drift hits both alike
+            on.append(_batch(app, client, queue, run_id, True))
+            off.append(_batch(app, client, queue, run_id, False))
+    client.delete(queue, records_key(run_id), f"lab:{run_id}:done")
+    return {"on": statistics.median(on), "off": statistics.median(off)}
+
+
+def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
+    rows = []
+    for pool in ("threads", "prefork"):
+        spec = build_spec(pool=pool, workload="io_sleep", concurrency=2, tasks=1)
+        with Worker(spec, broker_url, f"bench-sampler-{pool}", f"lab.bench-sampler-{pool}",
+                    Path("/tmp") / "bench-sampler.log") as worker:
+            for hz in (10, 50, 200):
+                with Sampler(worker.pid, hz) as sampler:
+                    time.sleep(5)
+                sampler.stop()
+                cost = sampler.own_cost()
+                rows.append((pool, hz, cost["sampler_core_fraction"], cost["samples"] / sampler.elapsed_s))
+    return rows
+
+
+def main() -> None:
+    env = environment.collect()
+    with Broker() as broker:
+        inst = instrumentation(broker.url)
+        samp = sampler_cost(broker.url)
+    ratio = inst["on"] / inst["off"]
+    lines = [
+        "## What measuring costs (issue 6)", "",
+        f"`python benchmarks/instrumentation.py`, {env['time_utc']}. Machine: {env['cpu_model']}, "
+        f"{env['cpu_count_logical']} logical CPUs, Python {env['python']}, celery {env['packages']['celery']}.", "",
+        f"Instrumentation: no-op tasks on one threads worker (concurrency 2), {ROUNDS} batches of {BATCH} with the "
+        "lab's full recording interleaved with batches that only increment a counter; medians.", "",
+        "| recording | tasks/s | ratio | target | met |", "|---|---|---|---|---|",
+        f"| full record (times, CPU, slot, JSON to Redis) | {inst['on']:.0f} | {ratio:.3f} | >= {RATIO_TARGET} | "
+        f"{'yes' if ratio >= RATIO_TARGET else 'no'} |",
+        f"| counter only | {inst['off']:.0f} | 1 | | |", "",
+        "Sampler: psutil over an idle worker's process tree for 5 s per rate, the sampler thread's own CPU time.", "",
+        "| worker | rate asked | rate achieved | sampler CPU, fraction of one core | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pool, hz, fraction, achieved in samp:
+        target = f"<= {SAMPLER_TARGET:.0%}" if hz == 50 else ""
+        met = ("yes" if fraction <= SAMPLER_TARGET else "no") if hz == 50 else ""
+        lines.append(f"| {pool}, concurrency 2 | {hz} Hz | {achieved:.0f} Hz | {fraction:.2%} | {target} | {met} |")
+    print(write_section("instrumentation", lines))
+
+
+if __name__ == "__main__":
+    main()
