@@ -36,7 +36,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         spec = build_spec(pool=args.pool, workload=args.workload, concurrency=args.concurrency,
                           tasks=args.tasks, duration=args.duration, switch_interval=args.switch_interval,
                           prefetch=args.prefetch, sample_hz=args.sample_hz, timeout=args.timeout,
-                          background=args.background, background_tasks=args.background_tasks)
+                          background=args.background, background_tasks=args.background_tasks,
+                          gil_probe=args.gil_probe)
         run = run_bench(spec, results_dir=args.results_dir, log=lambda line: print(line, file=sys.stderr),
                         show_progress=sys.stderr.isatty())
     except (SpecError, BrokerError) as exc:
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a workload run beside the measured tasks (cpu, busy_wait, gil_release, io_sleep)")
     bench.add_argument("--background-tasks", default="0", help="how many background tasks (default 1 "
                                                                "when --background is given)")
+    bench.add_argument("--gil-probe", action="store_true", help="also record who held the GIL (1 kHz, from "
+                       "the harness) and GIL contention (gilknocker, in the worker); writes gil.png")
     bench.add_argument("--results-dir", default="results", help="where run folders go (default results)")
     bench.set_defaults(func=cmd_bench)
 

@@ -36,7 +36,7 @@ TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
 SETTINGS = {
     "pool": str, "workload": str, "background": str,
     "concurrency": int, "tasks": int, "prefetch": int, "background_tasks": int,
-    "duration": float, "switch_interval": float, "sample_hz": float, "timeout": float,
+    "duration": float, "switch_interval": float, "sample_hz": float, "timeout": float, "gil_probe": bool,
 }
 _CORES = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?cores\s*$")
 
@@ -106,11 +106,12 @@ def _check_value(where: str, key: str, value: Any) -> None:
     want = SETTINGS[key]
     if key == "concurrency" and isinstance(value, str) and _CORES.match(value):
         return
-    ok = (isinstance(value, str) if want is str else
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, str) if want is str else
           isinstance(value, int) and not isinstance(value, bool) if want is int else
           isinstance(value, (int, float)) and not isinstance(value, bool))
     if not ok:
-        kind = {str: "a string", int: "a whole number", float: "a number"}[want]
+        kind = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[want]
         extra = ' (or "cores", "N*cores")' if key == "concurrency" else ""
         raise ExperimentError(f"{where}.{key}: {value!r} is not {kind}{extra}")
 

@@ -106,3 +106,51 @@ def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFrame, spec: dict,
+                 path: Path) -> Path:
+    """Who held the GIL: a band per thread while it ran on a CPU, tasks as thin bars beneath,
+    ticks every switch interval; below, gilknocker's contention over time."""
+    t0 = float(tasks["submitted"].min())
+    end = float(tasks["finished"].max())
+    labels = {}
+    for slot in tasks.sort_values("started")["slot"].astype(str):
+        labels.setdefault(slot, len(labels))
+    for row in bands.itertuples():  # threads that ran but took no task: the worker's own loop
+        key = f"thread {row.tid}" if spec["pool"] != "prefork" else f"process {row.pid}"
+        labels.setdefault(key, len(labels))
+    fig, (ax, cx) = plt.subplots(2, 1, figsize=(13, 3 + 0.7 * len(labels)), sharex=True,
+                                 gridspec_kw={"height_ratios": [max(2, len(labels)), 1.5]})
+    for row in bands.itertuples():
+        key = f"thread {row.tid}" if spec["pool"] != "prefork" else f"process {row.pid}"
+        ax.barh(labels[key], row.end - row.start, left=row.start - t0, height=0.6, color="#08519c")
+    for row in tasks.itertuples():
+        ax.barh(labels[str(row.slot)] + 0.38, row.finished - row.started, left=row.started - t0, height=0.12,
+                color="#fd8d3c")
+    interval = spec["switch_interval"]
+    if (end - t0) / interval <= 400:  # ticks every switch interval, where they can still be told apart
+        for k in range(int((end - t0) / interval) + 1):
+            ax.axvline(k * interval, color="gray", lw=0.4, alpha=0.5)
+    ax.set_yticks(list(labels.values()))
+    ax.set_yticklabels(list(labels))
+    ax.invert_yaxis()
+    ax.set_title(f"Who held the GIL (on a CPU) · {_title(spec)}", pad=34)
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Patch(color="#08519c", label="on a CPU (for Python code: holding the GIL)"),
+                       Patch(color="#fd8d3c", label="task running"),
+                       Line2D([], [], color="gray", lw=0.8, label=f"every switch interval ({interval:g} s)")],
+              loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3, fontsize=10, frameon=False)
+    if len(contention):
+        for pid, part in contention.groupby("pid"):
+            cx.plot(part["t"] - t0, part["contention"], lw=1.5, label=f"pid {pid}")
+    cx.set_ylim(0, 1.05)
+    cx.set_ylabel("GIL contention")
+    cx.set_xlabel("seconds since the first task was submitted")
+    cx.set_xlim(0, (end - t0) * 1.02)
+    cx.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 from tqdm import tqdm
 
-from harness import analysis, environment, plots
+from harness import analysis, environment, gilprobe, plots
 from harness.broker import Broker, redact
 from harness.calibrate import calibrate
 from harness.echo import EchoServer
@@ -24,6 +24,7 @@ from harness.results import Run, RunFolder, load_run, new_run_id
 from harness.sampler import Sampler
 from harness.spec import RunSpec, SpecError, default_prefetch
 from harness.worker import Worker
+from workloads.gilprobe import contention_key
 from workloads.record import records_key
 
 
@@ -44,6 +45,14 @@ def check_pool_importable(pool: str, timeout_s: float = 30.0) -> None:
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise SpecError(f"pool {pool!r} needs the {pool} package, which does not import here ({last}); "
                         f"install it (pip install {pool}) or choose prefork, threads or solo")
+
+
+def _check_gil_probe() -> None:
+    try:
+        gilprobe.check_available()
+        import gilknocker  # noqa: F401  (the worker-side half of the probe)
+    except (gilprobe.ProbeUnavailable, ImportError) as exc:
+        raise SpecError(f"the GIL probe is not available here: {exc}") from None
 
 
 def task_args(workload: str, duration: float, calibration: dict, echo: EchoServer | None) -> list:
@@ -81,6 +90,8 @@ class _Measurement:
         self.records: list[dict] = []
         self.sampler: Sampler | None = None
         self.worker: Worker | None = None
+        self.oncpu: gilprobe.OnCpuSampler | None = None
+        self.contention: list = []
         self.timings: dict[str, float] = {}
 
     def tasks_frame(self) -> pd.DataFrame:
@@ -128,6 +139,8 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     that cannot work leaves nothing behind.
     """
     check_pool_importable(spec.pool)
+    if spec.gil_probe:
+        _check_gil_probe()
     m = _Measurement()
     t_begin = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="gil-lab-run-"))
@@ -194,6 +207,8 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
             folder.write_manifest(manifest)
 
             m.sampler = stack.enter_context(Sampler(m.worker.pid, spec.sample_hz))
+            if spec.gil_probe:
+                m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
             app = _client_app(broker.url)
             t0 = time.monotonic()
             with app.producer_or_acquire() as producer:
@@ -211,6 +226,10 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
             _collect(client, records_key(run_id), expected, m.worker, spec.deadline_s(), m, show_progress)
             m.timings["collect_s"] = time.monotonic() - t0
             m.sampler.stop()
+            if m.oncpu is not None:
+                m.oncpu.stop()
+                m.contention = [json.loads(x) for x in client.lrange(contention_key(run_id), 0, -1)]
+                client.delete(contention_key(run_id))
             t0 = time.monotonic()
             m.worker.stop()
             m.timings["worker_stop_s"] = time.monotonic() - t0
@@ -238,6 +257,21 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     shutil.rmtree(scratch, ignore_errors=True)
     plots.timeline(tasks, manifest["spec"], folder.file("timeline.png"))
     plots.parallelism(tasks, samples, manifest["spec"], ctx.cores, folder.file("parallelism.png"))
+    files = ["run.json", "tasks.csv", "samples.csv", "worker.log", "timeline.png", "parallelism.png"]
+    if m.oncpu is not None:
+        oncpu = m.oncpu.frame()
+        contention = pd.DataFrame(m.contention, columns=["t", "pid", "contention"])
+        bands = analysis.gil_holder_bands(oncpu)
+        fg = tasks[tasks["role"] == "foreground"]
+        summary["gil_probe"] = {
+            **analysis.gil_handoffs(bands, float(fg["started"].min()), float(fg["finished"].max())),
+            "contention_mean": float(contention["contention"].mean()) if len(contention) else None,
+            **m.oncpu.own_cost(),
+        }
+        folder.write_frame("gil_oncpu.csv", oncpu)
+        folder.write_frame("gil_contention.csv", contention)
+        plots.gil_timeline(tasks, bands, contention, manifest["spec"], folder.file("gil.png"))
+        files += ["gil_oncpu.csv", "gil_contention.csv", "gil.png"]
     m.timings["total_s"] = time.monotonic() - t_begin
     manifest["settings"].update({"worker_clean_shutdown": m.worker.clean_shutdown,
                                  "worker_stopped_by": m.worker.stopped_by,
@@ -248,8 +282,7 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
         # Every record is kept, but a run whose tasks raised measured something else than asked.
         status = "failed"
         reason = f"{len(errors)} of {len(tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
-    manifest.update(status=status, reason=reason, summary=summary,
-                    files=["run.json", "tasks.csv", "samples.csv", "worker.log", "timeline.png", "parallelism.png"])
+    manifest.update(status=status, reason=reason, summary=summary, files=files)
     folder.write_manifest(manifest)
     if reason:
         raise RunFailed(f"{reason} (results kept in {folder.path}, marked failed)")

@@ -55,6 +55,9 @@ class RunSpec:
     # convoy effect. They last BACKGROUND_STRETCH x duration, to cover the measured tasks.
     background: str | None = None
     background_tasks: int = 0
+    # Off by default: who ran on a CPU, per thread, at 1 kHz (from the harness) and GIL contention
+    # reported by gilknocker from inside the worker. Their cost is recorded in run.json.
+    gil_probe: bool = False
 
     def __post_init__(self) -> None:
         if self.tasks == 0:
@@ -114,6 +117,17 @@ def _positive(name: str, raw: Any) -> float:
     return value
 
 
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    raise SpecError(f"{name} must be on or off (1/0, yes/no), got {raw!r}")
+
+
 def _choice(name: str, raw: Any, allowed: tuple[str, ...]) -> str:
     value = str(raw).strip()
     if value not in allowed:
@@ -133,6 +147,7 @@ def build_spec(
     timeout: Any = None,
     background: Any = None,
     background_tasks: Any = 0,
+    gil_probe: Any = False,
 ) -> RunSpec:
     """Validate raw settings (strings from the CLI or values from code) into a RunSpec."""
     pool = _choice("pool", pool, POOLS)
@@ -150,6 +165,10 @@ def build_spec(
         background_tasks = 0
     elif background_tasks == 0:
         background_tasks = 1
+    gil_probe = _flag("gil probe", gil_probe)
+    if gil_probe and pool in GREEN_POOLS:
+        raise SpecError(f"the GIL probe runs on prefork, threads and solo; {pool} runs every task in one OS "
+                        "thread, so there is no GIL handover to see")
     return RunSpec(
         pool=pool,
         workload=workload,
@@ -162,4 +181,5 @@ def build_spec(
         timeout=None if timeout in (None, "") else _positive("timeout", timeout),
         background=background,
         background_tasks=background_tasks,
+        gil_probe=gil_probe,
     )

@@ -72,6 +72,7 @@ class Worker:
             "LAB_SWITCH_INTERVAL": repr(self.spec.switch_interval),
             "LAB_PREFETCH_MULTIPLIER": str(self.spec.prefetch),
             "LAB_CONCURRENCY": str(self.spec.concurrency),
+            "LAB_GIL_PROBE": "1" if self.spec.gil_probe else "0",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
             # eventlet warns that it is deprecated on every import; the log should show real trouble.

@@ -12,7 +12,7 @@ import time
 
 from celery import Celery, signals
 
-from workloads import functions
+from workloads import functions, gilprobe
 from workloads.record import Recorder, ready_key
 
 BROKER_URL = os.environ.get("LAB_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -53,14 +53,22 @@ app.conf.update(
 # (solo, threads, gevent, eventlet run tasks there); prefork children set it again below, which
 # also covers a `spawn` start method, where nothing set in the parent is inherited.
 sys.setswitchinterval(SWITCH_INTERVAL)
+recorder = Recorder(BROKER_URL, RUN_ID, POOL)
+
+GIL_PROBE = os.environ.get("LAB_GIL_PROBE") == "1"
 
 
 @signals.worker_process_init.connect
 def _set_switch_interval_in_child(**_: object) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
+    if GIL_PROBE:  # in each prefork child, and in solo's main process
+        gilprobe.start(RUN_ID, recorder.client)
 
 
-recorder = Recorder(BROKER_URL, RUN_ID, POOL)
+@signals.worker_init.connect
+def _start_gil_probe_in_main(**_: object) -> None:
+    if GIL_PROBE and POOL in ("threads", "solo"):  # these run tasks in the main process
+        gilprobe.start(RUN_ID, recorder.client)
 
 
 @signals.worker_ready.connect
