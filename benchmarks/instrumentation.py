@@ -75,11 +75,30 @@ def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
     return rows
 
 
+def probe_cost(broker_url: str) -> dict:
+    """What the GIL probes cost the work they watch: cpu tasks on threads, probes on vs off, interleaved."""
+    from harness.run import run_bench
+
+    makespans = {True: [], False: []}
+    oncpu = []
+    for _ in range(3):
+        for probe in (False, True):
+            run = run_bench(build_spec(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.3,
+                                       gil_probe=probe), results_dir=ROOT / "results", redis_url=broker_url,
+                            log=lambda _l: None, mark_latest=False)
+            makespans[probe].append(run.summary["makespan_s"])
+            if probe:
+                oncpu.append(run.summary["gil_probe"]["oncpu_sampler_core_fraction"])
+    return {"off": statistics.median(makespans[False]), "on": statistics.median(makespans[True]),
+            "oncpu_fraction": statistics.median(oncpu)}
+
+
 def main() -> None:
     env = environment.collect()
     with Broker() as broker:
         inst = instrumentation(broker.url)
         samp = sampler_cost(broker.url)
+        probe = probe_cost(broker.url)
     ratio = inst["on"] / inst["off"]
     lines = [
         "## What measuring costs (issue 6)", "",
@@ -99,6 +118,12 @@ def main() -> None:
         target = f"<= {SAMPLER_TARGET:.0%}" if hz == 50 else ""
         met = ("yes" if fraction <= SAMPLER_TARGET else "no") if hz == 50 else ""
         lines.append(f"| {pool}, concurrency 2 | {hz} Hz | {achieved:.0f} Hz | {fraction:.2%} | {target} | {met} |")
+    lines += ["", "GIL probes (`--gil-probe`, off by default): 4 cpu tasks of 0.3 s on threads, concurrency 2, "
+              "3 runs with and 3 without, interleaved; medians. Each run with the probes records their cost in "
+              "its run.json (`summary.gil_probe`).", "",
+              "| probes | makespan | harness on-CPU sampler, fraction of one core |", "|---|---|---|",
+              f"| off | {probe['off']:.3f} s | |",
+              f"| on | {probe['on']:.3f} s ({probe['on'] / probe['off'] - 1:+.1%}) | {probe['oncpu_fraction']:.1%} |"]
     print(write_section("instrumentation", lines))
 
 

@@ -21,7 +21,8 @@ from harness.sweep import new_sweep, run_sweep  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402
 
-TARGET_S = 2.0
+TARGET_S = 2.0  # issue 3: harness time per cell
+READY_TARGET_S = 1.5  # issue 6: worker start to ready
 BILLIARD_NOTE = ("Where the target is missed it is the warm shutdown of billiard's prefork pool: each pool child "
                  "sleeps 1 s before it exits (`_do_exit` in billiard/pool.py) and the pool's supervisor polls every "
                  "0.8 s. The lab keeps the warm shutdown; a cold one would hide nothing measured but could cut a "
@@ -49,7 +50,7 @@ def measure() -> tuple[pd.DataFrame, dict, float, Path]:
 
 def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> list[str]:
     per_pool = df.groupby("pool", sort=False).median(numeric_only=True)
-    lines = ["## Harness time per cell (issue 3)", "",
+    lines = ["## Worker start-up and harness time per cell (issues 3 and 6)", "",
              f"The `pools` experiment, one repeat ({len(df)} cells), `make benchmark`, {env['time_utc']}.",
              f"Machine: {env['cpu_model']}, {env['cpu_count_logical']} logical CPUs, "
              f"{env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}, "
@@ -57,12 +58,13 @@ def section(df: pd.DataFrame, env: dict, wall: float, folder: Path) -> list[str]
              f"Whole sweep: {wall:.0f} s of wall time.", "",
              "Medians over the five workloads. *Harness time* is a run's wall time minus its makespan (first "
              "submit to last finish): calibration, worker start, submit, worker stop, writing and plotting.", "",
-             f"| pool | worker start to ready | worker warm shutdown | harness time per cell | target | met |",
-             "|---|---|---|---|---|---|"]
+             "| pool | worker start to ready | target | met | worker warm shutdown | harness time per cell | target | met |",
+             "|---|---|---|---|---|---|---|---|"]
     for pool, r in per_pool.iterrows():
+        ready_met = "yes" if r["ready_s"] < READY_TARGET_S else "no"
         met = "yes" if r["harness_s"] < TARGET_S else "no"
-        lines.append(f"| {pool} | {r['ready_s']:.2f} s | {r['stop_s']:.2f} s | {r['harness_s']:.2f} s | "
-                     f"< {TARGET_S:g} s | {met} |")
+        lines.append(f"| {pool} | {r['ready_s']:.2f} s | < {READY_TARGET_S:g} s | {ready_met} | {r['stop_s']:.2f} s | "
+                     f"{r['harness_s']:.2f} s | < {TARGET_S:g} s | {met} |")
     outside_stop = (df["harness_s"] - df["stop_s"]).median()
     lines += ["", f"Harness time without the worker's shutdown: median {outside_stop:.2f} s per cell.", "",
               BILLIARD_NOTE,
