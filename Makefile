@@ -14,6 +14,7 @@ TASKS ?=
 DURATION ?= 0.25
 SWITCH ?= 0.005
 PREFETCH ?=
+GIL_PROBE ?=
 
 EXP ?= experiments/pools.toml
 QUICK ?=
@@ -33,7 +34,7 @@ help:
 	@echo
 	@echo '  bench variables: POOL=prefork|threads|solo|gevent|eventlet  WORKLOAD=cpu|busy_wait|io_sleep|io_net|gil_release'
 	@echo '                   CONCURRENCY=<n> (default: cores)  TASKS=<n> (default: 4 x concurrency)'
-	@echo '                   DURATION=<s> (0.25)  SWITCH=<s> (0.005)  PREFETCH=<n> (pool default)'
+	@echo '                   DURATION=<s> (0.25)  SWITCH=<s> (0.005)  PREFETCH=<n> (pool default)  GIL_PROBE=1 (off)'
 	@echo '  REDIS_URL=redis://... uses that Redis; unset, each run starts a private one on 127.0.0.1.'
 
 # The virtual environment, installed once; reinstalled only when pyproject.toml changes.
@@ -46,7 +47,7 @@ $(STAMP): pyproject.toml
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
 BENCH_ARGS = --pool '$(POOL)' --workload '$(WORKLOAD)' --duration '$(DURATION)' --switch-interval '$(SWITCH)'$(if \
-	$(CONCURRENCY), --concurrency '$(CONCURRENCY)')$(if $(TASKS), --tasks '$(TASKS)')$(if $(PREFETCH), --prefetch '$(PREFETCH)')
+	$(CONCURRENCY), --concurrency '$(CONCURRENCY)')$(if $(TASKS), --tasks '$(TASKS)')$(if $(PREFETCH), --prefetch '$(PREFETCH)')$(if $(filter 1 yes on true,$(GIL_PROBE)), --gil-probe)
 bench: $(STAMP)
 	$(BIN)/python -m harness bench $(BENCH_ARGS)
 

@@ -31,6 +31,11 @@ def summary_table(run: Run) -> str:
     if "gil_wait_mean_s" in s:
         rows.append(("GIL wait per task (mean)", _num(s["gil_wait_mean_s"], ".3f", " s"),
                      f"run time minus own CPU; {_num(s['gil_wait_fraction'], '.0%')} of run time"))
+    probe = s.get("gil_probe")
+    if probe:
+        rows.append(("GIL held per turn (median)", _num(probe["gil_hold_median_s"], ".4f", " s"),
+                     f"{_num(probe['gil_handoffs_per_s'], '.0f')} handovers/s; contention "
+                     f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
     rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
     head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, concurrency {spec['concurrency']}, "
