@@ -8,11 +8,12 @@ passing between threads. Needs no ptrace (py-spy's GIL sampling does, and has no
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pandas as pd
 import psutil
+
+from harness.periodic import PeriodicSampler
 
 COLUMNS = ["t", "pid", "tid", "oncpu_ns"]
 HZ = 1000.0
@@ -32,30 +33,16 @@ def check_available(pid: int | None = None) -> None:
                                "does not provide") from None
 
 
-class OnCpuSampler:
+class OnCpuSampler(PeriodicSampler):
     """Samples the on-CPU time of every thread of a process tree at about HZ, in a background thread."""
 
+    thread_name = "lab-gil-oncpu"
+
     def __init__(self, root_pid: int, hz: float = HZ) -> None:
-        self.root_pid = root_pid
-        self.period = 1.0 / hz
-        self.rows: list[tuple] = []
-        self.cpu_s = 0.0
-        self.elapsed_s = 0.0
+        super().__init__(root_pid, hz)
         self.dropped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-gil-oncpu", daemon=True)
-
-    def __enter__(self) -> "OnCpuSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(timeout=10)
+        self._files_list: list[tuple[int, int, str]] = []
+        self._listed = -1.0
 
     def _files(self) -> list[tuple[int, int, str]]:
         # Listing child processes scans all of /proc: twice a second. Listing a process's
@@ -76,39 +63,24 @@ class OnCpuSampler:
                 pass
         return out
 
-    def _run(self) -> None:
-        cpu0, t0 = time.thread_time(), time.monotonic()
-        files, listed = self._files(), t0
-        next_at = t0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now - listed > 0.05:  # threads come and go (a pool's threads start lazily)
-                files, listed = self._files(), now
-            t = time.time()
-            sweep = []
-            for pid, tid, path in files:
-                try:
-                    with open(path, "rb") as f:
-                        sweep.append((t, pid, tid, int(f.read().split(None, 1)[0])))
-                except (OSError, ValueError):
-                    # A thread that ended, or (seen in a sandboxed kernel) a read of a live thread's
-                    # file that fails now and then. A sweep with a hole would make that thread
-                    # look idle, so the whole sweep is dropped and counted.
-                    sweep = None
-                    break
-            if sweep is None:
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now - self._listed > 0.05:  # threads come and go (a pool's threads start lazily)
+            self._files_list, self._listed = self._files(), now
+        t = time.time()
+        sweep = []
+        for pid, tid, path in self._files_list:
+            try:
+                with open(path, "rb") as f:
+                    sweep.append((t, pid, tid, int(f.read().split(None, 1)[0])))
+            except (OSError, ValueError):
+                # A thread that ended, or (seen in a sandboxed kernel) a read of a live thread's
+                # file that fails now and then. A sweep with a hole would make that thread
+                # look idle, so the whole sweep is dropped and counted.
                 self.dropped += 1
-                files, listed = self._files(), now
-            else:
-                self.rows.extend(sweep)
-            next_at += self.period
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                next_at, delay = time.monotonic(), 0
-            if delay:
-                time.sleep(delay)
-        self.cpu_s = time.thread_time() - cpu0
-        self.elapsed_s = time.monotonic() - t0
+                self._listed = -1.0
+                return
+        self.rows.extend(sweep)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)

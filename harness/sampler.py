@@ -7,11 +7,12 @@ turns them into rates.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pandas as pd
 import psutil
+
+from harness.periodic import PeriodicSampler
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc CPU times
 COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss"]
@@ -22,48 +23,20 @@ TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second 
 DETAIL_EVERY = 5
 
 
-class Sampler:
+class Sampler(PeriodicSampler):
     """Samples a process tree at `hz` in a background thread until stopped."""
 
+    thread_name = "lab-sampler"
+
     def __init__(self, root_pid: int, hz: float = 50.0) -> None:
-        self.root_pid = root_pid
-        self.period = 1.0 / hz
-        self.rows: list[tuple] = []
-        self.cpu_s = 0.0
-        self.elapsed_s = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-sampler", daemon=True)
+        super().__init__(root_pid, hz)
         self._procs: dict[int, psutil.Process] = {}
         self._fds: dict[int, int] = {}
         self._proc_stat = os.open("/proc/stat", os.O_RDONLY)
         self._refreshed = 0.0
         self._count = -1
 
-    def __enter__(self) -> "Sampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        cpu0, t0 = time.thread_time(), time.monotonic()
-        next_at = t0
-        while not self._stop.is_set():
-            self._sample()
-            next_at += self.period
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (a loaded machine): do not try to catch up in a burst
-                next_at, delay = time.monotonic(), 0
-            self._stop.wait(delay)
-        self._sample()
-        self.cpu_s = time.thread_time() - cpu0
-        self.elapsed_s = time.monotonic() - t0
+    def close(self) -> None:
         for pid in list(self._fds):
             self._close(pid)
         os.close(self._proc_stat)
@@ -109,7 +82,7 @@ class Sampler:
         if fd is not None:
             os.close(fd)
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         # The cheap part at full rate: CPU per process and per core, read with pread on descriptors
         # kept open (psutil reopens and parses each time, which cost a third of a core-percent).
         now = time.monotonic()

@@ -30,30 +30,43 @@ def _line_groups(table: pd.DataFrame, axes: list[str], x: str):
         yield " ".join(f"{a}={v}" for a, v in zip(others, key)), group.sort_values(x)
 
 
-def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
-    workloads = list(dict.fromkeys(table["workload"]))
-    pools = list(dict.fromkeys(table["pool"]))
-    width = 0.8 / len(pools)
+def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str, ylabel: str, title: str,
+                  path: Path, bar_label=str, bar_color=lambda _v: None, decorate=None) -> Path:
+    """Bars of `metric` (median, IQR whiskers): one group per value of `group_col`, one bar per `bar_col`."""
+    groups = list(dict.fromkeys(table[group_col]))
+    bars = list(dict.fromkeys(table[bar_col]))
+    width = 0.8 / len(bars)
     fig, ax = plt.subplots(figsize=(13, 6))
-    for i, pool in enumerate(pools):
-        rows = table[table["pool"] == pool].set_index("workload").reindex(workloads)
-        x = np.arange(len(workloads)) + (i - (len(pools) - 1) / 2) * width
-        ax.bar(x, rows["speedup"], width, yerr=_err(rows, "speedup"), capsize=3, label=pool,
-               color=POOL_COLORS.get(pool))
-        # The ideal for this pool and work: a black tick over each bar.
-        ax.scatter(x, rows["ideal_speedup"], marker="_", s=400, color="black", zorder=3,
-                   label="ideal" if i == 0 else None)
-    ax.axhline(1, color="gray", lw=1)
-    ax.set_xticks(np.arange(len(workloads)))
-    ax.set_xticklabels(workloads)
-    ax.set_ylabel("speedup over one at a time")
-    ax.set_title("Speedup by pool and workload (bars: median, whiskers: IQR; black tick: ideal)")
+    for i, value in enumerate(bars):
+        rows = table[table[bar_col] == value].set_index(group_col).reindex(groups)
+        x = np.arange(len(groups)) + (i - (len(bars) - 1) / 2) * width
+        ax.bar(x, rows[metric].fillna(0), width, yerr=_err(rows, metric), capsize=3, label=bar_label(value),
+               color=bar_color(value))
+        if decorate:
+            decorate(ax, x, rows, first=i == 0)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     _legend_below(ax)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
+    def ideal_ticks(ax, x, rows, first):
+        # The ideal for this pool and work: a black tick over each bar.
+        ax.scatter(x, rows["ideal_speedup"], marker="_", s=400, color="black", zorder=3,
+                   label="ideal" if first else None)
+        if first:
+            ax.axhline(1, color="gray", lw=1)
+
+    return _grouped_bars(table, "workload", "pool", "speedup", "speedup over one at a time",
+                         "Speedup by pool and workload (bars: median, whiskers: IQR; black tick: ideal)", path,
+                         bar_color=POOL_COLORS.get, decorate=ideal_ticks)
 
 
 def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
@@ -126,26 +139,10 @@ def latency_distributions(latencies: dict[str, pd.Series], ylabel: str, path: Pa
 
 def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
     """The longest wait of a free slot for queued work, per pool, one bar per prefetch setting."""
-    pools = list(dict.fromkeys(table["pool"]))
-    settings = sorted(dict.fromkeys(table["prefetch"]))
-    width = 0.8 / len(settings)
-    fig, ax = plt.subplots(figsize=(12, 6))
-    for i, prefetch in enumerate(settings):
-        rows = table[table["prefetch"] == prefetch].set_index("pool").reindex(pools)
-        x = np.arange(len(pools)) + (i - (len(settings) - 1) / 2) * width
-        label = f"prefetch multiplier {prefetch}" + (" (no limit)" if prefetch == 0 else "")
-        ax.bar(x, rows["dispatch_gap_max_s"].fillna(0), width, yerr=_err(rows, "dispatch_gap_max_s"), capsize=3,
-               label=label)
-    ax.set_xticks(np.arange(len(pools)))
-    ax.set_xticklabels(pools)
-    ax.set_ylabel("longest wait of a free slot for queued work (s)")
-    ax.set_title("Dispatch gap by pool and prefetch setting")
-    _legend_below(ax)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _grouped_bars(table.sort_values("prefetch", kind="stable"), "pool", "prefetch", "dispatch_gap_max_s",
+                         "longest wait of a free slot for queued work (s)",
+                         "Dispatch gap by pool and prefetch setting", path,
+                         bar_label=lambda v: f"prefetch multiplier {v}" + (" (no limit)" if v == 0 else ""))
 
 
 def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
