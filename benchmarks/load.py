@@ -54,4 +54,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from harness.cli import stop_in_order_on_signals
+
+    stop_in_order_on_signals()  # a SIGTERM stops the worker and Redis and removes temporary files
     main()

@@ -198,10 +198,14 @@ def _sigterm_as_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Ctrl-C must stop a run in order even where SIGINT was inherited as ignored (a background job
-    # of a script); SIGTERM is treated the same way.
+def stop_in_order_on_signals() -> None:
+    """Ctrl-C must stop a run in order (worker, Redis, temporary files) even where SIGINT was
+    inherited as ignored (a background job of a script); SIGTERM is treated the same way."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stop_in_order_on_signals()
     return args.func(args)
