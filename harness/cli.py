@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +53,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.experiment import ExperimentError, load_experiment
     from harness.report import sweep_report
-    from harness.results import RunLoadError
+    from harness.results import RunLoadError, link_latest
     from harness.sweep import load_sweep_manifest, new_sweep, run_sweep
 
     folder = None
@@ -79,21 +78,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(EXIT_INTERRUPTED, "interrupted" + (f": resume with `python -m harness sweep --resume {folder}`"
                                                         if folder else ""))
     path = sweep_report(folder)
-    _link_latest(folder, "latest-sweep")
+    link_latest(folder, "latest-sweep")
     print(f"{manifest['status']}: {sum(e['status'] == 'complete' for e in manifest['runs'])} of "
           f"{len(manifest['runs'])} runs; report: {path}")
     if manifest["status"] != "complete":
         print(f"resume with: python -m harness sweep --resume {folder}")
         return EXIT_FAILED
     return 0
-
-
-def _link_latest(folder: Path, name: str) -> None:
-    link = folder.parent / name
-    tmp = folder.parent / f".{name}.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(folder.name)
-    os.replace(tmp, link)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

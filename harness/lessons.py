@@ -5,10 +5,9 @@ Used by the lesson notebooks and by `make lesson N=<n>` alike, so both show the 
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pandas as pd
 
@@ -54,6 +53,7 @@ class _Lab:
         self.results_dir = results_dir
         self.log = log
         self.runs: dict[str, Run] = {}
+        self.decision: pd.DataFrame | None = None  # lesson 9's table, in place of the runs table
 
     def run(self, name: str, **settings) -> dict:
         from harness.run import run_bench
@@ -144,19 +144,13 @@ LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _
            8: _lesson8, 9: _lesson9}
 
 
-@contextmanager
-def _broker(redis_url: str | None) -> Iterator[str]:
-    with Broker(redis_url) as broker:
-        yield broker.url
-
-
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,
                log: Callable[[str], None] = print) -> LessonResult:
     """Run lesson `number` live and return its runs, table and verdict."""
     if number not in LESSONS:
         raise ValueError(f"unknown lesson {number}; lessons are 1 to {len(LESSONS)}")
-    with _broker(redis_url) as url:
-        lab = _Lab(url, Path(results_dir), log)
+    with Broker(redis_url) as broker:  # one Redis for all of the lesson's runs
+        lab = _Lab(broker.url, Path(results_dir), log)
         verdict = LESSONS[number](lab, usable_cores())
-    table = getattr(lab, "decision", None)
-    return LessonResult(number, TITLES[number], verdict, lab.runs, table if table is not None else lab.table())
+    table = lab.decision if lab.decision is not None else lab.table()
+    return LessonResult(number, TITLES[number], verdict, lab.runs, table)

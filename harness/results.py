@@ -38,10 +38,20 @@ def new_run_id(pool: str, workload: str) -> str:
     return f"{stamp}-{pool}-{workload}-{secrets.token_hex(2)}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a reader never sees it half-written."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def link_latest(folder: Path, name: str) -> None:
+    """Point <folder's parent>/<name> at `folder` (a relative symlink, replaced atomically)."""
+    link = folder.parent / name
+    tmp = folder.parent / f".{name}-{folder.name}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name)
+    os.replace(tmp, link)
 
 
 class RunFolder:
@@ -59,7 +69,7 @@ class RunFolder:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **manifest}
-        _write_atomic(self.file("run.json"), json.dumps(manifest, indent=2, default=str) + "\n")
+        write_atomic(self.file("run.json"), json.dumps(manifest, indent=2, default=str) + "\n")
 
     def write_frame(self, name: str, df: pd.DataFrame) -> None:
         tmp = self.file(f".{name}.tmp")
@@ -67,12 +77,7 @@ class RunFolder:
         os.replace(tmp, self.file(name))
 
     def mark_latest(self) -> None:
-        """Point results/latest at this run (a relative symlink, replaced atomically)."""
-        link = self.results_dir / "latest"
-        tmp = self.results_dir / f".latest-{self.run_id}"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(self.run_id)
-        os.replace(tmp, link)
+        link_latest(self.path, "latest")
 
 
 @dataclass

@@ -9,7 +9,6 @@ Sweep folder (schema_version 1):
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from harness import environment, stats
 from harness.broker import Broker
 from harness.experiment import Experiment, cell_label
-from harness.results import RunLoadError, load_run
+from harness.results import RunLoadError, load_run, write_atomic
 from harness.spec import build_spec
 from harness.worker import WorkerError
 
@@ -33,9 +32,7 @@ def _now() -> str:
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = folder / ".sweep.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    os.replace(tmp, folder / "sweep.json")
+    write_atomic(folder / "sweep.json", json.dumps(manifest, indent=2, default=str) + "\n")
 
 
 def load_sweep_manifest(folder: str | Path) -> dict:

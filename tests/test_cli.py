@@ -9,16 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from lab_process import finish, lab_env, start, wait_for, worker_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def harness(*args: str, env: dict | None = None, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=lab_env(env),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -26,10 +24,6 @@ def harness(*args: str, env: dict | None = None, cwd: Path, timeout: float = 60)
 def workdir(tmp_path):
     # Run from a scratch folder, so results/ lands there; the project is put on PYTHONPATH.
     return tmp_path
-
-
-def _env_with_path(extra: Path) -> dict:
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(extra), str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 BAD_SETTINGS = [
@@ -53,7 +47,7 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("args,message", BAD_SETTINGS, ids=[" ".join(a) for a, _ in BAD_SETTINGS])
 def test_bad_setting_gets_one_line_and_exit_2_and_writes_nothing(workdir, args, message):
     started = time.monotonic()
-    out = harness("bench", *args, cwd=workdir, env=_env_with_path(ROOT))
+    out = harness("bench", *args, cwd=workdir)
     assert out.returncode == 2
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -64,7 +58,7 @@ def test_bad_setting_gets_one_line_and_exit_2_and_writes_nothing(workdir, args, 
 
 def test_unreachable_redis_url_is_named_without_its_password(workdir):
     out = harness("bench", "--tasks", "1", cwd=workdir,
-                  env={**_env_with_path(ROOT), "REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"})
+                  env={"REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"})
     assert out.returncode == 2
     assert "redis://:***@127.0.0.1:1/0 is not reachable" in out.stderr
     assert "s3cret" not in out.stderr + out.stdout
@@ -77,7 +71,7 @@ def test_green_pool_that_does_not_import_is_refused(workdir, pool):
     shadow = workdir / "shadow"
     shadow.mkdir()
     (shadow / f"{pool}.py").write_text(f"raise ImportError('no {pool} on this machine')\n")
-    out = harness("bench", "--pool", pool, "--tasks", "1", cwd=workdir, env=_env_with_path(shadow))
+    out = harness("bench", "--pool", pool, "--tasks", "1", cwd=workdir, env={"PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])})
     assert out.returncode == 2
     assert f"pool '{pool}' needs the {pool} package" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -86,7 +80,7 @@ def test_green_pool_that_does_not_import_is_refused(workdir, pool):
 
 def test_bench_with_a_private_redis_prints_a_summary_and_links_latest(workdir):
     out = harness("bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "2",
-                  "--tasks", "4", "--duration", "0.2", cwd=workdir, env=_env_with_path(ROOT))
+                  "--tasks", "4", "--duration", "0.2", cwd=workdir)
     assert out.returncode == 0, out.stderr
     assert "private redis-server at redis://:***@127.0.0.1:" in out.stderr
     assert "speedup vs one at a time" in out.stdout
@@ -97,7 +91,7 @@ def test_bench_with_a_private_redis_prints_a_summary_and_links_latest(workdir):
 
 
 def test_help_lists_every_setting(workdir):
-    out = harness("bench", "--help", cwd=workdir, env=_env_with_path(ROOT))
+    out = harness("bench", "--help", cwd=workdir)
     assert out.returncode == 0
     for flag in ("--pool", "--workload", "--concurrency", "--tasks", "--duration", "--switch-interval", "--prefetch"):
         assert flag in out.stdout
@@ -106,7 +100,7 @@ def test_help_lists_every_setting(workdir):
 def test_a_task_that_never_returns_ends_the_run_with_a_message(workdir):
     started = time.monotonic()
     out = harness("bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "1",
-                  "--tasks", "2", "--duration", "60", "--timeout", "2", cwd=workdir, env=_env_with_path(ROOT))
+                  "--tasks", "2", "--duration", "60", "--timeout", "2", cwd=workdir)
     assert out.returncode == 1
     assert "2 of 2 tasks did not finish within 2 s" in out.stderr
     assert time.monotonic() - started < 30
@@ -116,58 +110,29 @@ def test_a_task_that_never_returns_ends_the_run_with_a_message(workdir):
     assert not (workdir / "results" / "latest").exists()  # latest only ever names a complete run
 
 
-def _worker_of(parent_pid: int, timeout_s: float = 30) -> psutil.Process:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for child in psutil.Process(parent_pid).children(recursive=True):
-            try:
-                if "workloads.app" in " ".join(child.cmdline()) and child.ppid() == parent_pid:
-                    return child
-            except psutil.Error:
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no worker appeared")
-
-
-def _long_prefork_run(workdir: Path, **popen) -> subprocess.Popen:
-    """A run whose tasks outlast the test: something must end it early."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(_env_with_path(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "harness", "bench", "--pool", "prefork", "--workload",
-                             "io_sleep", "--concurrency", "2", "--tasks", "4", "--duration", "20"],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen)
+LONG_PREFORK = ["bench", "--pool", "prefork", "--workload", "io_sleep", "--concurrency", "2", "--tasks", "4",
+                "--duration", "20"]  # tasks that outlast the test: something must end the run early
 
 
 def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
-    proc = _long_prefork_run(workdir)
-    try:
-        worker = _worker_of(proc.pid)
-        time.sleep(1.0)  # let it take tasks
-        worker.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1
+    proc = start(LONG_PREFORK, workdir)
+    worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
+    time.sleep(1.0)  # let it take tasks
+    worker.send_signal(signal.SIGKILL)
+    code, _, err = finish(proc, timeout=30)
+    assert code == 1
     assert "the prefork worker died" in err
     assert "Traceback" not in err
 
 
 def test_ctrl_c_stops_everything_and_marks_the_run_interrupted(workdir):
     # Its own process group, so SIGINT goes to the whole group, as a terminal's Ctrl-C does.
-    proc = _long_prefork_run(workdir, start_new_session=True)
-    try:
-        _worker_of(proc.pid)
-        time.sleep(1.0)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130
+    proc = start(LONG_PREFORK, workdir, start_new_session=True)
+    wait_for(lambda: worker_of(proc.pid), what="the worker")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, _, err = finish(proc, timeout=30)
+    assert code == 130
     assert "interrupted" in err and "Traceback" not in err
     (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir()]
     manifest = json.loads((folder / "run.json").read_text())

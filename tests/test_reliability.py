@@ -4,57 +4,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
+from lab_process import finish, start, wait_for, worker_of
 
 from harness.results import RunLoadError, load_run
 from harness.run import RunFailed
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start(args: list[str], cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
-    full = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    full.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env=full, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, out, err
-
-
-def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def worker_of(harness_pid: int) -> psutil.Process | None:
-    for p in psutil.Process(harness_pid).children():
-        try:
-            if "workloads.app" in " ".join(p.cmdline()):
-                return p
-        except psutil.Error:
-            pass
-    return None
 
 
 def only_run_folder(results: Path) -> Path:

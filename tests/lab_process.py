@@ -1,0 +1,57 @@
+"""Helpers for tests that drive `python -m harness` as a subprocess, as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lab_env(extra: dict | None = None) -> dict[str, str]:
+    """The test's environment without REDIS_URL (so a run starts its own Redis), the project importable."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+def start(args: list[str], cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env=lab_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for the run (bounded); kill it if it overstays, so a failing test leaves nothing behind."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_of(harness_pid: int) -> psutil.Process | None:
+    """The Celery worker the harness process started, once it exists."""
+    for p in psutil.Process(harness_pid).children():
+        try:
+            if "workloads.app" in " ".join(p.cmdline()):
+                return p
+        except psutil.Error:
+            pass
+    return None
