@@ -7,14 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-POOL ?= threads
-WORKLOAD ?= cpu
-CONCURRENCY ?=
-TASKS ?=
-DURATION ?= 0.25
-SWITCH ?= 0.005
-PREFETCH ?=
-GIL_PROBE ?=
+# The settings of `make bench` (POOL=, WORKLOAD=, ...) are declared once, in harness/model/settings.py:
+# make exports variables given on its command line to its recipes, and `bench --from-make` reads them
+# from there, so no value passes through a shell's quoting.
 
 EXP ?= experiments/pools.toml
 QUICK ?=
@@ -26,15 +21,13 @@ B ?=
 N ?=
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench sweep report compare lesson lab benchmark test clean
+.PHONY: help bench sweep report summarize compare lesson lab benchmark check test clean
 
 ## help: list the targets and the bench variables
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 	@echo
-	@echo '  bench variables: POOL=prefork|threads|solo|gevent|eventlet  WORKLOAD=cpu|busy_wait|io_sleep|io_net|gil_release'
-	@echo '                   CONCURRENCY=<n> (default: cores)  TASKS=<n> (default: 4 x concurrency)'
-	@echo '                   DURATION=<s> (0.25)  SWITCH=<s> (0.005)  PREFETCH=<n> (pool default)  GIL_PROBE=1 (off)'
+	@$(PYTHON) -m harness.model.settings
 	@echo '  REDIS_URL=redis://... uses that Redis; unset, each run starts a private one on 127.0.0.1.'
 
 # The virtual environment, installed once; reinstalled only when pyproject.toml changes.
@@ -46,10 +39,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
-BENCH_ARGS = --pool '$(POOL)' --workload '$(WORKLOAD)' --duration '$(DURATION)' --switch-interval '$(SWITCH)'$(if \
-	$(CONCURRENCY), --concurrency '$(CONCURRENCY)')$(if $(TASKS), --tasks '$(TASKS)')$(if $(PREFETCH), --prefetch '$(PREFETCH)')$(if $(filter 1 yes on true,$(GIL_PROBE)), --gil-probe)
 bench: $(STAMP)
-	$(BIN)/python -m harness bench $(BENCH_ARGS)
+	$(BIN)/python -m harness bench --from-make
 
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>)
 sweep: $(STAMP)
@@ -58,6 +49,10 @@ sweep: $(STAMP)
 ## report: write report.html for a run or sweep folder (RUN=results/latest)
 report: $(STAMP)
 	$(BIN)/python -m harness report '$(RUN)'
+
+## summarize: recompute the summary and figures of a run or sweep folder from its raw records (RUN=results/latest)
+summarize: $(STAMP)
+	$(BIN)/python -m harness summarize '$(RUN)'
 
 ## compare: do two runs or two sweeps differ? (A=<folder> B=<folder>)
 compare: $(STAMP)
@@ -83,7 +78,11 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/instrumentation.py
 
-## test: run the test suite (real Redis, real workers)
+## check: the offline tests only (analysis, results, reports, figures, bad input): no Redis, no worker, under a minute
+check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/offline $(PYTEST_ARGS)
+
+## test: the whole test suite, offline and live (real Redis, real workers, every notebook)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

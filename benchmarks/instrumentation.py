@@ -17,13 +17,14 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402
-from harness import environment  # noqa: E402
-from harness.broker import Broker  # noqa: E402
-from harness.run import _client_app  # noqa: E402
-from harness.sampler import Sampler  # noqa: E402
-from harness.spec import build_spec  # noqa: E402
-from harness.worker import Worker  # noqa: E402
-from workloads.record import records_key  # noqa: E402
+from harness.lab import environment  # noqa: E402
+from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.client import client_app  # noqa: E402
+from harness.lab.sampler import Sampler  # noqa: E402
+from harness.lab.worker import Worker  # noqa: E402
+from harness.model.spec import build_spec  # noqa: E402
+from harness.pipeline import run_bench  # noqa: E402
+from workloads.protocol import done_key, queue_name, records_key  # noqa: E402
 
 BATCH, ROUNDS = 2000, 4
 RATIO_TARGET, SAMPLER_TARGET = 0.95, 0.02
@@ -31,7 +32,7 @@ RATIO_TARGET, SAMPLER_TARGET = 0.95, 0.02
 
 def _batch(app, client, queue: str, run_id: str, record: bool) -> float:
     """Tasks per second for one batch, from the first submit to the last completion."""
-    key = records_key(run_id) if record else f"lab:{run_id}:done"
+    key = records_key(run_id) if record else done_key(run_id)
     client.delete(key)
     t0 = time.perf_counter()
     with app.producer_or_acquire() as producer:
@@ -47,16 +48,17 @@ def _batch(app, client, queue: str, run_id: str, record: bool) -> float:
 
 
 def instrumentation(broker_url: str) -> dict:
-    run_id, queue = "bench-instrumentation", "lab.bench-instrumentation"
+    run_id = "bench-instrumentation"
+    queue = queue_name(run_id)
     spec = build_spec(pool="threads", workload="io_sleep", concurrency=2, tasks=1)
-    app, client = _client_app(broker_url), redis.Redis.from_url(broker_url)
+    app, client = client_app(broker_url), redis.Redis.from_url(broker_url)
     on, off = [], []
-    with Worker(spec, broker_url, run_id, queue, Path("/tmp") / "bench-instrumentation.log"):
+    with Worker(spec, broker_url, run_id, Path("/tmp") / "bench-instrumentation.log"):
         _batch(app, client, queue, run_id, True)  # warm-up, discarded
         for _ in range(ROUNDS):  # interleaved, so drift hits both alike
             on.append(_batch(app, client, queue, run_id, True))
             off.append(_batch(app, client, queue, run_id, False))
-    client.delete(queue, records_key(run_id), f"lab:{run_id}:done")
+    client.delete(queue, records_key(run_id), done_key(run_id))
     return {"on": statistics.median(on), "off": statistics.median(off)}
 
 
@@ -64,8 +66,7 @@ def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
     rows = []
     for pool in ("threads", "prefork"):
         spec = build_spec(pool=pool, workload="io_sleep", concurrency=2, tasks=1)
-        with Worker(spec, broker_url, f"bench-sampler-{pool}", f"lab.bench-sampler-{pool}",
-                    Path("/tmp") / "bench-sampler.log") as worker:
+        with Worker(spec, broker_url, f"bench-sampler-{pool}", Path("/tmp") / "bench-sampler.log") as worker:
             for hz in (10, 50, 200):
                 with Sampler(worker.pid, hz) as sampler:
                     time.sleep(5)
@@ -77,8 +78,6 @@ def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
 
 def probe_cost(broker_url: str) -> dict:
     """What the GIL probes cost the work they watch: cpu tasks on threads, probes on vs off, interleaved."""
-    from harness.run import run_bench
-
     makespans = {True: [], False: []}
     oncpu = []
     for _ in range(3):
@@ -88,7 +87,7 @@ def probe_cost(broker_url: str) -> dict:
                             log=lambda _l: None, mark_latest=False)
             makespans[probe].append(run.summary["makespan_s"])
             if probe:
-                oncpu.append(run.summary["gil_probe"]["oncpu_sampler_core_fraction"])
+                oncpu.append(run.manifest["settings"]["gil_probe_cost"]["oncpu_sampler_core_fraction"])
     return {"off": statistics.median(makespans[False]), "on": statistics.median(makespans[True]),
             "oncpu_fraction": statistics.median(oncpu)}
 

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.sections import write_section  # noqa: E402
-from harness.broker import Broker  # noqa: E402
-from harness.run import run_bench  # noqa: E402
-from harness.spec import build_spec  # noqa: E402
+from harness.lab.broker import Broker  # noqa: E402
+from harness.model.spec import build_spec  # noqa: E402
+from harness.pipeline import run_bench  # noqa: E402
 
 CASES = [
     ("10,000 tasks", dict(pool="threads", workload="io_sleep", concurrency=8, tasks=10_000, duration=0.001, sample_hz=10)),

@@ -1,20 +1,29 @@
-"""The lab's engine: run specs, broker, worker, sampler, results, analysis, plots and the CLI.
+"""The GIL lab: measure Celery's worker pools against the GIL.
 
-Notebooks and reports read results only through `load_run`, `load_sweep` or `load`, so the file
-formats live in one place.
+Layers, each importing only those above it:
+  model     pools, workloads, run settings, experiments (pure; the worker imports it too)
+  lab       broker, worker, samplers, probes: one run measured and its raw records stored
+  results   run and sweep folders: versioned writing, loading and upgrading
+  analysis  pure functions: summaries, statistics, comparisons
+  present   console table, figures, report.html, drawn from stored data
+  course    the lessons
+`pipeline` puts the steps in order; `cli` is the command line.
+
+Notebooks and scripts read results through `load`, `load_run` and `load_sweep`. They are imported
+lazily, so `import harness.model...` (in the worker, or for `make help`) does not pull in pandas.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-from harness.results import Run, RunLoadError, load_run
-from harness.sweep import Sweep, load_sweep
-
-
-def load(path: str | Path = "results/latest") -> Run | Sweep:
-    """A run folder or a sweep folder, whichever `path` is."""
-    path = Path(path)
-    return load_sweep(path) if (path / "sweep.json").exists() else load_run(path)
+_EXPORTS = {"Run": "harness.results", "Sweep": "harness.results", "load": "harness.results",
+            "load_run": "harness.results", "load_sweep": "harness.results", "RunLoadError": "harness.errors"}
+__all__ = sorted(_EXPORTS)
 
 
-__all__ = ["Run", "RunLoadError", "Sweep", "load", "load_run", "load_sweep"]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

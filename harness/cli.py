@@ -1,19 +1,19 @@
-"""`python -m harness`: a thin command line over the harness. Subcommands dispatch to cmd_* functions."""
+"""`python -m harness`: a thin command line. Subcommands dispatch to cmd_* functions.
+
+The bench flags are derived from harness.model.settings.SETTINGS; errors are mapped to exit codes
+in one place, `main`, from the code each error class carries (harness.errors).
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from harness.broker import BrokerError
-from harness.spec import POOLS, WORKLOADS, SpecError, build_spec
-from harness.worker import WorkerError
-
-EXIT_USAGE = 2  # a user's mistake: bad setting, unreachable broker, missing package
-EXIT_FAILED = 1  # the run started but did not complete
-EXIT_INTERRUPTED = 130
+from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabError, UsageError
+from harness.model.settings import SETTINGS, from_environment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,144 +22,106 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _fail(code: int, message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness import console
-    from harness.run import RunFailed, run_bench
+    from harness.model.spec import build_spec
+    from harness.pipeline import run_bench
+    from harness.present.console import summary_table
 
-    try:
-        spec = build_spec(pool=args.pool, workload=args.workload, concurrency=args.concurrency,
-                          tasks=args.tasks, duration=args.duration, switch_interval=args.switch_interval,
-                          prefetch=args.prefetch, sample_hz=args.sample_hz, timeout=args.timeout,
-                          background=args.background, background_tasks=args.background_tasks,
-                          gil_probe=args.gil_probe)
-        run = run_bench(spec, results_dir=args.results_dir, log=lambda line: print(line, file=sys.stderr),
-                        show_progress=sys.stderr.isatty())
-    except (SpecError, BrokerError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except (WorkerError, RunFailed) as exc:
-        return _fail(EXIT_FAILED, str(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted: the worker and broker were stopped; "
-                                       "any partial results are marked 'interrupted'")
-    print(console.summary_table(run))
+    raw = from_environment(dict(os.environ)) if args.from_make else {}
+    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
+    spec = build_spec(**raw)
+    run = run_bench(spec, results_dir=args.results_dir, log=_log, show_progress=sys.stderr.isatty())
+    print(summary_table(run))
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.experiment import ExperimentError, load_experiment
-    from harness.report import sweep_report
-    from harness.results import RunLoadError, link_latest
-    from harness.sweep import load_sweep_manifest, new_sweep, run_sweep
+    from harness.model.experiment import load_experiment
+    from harness.pipeline import report, run_sweep, start_sweep
+    from harness.results.files import link_latest
+    from harness.results.sweep_folder import load_sweep_manifest
 
-    folder = None
-    try:
-        if args.resume:
-            folder = Path(args.resume)
-            load_sweep_manifest(folder)
-        elif args.file is None:
-            raise ExperimentError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
-        else:
-            experiment = load_experiment(args.file)
-            from harness.run import check_pool_importable
-            for pool in dict.fromkeys(spec.pool for spec in experiment.specs()):
-                check_pool_importable(pool)
-            folder = new_sweep(experiment, args.quick, Path(args.results_dir))
-        print(f"sweep folder: {folder}", file=sys.stderr)
-        manifest = run_sweep(folder, log=lambda line: print(line, file=sys.stderr),
-                             show_progress=sys.stderr.isatty())
-    except (ExperimentError, SpecError, BrokerError, RunLoadError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted" + (f": resume with `python -m harness sweep --resume {folder}`"
-                                                        if folder else ""))
-    path = sweep_report(folder)
+    if args.resume:
+        folder = Path(args.resume)
+        load_sweep_manifest(folder)
+    elif args.file is None:
+        raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
+    else:
+        folder = start_sweep(load_experiment(args.file), args.quick, args.results_dir)
+    args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
+    _log(f"sweep folder: {folder}")
+    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty())
+    path = report(folder)
     link_latest(folder, "latest-sweep")
     print(f"{manifest['status']}: {sum(e['status'] == 'complete' for e in manifest['runs'])} of "
           f"{len(manifest['runs'])} runs; report: {path}")
     if manifest["status"] != "complete":
         print(f"resume with: python -m harness sweep --resume {folder}")
-        return EXIT_FAILED
+        return 1
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import report
-    from harness.results import RunLoadError
+    from harness.pipeline import report
 
-    try:
-        print(report(args.path))
-    except RunLoadError as exc:
-        return _fail(EXIT_USAGE, str(exc))
+    print(report(args.path))
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from harness.pipeline import summarize
+
+    summarize(args.path, log=print)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, format_comparison
-    from harness.results import RunLoadError
+    from harness.analysis.compare import format_comparison
+    from harness.pipeline import compare
 
-    try:
-        table = compare(args.a, args.b)
-    except (RunLoadError, ValueError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    print(format_comparison(table))
+    print(format_comparison(compare(args.a, args.b)))
     return 0
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
-    from harness.lessons import LESSONS, run_lesson
-    from harness.run import RunFailed
+    from harness.course.lessons import LESSONS, run_lesson
 
-    try:
-        number = int(args.number)
-        if number not in LESSONS:
-            raise ValueError
-    except ValueError:
-        return _fail(EXIT_USAGE, f"unknown lesson {args.number!r}; lessons are 1 to {len(LESSONS)}")
-    try:
-        result = run_lesson(number, log=lambda line: print(line, file=sys.stderr))
-    except (SpecError, BrokerError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except (WorkerError, RunFailed) as exc:
-        return _fail(EXIT_FAILED, str(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted: the worker and broker were stopped")
+    number = int(args.number) if args.number.strip().isdigit() else None
+    if number not in LESSONS:
+        raise UsageError(f"unknown lesson {args.number!r}; lessons are 1 to {len(LESSONS)}")
+    result = run_lesson(number, log=_log)
     print(f"Lesson {number}: {result.title}")
     print(result.table.to_string(float_format=lambda v: f"{v:.3g}"))
     print(result.verdict.line())
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m harness", description="Measure Celery worker pools against the GIL.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="run one batch of tasks on one pool and summarise it",
                            description="Start a real Celery worker under one pool, run a batch of tasks, "
                                        "record timings and CPU, print a summary and write results/<run-id>/.")
-    bench.add_argument("--pool", default="threads", help=f"worker pool: {', '.join(POOLS)} (default threads)")
-    bench.add_argument("--workload", default="cpu", help=f"task kind: {', '.join(WORKLOADS)} (default cpu)")
-    bench.add_argument("--concurrency", default=None, help="pool size (default: the number of CPU cores)")
-    bench.add_argument("--tasks", default=None, help="number of tasks (default: 4 x concurrency)")
-    bench.add_argument("--duration", default="0.25", help="seconds each task takes alone (default 0.25)")
-    bench.add_argument("--switch-interval", default="0.005",
-                       help="sys.setswitchinterval in every process that runs tasks (default 0.005)")
-    bench.add_argument("--prefetch", default=None,
-                       help="worker_prefetch_multiplier (default: 1, or 0 = unlimited for gevent/eventlet)")
-    bench.add_argument("--sample-hz", default="50", help="CPU samples per second (default 50)")
-    bench.add_argument("--timeout", default=None, help="seconds the tasks may take before the run is "
-                                                       "called stuck (default: derived from the work)")
-    bench.add_argument("--background", default=None,
-                       help="a workload run beside the measured tasks (cpu, busy_wait, gil_release, io_sleep)")
-    bench.add_argument("--background-tasks", default="0", help="how many background tasks (default 1 "
-                                                               "when --background is given)")
-    bench.add_argument("--gil-probe", action="store_true", help="also record who held the GIL (1 kHz, from "
-                       "the harness) and GIL contention (gilknocker, in the worker); writes gil.png")
+    for s in SETTINGS.values():
+        default = "" if s.default is None else f" (default {s.default})"
+        if s.flag_only:
+            bench.add_argument(s.flag, action="store_const", const=True, default=None, help=s.help)
+        else:
+            bench.add_argument(s.flag, default=None, metavar=s.name.upper(), help=s.help + default)
+    bench.add_argument("--from-make", action="store_true",
+                       help="also read settings from make variables (POOL=..., as `make bench` passes them); "
+                            "flags given here win")
     bench.add_argument("--results-dir", default="results", help="where run folders go (default results)")
-    bench.set_defaults(func=cmd_bench)
+    bench.set_defaults(func=cmd_bench, interrupted="interrupted: the worker and broker were stopped; "
+                                                   "any partial results are marked 'interrupted'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m harness", description="Measure Celery worker pools against the GIL.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _bench_parser(sub)
 
     sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
                            description="Run an experiment (experiments/*.toml) as a grid with repeats; "
@@ -168,11 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quick", action="store_true", help="the experiment's [quick] settings: fewer, shorter runs")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted or partly failed sweep")
     sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
-    sweep.set_defaults(func=cmd_sweep)
+    sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
 
     rep = sub.add_parser("report", help="write report.html for a run or sweep folder")
     rep.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")
     rep.set_defaults(func=cmd_report)
+
+    summ = sub.add_parser("summarize", help="recompute the summary and figures of a stored run or sweep folder",
+                          description="Recompute summaries from a folder's raw records with this lab's analysis "
+                                      "(and upgrade its files to the current schema version); figures and, "
+                                      "for a sweep, summary.csv and report.html are drawn again.")
+    summ.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")
+    summ.set_defaults(func=cmd_summarize)
 
     cmp_ = sub.add_parser("compare", help="tell, cell by cell, whether two runs or two sweeps differ")
     cmp_.add_argument("a", help="run or sweep folder A (the baseline)")
@@ -181,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lesson = sub.add_parser("lesson", help="run lesson N (1-9) live at small settings and print its verdict")
     lesson.add_argument("number", help="lesson number, 1 to 9")
-    lesson.set_defaults(func=cmd_lesson)
+    lesson.set_defaults(func=cmd_lesson, interrupted="interrupted: the worker and broker were stopped")
     return parser
 
 
@@ -199,4 +168,11 @@ def stop_in_order_on_signals() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stop_in_order_on_signals()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"error: {getattr(args, 'interrupted', 'interrupted')}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -8,9 +8,9 @@ import tempfile
 import psutil
 import pytest
 
-from harness.broker import Broker
-from harness.run import run_bench
-from harness.spec import build_spec
+from harness.lab.broker import Broker
+from harness.model.spec import build_spec
+from harness.pipeline import run_bench
 
 
 def lab_processes() -> set[int]:
@@ -43,6 +43,12 @@ def nothing_left_behind(request):
                                   if psutil.pid_exists(pid)], timeout=5)[1]
     assert not leftover, f"lab processes left running: {[p.pid for p in leftover]}"
     assert not (lab_tempdirs() - dirs_before), f"temporary directories left: {lab_tempdirs() - dirs_before}"
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    # Run from a scratch folder, so results/ lands there; the project is put on PYTHONPATH.
+    return tmp_path
 
 
 @pytest.fixture

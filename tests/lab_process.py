@@ -20,6 +20,12 @@ def lab_env(extra: dict | None = None) -> dict[str, str]:
     return env
 
 
+def harness(*args: str, env: dict | None = None, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` to the end, from `cwd` (so results/ lands there)."""
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=lab_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def start(args: list[str], cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env=lab_env(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

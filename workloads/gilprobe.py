@@ -2,7 +2,7 @@
 
 gilknocker runs a native thread that keeps trying to take the GIL and measures how long it waits:
 the share of time spent waiting is the contention. A small Python thread reads and resets it,
-so each report covers the last interval. Started only when the harness sets LAB_GIL_PROBE=1.
+so each report covers the last interval. Started only when the run asks for the GIL probe.
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import threading
 import time
 from typing import Callable
 
+from workloads.protocol import contention_key
+
 REPORT_S = 0.05
 _started: set[int] = set()
-
-
-def contention_key(run_id: str) -> str:
-    return f"lab:{run_id}:gil"
 
 
 def start(run_id: str, client: Callable) -> None:

@@ -15,18 +15,8 @@ from typing import Any, Callable
 
 import redis
 
-GREEN_POOLS = ("gevent", "eventlet")
-# Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
-FAULT = os.environ.get("LAB_FAULT", "")
-
-
-def records_key(run_id: str) -> str:
-    """The Redis list a run's task records go to; the harness reads it."""
-    return f"lab:{run_id}:records"
-
-
-def ready_key(run_id: str) -> str:
-    return f"lab:{run_id}:ready"
+from harness.model.pools import pool
+from workloads.protocol import TaskRecord, records_key
 
 
 class GreenletClock:
@@ -72,10 +62,11 @@ class GreenletClock:
 class Recorder:
     """Runs a workload function and pushes one JSON record per task to the run's Redis list."""
 
-    def __init__(self, broker_url: str, run_id: str, pool: str) -> None:
+    def __init__(self, broker_url: str, run_id: str, pool_name: str, fault: str = "") -> None:
         self.broker_url = broker_url
         self.run_id = run_id
-        self.pool = pool
+        self.pool = pool(pool_name)
+        self.fault = fault
         self._client: redis.Redis | None = None
         self._client_pid: int | None = None
         self._green_clock: GreenletClock | None = None
@@ -101,7 +92,7 @@ class Recorder:
         return self._green_clock
 
     def run(self, task_id: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        green = self._green() if self.pool in GREEN_POOLS else None
+        green = self._green() if self.pool.green else None
         own_cpu = green.own_cpu if green else time.thread_time
         started = time.time()
         cpu0 = own_cpu()
@@ -109,7 +100,7 @@ class Recorder:
         result = None
         try:
             result = fn(*args)
-            if FAULT == "raise":
+            if self.fault == "raise":
                 raise RuntimeError("fault injected by LAB_FAULT=raise")
         except BaseException as exc:  # recorded, then re-raised for Celery to see
             error = f"{type(exc).__name__}: {exc}"
@@ -117,29 +108,14 @@ class Recorder:
         finally:
             cpu1 = own_cpu()
             finished = time.time()
-            record = {
-                "task_id": task_id,
-                "name": name,
-                "started": started,
-                "finished": finished,
-                "pid": os.getpid(),
-                "thread_id": threading.get_native_id(),
-                "greenlet_id": green.ident() if green else None,
-                "cpu_s": cpu1 - cpu0,
-                "switch_interval": sys.getswitchinterval(),
-                "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None,
-                "error": error,
-            }
-            record["slot"] = self._slot(record)
+            pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
+            gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
+            # vars(), not dataclasses.asdict: asdict deep-copies every field, a cost paid on every task.
+            record = dict(vars(TaskRecord(
+                task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
+                greenlet_id=greenlet_id, cpu_s=cpu1 - cpu0, switch_interval=sys.getswitchinterval(),
+                gil_enabled=gil_enabled, error=error, slot=self.pool.slot_name(pid, thread_id, greenlet_id))))
             if isinstance(result, dict):
                 record.update(result)
             self.client().rpush(records_key(self.run_id), json.dumps(record))
         return result
-
-    def _slot(self, record: dict) -> str:
-        """The execution slot that ran the task: a process, an OS thread or a greenlet."""
-        if self.pool == "prefork":
-            return f"process {record['pid']}"
-        if self.pool in GREEN_POOLS:
-            return f"greenlet {record['greenlet_id']}"
-        return f"thread {record['thread_id']}"

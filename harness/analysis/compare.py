@@ -1,0 +1,105 @@
+"""Do two runs or two sweeps differ? Cell by cell, with a significance test and an effect size.
+
+Sweeps: each cell's repeats in A against the same cell's repeats in B, Welch's t-test (as pyperf
+does), for a few headline metrics. Runs: the per-task distributions, Mann-Whitney U (as asv does),
+since one run has many tasks but one summary. A difference is reported only when it is both
+significant (p < 0.05) and at least MIN_EFFECT of the median, so noise and trivia both stay quiet.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scistats
+
+from harness.analysis.timing import with_timings
+
+ALPHA = 0.05
+MIN_EFFECT = 0.05
+SWEEP_METRICS = ["makespan_s", "speedup", "mean_cores_used", "throughput_per_s"]
+TASK_METRICS = ["run_s", "queue_wait_s", "latency_s"]
+
+
+def compare_samples(a: list[float], b: list[float], test: str = "welch") -> dict:
+    """Median of each side, relative change, p-value and a verdict. Pure."""
+    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], dtype=float)
+    b = np.asarray([x for x in b if x is not None and np.isfinite(x)], dtype=float)
+    out = {"n_a": len(a), "n_b": len(b), "median_a": float(np.median(a)) if len(a) else np.nan,
+           "median_b": float(np.median(b)) if len(b) else np.nan}
+    out["change"] = (out["median_b"] - out["median_a"]) / abs(out["median_a"]) if out["median_a"] else np.nan
+    if min(len(a), len(b)) < 2:
+        return {**out, "p": np.nan, "verdict": "too few repeats to test"}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        p = 0.0 if a[0] != b[0] else 1.0
+    elif test == "welch":
+        p = float(scistats.ttest_ind(a, b, equal_var=False).pvalue)
+    else:
+        p = float(scistats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    if p < ALPHA and abs(out["change"]) >= MIN_EFFECT:
+        verdict = f"differs: B is {abs(out['change']):.0%} {'higher' if out['change'] > 0 else 'lower'}"
+    elif p < ALPHA:
+        verdict = f"same within {MIN_EFFECT:.0%} (significant but small)"
+    else:
+        verdict = "no significant difference"
+    return {**out, "p": p, "verdict": verdict}
+
+
+def task_metrics(foreground: pd.DataFrame) -> pd.DataFrame:
+    """Per-task run time, queue wait and latency (submit to finish) of the measured tasks."""
+    t = with_timings(foreground)
+    return t.assign(latency_s=t["finished"] - t["submitted"])
+
+
+def compare_runs(tasks_a: pd.DataFrame, tasks_b: pd.DataFrame) -> pd.DataFrame:
+    """Two runs' measured tasks, metric by metric (Mann-Whitney over the tasks)."""
+    ta, tb = task_metrics(tasks_a), task_metrics(tasks_b)
+    return pd.DataFrame([{"cell": "run", "metric": m, **compare_samples(ta[m], tb[m], test="mannwhitney")}
+                         for m in TASK_METRICS])
+
+
+def compare_sweeps(entries_a: list[dict], entries_b: list[dict]) -> pd.DataFrame:
+    """Two sweeps' entries (label and run summary each), cell by cell (Welch's t-test over repeats)."""
+    rows = []
+    by_label = {}
+    for side, entries in (("a", entries_a), ("b", entries_b)):
+        for entry in entries:
+            if entry["summary"]:
+                by_label.setdefault(entry["label"], {"a": [], "b": []})[side].append(entry["summary"])
+    for label, sides in by_label.items():
+        if not sides["a"] or not sides["b"]:
+            rows.append({"cell": label, "metric": "-", "verdict": "only in " + ("A" if sides["a"] else "B")})
+            continue
+        for m in SWEEP_METRICS:
+            rows.append({"cell": label, "metric": m, **compare_samples([s.get(m) for s in sides["a"]],
+                                                                       [s.get(m) for s in sides["b"]])})
+    return pd.DataFrame(rows)
+
+
+def format_comparison(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "nothing to compare"
+    cols = [c for c in ("cell", "metric", "median_a", "median_b", "change", "p", "verdict") if c in table]
+    return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+
+
+def summary_changes(old: dict, new: dict, rel_tol: float = 1e-6, prefix: str = "") -> list[str]:
+    """The keys (dotted for nested ones) whose values differ between two summaries.
+
+    Numbers within `rel_tol` of each other are the same: a summary computed from in-memory tables
+    and one recomputed from their CSV files (9 decimals) differ in the last bits only.
+    """
+    changed = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += summary_changes(a, b, rel_tol, f"{name}.")
+        elif _is_number(a) and _is_number(b):
+            both_nan = np.isnan(a) and np.isnan(b)
+            if not both_nan and not np.isclose(a, b, rtol=rel_tol, atol=0.0):
+                changed.append(name)
+        elif a != b:
+            changed.append(name)
+    return changed
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,46 @@
+"""CPU use over time from the sampler's cumulative counters: pure functions on samples.csv. No I/O."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _cumulative_cpu(samples: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Cumulative CPU seconds over time, one column per process (or core), indexed by sample time."""
+    rows = samples[samples["kind"] == kind]
+    key = "pid" if kind == "process" else "tid"
+    wide = (rows.assign(cpu=rows["user_s"] + rows["system_s"])
+            .pivot_table(index="t", columns=key, values="cpu", aggfunc="last")
+            .sort_index())
+    # A process that appears later has used no CPU before its first sample; one that ended keeps
+    # its last total.
+    return wide.bfill().ffill()
+
+
+def cpu_seconds_between(samples: pd.DataFrame, t0: float, t1: float, kind: str = "process") -> float:
+    """CPU seconds the worker's process tree (kind="process") or the machine (kind="core") used in [t0, t1]."""
+    wide = _cumulative_cpu(samples, kind)
+    if len(wide) < 2:
+        return float("nan")
+    total = wide.sum(axis=1)
+    times = total.index.to_numpy(dtype=float)
+    values = total.to_numpy(dtype=float)
+    return float(np.interp(t1, times, values) - np.interp(t0, times, values))
+
+
+def cores_over_time(samples: pd.DataFrame, kind: str = "process", window_s: float = 0.1) -> pd.DataFrame:
+    """CPU cores in use over time (columns t, cores), averaged over windows of `window_s`.
+
+    `t` is the middle of each window.
+    """
+    wide = _cumulative_cpu(samples, kind)
+    if len(wide) < 2:
+        return pd.DataFrame({"t": [], "cores": []})
+    total = wide.sum(axis=1)
+    t = total.index.to_numpy(dtype=float)
+    edges = np.arange(t[0], t[-1] + window_s, window_s)
+    if len(edges) < 2:
+        edges = np.array([t[0], t[-1]])
+    cumulative = np.interp(edges, t, total.to_numpy(dtype=float))
+    cores = np.diff(cumulative) / np.diff(edges)
+    return pd.DataFrame({"t": (edges[1:] + edges[:-1]) / 2, "cores": cores})

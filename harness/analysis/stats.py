@@ -1,0 +1,72 @@
+"""Statistics over repeats: pure functions on DataFrames of run summaries. No I/O."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Summary fields that are compared across cells and repeats.
+METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "efficiency", "mean_tasks_running",
+           "mean_cores_used", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s", "gil_wait_mean_s",
+           "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
+           "dispatch_gap_max_s"]
+# Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
+# median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
+STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}
+SPREAD_WARNING = 0.25
+
+
+def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
+    """One row per finished run: cell, repeat, axis values and summary metrics.
+
+    `runs` holds dicts with keys cell, repeat, settings, summary (None for a failed run).
+    """
+    rows = []
+    for r in runs:
+        if not r.get("summary"):
+            continue
+        row = {"cell": r["cell"], "repeat": r["repeat"], **{a: r["settings"][a] for a in axes}}
+        row.update({m: r["summary"].get(m) for m in METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS])
+
+
+def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Per cell: n, and the median, 25th and 75th percentiles of every metric; a spread warning."""
+    rows = []
+    for cell, group in runs.groupby("cell", sort=True):
+        row = {"cell": cell, **{a: group[a].iloc[0] for a in axes}, "n": len(group)}
+        warnings = []
+        for m in METRICS:
+            values = pd.to_numeric(group[m], errors="coerce").dropna()
+            if values.empty:
+                row[m] = row[f"{m}_q25"] = row[f"{m}_q75"] = np.nan
+                continue
+            row[m] = float(values.median())
+            row[f"{m}_q25"] = float(values.quantile(0.25))
+            row[f"{m}_q75"] = float(values.quantile(0.75))
+            if m in STABLE_METRICS and len(values) > 1 and row[m]:
+                spread_abs = float(values.max() - values.min())
+                spread = spread_abs / abs(row[m])
+                if spread > SPREAD_WARNING and spread_abs > STABLE_METRICS[m]:
+                    warnings.append(f"{m} varies by {spread:.0%} over {len(values)} repeats")
+        row["warning"] = "; ".join(warnings)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_table(entries: list[dict], axes: list[str], cells: list[dict]) -> pd.DataFrame:
+    """summary.csv of a sweep: one row per cell (with its label), from its entries' run summaries."""
+    runs = runs_table(entries, axes)
+    table = cell_stats(runs, axes) if not runs.empty else runs
+    labels = {c["cell"]: c["label"] for c in cells}
+    if not table.empty:
+        table.insert(1, "label", table["cell"].map(labels))
+    return table
+
+
+def latencies_by_cell(foregrounds: list[tuple[str, pd.DataFrame]]) -> dict[str, pd.Series]:
+    """Per-task latency (submit to finish) of the measured tasks, pooled over repeats, per cell label."""
+    out: dict[str, list] = {}
+    for label, tasks in foregrounds:
+        out.setdefault(label, []).append(tasks["finished"] - tasks["submitted"])
+    return {label: pd.concat(parts, ignore_index=True) for label, parts in out.items()}

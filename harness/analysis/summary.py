@@ -1,0 +1,174 @@
+"""A run's summary: pure functions from its stored tables and manifest to the numbers. No I/O.
+
+The summary is stamped with ANALYSIS_VERSION: raise it whenever a change here changes a number, so
+`python -m harness summarize` can tell which stored summaries are older than this analysis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.cpu import cpu_seconds_between
+from harness.analysis.gil import gil_handoffs, gil_holder_bands
+from harness.analysis.timing import dispatch_gaps, max_overlap, with_timings
+from harness.model.pools import pool
+from harness.model.workloads import workload
+
+ANALYSIS_VERSION = 1
+# A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
+# by at least this much: half a core is well above a 2-core machine's noise.
+PHANTOM_MARGIN_CORES = 0.5
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the analysis needs to know about the run besides its tables."""
+
+    pool: str
+    workload: str
+    kind: str  # "python-cpu", "c-cpu" or "io"
+    concurrency: int
+    tasks: int
+    duration: float
+    switch_interval: float
+    cores: int
+
+
+def serial_seconds(tasks: pd.DataFrame, ctx: RunContext) -> tuple[float, str]:
+    """How long the same tasks would take run one at a time, and what that figure rests on.
+
+    A fixed-work task alone takes its own CPU time; that is measured in the worker itself, so it
+    is truer than the harness's calibration, which can be off by 10 % between processes. A
+    wall-clock spin (busy_wait) or an I/O task takes its nominal duration alone, whatever CPU it got.
+    """
+    if workload(ctx.workload).fixed_work and tasks["cpu_s"].notna().all():
+        return float(tasks["cpu_s"].sum()), "own CPU time of the tasks"
+    return ctx.tasks * ctx.duration, "tasks x duration"
+
+
+def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext) -> dict:
+    """The run's summary numbers (see README, 'How to read the numbers')."""
+    t = with_timings(tasks)
+    ok = t[t["error"].isna()] if "error" in t else t
+    t0, t1 = float(t["submitted"].min()), float(t["finished"].max())
+    makespan = t1 - t0
+    serial, serial_basis = serial_seconds(t, ctx)
+    speedup = serial / makespan if makespan > 0 else float("nan")
+    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores)
+    busy = float(t["run_s"].sum())
+    mean_running = busy / makespan if makespan > 0 else float("nan")
+    tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
+    machine_cpu = cpu_seconds_between(samples, t0, t1, "core") if not samples.empty else float("nan")
+    cpu_known = t["cpu_s"].notna().all()
+    cpu_share = float(t["cpu_s"].sum() / busy) if cpu_known and busy > 0 else float("nan")
+    intervals = sorted(set(float(x) for x in t["switch_interval"].dropna()))
+
+    summary = {
+        "tasks_done": int(len(ok)),
+        "tasks_failed": int(len(t) - len(ok)),
+        "makespan_s": makespan,
+        "throughput_per_s": len(t) / makespan if makespan > 0 else float("nan"),
+        "serial_s": serial,
+        "serial_basis": serial_basis,
+        "speedup": speedup,
+        "ideal_speedup": ideal,
+        "efficiency": speedup / ideal,
+        "cores": ctx.cores,
+        "mean_tasks_running": mean_running,
+        "max_tasks_running": max_overlap(t),
+        "mean_cores_used": tree_cpu / makespan if makespan > 0 else float("nan"),
+        "machine_cores_used": machine_cpu / makespan if makespan > 0 else float("nan"),
+        "worker_cpu_s": tree_cpu,
+        "task_cpu_s": float(t["cpu_s"].sum()) if cpu_known else None,
+        "task_cpu_share": cpu_share,
+        "queue_wait_p50_s": float(t["queue_wait_s"].quantile(0.5)),
+        "queue_wait_p95_s": float(t["queue_wait_s"].quantile(0.95)),
+        "run_time_p50_s": float(t["run_s"].quantile(0.5)),
+        "run_time_p95_s": float(t["run_s"].quantile(0.95)),
+        "slots_used": int(t["slot"].nunique()),
+        "switch_intervals_seen": intervals,
+        "switch_interval_ok": bool(intervals) and all(np.isclose(x, ctx.switch_interval) for x in intervals),
+    }
+    if ctx.kind != "io" and cpu_known:
+        summary["gil_wait_mean_s"] = float(t["wait_s"].mean())
+        summary["gil_wait_fraction"] = float(t["wait_s"].sum() / busy) if busy > 0 else float("nan")
+    summary.update(round_trips(t))
+    gaps = dispatch_gaps(t, ctx.concurrency)
+    summary["dispatch_gap_p50_s"] = float(gaps.median()) if len(gaps) else None
+    summary["dispatch_gap_max_s"] = float(gaps.max()) if len(gaps) else None
+    starts = t["started"].sort_values().to_numpy()
+    # The tutorial's question: how long after the first task does the second one get going?
+    summary["second_start_delay_s"] = float(starts[1] - starts[0]) if len(starts) > 1 else None
+    phantom_cores = mean_running * (1 - cpu_share) if cpu_known else float("nan")
+    summary["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
+    summary["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
+    summary["notes"] = notes(summary, ctx)
+    return summary
+
+
+def round_trips(tasks: pd.DataFrame) -> dict:
+    """io_net's round trips over all tasks, weighted by how many each task made; empty for other work."""
+    if "rtt_mean_s" not in tasks or not tasks["rtt_mean_s"].notna().any():
+        return {}
+    return {"rtt_mean_s": float((tasks["rtt_mean_s"] * tasks["ops"]).sum() / tasks["ops"].sum()),
+            "rtt_max_s": float(tasks["rtt_max_s"].max()),
+            "round_trips": int(tasks["ops"].sum())}
+
+
+def notes(summary: dict, ctx: RunContext) -> list[str]:
+    """Plain-language reading of the summary: what a teacher would point at."""
+    out = []
+    gap = summary["mean_tasks_running"] - summary["mean_cores_used"]
+    if summary["phantom"]:
+        out.append(
+            f"PHANTOM PARALLELISM: on average {summary['mean_tasks_running']:.1f} busy_wait tasks were "
+            f"'running' at once, but they got {summary['mean_tasks_running'] * summary['task_cpu_share']:.1f} "
+            "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
+            "measure CPU, not wall time (use the `cpu` workload).")
+    if ctx.kind != "io" and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:
+        who = pool(ctx.pool).waiter
+        out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average but "
+                   f"{summary['mean_cores_used']:.1f} cores used: {who} took the difference.")
+    if summary["efficiency"] < 0.7:
+        out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
+                   f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
+    if not summary["switch_interval_ok"]:
+        out.append(f"WARNING: tasks saw switch intervals {summary['switch_intervals_seen']}, "
+                   f"not the requested {ctx.switch_interval:g} s.")
+    if summary["tasks_failed"]:
+        out.append(f"{summary['tasks_failed']} task(s) raised an error: see the error column of tasks.csv.")
+    return out
+
+
+def context(spec: dict[str, Any], environment: dict[str, Any]) -> RunContext:
+    """The RunContext of a stored run: its spec, and the cores it could use (recorded in its environment)."""
+    cores = environment.get("cpu_affinity") or environment.get("cpu_count_logical") or 1
+    return RunContext(pool=spec["pool"], workload=spec["workload"], kind=workload(spec["workload"]).kind,
+                      concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
+                      switch_interval=spec["switch_interval"], cores=int(cores))
+
+
+def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,
+                      cost: dict[str, Any] | None) -> dict[str, Any]:
+    """The GIL probes' figures over the measured tasks' span, with what the probes cost."""
+    bands = gil_holder_bands(oncpu)
+    return {
+        **gil_handoffs(bands, float(foreground["started"].min()), float(foreground["finished"].max())),
+        "contention_mean": float(contention["contention"].mean()) if len(contention) else None,
+        **(cost or {}),
+    }
+
+
+def summarize_run(manifest: dict[str, Any], tasks: pd.DataFrame, samples: pd.DataFrame,
+                  oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
+    foreground = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
+    summary = summarize(foreground, samples, context(manifest["spec"], manifest["environment"]))
+    if oncpu is not None:
+        contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
+        summary["gil_probe"] = gil_probe_summary(oncpu, contention, foreground,
+                                                 (manifest.get("settings") or {}).get("gil_probe_cost"))
+    return summary

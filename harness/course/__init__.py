@@ -1,0 +1,1 @@
+"""The teaching side: live lessons (lessons) and their verdicts computed from measurements (verdicts)."""

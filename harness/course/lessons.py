@@ -1,0 +1,156 @@
+"""The nine lessons of a GIL session: each runs a small live experiment (under a minute on 2 cores)
+and returns its runs, a table, figures and a verdict computed by harness.course.verdicts.
+
+Used by the lesson notebooks and by `make lesson N=<n>` alike, so both show the same thing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from harness.course import verdicts
+from harness.lab.broker import Broker
+from harness.model.machine import usable_cores
+from harness.model.pools import POOL_NAMES
+from harness.model.spec import build_spec
+from harness.pipeline import run_bench
+from harness.results.run_folder import Run
+
+TITLES = {
+    1: "solo runs one task at a time",
+    2: "prefork: real parallelism for CPU work, up to the cores",
+    3: "threads: no speedup for Python CPU work, but I/O overlaps",
+    4: "busy_wait fakes parallelism: measure CPU, not wall time",
+    5: "sys.setswitchinterval: who runs next, and when",
+    6: "gevent and eventlet: many I/O tasks in one thread",
+    7: "C code that releases the GIL runs in parallel on threads",
+    8: "the convoy effect: CPU work ruins I/O latency in the same process",
+    9: "choosing a pool: a decision table from this machine",
+}
+TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
+                 "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom"]
+
+
+@dataclass
+class LessonResult:
+    number: int
+    title: str
+    verdict: verdicts.Verdict
+    runs: dict[str, Run] = field(default_factory=dict)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def figures(self) -> list[Path]:
+        return [run.path / name for run in self.runs.values() for name in ("timeline.png", "parallelism.png")]
+
+
+class _Lab:
+    """Runs a lesson's measurements on one broker, into results/lessons/."""
+
+    def __init__(self, broker_url: str, results_dir: Path, log: Callable[[str], None]) -> None:
+        self.broker_url = broker_url
+        self.results_dir = results_dir
+        self.log = log
+        self.runs: dict[str, Run] = {}
+        self.decision: pd.DataFrame | None = None  # lesson 9's table, in place of the runs table
+
+    def run(self, name: str, **settings) -> dict:
+        self.log(f"running: {name}")
+        run = run_bench(build_spec(**settings), results_dir=self.results_dir, redis_url=self.broker_url,
+                        log=lambda _line: None, mark_latest=False)
+        self.runs[name] = run
+        return run.summary
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"run": name, "pool": r.spec["pool"], "workload": r.spec["workload"],
+                 "concurrency": r.spec["concurrency"], **{k: r.summary.get(k) for k in TABLE_COLUMNS}}
+                for name, r in self.runs.items()]
+        return pd.DataFrame(rows).set_index("run")
+
+
+CPU = dict(workload="cpu", duration=0.2)
+
+
+def _lesson1(lab: _Lab, cores: int) -> verdicts.Verdict:
+    return verdicts.solo_one_at_a_time(lab.run("solo, 4 sleeps", pool="solo", workload="io_sleep", concurrency=4,
+                                               tasks=4, duration=0.2))
+
+
+def _lesson2(lab: _Lab, cores: int) -> verdicts.Verdict:
+    at = lab.run(f"prefork, concurrency {cores}", pool="prefork", concurrency=cores, tasks=4 * cores, **CPU)
+    above = lab.run(f"prefork, concurrency {2 * cores}", pool="prefork", concurrency=2 * cores, tasks=4 * cores, **CPU)
+    return verdicts.prefork_scales_to_cores(at, above, cores)
+
+
+def _lesson3(lab: _Lab, cores: int) -> verdicts.Verdict:
+    cpu = lab.run("threads, CPU", pool="threads", concurrency=2, tasks=4, **CPU)
+    io = lab.run("threads, I/O", pool="threads", workload="io_sleep", concurrency=4, tasks=8, duration=0.2)
+    return verdicts.threads_cpu_versus_io(cpu, io, 4)
+
+
+def _lesson4(lab: _Lab, cores: int) -> verdicts.Verdict:
+    busy = lab.run("threads, busy_wait", pool="threads", workload="busy_wait", concurrency=2, tasks=2, duration=0.5)
+    cpu = lab.run("threads, cpu", pool="threads", workload="cpu", concurrency=2, tasks=2, duration=0.5)
+    return verdicts.busy_wait_is_phantom(busy, cpu)
+
+
+def _lesson5(lab: _Lab, cores: int) -> verdicts.Verdict:
+    short, long, duration = 0.005, 1.0, 1.0
+    s = lab.run(f"threads, switch {short:g} s", pool="threads", workload="busy_wait", concurrency=2, tasks=2,
+                duration=duration, switch_interval=short)
+    lo = lab.run(f"threads, switch {long:g} s", pool="threads", workload="busy_wait", concurrency=2, tasks=2,
+                 duration=duration, switch_interval=long)
+    return verdicts.switch_interval_delays_second_task(s, lo, short, long, duration)
+
+
+def _lesson6(lab: _Lab, cores: int) -> verdicts.Verdict:
+    io = lab.run("gevent, 20 sleeps", pool="gevent", workload="io_sleep", concurrency=20, tasks=20, duration=0.3)
+    blocked = lab.run("gevent, sleeps behind a CPU task", pool="gevent", workload="io_sleep", concurrency=5,
+                      tasks=4, duration=0.3, background="cpu", background_tasks=1)
+    gap = lab.run("gevent, prefetch 1", pool="gevent", workload="io_sleep", concurrency=2, tasks=4, duration=0.2,
+                  prefetch=1)
+    cpu_duration = lab.runs["gevent, sleeps behind a CPU task"].manifest["settings"]["background"]["duration"]
+    return verdicts.green_pools_overlap_io_but_cpu_blocks(io, blocked, gap, 20, cpu_duration)
+
+
+def _lesson7(lab: _Lab, cores: int) -> verdicts.Verdict:
+    return verdicts.gil_release_runs_in_parallel(
+        lab.run("threads, hashlib", pool="threads", workload="gil_release", concurrency=2, tasks=4, duration=0.3), cores)
+
+
+def _lesson8(lab: _Lab, cores: int) -> verdicts.Verdict:
+    io = dict(workload="io_net", concurrency=3, tasks=2, duration=0.6)
+    alone = lab.run("threads, I/O alone", pool="threads", **io)
+    beside = lab.run("threads, I/O beside CPU", pool="threads", background="cpu", **io)
+    prefork = lab.run("prefork, I/O beside CPU", pool="prefork", background="cpu", **io)
+    return verdicts.convoy_effect(alone, beside, prefork)
+
+
+def _lesson9(lab: _Lab, cores: int) -> verdicts.Verdict:
+    rows = []
+    for workload in ("cpu", "io_sleep", "gil_release"):
+        for pool in POOL_NAMES:
+            s = lab.run(f"{pool}, {workload}", pool=pool, workload=workload, concurrency=2, tasks=4, duration=0.15)
+            rows.append({"pool": pool, "workload": workload, "speedup": s["speedup"],
+                         "mean_cores_used": s["mean_cores_used"]})
+    lab.decision = verdicts.decision_table(pd.DataFrame(rows))
+    return verdicts.choosing_a_pool(lab.decision, cores)
+
+
+LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _lesson6, 7: _lesson7,
+           8: _lesson8, 9: _lesson9}
+
+
+def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,
+               log: Callable[[str], None] = print) -> LessonResult:
+    """Run lesson `number` live and return its runs, table and verdict."""
+    if number not in LESSONS:
+        raise ValueError(f"unknown lesson {number}; lessons are 1 to {len(LESSONS)}")
+    with Broker(redis_url) as broker:  # one Redis for all of the lesson's runs
+        lab = _Lab(broker.url, Path(results_dir), log)
+        verdict = LESSONS[number](lab, usable_cores())
+    table = lab.decision if lab.decision is not None else lab.table()
+    return LessonResult(number, TITLES[number], verdict, lab.runs, table)

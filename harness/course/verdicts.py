@@ -1,0 +1,118 @@
+"""Lesson verdicts: a prediction, the measured value, and whether it held. Pure functions on run summaries.
+
+Each takes the `summary` dicts of the lesson's runs (see harness.analysis.summary.summarize) and decides
+from the numbers alone; notebooks and `make lesson` only print what these return. Thresholds are
+margins for a noisy 2-core machine, the same spirit as the tests' physics assertions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Verdict:
+    lesson: int
+    claim: str
+    prediction: str
+    measured: str
+    held: bool
+
+    def line(self) -> str:
+        return (f"verdict: {'HELD' if self.held else 'DID NOT HOLD'} - {self.claim}. "
+                f"Predicted {self.prediction}; measured {self.measured}.")
+
+
+def solo_one_at_a_time(solo: dict) -> Verdict:
+    return Verdict(1, "solo runs one task at a time", "at most 1 task running at any moment",
+                   f"at most {solo['max_tasks_running']} running, speedup {solo['speedup']:.2f}x",
+                   solo["max_tasks_running"] == 1 and solo["speedup"] < 1.2)
+
+
+def prefork_scales_to_cores(at_cores: dict, above: dict, cores: int) -> Verdict:
+    expected = 0.65 * cores if cores > 1 else 0.8
+    held = at_cores["speedup"] >= expected and above["speedup"] <= 1.15 * at_cores["speedup"] + 0.1
+    return Verdict(2, "prefork gives real parallelism for CPU work up to the cores, and no more above them",
+                   f"speedup >= {expected:.2f}x at concurrency {cores}, no better at {2 * cores}",
+                   f"{at_cores['speedup']:.2f}x on {at_cores['mean_cores_used']:.2f} cores at concurrency {cores}, "
+                   f"{above['speedup']:.2f}x at {2 * cores}", held)
+
+
+def threads_cpu_versus_io(cpu: dict, io: dict, io_concurrency: int) -> Verdict:
+    held = cpu["speedup"] < 1.25 and io["speedup"] > 0.6 * io_concurrency
+    return Verdict(3, "threads do not speed up pure-Python CPU work, but overlap I/O",
+                   f"CPU speedup < 1.25x; I/O speedup > {0.6 * io_concurrency:.1f}x",
+                   f"CPU {cpu['speedup']:.2f}x on {cpu['mean_cores_used']:.2f} cores; I/O {io['speedup']:.2f}x "
+                   f"with {io['max_tasks_running']} at once", held)
+
+
+def busy_wait_is_phantom(busy: dict, cpu: dict) -> Verdict:
+    held = busy["phantom"] and busy["speedup"] > 1.5 and busy["mean_cores_used"] < 1.25 and cpu["speedup"] < 1.25
+    return Verdict(4, "a wall-clock busy_wait fakes parallelism on threads: measure CPU, not wall time",
+                   "busy_wait 'speeds up' in wall time on about one core; fixed work (cpu) does not",
+                   f"busy_wait {busy['speedup']:.2f}x on {busy['mean_cores_used']:.2f} cores "
+                   f"(phantom: {busy['phantom']}); cpu {cpu['speedup']:.2f}x", held)
+
+
+def switch_interval_delays_second_task(short: dict, long: dict, short_s: float, long_s: float,
+                                       duration: float) -> Verdict:
+    floor = 0.5 * min(long_s, duration)
+    held = long["second_start_delay_s"] > floor and short["second_start_delay_s"] < 0.1
+    return Verdict(5, "the switch interval decides when a second CPU thread gets to start",
+                   f"second task starts within 0.1 s at {short_s:g} s, after > {floor:.2f} s at {long_s:g} s",
+                   f"{short['second_start_delay_s']:.3f} s at {short_s:g} s, "
+                   f"{long['second_start_delay_s']:.3f} s at {long_s:g} s", held)
+
+
+def green_pools_overlap_io_but_cpu_blocks(io: dict, with_cpu: dict, gap: dict, concurrency: int,
+                                          cpu_duration: float) -> Verdict:
+    overlap = io["speedup"] > 0.5 * concurrency
+    blocked = with_cpu["queue_wait_p50_s"] > 0.7 * cpu_duration
+    dispatch_gap = gap["queue_wait_p95_s"] > 1.5
+    return Verdict(6, "gevent overlaps many I/O tasks in one thread; a CPU task blocks them all; "
+                      "prefetch 1 adds a 2 s dispatch gap",
+                   f"I/O speedup > {0.5 * concurrency:.0f}x; I/O tasks wait > {0.7 * cpu_duration:.2f} s behind a "
+                   f"CPU task; a task waits > 1.5 s at prefetch 1",
+                   f"{io['speedup']:.1f}x at concurrency {concurrency}; median wait behind CPU "
+                   f"{with_cpu['queue_wait_p50_s']:.2f} s; p95 wait at prefetch 1 {gap['queue_wait_p95_s']:.2f} s",
+                   overlap and blocked and dispatch_gap)
+
+
+def gil_release_runs_in_parallel(threads: dict, cores: int) -> Verdict:
+    expected = 1.3 if cores > 1 else 0.8
+    return Verdict(7, "C code that releases the GIL (hashlib) runs in parallel on threads",
+                   f"more than {expected} cores used", f"{threads['mean_cores_used']:.2f} cores, "
+                   f"speedup {threads['speedup']:.2f}x", threads["mean_cores_used"] > expected)
+
+
+def convoy_effect(alone: dict, beside_cpu: dict, prefork_beside_cpu: dict) -> Verdict:
+    held = (beside_cpu["rtt_mean_s"] > 1.5 * alone["rtt_mean_s"]
+            and prefork_beside_cpu["rtt_mean_s"] < 1.3 * alone["rtt_mean_s"])
+    return Verdict(8, "a CPU task in the same process ruins the latency of I/O tasks (the convoy effect)",
+                   "round trips > 1.5x slower beside a CPU thread; not slower beside a CPU process (prefork)",
+                   f"{alone['rtt_mean_s'] * 1000:.1f} ms alone, {beside_cpu['rtt_mean_s'] * 1000:.1f} ms beside CPU "
+                   f"on threads, {prefork_beside_cpu['rtt_mean_s'] * 1000:.1f} ms on prefork", held)
+
+
+def decision_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Best pool per workload from measured speedups (columns pool, workload, speedup, mean_cores_used)."""
+    rows = []
+    for workload, group in results.groupby("workload", sort=False):
+        ranked = group.sort_values("speedup", ascending=False)
+        best = ranked.iloc[0]
+        rows.append({"workload": workload, "best pool": best["pool"], "speedup": round(best["speedup"], 2),
+                     "runner-up": ranked.iloc[1]["pool"] if len(ranked) > 1 else None,
+                     "ranking": " > ".join(ranked["pool"])})
+    return pd.DataFrame(rows)
+
+
+def choosing_a_pool(table: pd.DataFrame, cores: int) -> Verdict:
+    best = dict(zip(table["workload"], table["best pool"]))
+    cpu_ok = best.get("cpu") == "prefork" if cores > 1 else True
+    io_ok = best.get("io_sleep") not in (None, "solo")
+    c_ok = best.get("gil_release") in ("threads", "prefork") if cores > 1 else True
+    return Verdict(9, "the pool to choose follows the work: processes for Python CPU work, threads or greenlets "
+                      "for I/O, threads or processes for GIL-releasing C code",
+                   "prefork best on cpu; a non-solo pool best on io_sleep; threads or prefork best on gil_release",
+                   "; ".join(f"{w}: {p}" for w, p in best.items()), cpu_ok and io_ok and c_ok)

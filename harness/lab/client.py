@@ -1,0 +1,13 @@
+"""The harness's own Celery app: sends tasks by name and control commands, JSON only, never retrying."""
+from __future__ import annotations
+
+from celery import Celery
+
+
+def client_app(broker_url: str, name: str = "gil_lab_client", connect_timeout_s: float = 5) -> Celery:
+    # The harness never imports workloads.app: that would set the harness's own switch interval
+    # and load the worker's signal handlers. Tasks are sent by name.
+    app = Celery(name, broker=broker_url)
+    app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry=False,
+                    broker_connection_timeout=connect_timeout_s)
+    return app

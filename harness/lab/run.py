@@ -1,0 +1,230 @@
+"""One run measured: broker, worker, samplers, submit, collect, and the run folder's raw records.
+
+`measure` stores what was measured (tasks.csv, samples.csv, probe tables, worker.log, and run.json
+with every setting and timing) and nothing else: the summary and the figures are computed from the
+stored folder afterwards (harness.pipeline), so they can always be recomputed.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import redis
+from tqdm import tqdm
+
+from harness.errors import RunFailed
+from harness.lab import environment, gilprobe
+from harness.lab.batches import Batch, plan_batches, submit
+from harness.lab.broker import Broker, redact
+from harness.lab.calibrate import calibrate
+from harness.lab.client import client_app
+from harness.lab.echo import EchoServer
+from harness.lab.preflight import check_can_run
+from harness.lab.sampler import Sampler
+from harness.lab.worker import Worker
+from harness.model.spec import RunSpec
+from harness.model.workloads import workload
+from harness.results.run_folder import RunFolder, new_run_id
+from workloads.protocol import binding_key, contention_key, queue_name, records_key
+
+
+class Measurement:
+    """A run in progress, kept so that a failure can still write what was measured."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+        self.records: list[dict] = []
+        self.sampler: Sampler | None = None
+        self.worker: Worker | None = None
+        self.oncpu: gilprobe.OnCpuSampler | None = None
+        self.contention: list = []
+        self.timings: dict[str, float] = {}
+
+    def tasks_frame(self) -> pd.DataFrame:
+        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
+        got = pd.DataFrame(self.records)
+        if got.empty:
+            return sent.iloc[0:0]
+        return sent.merge(got, on="task_id", how="inner").sort_values("index").reset_index(drop=True)
+
+
+def _forget_keys(client: redis.Redis, *keys: str) -> None:
+    """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
+    try:
+        client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass
+
+
+def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
+            m: Measurement, show_progress: bool) -> None:
+    """Take records off the run's list until all arrived; fail fast on anything that means they won't."""
+    deadline = time.monotonic() + deadline_s
+    children = worker.children()
+    with tqdm(total=expected, desc="tasks", unit="task", disable=not show_progress, leave=False) as bar:
+        while len(m.records) < expected:
+            try:
+                item = client.blpop([key], timeout=0.25)
+            except (redis.RedisError, OSError) as exc:
+                raise RunFailed(f"lost the Redis broker mid-run ({redact(str(exc))}); "
+                                f"{len(m.records)} of {expected} tasks had reported") from None
+            if item is not None:
+                m.records.append(json.loads(item[1]))
+                bar.update(1)
+                continue
+            if not worker.alive():
+                raise RunFailed(worker.died_message())
+            lost = children - worker.children()
+            if lost:
+                # A prefork child that dies takes its task with it: Celery marks it failed
+                # (WorkerLostError) and the task never reports. Waiting for the deadline would only delay.
+                raise RunFailed(f"a prefork child process (pid {', '.join(map(str, sorted(lost)))}) died mid-run; "
+                                f"its task was lost ({len(m.records)} of {expected} tasks had reported)")
+            if time.monotonic() > deadline:
+                raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
+                                f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
+
+
+def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, bg_calibration: dict,
+              batches: list[Batch], echo: EchoServer | None) -> dict:
+    """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
+    return {
+        "broker": {"url": broker.redacted_url, "private": broker.private},
+        "queue": worker.queue,
+        "prefetch_multiplier": spec.prefetch,
+        "prefetch_is_pool_default": spec.prefetch == spec.pool_rules.default_prefetch,
+        "task_acks_late": True,
+        "serializer": "json",
+        "calibration": calibration,
+        "task_args": batches[-1].args,
+        "background": {"workload": spec.background, "tasks": spec.background_tasks,
+                       "duration": spec.background_duration, "calibration": bg_calibration,
+                       "task_args": batches[0].args} if spec.background else None,
+        "echo_reply_delay_s": echo.reply_delay_s if echo else None,
+        "worker_argv": worker.argv()[1:],
+        "worker_start_to_ready_s": worker.start_to_ready_s,
+        "worker_ready": worker.ready_info,
+        "sample_hz": spec.sample_hz,
+        "deadline_s": spec.deadline_s(),
+    }
+
+
+def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement) -> tuple[dict, dict, list[Batch], EchoServer | None]:
+    """Calibrate the fixed work (before the worker starts, so nothing competes) and plan the batches."""
+    t0 = time.monotonic()
+    calibration = calibrate(workload(spec.workload), spec.duration)
+    bg_calibration = calibrate(workload(spec.background), spec.background_duration) if spec.background else {}
+    m.timings["calibration_s"] = time.monotonic() - t0
+    needs_echo = any(workload(w).needs_echo for w in (spec.workload, spec.background) if w)
+    echo = stack.enter_context(EchoServer()) if needs_echo else None
+    batches = plan_batches(spec, calibration, bg_calibration, (echo.host, echo.port) if echo else None)
+    return calibration, bg_calibration, batches, echo
+
+
+def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
+                 batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool) -> None:
+    """Sample the worker, submit every batch, collect every record, stop the worker."""
+    m.sampler = stack.enter_context(Sampler(m.worker.pid, spec.sample_hz))
+    if spec.gil_probe:
+        m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
+    t0 = time.monotonic()
+    m.submitted = submit(client_app(broker_url), queue_name(run_id), batches)
+    m.timings["submit_s"] = time.monotonic() - t0
+    log(f"submitted {spec.tasks} {spec.workload} tasks"
+        + (f" after {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
+    t0 = time.monotonic()
+    collect(client, records_key(run_id), sum(b.count for b in batches), m.worker, spec.deadline_s(), m, show_progress)
+    m.timings["collect_s"] = time.monotonic() - t0
+    m.sampler.stop()
+    if m.oncpu is not None:
+        m.oncpu.stop()
+        m.contention = [json.loads(x) for x in client.lrange(contention_key(run_id), 0, -1)]
+        client.delete(contention_key(run_id))
+    t0 = time.monotonic()
+    m.worker.stop()
+    m.timings["worker_stop_s"] = time.monotonic() - t0
+
+
+def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
+            log: Callable[[str], None] = print, show_progress: bool = False) -> Path:
+    """Measure one pool on one workload and store the raw records; returns the run folder.
+
+    Nothing is written under `results_dir` until the broker and the worker are up, so a setting
+    that cannot work leaves nothing behind. On failure the folder keeps what was measured under a
+    run.json marked failed or interrupted, and the error is raised.
+    """
+    check_can_run(spec)
+    m = Measurement()
+    t_begin = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="gil-lab-run-"))
+    folder: RunFolder | None = None
+    manifest: dict = {}
+    try:
+        with ExitStack() as stack:
+            broker = stack.enter_context(Broker(redis_url))
+            log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
+            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m)
+            run_id = new_run_id(spec.pool, spec.workload)
+            queue = queue_name(run_id)
+            client = redis.Redis.from_url(broker.url, socket_timeout=10)
+            stack.callback(client.close)
+            stack.callback(_forget_keys, client, queue, records_key(run_id), binding_key(queue))
+            if client.llen(queue) or client.llen(records_key(run_id)):
+                raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
+            m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log"))
+            log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
+                f"{m.worker.start_to_ready_s:.2f} s")
+            folder = RunFolder(Path(results_dir), run_id)
+            manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
+                        "settings": _settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
+                        "environment": environment.collect(), "summary": None, "analysis_version": None}
+            folder.write_manifest(manifest)
+            _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)
+        _write_records(folder, manifest, m, scratch, t_begin)
+    except BaseException as exc:
+        if folder is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            reason = "interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else str(exc)
+            _write_partial(folder, manifest, m, scratch, status, reason)
+            if isinstance(exc, RunFailed):
+                raise type(exc)(f"{exc} (partial results kept in {folder.path})") from None
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the worker log was moved into the folder, if there is one
+    return folder.path
+
+
+def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path, t_begin: float) -> None:
+    """The raw records of a run that measured everything it asked for; its status is decided later."""
+    folder.write_frame("tasks.csv", m.tasks_frame())
+    folder.write_frame("samples.csv", m.sampler.frame())
+    if m.oncpu is not None:
+        folder.write_frame("gil_oncpu.csv", m.oncpu.frame())
+        folder.write_frame("gil_contention.csv", pd.DataFrame(m.contention, columns=["t", "pid", "contention"]))
+    shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
+    m.timings["total_s"] = time.monotonic() - t_begin
+    manifest["settings"].update({"worker_clean_shutdown": m.worker.clean_shutdown,
+                                 "worker_stopped_by": m.worker.stopped_by,
+                                 "harness_timings": m.timings, "sampler": m.sampler.own_cost(),
+                                 "gil_probe_cost": m.oncpu.own_cost() if m.oncpu is not None else None})
+    folder.write_manifest(manifest)
+
+
+def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path,
+                   status: str, reason: str) -> None:
+    """Keep what was measured before a failure, under a manifest that says the run is not complete."""
+    if m.sampler is not None:
+        m.sampler.stop()
+        folder.write_frame("samples.csv", m.sampler.frame())
+    folder.write_frame("tasks.csv", m.tasks_frame())
+    if (scratch / "worker.log").exists():
+        shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
+    manifest.update(status=status, reason=reason,
+                    partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
+    folder.write_manifest(manifest)

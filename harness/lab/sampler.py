@@ -1,0 +1,130 @@
+"""CPU samples of the worker's process tree, taken from the harness process.
+
+Sampling from outside matters: a sampler thread inside the worker would compete for the very GIL
+the lab measures. Samples are cumulative counters (CPU seconds, context switches); analysis
+turns them into rates.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import psutil
+
+from harness.lab.periodic import PeriodicSampler
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc CPU times
+COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss"]
+TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second (pool processes live all run)
+# CPU times (what the parallelism chart needs) are read on every sample. Context switches (a
+# parse of /proc/<pid>/status), RSS and per-thread times (one /proc file per thread) are read on
+# every DETAIL_EVERY-th sample only (10 Hz at 50 Hz): together they were most of the sampler's cost.
+DETAIL_EVERY = 5
+
+
+class Sampler(PeriodicSampler):
+    """Samples a process tree at `hz` in a background thread until stopped."""
+
+    thread_name = "lab-sampler"
+
+    def __init__(self, root_pid: int, hz: float = 50.0) -> None:
+        super().__init__(root_pid, hz)
+        self._procs: dict[int, psutil.Process] = {}
+        self._fds: dict[int, int] = {}
+        self._proc_stat = os.open("/proc/stat", os.O_RDONLY)
+        self._refreshed = 0.0
+        self._count = -1
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self._close(pid)
+        os.close(self._proc_stat)
+
+    def _refresh_tree(self, now: float) -> None:
+        if now - self._refreshed < TREE_REFRESH_S and self._procs:
+            return
+        self._refreshed = now
+        try:
+            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
+            tree = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return
+        # Keep the Process objects we have: psutil caches per-process state in them.
+        self._procs = {p.pid: self._procs.get(p.pid, p) for p in tree}
+
+    def _stat_fd(self, pid: int) -> int | None:
+        """An open descriptor on /proc/<pid>/stat, kept for the run: re-read with pread, not reopened."""
+        fd = self._fds.get(pid)
+        if fd is None:
+            try:
+                fd = self._fds[pid] = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            except OSError:
+                return None
+        return fd
+
+    def _process_cpu(self, pid: int) -> tuple[float, float] | None:
+        """User and system CPU seconds of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+        fd = self._stat_fd(pid)
+        try:
+            data = os.pread(fd, 2048, 0) if fd is not None else b""
+        except OSError:
+            data = b""
+        if not data:  # the process has ended
+            self._close(pid)
+            return None
+        fields = data[data.rindex(b")") + 2:].split()
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+    def _close(self, pid: int) -> None:
+        self._procs.pop(pid, None)
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def sample(self) -> None:
+        # The cheap part at full rate: CPU per process and per core, read with pread on descriptors
+        # kept open (psutil reopens and parses each time, which cost a third of a core-percent).
+        now = time.monotonic()
+        self._refresh_tree(now)
+        t = time.time()
+        rows = self.rows
+        self._count += 1
+        detail = self._count % DETAIL_EVERY == 0
+        for pid, proc in list(self._procs.items()):
+            cpu = self._process_cpu(pid)
+            if cpu is None:
+                continue
+            if not detail:
+                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None))
+                continue
+            try:
+                with proc.oneshot():
+                    ctx = proc.num_ctx_switches()
+                    rss = proc.memory_info().rss
+                    threads = proc.threads()
+            except psutil.Error:  # the process ended between listing and reading
+                self._close(pid)
+                continue
+            rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss))
+            for th in threads:
+                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None))
+        for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
+            if not line.startswith(b"cpu"):
+                break
+            name, *v = line.split()
+            user, nice, system, idle, iowait, irq, softirq = (int(x) / CLOCK_TICKS for x in v[:7])
+            rows.append((t, "core", None, int(name[3:]), user + nice, system + irq + softirq, idle + iowait,
+                         None, None, None))
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=COLUMNS)
+        return df.astype({"pid": "Int64", "tid": "Int64", "vol_ctx": "Int64", "invol_ctx": "Int64", "rss": "Int64"})
+
+    def own_cost(self) -> dict[str, float]:
+        """The sampler's own CPU: what measuring cost, as seconds and as a fraction of one core."""
+        return {
+            "sampler_cpu_s": self.cpu_s,
+            "sampler_core_fraction": self.cpu_s / self.elapsed_s if self.elapsed_s else 0.0,
+            "samples": int(sum(1 for r in self.rows if r[1] == "core") / max(1, psutil.cpu_count() or 1)),
+        }

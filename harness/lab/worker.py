@@ -1,0 +1,156 @@
+"""A real Celery worker for one run, started through the `celery` CLI and stopped with nothing left.
+
+The CLI matters: gevent and eventlet monkey-patch only when `-P gevent|eventlet` is on the
+`celery` command line (celery/__main__.py); `app.worker_main()` would run them unpatched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import redis
+
+from harness.errors import WorkerError
+from harness.lab.client import client_app
+from harness.lab.processes import spawn, stop_tree
+from harness.model.spec import RunSpec
+from workloads.protocol import queue_name, ready_key, worker_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    tail = [line.strip() for line in text if line.strip()][-lines:]
+    return " | ".join(tail) if tail else "empty log"
+
+
+class Worker:
+    def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
+                 ready_timeout_s: float = 60.0) -> None:
+        self.spec = spec
+        self.broker_url = broker_url
+        self.run_id = run_id
+        self.queue = queue_name(run_id)
+        self.log_path = log_path
+        self.ready_timeout_s = ready_timeout_s
+        self.proc = None
+        self.start_to_ready_s: float | None = None
+        self.ready_info: dict | None = None
+        self.clean_shutdown: bool | None = None
+        self.stopped_by: str | None = None
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "workloads.app", "worker",
+            "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
+            "-n", f"lab-{self.run_id}@%h",
+            # No gossip, mingle or heartbeats: nothing else on the broker talks to this worker,
+            # and they would add broker traffic and start-up time to what is measured.
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", "WARNING",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+            # eventlet warns that it is deprecated on every import; the log should show real trouble.
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        })
+        return env
+
+    def __enter__(self) -> "Worker":
+        started = time.monotonic()
+        self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=str(PROJECT_ROOT))
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop(grace_s=3.0)
+            raise
+        return self
+
+    def _wait_ready(self, started: float) -> None:
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
+        try:
+            while True:
+                raw = client.get(ready_key(self.run_id))
+                if raw is not None:
+                    self.start_to_ready_s = time.monotonic() - started
+                    self.ready_info = json.loads(raw)
+                    return
+                if self.proc.poll() is not None:
+                    raise WorkerError(f"the {self.spec.pool} worker exited at start "
+                                      f"(code {self.proc.returncode}): {_log_tail(self.log_path)}")
+                if time.monotonic() - started > self.ready_timeout_s:
+                    raise WorkerError(f"the {self.spec.pool} worker was not ready within "
+                                      f"{self.ready_timeout_s:g} s: {_log_tail(self.log_path)}")
+                time.sleep(0.02)
+        finally:
+            client.delete(ready_key(self.run_id))
+            client.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def children(self) -> set[int]:
+        """The worker's child processes now: prefork's pool processes (none for the other pools)."""
+        try:
+            return {p.pid for p in psutil.Process(self.proc.pid).children()}
+        except (psutil.Error, AttributeError):
+            return set()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def died_message(self) -> str:
+        return (f"the {self.spec.pool} worker died (exit code {self.proc.returncode}): "
+                f"{_log_tail(self.log_path)}")
+
+    def _remote_shutdown(self, grace_s: float) -> bool:
+        """Celery's own `shutdown` control command: a warm shutdown (WorkerShutdown).
+
+        Preferred to SIGTERM because the green pools act on a signal only between the 2 s waits
+        of Celery's synloop: SIGTERM took 5.1 s to stop a gevent worker, this 0.1 s.
+        """
+        node = (self.ready_info or {}).get("hostname")
+        if not node:
+            return False
+        app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
+        try:
+            app.control.broadcast("shutdown", destination=[node])
+            self.proc.wait(timeout=grace_s)
+            return True
+        except Exception:  # broker gone, or the worker did not stop in time: fall back to signals
+            return False
+        finally:
+            app.close()
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """Warm shutdown (finish running tasks, take no new ones), then SIGTERM, then SIGKILL."""
+        if self.proc is not None:
+            was_running = self.proc.poll() is None
+            if was_running and self._remote_shutdown(grace_s):
+                self.stopped_by = "remote control shutdown"
+            elif was_running:
+                self.stopped_by = "SIGTERM"
+            else:
+                self.stopped_by = f"had exited (code {self.proc.returncode})"
+            # True when the worker ended by itself, or on a warm request within the grace period.
+            self.clean_shutdown = stop_tree(self.proc, signal.SIGTERM, grace_s=grace_s)
+            self.proc = None
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        # After a failure a task may never return, so a warm shutdown gets less patience.
+        self.stop(grace_s=15.0 if exc_type is None else 3.0)

@@ -1,0 +1,173 @@
+"""Experiments as data: a TOML file declaring a question, its axes, fixed settings and repeats.
+
+    name = "pools"
+    question = "How do the five pools compare ...?"
+    repeats = 3
+    [fixed]                       # settings every cell shares
+    concurrency = 2
+    [axes]                        # one cell per combination of these values
+    pool = ["prefork", "threads"]
+    workload = ["cpu", "io_sleep"]
+    [quick]                       # overrides for --quick: repeats, fixed values, or axis lists
+    repeats = 1
+    duration = 0.1
+
+A setting is any run setting (harness.model.settings.SETTINGS, by the same name). `concurrency`
+may also be "cores" or "N*cores", resolved on the machine that runs the sweep. Every cell is
+validated, as a RunSpec, before any worker starts.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from harness.errors import ExperimentError, SpecError
+from harness.model.machine import usable_cores
+from harness.model.settings import SETTINGS
+from harness.model.spec import RunSpec, build_spec
+
+TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
+_CORES = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?cores\s*$")
+
+
+@dataclass
+class Experiment:
+    path: str
+    name: str
+    question: str
+    repeats: int
+    fixed: dict[str, Any]
+    axes: dict[str, list]
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "name": self.name, "question": self.question, "repeats": self.repeats,
+                "fixed": self.fixed, "axes": self.axes, "quick": self.quick}
+
+    def shrunk(self) -> "Experiment":
+        """The --quick version: the [quick] table applied, one repeat unless it says otherwise."""
+        fixed, axes = dict(self.fixed), dict(self.axes)
+        for key, value in self.quick.items():
+            if key == "repeats":
+                continue
+            if key in axes:
+                axes[key] = value if isinstance(value, list) else [value]
+            else:
+                fixed[key] = value
+        return Experiment(self.path, self.name, self.question, int(self.quick.get("repeats", 1)),
+                          fixed, axes, {})
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every combination of the axes' values, merged with the fixed settings, machine-resolved."""
+        names = list(self.axes)
+        seen, out = set(), []
+        for combo in itertools.product(*(self.axes[n] for n in names)):
+            settings = {**self.fixed, **dict(zip(names, combo))}
+            if "concurrency" in settings:
+                settings["concurrency"] = resolve_concurrency(settings["concurrency"])
+            key = tuple(sorted((k, str(v)) for k, v in settings.items()))
+            if key not in seen:  # "cores" and 2 can be the same cell on a 2-core machine
+                seen.add(key)
+                out.append(settings)
+        return out
+
+    def specs(self) -> list[RunSpec]:
+        return [build_spec(**cell) for cell in self.cells()]
+
+
+def cell_label(settings: dict[str, Any], axes: list[str]) -> str:
+    return " ".join(f"{name}={settings[name]}" for name in axes)
+
+
+def resolve_concurrency(value: Any, cores: int | None = None) -> int:
+    if isinstance(value, str):
+        match = _CORES.match(value)
+        if match:
+            return int(match.group(1) or 1) * (cores or usable_cores())
+    return value
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    want = SETTINGS[key].type
+    if key == "concurrency" and isinstance(value, str) and _CORES.match(value):
+        return
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, str) if want is str else
+          isinstance(value, int) and not isinstance(value, bool) if want is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool))
+    if not ok:
+        kind = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[want]
+        extra = ' (or "cores", "N*cores")' if key == "concurrency" else ""
+        raise ExperimentError(f"{where}.{key}: {value!r} is not {kind}{extra}")
+
+
+def _check_settings(path: str, where: str, table: Any, lists: bool) -> dict:
+    if not isinstance(table, dict):
+        raise ExperimentError(f"{path}: [{where}] must be a table of settings")
+    for key, value in table.items():
+        if key not in SETTINGS and not (where == "quick" and key == "repeats"):
+            noun = "axis" if where == "axes" else "setting"
+            raise ExperimentError(f"{path}: unknown {noun} {where}.{key}; allowed: {', '.join(SETTINGS)}")
+        if key == "repeats":
+            continue
+        values = value if isinstance(value, list) else [value]
+        if where == "axes" and not isinstance(value, list):
+            raise ExperimentError(f"{path}: axes.{key} must be a list of values")
+        if lists and not values:
+            raise ExperimentError(f"{path}: axes.{key} is empty; give at least one value")
+        if where == "fixed" and isinstance(value, list):
+            raise ExperimentError(f"{path}: fixed.{key} must be one value, not a list (make it an axis)")
+        for v in values:
+            _check_value(f"{path}: {where}", key, v)
+    return table
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Parse and fully validate an experiment file; raises ExperimentError naming file and key."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ExperimentError(f"{path}: no such experiment file") from None
+    except IsADirectoryError:
+        raise ExperimentError(f"{path}: is a directory, not an experiment file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ExperimentError(f"{path}: not valid TOML ({exc})") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ExperimentError(f"{path}: unknown key {key!r}; allowed: {', '.join(TOP_KEYS)}")
+    for key in ("name", "question"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise ExperimentError(f"{path}: {key} must be a non-empty string")
+    repeats = data.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ExperimentError(f"{path}: repeats must be a whole number >= 1, got {repeats!r}")
+    fixed = _check_settings(path, "fixed", data.get("fixed", {}), lists=False)
+    axes = _check_settings(path, "axes", data.get("axes", {}), lists=True)
+    if not axes:
+        raise ExperimentError(f"{path}: [axes] is missing or empty; give at least one axis")
+    quick = _check_settings(path, "quick", data.get("quick", {}), lists=False)
+    both = set(fixed) & set(axes)
+    if both:
+        raise ExperimentError(f"{path}: {', '.join(sorted(both))} is both fixed and an axis")
+    qr = quick.get("repeats", 1)
+    if not isinstance(qr, int) or isinstance(qr, bool) or qr < 1:
+        raise ExperimentError(f"{path}: quick.repeats must be a whole number >= 1, got {qr!r}")
+    exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick)
+    for version in (exp, exp.shrunk()):
+        for cell in version.cells():
+            try:
+                build_spec(**cell)
+            except SpecError as exc:
+                raise ExperimentError(f"{path}: {exc}") from None
+    return exp

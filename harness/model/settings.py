@@ -1,0 +1,140 @@
+"""Every run setting, declared once: name, type, default, help, validation, make variable.
+
+The CLI's flags, the experiment files' keys, `make help`, the make variables `make bench` reads
+and the worker's LAB_* environment are all derived from SETTINGS. `python -m harness.model.settings`
+prints the make variables (that is what `make help` shows).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from harness.errors import SpecError
+from harness.model.pools import POOL_NAMES
+from harness.model.workloads import BACKGROUND_WORKLOADS, WORKLOAD_NAMES
+
+# Physical bounds, so a typo cannot ask for a run of days (issue 15 keeps the rest of them).
+MAX_SAMPLE_HZ = 1000.0
+
+
+def whole(minimum: int) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        text = str(raw).strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise SpecError(f"{name} must be a whole number >= {minimum}, got {raw!r}") from None
+        if value < minimum:
+            raise SpecError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
+        return value
+    return parse
+
+
+def positive(unit: str = "seconds", maximum: float = math.inf) -> Callable[[str, Any], float]:
+    def parse(name: str, raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise SpecError(f"{name} must be a number > 0 ({unit}), got {raw!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise SpecError(f"{name} must be a number > 0 ({unit}), got {raw!r}")
+        if value > maximum:
+            raise SpecError(f"{name} must be at most {maximum:g}, got {value:g}")
+        return value
+    return parse
+
+
+def on_off(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("", "0", "no", "false", "off"):
+        return False
+    raise SpecError(f"{name} must be on or off (1/0, yes/no), got {raw!r}")
+
+
+def one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(name: str, raw: Any) -> str:
+        value = str(raw).strip()
+        if value not in allowed:
+            raise SpecError(f"unknown {name} {raw!r}; allowed: {', '.join(allowed)}")
+        return value
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str          # the RunSpec field and the experiment-file key
+    type: type         # what an experiment file must give: str, int, float or bool
+    default: Any       # None: derived from other settings, as `help` says
+    help: str
+    parse: Callable[[str, Any], Any]
+    make: str          # the make variable of `make bench`
+    label: str = ""    # how error messages name it; the name with spaces by default
+    to_worker: bool = False  # the worker needs it: passed as LAB_<NAME> (see workloads.protocol)
+    flag_only: bool = False  # a switch on the command line (`--gil-probe`), not `--x VALUE`
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def what(self) -> str:
+        return self.label or self.name.replace("_", " ")
+
+    def validate(self, raw: Any) -> Any:
+        """The setting's value from raw input (a string from the CLI or make, a value from code or TOML).
+
+        Left out (None) means the default; so does a blank value for a setting whose default is
+        derived from the others (concurrency, tasks, prefetch, ...). A blank pool or duration is an error.
+        """
+        if raw is None or (self.default is None and isinstance(raw, str) and not raw.strip()):
+            return self.default
+        return self.parse(self.what, raw)
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}", one_of(POOL_NAMES), "POOL",
+            to_worker=True),
+    Setting("workload", str, "cpu", f"task kind: {', '.join(WORKLOAD_NAMES)}", one_of(WORKLOAD_NAMES), "WORKLOAD"),
+    Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)", whole(1),
+            "CONCURRENCY", to_worker=True),
+    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency)", whole(1), "TASKS"),
+    Setting("duration", float, 0.25, "seconds each task takes alone", positive(), "DURATION"),
+    Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks", positive(), "SWITCH", to_worker=True),
+    Setting("prefetch", int, None, "worker_prefetch_multiplier (default: 1, or 0 = no limit for gevent and "
+            "eventlet)", whole(0), "PREFETCH", to_worker=True),
+    Setting("sample_hz", float, 50.0, "CPU samples of the worker per second", positive("Hz", MAX_SAMPLE_HZ),
+            "SAMPLE_HZ", label="sample rate (Hz)"),
+    Setting("timeout", float, None, "seconds the tasks may take before the run is called stuck (default: "
+            "derived from the work)", positive(), "TIMEOUT"),
+    Setting("background", str, None, f"a workload run beside the measured tasks: {', '.join(BACKGROUND_WORKLOADS)}",
+            lambda name, raw: None if str(raw).strip() == "none" else one_of(BACKGROUND_WORKLOADS)(name, raw),
+            "BACKGROUND", label="background workload"),
+    Setting("background_tasks", int, 0, "how many background tasks (1 when a background workload is given)",
+            whole(0), "BACKGROUND_TASKS"),
+    Setting("gil_probe", bool, False, "also record who held the GIL (1 kHz, from the harness) and GIL contention "
+            "(gilknocker, in the worker); writes gil.png", on_off, "GIL_PROBE", to_worker=True, flag_only=True),
+)}
+
+
+def from_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The settings given as make variables (make exports command-line variables to its recipes)."""
+    return {s.name: environ[s.make] for s in SETTINGS.values() if environ.get(s.make, "").strip()}
+
+
+def make_help() -> str:
+    width = max(len(s.make) for s in SETTINGS.values())
+    lines = ["  settings of bench (make variables; the same as python -m harness bench flags):"]
+    for s in SETTINGS.values():
+        default = "" if s.default is None else f" (default {str(s.default).lower() if s.type is bool else s.default})"
+        lines.append(f"    {s.make:<{width}}  {s.help}{default}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(make_help() + "\n")

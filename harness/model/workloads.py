@@ -1,0 +1,78 @@
+"""The workloads: every rule about a workload lives in its record here.
+
+Adding a workload is one entry in WORKLOADS plus its function in workloads/functions.py. The
+worker registers one Celery task per record, named after it; the harness calibrates, builds task
+arguments and reads results from the same record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from workloads import functions
+
+# What kind of work a workload is; the ideal speedup (harness.model.pools) and the wording of the
+# summary follow from it.
+KINDS = {
+    "python-cpu": "pure-Python CPU work: needs the GIL",
+    "c-cpu": "C code that releases the GIL",
+    "io": "waiting on I/O",
+}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How much fixed work takes a given time alone: `unit`s of work, timed on a probe of `probe_units`."""
+
+    unit: str
+    probe_units: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str
+    function: Callable[..., Any]
+    summary: str
+    # Fixed work takes the same CPU however the GIL slices it: its size is calibrated, and a
+    # task alone takes its own CPU time. Otherwise a task lasts its nominal duration.
+    calibration: Calibration | None = None
+    # Talks to the lab's echo service on 127.0.0.1 (its task arguments say where).
+    needs_echo: bool = False
+    # May run beside the measured tasks (e.g. CPU work next to io_net for the convoy effect).
+    background_ok: bool = False
+
+    @property
+    def fixed_work(self) -> bool:
+        return self.calibration is not None
+
+    def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None) -> list:
+        """The Celery task's arguments: the calibrated amount of work, or a duration (and where to talk)."""
+        if self.calibration is not None:
+            return [calibration[self.calibration.unit]]
+        if self.needs_echo:
+            host, port = echo
+            return [duration, host, port]
+        return [duration]
+
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (
+    Workload("busy_wait", "python-cpu", functions.busy_wait,
+             "the tutorials' wall-clock spin: finishes on time whether or not it got the CPU", background_ok=True),
+    Workload("cpu", "python-cpu", functions.cpu, "a fixed amount of pure-Python arithmetic",
+             calibration=Calibration("iterations", 100_000), background_ok=True),
+    Workload("io_sleep", "io", functions.io_sleep, "time.sleep(duration)", background_ok=True),
+    Workload("io_net", "io", functions.io_net, "blocking round trips to a slow echo service on 127.0.0.1",
+             needs_echo=True),
+    Workload("gil_release", "c-cpu", functions.gil_release, "hashlib.sha256 over a 4 MiB buffer, GIL released",
+             calibration=Calibration("rounds", 4, {"chunk_bytes": functions.GIL_RELEASE_CHUNK}), background_ok=True),
+)}
+WORKLOAD_NAMES = tuple(WORKLOADS)
+BACKGROUND_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.background_ok)
+# Background tasks last this many times the measured tasks' duration, to cover them.
+BACKGROUND_STRETCH = 1.5
+
+
+def workload(name: str) -> Workload:
+    return WORKLOADS[name]

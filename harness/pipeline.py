@@ -1,0 +1,220 @@
+"""The order of the steps, and only that: measure -> store -> summarize -> present -> mark.
+
+A run is measured (harness.lab.run), its raw records stored; the summary is computed from the
+stored folder (harness.analysis) and written back with its analysis version; the figures are
+drawn from the stored data (harness.present); only then is the run marked complete and linked
+as `latest`. `summarize` repeats the middle steps on any stored folder, so old results can be
+brought up to the current analysis.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from tqdm import tqdm
+
+from harness.analysis import compare as comparing
+from harness.analysis import stats
+from harness.analysis.summary import ANALYSIS_VERSION, summarize_run
+from harness.errors import ResultsError, RunFailed, UsageError
+from harness.model.experiment import Experiment
+from harness.model.spec import RunSpec, build_spec
+from harness.results import is_sweep
+from harness.results.run_folder import Run, RunFolder, load_run
+from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_sweep, now_utc,
+                                          write_sweep_manifest, write_sweep_summary)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Log = Callable[[str], None]
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
+              log: Log = print, show_progress: bool = False, mark_latest: bool = True) -> Run:
+    """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
+    from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
+
+    path = measure(spec, results_dir, redis_url, log, show_progress)
+    try:
+        run = summarize_folder(path, timed=True)
+        status, reason = run_status(run)
+    except BaseException as exc:
+        # Whatever stops the work after measuring, the folder must not be left "running".
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _mark(path, status, f"after measuring: {type(exc).__name__}: {exc}" if status == "failed"
+              else "interrupted (Ctrl-C or SIGTERM)")
+        raise
+    _mark(path, status, reason)
+    if reason:
+        raise RunFailed(f"{reason} (results kept in {path}, marked failed)")
+    if mark_latest:
+        RunFolder(path.parent, path.name, existing=True).mark_latest()
+    return load_run(path)
+
+
+def run_status(run: Run) -> tuple[str, str | None]:
+    """complete, or failed when a task raised: every record is kept, but the run measured something else."""
+    errors = run.tasks["error"].dropna() if "error" in run.tasks else []
+    if len(errors):
+        return "failed", f"{len(errors)} of {len(run.tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
+    return "complete", None
+
+
+def _mark(path: Path, status: str, reason: str | None) -> None:
+    run = load_run(path, allow_incomplete=True)
+    folder = RunFolder.of(run)
+    folder.write_manifest({**run.manifest, "status": status, "reason": reason, "files": folder.listing()})
+
+
+def summarize_folder(path: Path, timed: bool = False) -> Run:
+    """Recompute a run folder's summary from its stored records, draw its figures, write run.json back."""
+    from harness.present.run_figures import draw_run_figures
+
+    run = load_run(path, allow_incomplete=True)
+    if run.manifest.get("partial") or run.tasks.empty:
+        raise ResultsError(f"{path / 'run.json'}: run is {run.status} and did not record all its tasks; "
+                           "there is nothing to summarize")
+    t0 = time.monotonic()
+    run.manifest["summary"] = summarize_run(run.manifest, run.tasks, run.samples, run.table("gil_oncpu.csv"),
+                                            run.table("gil_contention.csv"))
+    run.manifest["analysis_version"] = ANALYSIS_VERSION
+    t1 = time.monotonic()
+    draw_run_figures(run)
+    if timed:  # a fresh run: what summarizing and drawing cost, beside the measuring timings
+        run.manifest["settings"]["harness_timings"].update(analysis_s=t1 - t0, figures_s=time.monotonic() - t1)
+    folder = RunFolder.of(run)
+    folder.write_manifest({**run.manifest, "files": folder.listing()})
+    return run
+
+
+# --- sweeps ----------------------------------------------------------------------------------
+
+def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) -> Path:
+    """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here."""
+    from harness.lab import environment
+    from harness.lab.preflight import check_pool_importable
+
+    for pool in dict.fromkeys(spec.pool for spec in experiment.specs()):
+        check_pool_importable(pool)
+    return new_sweep(experiment, quick, Path(results_dir), environment.collect())
+
+
+def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True) -> dict:
+    """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it."""
+    from harness.lab.broker import Broker
+
+    folder = Path(folder)
+    manifest = load_sweep_manifest(folder)
+    cells = {c["cell"]: c for c in manifest["cells"]}
+    todo = [e for e in manifest["runs"] if e["status"] != "complete"]
+    manifest["status"] = "running"
+    write_sweep_manifest(folder, manifest)
+    try:
+        with Broker(redis_url) as broker, tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
+            for done, entry in enumerate(todo, start=1):
+                cell = cells[entry["cell"]]
+                bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
+                try:
+                    run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs",
+                                    redis_url=broker.url, log=lambda _line: None, mark_latest=False)
+                    entry.update(status="complete", run=run.run_id, reason=None)
+                except RunFailed as exc:
+                    # A failed cell is recorded and the sweep goes on; a resume retries it.
+                    entry.update(status="failed", reason=str(exc))
+                    log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
+                write_sweep_manifest(folder, manifest)
+                bar.update(1)
+                if not show_progress:
+                    log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        write_sweep_manifest(folder, manifest)
+        raise
+    failed = [e for e in manifest["runs"] if e["status"] != "complete"]
+    manifest.update(status="complete" if not failed else "partial", finished_utc=now_utc())
+    write_sweep_manifest(folder, manifest)
+    summarize_sweep(folder)
+    return load_sweep_manifest(folder)
+
+
+def summarize_sweep(folder: Path) -> "pd.DataFrame":
+    """summary.csv of a sweep (one row per cell, over repeats), from its runs' stored summaries."""
+    sweep = load_sweep(folder)
+    table = stats.sweep_table(sweep.entries(), sweep.axes, sweep.manifest["cells"])
+    write_sweep_summary(folder, table, ANALYSIS_VERSION)
+    return table
+
+
+def _present_sweep(folder: Path) -> Path:
+    """The sweep's figures and report.html, from summary.csv and the runs' stored tasks."""
+    from harness.present.report import sweep_cores, sweep_report
+    from harness.present.sweep_figures import sweep_figures
+
+    sweep = load_sweep(folder)
+    table = sweep.summary
+    if table.empty and sweep.run_paths:  # a version 1 sweep reported before: summary.csv never written
+        table = summarize_sweep(folder)
+    labels = {c["cell"]: c["label"] for c in sweep.manifest["cells"]}
+    foregrounds = [(labels[e["cell"]], sweep.run(e).foreground) for e in sweep.manifest["runs"]
+                   if e["status"] == "complete"]
+    figures = sweep_figures(sweep.path, table, sweep.axes, sweep_cores(sweep), stats.latencies_by_cell(foregrounds),
+                            "task latency, submit to finish (s)")
+    return sweep_report(sweep, table, figures)
+
+
+# --- commands on stored folders --------------------------------------------------------------
+
+def report(path: str | Path) -> Path:
+    """report.html for a run or sweep folder, drawn from its stored data."""
+    from harness.present.report import run_report
+    from harness.present.run_figures import draw_run_figures
+
+    path = Path(path)
+    if is_sweep(path):
+        return _present_sweep(path)
+    run = load_run(path)
+    figures = [run.path / name for name in ("timeline.png", "parallelism.png")]
+    if not all(p.exists() for p in figures):  # a folder whose figures were never drawn, or removed
+        figures = draw_run_figures(run)[:2]
+    return run_report(run, figures)
+
+
+def summarize(path: str | Path, log: Log = print) -> Path:
+    """Recompute the summary (and figures, and for a sweep summary.csv and report) of a stored folder."""
+    path = Path(path)
+    if is_sweep(path):
+        sweep = load_sweep(path)
+        for entry in sweep.manifest["runs"]:
+            if entry["status"] == "complete":
+                _summarize_one(sweep.path / "runs" / entry["run"], log)
+        summarize_sweep(path)
+        out = _present_sweep(path)
+        log(f"{path}: summary.csv recomputed by analysis version {ANALYSIS_VERSION}; report: {out}")
+        return out
+    _summarize_one(path, log)
+    return path
+
+
+def _summarize_one(path: Path, log: Log) -> None:
+    before = load_run(path, allow_incomplete=True)
+    after = summarize_folder(path)  # refuses a run that did not record all its tasks
+    changed = comparing.summary_changes(before.summary, after.manifest["summary"])
+    log(f"{path}: summary recomputed by analysis version {ANALYSIS_VERSION} (was "
+        f"{before.manifest.get('analysis_version')}); {len(changed)} values changed"
+        + (f" ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})" if changed else ""))
+
+
+def compare(a: str | Path, b: str | Path) -> "pd.DataFrame":
+    """Cell by cell, do two runs or two sweeps differ? (harness.analysis.compare)"""
+    a, b = Path(a), Path(b)
+    a_sweep, b_sweep = is_sweep(a), is_sweep(b)
+    if a_sweep != b_sweep:
+        raise UsageError(f"compare two runs or two sweeps, not a {'sweep' if a_sweep else 'run'} "
+                         f"with a {'sweep' if b_sweep else 'run'}")
+    if a_sweep:
+        return comparing.compare_sweeps(load_sweep(a).entries(), load_sweep(b).entries())
+    return comparing.compare_runs(load_run(a).foreground, load_run(b).foreground)

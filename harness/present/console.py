@@ -1,0 +1,49 @@
+"""The run's summary as text for a terminal."""
+from __future__ import annotations
+
+import math
+
+from harness.results.run_folder import Run
+
+
+def _num(value: object, fmt: str, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:{fmt}}{unit}"
+
+
+def summary_table(run: Run) -> str:
+    s, spec = run.summary, run.spec
+    rows = [
+        ("makespan", _num(s["makespan_s"], ".2f", " s"), "first submit to last finish"),
+        ("throughput", _num(s["throughput_per_s"], ".2f", " tasks/s"), ""),
+        ("speedup vs one at a time", _num(s["speedup"], ".2f", "x"),
+         f"ideal for {spec['pool']} on this work: {s['ideal_speedup']}x"),
+        ("efficiency", _num(s["efficiency"], ".0%"), "speedup / ideal"),
+        ("tasks running (mean)", _num(s["mean_tasks_running"], ".2f"), f"max {s['max_tasks_running']}"),
+        ("CPU cores used (mean)", _num(s["mean_cores_used"], ".2f"),
+         f"by the worker; machine has {s['cores']} cores"),
+        ("queue wait p50 / p95", f"{_num(s['queue_wait_p50_s'], '.3f')} / {_num(s['queue_wait_p95_s'], '.3f')} s",
+         "submit to start"),
+        ("run time p50 / p95", f"{_num(s['run_time_p50_s'], '.3f')} / {_num(s['run_time_p95_s'], '.3f')} s",
+         "start to finish"),
+    ]
+    if "gil_wait_mean_s" in s:
+        rows.append(("GIL wait per task (mean)", _num(s["gil_wait_mean_s"], ".3f", " s"),
+                     f"run time minus own CPU; {_num(s['gil_wait_fraction'], '.0%')} of run time"))
+    probe = s.get("gil_probe")
+    if probe:
+        rows.append(("GIL held per turn (median)", _num(probe["gil_hold_median_s"], ".4f", " s"),
+                     f"{_num(probe['gil_handoffs_per_s'], '.0f')} handovers/s; contention "
+                     f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
+    rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
+                 "as requested" if s["switch_interval_ok"] else "NOT as requested"))
+    head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, concurrency {spec['concurrency']}, "
+            f"{spec['tasks']} tasks of {spec['duration']:g} s, switch interval {spec['switch_interval']:g} s")
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    lines = [head, "-" * len(head)]
+    lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
+    lines += [f"  * {note}" for note in s.get("notes", [])]
+    lines.append(f"  results: {run.path}")
+    return "\n".join(lines)

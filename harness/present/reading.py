@@ -1,0 +1,95 @@
+"""What a sweep's numbers say, in sentences: pure functions on the per-cell table. No I/O."""
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.analysis.summary import PHANTOM_MARGIN_CORES
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _s(value: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
+
+
+def by_pool_and_workload(table: pd.DataFrame) -> list[str]:
+    out = []
+    for workload, group in table.groupby("workload", sort=False):
+        ranked = group.sort_values("speedup", ascending=False)
+        parts = [f"{r.pool} {_x(r.speedup)} (ideal {r.ideal_speedup:g}x)" for r in ranked.itertuples()]
+        best = ranked.iloc[0]
+        out.append(f"{workload}: {', '.join(parts)}. Fastest: {best['pool']}, using "
+                   f"{best['mean_cores_used']:.1f} CPU cores.")
+        for r in group.itertuples():
+            if getattr(r, "phantom_cores", 0) and r.phantom_cores >= PHANTOM_MARGIN_CORES:
+                out.append(f"{workload} on {r.pool}: the {_x(r.speedup)} is phantom parallelism - the tasks "
+                           f"overlapped in wall time on {r.mean_cores_used:.1f} cores; a wall-clock spin "
+                           "finishes on time whether or not it got the CPU.")
+    return out
+
+
+def by_concurrency(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]:
+    out = []
+    others = [a for a in axes if a != "concurrency"]
+    for key, group in table.groupby(others, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        name = " on ".join(str(k) for k in key)
+        group = group.sort_values("concurrency")
+        best = group.loc[group["speedup"].idxmax()]
+        first = group.iloc[0]
+        text = (f"{name}: {_x(first['speedup'])} at concurrency {first['concurrency']}, best "
+                f"{_x(best['speedup'])} at {best['concurrency']}")
+        above = group[group["concurrency"] > cores]
+        if not above.empty:
+            text += f"; above the {cores} cores: {_x(above['speedup'].iloc[-1])} at {above['concurrency'].iloc[-1]}"
+        out.append(text + ".")
+    return out
+
+
+def by_switch_interval(table: pd.DataFrame, axes: list[str]) -> list[str]:
+    out = []
+    others = [a for a in axes if a != "switch_interval"]
+    groups = table.groupby(others, sort=False) if others else [((), table)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        name = " ".join(f"{a}={v}" for a, v in zip(others, key)) or "all"
+        group = group.sort_values("switch_interval")
+        lo, hi = group.iloc[0], group.iloc[-1]
+        text = (f"{name}: the second task started {_s(lo['second_start_delay_s'])} after the first at "
+                f"interval {lo['switch_interval']:g} s, {_s(hi['second_start_delay_s'])} at {hi['switch_interval']:g} s")
+        if group["rtt_mean_s"].notna().any():
+            text += (f"; I/O round trips averaged {_s(lo['rtt_mean_s'])} at {lo['switch_interval']:g} s and "
+                     f"{_s(hi['rtt_mean_s'])} at {hi['switch_interval']:g} s")
+        else:
+            text += (f"; throughput {lo['throughput_per_s']:.2f} tasks/s at {lo['switch_interval']:g} s, "
+                     f"{hi['throughput_per_s']:.2f} at {hi['switch_interval']:g} s")
+        out.append(text + ".")
+    return out
+
+
+def sweep_reading(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]:
+    """Sentences for the report, chosen from the axes; every figure is taken from the table."""
+    if table.empty:
+        return ["No cell completed: there is nothing to read."]
+    out = []
+    if {"pool", "workload"} <= set(axes) and len(axes) == 2:
+        out += by_pool_and_workload(table)
+    if "concurrency" in axes:
+        out += by_concurrency(table, axes, cores)
+    if "switch_interval" in axes:
+        out += by_switch_interval(table, axes)
+    if {"pool", "prefetch"} <= set(axes):
+        for row in table.sort_values(["pool", "prefetch"]).itertuples():
+            out.append(f"{row.pool} at prefetch multiplier {row.prefetch}: a free slot waited up to "
+                       f"{_s(row.dispatch_gap_max_s)} for queued work (makespan {_s(row.makespan_s)}).")
+    if not out:
+        for row in table.itertuples():
+            out.append(f"{row.label}: speedup {_x(row.speedup)} (ideal {row.ideal_speedup:g}x), makespan "
+                       f"{_s(row.makespan_s)}, second task started {_s(row.second_start_delay_s)} after the first.")
+    for row in table[table["warning"].astype(bool)].itertuples():
+        out.append(f"Caution, {row.label}: {row.warning}.")
+    return out

@@ -1,0 +1,141 @@
+"""Figures of one run, drawn from its stored tables (harness.present.style sets the look)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from harness.analysis import cpu, timing
+from harness.analysis.gil import gil_holder_bands
+from harness.model.pools import pool
+from harness.present.style import legend_below, plt, run_title, save
+
+
+def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+    """One lane per execution slot, one bar per task; the dark part of a bar is the task's own CPU."""
+    t = timing.with_timings(tasks)
+    t0 = float(t["submitted"].min())
+    lane = timing.lanes(t, spec["concurrency"])
+    n_lanes = int(lane.max()) + 1 if len(lane) else 1
+    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.6 * n_lanes + 2.5))))
+    background = (t["role"] == "background") if "role" in t else pd.Series(False, index=t.index)
+    starts = t["started"] - t0
+    edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
+    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=background.map({True: "#fdd0a2", False: "#9ecae1"}),
+            edgecolor=background.map({True: "#e6550d", False: "#3182bd"}) if edge else "none")
+    # Own CPU drawn inside each bar: a bar much longer than its dark part was waiting.
+    own = t[["cpu_s", "run_s"]].min(axis=1)
+    known = own.notna()
+    ax.barh(lane[known], own[known], left=starts[known], height=0.35, color="#08519c")
+    if n_lanes <= 32:  # beyond that the lanes are a texture, not something to read one by one
+        ax.set_yticks(range(n_lanes))
+        ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
+    else:
+        ax.set_ylabel(f"{n_lanes} slots")
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first task was submitted")
+    ax.set_title(run_title(spec))
+    handles = [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
+               Patch(facecolor="#08519c", label="its own CPU time")]
+    if "role" in t and (t["role"] == "background").any():
+        handles.append(Patch(facecolor="#fdd0a2", edgecolor="#e6550d", label="background task"))
+    legend_below(ax, handles)
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)
+
+
+def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: int, path: Path) -> Path:
+    """Tasks running vs CPU cores the worker used, over time; the machine's cores marked."""
+    t0 = float(tasks["submitted"].min())
+    running = timing.running_over_time(tasks)
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    ax.step(running["t"] - t0, running["running"], where="post", lw=2.5, color="#3182bd",
+            label="tasks running")
+    if not samples.empty:
+        used = cpu.cores_over_time(samples, "process")
+        ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d", label="CPU cores used by the worker")
+    ax.axhline(cores, ls="--", color="gray", lw=1.5, label=f"cores on this machine ({cores})")
+    end = float(tasks["finished"].max()) - t0
+    ax.set_xlim(0, end * 1.02 if end > 0 else 1)
+    ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)
+    ax.set_xlabel("seconds since the first task was submitted")
+    ax.set_ylabel("count")
+    ax.set_title(run_title(spec))
+    legend_below(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+    """One stacked bar per task: queued, running but off the CPU, on its own CPU."""
+    parts = timing.time_breakdown(tasks)
+    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.35 * len(parts) + 2))))
+    left = pd.Series(0.0, index=parts.index)
+    for column, color, label in (("queued_s", "#d9d9d9", "waiting in the queue"),
+                                 ("off_cpu_s", "#fdae6b", "running, off the CPU (GIL, event loop or I/O)"),
+                                 ("on_cpu_s", "#08519c", "on its own CPU")):
+        ax.barh(parts.index, parts[column], left=left, color=color, label=label)
+        left = left + parts[column]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from submit to finish")
+    ax.set_ylabel("task (in submit order)")
+    ax.set_title(run_title(spec))
+    legend_below(ax)
+    return save(fig, path)
+
+
+def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFrame, spec: dict,
+                 path: Path) -> Path:
+    """Who held the GIL: a band per thread while it ran on a CPU, tasks as thin bars beneath,
+    ticks every switch interval; below, gilknocker's contention over time."""
+    t0 = float(tasks["submitted"].min())
+    end = float(tasks["finished"].max())
+    rules = pool(spec["pool"])
+    labels = {}
+    for slot in tasks.sort_values("started")["slot"].astype(str):
+        labels.setdefault(slot, len(labels))
+    for row in bands.itertuples():  # threads that ran but took no task: the worker's own loop
+        labels.setdefault(rules.slot_name(row.pid, row.tid, None), len(labels))
+    fig, (ax, cx) = plt.subplots(2, 1, figsize=(13, 3 + 0.7 * len(labels)), sharex=True,
+                                 gridspec_kw={"height_ratios": [max(2, len(labels)), 1.5]})
+    for row in bands.itertuples():
+        ax.barh(labels[rules.slot_name(row.pid, row.tid, None)], row.end - row.start, left=row.start - t0,
+                height=0.6, color="#08519c")
+    for row in tasks.itertuples():
+        ax.barh(labels[str(row.slot)] + 0.38, row.finished - row.started, left=row.started - t0, height=0.12,
+                color="#fd8d3c")
+    interval = spec["switch_interval"]
+    if (end - t0) / interval <= 400:  # ticks every switch interval, where they can still be told apart
+        for k in range(int((end - t0) / interval) + 1):
+            ax.axvline(k * interval, color="gray", lw=0.4, alpha=0.5)
+    ax.set_yticks(list(labels.values()))
+    ax.set_yticklabels(list(labels))
+    ax.invert_yaxis()
+    ax.set_title(f"Who held the GIL (on a CPU) · {run_title(spec)}", pad=34)
+    ax.legend(handles=[Patch(color="#08519c", label="on a CPU (for Python code: holding the GIL)"),
+                       Patch(color="#fd8d3c", label="task running"),
+                       Line2D([], [], color="gray", lw=0.8, label=f"every switch interval ({interval:g} s)")],
+              loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3, fontsize=10, frameon=False)
+    if len(contention):
+        for pid, part in contention.groupby("pid"):
+            cx.plot(part["t"] - t0, part["contention"], lw=1.5, label=f"pid {pid}")
+    cx.set_ylim(0, 1.05)
+    cx.set_ylabel("GIL contention")
+    cx.set_xlabel("seconds since the first task was submitted")
+    cx.set_xlim(0, (end - t0) * 1.02)
+    cx.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def draw_run_figures(run) -> list[Path]:
+    """Every figure of a stored run (a harness.results.Run with its summary), into its folder."""
+    spec, tasks = run.spec, run.tasks
+    out = [timeline(tasks, spec, run.path / "timeline.png"),
+           parallelism(tasks, run.samples, spec, run.summary["cores"], run.path / "parallelism.png")]
+    oncpu = run.table("gil_oncpu.csv")
+    if oncpu is not None:
+        contention = run.table("gil_contention.csv")
+        out.append(gil_timeline(tasks, gil_holder_bands(oncpu), contention, spec, run.path / "gil.png"))
+    return out

@@ -1,0 +1,149 @@
+"""Figures of a sweep, chosen from its axes. Each takes the per-cell table (summary.csv, harness.analysis.stats)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.present.style import POOL_COLORS, legend_below, plt, save
+
+
+def _err(table: pd.DataFrame, metric: str) -> np.ndarray:
+    """Asymmetric error bars from the interquartile range."""
+    lower = (table[metric] - table[f"{metric}_q25"]).clip(lower=0)
+    upper = (table[f"{metric}_q75"] - table[metric]).clip(lower=0)
+    return np.vstack([lower.to_numpy(), upper.to_numpy()])
+
+
+def _line_groups(table: pd.DataFrame, axes: list[str], x: str):
+    """One line per combination of the axes other than x."""
+    others = [a for a in axes if a != x]
+    if not others:
+        yield "", table.sort_values(x)
+        return
+    for key, group in table.groupby(others, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        yield " ".join(f"{a}={v}" for a, v in zip(others, key)), group.sort_values(x)
+
+
+def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str, ylabel: str, title: str,
+                  path: Path, bar_label=str, bar_color=lambda _v: None, decorate=None) -> Path:
+    """Bars of `metric` (median, IQR whiskers): one group per value of `group_col`, one bar per `bar_col`."""
+    groups = list(dict.fromkeys(table[group_col]))
+    bars = list(dict.fromkeys(table[bar_col]))
+    width = 0.8 / len(bars)
+    fig, ax = plt.subplots(figsize=(13, 6))
+    for i, value in enumerate(bars):
+        rows = table[table[bar_col] == value].set_index(group_col).reindex(groups)
+        x = np.arange(len(groups)) + (i - (len(bars) - 1) / 2) * width
+        ax.bar(x, rows[metric].fillna(0), width, yerr=_err(rows, metric), capsize=3, label=bar_label(value),
+               color=bar_color(value))
+        if decorate:
+            decorate(ax, x, rows, first=i == 0)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    legend_below(ax)
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)
+
+
+def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
+    def ideal_ticks(ax, x, rows, first):
+        # The ideal for this pool and work: a black tick over each bar.
+        ax.scatter(x, rows["ideal_speedup"], marker="_", s=400, color="black", zorder=3,
+                   label="ideal" if first else None)
+        if first:
+            ax.axhline(1, color="gray", lw=1)
+
+    return _grouped_bars(table, "workload", "pool", "speedup", "speedup over one at a time",
+                         "Speedup by pool and workload (bars: median, whiskers: IQR; black tick: ideal)", path,
+                         bar_color=POOL_COLORS.get, decorate=ideal_ticks)
+
+
+def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
+    panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
+    fig, axs = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    for ax, workload in zip(axs[0], panels):
+        part = table if workload is None else table[table["workload"] == workload]
+        line_axes = [a for a in axes if a != "workload"]
+        for label, group in _line_groups(part, line_axes, "concurrency"):
+            pool = group["pool"].iloc[0] if "pool" in group else None
+            ax.errorbar(group["concurrency"], group["speedup"], yerr=_err(group, "speedup"), marker="o",
+                        capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool))
+        ax.axvline(cores, ls="--", color="gray", label=f"cores ({cores})")
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel("speedup over one at a time")
+        ax.set_title(f"{workload} work" if workload else "speedup vs concurrency")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=10)
+    return save(fig, path)
+
+
+def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
+    right = "rtt_mean_s" if table["rtt_mean_s"].notna().any() else "throughput_per_s"
+    right_label = {"rtt_mean_s": "I/O round trip, mean (s)", "throughput_per_s": "throughput (tasks/s)"}[right]
+    fig, (left_ax, right_ax) = plt.subplots(1, 2, figsize=(15, 6))
+    for label, group in _line_groups(table, axes, "switch_interval"):
+        pool = group["pool"].iloc[0] if "pool" in group else None
+        style = dict(marker="o", capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool),
+                     ls="--" if "busy_wait" in label or "background=none" in label else "-")
+        left_ax.errorbar(group["switch_interval"], group["second_start_delay_s"],
+                         yerr=_err(group, "second_start_delay_s"), **style)
+        right_ax.errorbar(group["switch_interval"], group[right], yerr=_err(group, right), **style)
+    left_ax.set_ylabel("second task starts after the first (s)")
+    left_ax.set_yscale("symlog", linthresh=1e-3)
+    right_ax.set_ylabel(right_label)
+    if right == "rtt_mean_s":
+        right_ax.set_yscale("log")
+    for ax in (left_ax, right_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("sys.setswitchinterval (s)")
+        ax.grid(alpha=0.3, which="both")
+    left_ax.set_title("Delay before the second task starts")
+    right_ax.set_title(right_label.split(" (")[0] + " vs switch interval")
+    right_ax.legend(fontsize=10)
+    return save(fig, path)
+
+
+def latency_distributions(latencies: dict[str, pd.Series], ylabel: str, path: Path) -> Path:
+    """Box plots of per-task latency, one box per cell."""
+    labels = list(latencies)
+    fig, ax = plt.subplots(figsize=(max(10, 0.55 * len(labels) + 3), 7))
+    ax.boxplot([latencies[k].dropna().to_numpy() for k in labels], showfliers=True)
+    ax.set_xticks(range(1, len(labels) + 1))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.set_title("Per-task latency by cell")
+    ax.grid(axis="y", alpha=0.3, which="both")
+    return save(fig, path)
+
+
+def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
+    """The longest wait of a free slot for queued work, per pool, one bar per prefetch setting."""
+    return _grouped_bars(table.sort_values("prefetch", kind="stable"), "pool", "prefetch", "dispatch_gap_max_s",
+                         "longest wait of a free slot for queued work (s)",
+                         "Dispatch gap by pool and prefetch setting", path,
+                         bar_label=lambda v: f"prefetch multiplier {v}" + (" (no limit)" if v == 0 else ""))
+
+
+def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
+                  latencies: dict[str, pd.Series], latency_label: str) -> list[Path]:
+    """Every figure the sweep's axes call for."""
+    out = []
+    if table.empty:
+        return out
+    if {"pool", "workload"} <= set(axes) and len(axes) == 2:
+        out.append(speedup_by_pool_workload(table, folder / "speedup-by-pool.png"))
+    if "concurrency" in axes:
+        out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
+    if "switch_interval" in axes:
+        out.append(switch_interval_effects(table, axes, folder / "switch-interval.png"))
+    if {"pool", "prefetch"} <= set(axes):
+        out.append(dispatch_gap_by_pool(table, folder / "dispatch-gap.png"))
+    if latencies and len(latencies) <= 60:
+        out.append(latency_distributions(latencies, latency_label, folder / "latency.png"))
+    return out

@@ -1,0 +1,162 @@
+"""The run folder: the only code that writes or reads `results/<run-id>/`.
+
+Layout of a run folder (schema_version 2):
+  run.json     manifest: schema_version, run_id, status, reason, spec, settings, environment,
+               summary, analysis_version, files. Written first with status "running" and last with
+               the final status, atomically, so a folder never looks complete when it is not.
+  tasks.csv    one row per task: task_id, index, role, submitted, and the worker's record
+               (workloads.protocol.TaskRecord) with the workload's own columns (io_net: ops, rtt_*).
+  samples.csv  CPU samples of the worker's process tree (see harness.lab.sampler.COLUMNS).
+  gil_oncpu.csv, gil_contention.csv   with the GIL probe: each worker thread's on-CPU ns, and
+               gilknocker's contention reports.
+  worker.log   the worker's own output.
+  *.png, report.html   drawn from the above by harness.present; never read back.
+
+The raw records (tasks, samples, probes, settings, timings) are what a run measured. `summary` is
+computed from them by harness.analysis, which stamps it with its `analysis_version`, so
+`python -m harness summarize` can recompute it with a newer analysis.
+
+Schema versions:
+  1 - first version.
+  2 - adds `analysis_version`, and `settings.gil_probe_cost`: the probes' own cost, a measurement
+      that cannot be recomputed (version 1 kept it only inside `summary.gil_probe`).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ResultsError
+from harness.results.files import link_latest, read_json, write_atomic, write_frame
+from harness.results.versions import upgrade
+
+SCHEMA_VERSION = 2
+STATUSES = ("running", "complete", "failed", "interrupted")
+GIL_PROBE_COST_KEYS = ("oncpu_sampler_cpu_s", "oncpu_sampler_core_fraction", "oncpu_rate_hz", "oncpu_sweeps_dropped")
+
+
+def update_to_2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 summaries were made by analysis version 1; the probes' cost moves out of the summary."""
+    probe = (manifest.get("summary") or {}).get("gil_probe")
+    settings = dict(manifest.get("settings") or {})
+    settings["gil_probe_cost"] = {k: probe[k] for k in GIL_PROBE_COST_KEYS if k in probe} if probe else None
+    return {**manifest, "settings": settings, "analysis_version": 1 if manifest.get("summary") else None}
+
+
+UPGRADES = {2: update_to_2}
+
+
+def new_run_id(pool: str, workload: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{pool}-{workload}-{secrets.token_hex(2)}"
+
+
+class RunFolder:
+    """Writes one run's folder: a new one (refusing to reuse a name), or an existing one to update."""
+
+    def __init__(self, results_dir: Path, run_id: str, existing: bool = False) -> None:
+        self.results_dir = Path(results_dir)
+        self.run_id = run_id
+        self.path = self.results_dir / run_id
+        if not existing:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir()  # raises FileExistsError: a run never overwrites another
+
+    @classmethod
+    def of(cls, run: "Run") -> "RunFolder":
+        return cls(run.path.parent, run.path.name, existing=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        body = {k: v for k, v in manifest.items() if k not in ("schema_version", "run_id")}
+        manifest = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **body}
+        write_atomic(self.file("run.json"), json.dumps(manifest, indent=2, default=str) + "\n")
+
+    def write_frame(self, name: str, df: pd.DataFrame) -> None:
+        write_frame(self.file(name), df)
+
+    def mark_latest(self) -> None:
+        link_latest(self.path, "latest")
+
+    def listing(self) -> list[str]:
+        """The files the folder holds, run.json first: the manifest's `files`."""
+        names = sorted(p.name for p in self.path.iterdir() if p.is_file() and not p.name.startswith("."))
+        return ["run.json"] + [n for n in names if n != "run.json"]
+
+
+@dataclass
+class Run:
+    """A run as read back: the manifest (at the current schema version) and its tables."""
+
+    path: Path
+    manifest: dict[str, Any]
+    tasks: pd.DataFrame
+    samples: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.manifest["spec"]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.manifest.get("summary") or {}
+
+    @property
+    def status(self) -> str:
+        return self.manifest["status"]
+
+    @property
+    def foreground(self) -> pd.DataFrame:
+        """The measured tasks, without the background ones run beside them."""
+        return self.tasks[self.tasks["role"] == "foreground"] if "role" in self.tasks else self.tasks
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """An optional table of the folder (gil_oncpu.csv, gil_contention.csv), or None when absent."""
+        path = self.path / name
+        return _read_csv(path) if path.exists() else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable ({exc})") from None
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """run.json of a run folder, upgraded to the current schema version."""
+    manifest_path = path / "run.json"
+    return upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path)
+
+
+def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False) -> Run:
+    """Read a run folder. Refuses an incomplete run unless `allow_incomplete`."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    status = manifest.get("status")
+    if status != "complete" and not allow_incomplete:
+        raise ResultsError(f"{path / 'run.json'}: run is {status}, not complete"
+                           f"{': ' + manifest['reason'] if manifest.get('reason') else ''}")
+    tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or status == "complete" else pd.DataFrame()
+    spec = manifest.get("spec") or {}
+    if status == "complete" and "tasks" in spec:
+        expected = spec["tasks"] + spec.get("background_tasks", 0)
+        if len(tasks) != expected:
+            raise ResultsError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
+                               "(truncated or edited?)")
+    samples = _read_csv(path / "samples.csv") if (path / "samples.csv").exists() or status == "complete" else pd.DataFrame()
+    return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples)

@@ -1,0 +1,128 @@
+"""The sweep folder: the only code that writes or reads `results/sweep-<id>/`.
+
+Layout of a sweep folder (schema_version 2):
+  sweep.json   manifest: experiment, axes, cells, one entry per (cell, repeat) with its run and
+               status, environment, analysis_version of summary.csv
+  runs/        the run folders (harness.results.run_folder)
+  summary.csv  one row per cell: median and IQR of each metric over repeats (harness.analysis.stats),
+               written by the sweep itself when its last run ends
+  *.png, report.html   drawn from the above by harness.present
+
+Schema versions:
+  1 - first version (summary.csv was written only when the report was drawn).
+  2 - adds `analysis_version`, the analysis that wrote summary.csv.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ResultsError
+from harness.model.experiment import Experiment, cell_label
+from harness.results.files import read_json, write_atomic, write_frame
+from harness.results.run_folder import Run, load_run
+from harness.results.versions import upgrade
+
+SWEEP_SCHEMA_VERSION = 2
+
+
+def update_to_2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 summary.csv, where there is one, was made by analysis version 1."""
+    return {**manifest, "analysis_version": 1}
+
+
+UPGRADES = {2: update_to_2}
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_sweep_manifest(folder: Path, manifest: dict) -> None:
+    manifest = {**manifest, "schema_version": SWEEP_SCHEMA_VERSION}
+    write_atomic(Path(folder) / "sweep.json", json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def load_sweep_manifest(folder: str | Path) -> dict:
+    """sweep.json of a sweep folder, upgraded to the current schema version."""
+    path = Path(folder) / "sweep.json"
+    return upgrade(read_json(path, "sweep"), SWEEP_SCHEMA_VERSION, UPGRADES, path)
+
+
+def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environment: dict) -> Path:
+    """Create the sweep folder and its manifest with every (cell, repeat) pending."""
+    exp = experiment.shrunk() if quick else experiment
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder = Path(results_dir) / f"sweep-{stamp}-{exp.name}{'-quick' if quick else ''}"
+    folder.mkdir(parents=True)
+    axes = list(exp.axes)
+    cells = [{"cell": i, "label": cell_label(s, axes), "settings": s} for i, s in enumerate(exp.cells())]
+    # Interleaved: every cell once, then every cell again, so slow drift spreads over all cells.
+    entries = [{"cell": c["cell"], "repeat": r, "status": "pending", "run": None, "reason": None}
+               for r in range(exp.repeats) for c in cells]
+    write_sweep_manifest(folder, {
+        "kind": "sweep", "sweep_id": folder.name, "status": "running",
+        "quick": quick, "experiment": exp.to_dict(), "axes": axes, "cells": cells, "runs": entries,
+        "environment": environment, "started_utc": now_utc(), "finished_utc": None, "analysis_version": None,
+    })
+    return folder
+
+
+def write_sweep_summary(folder: Path, table: pd.DataFrame, analysis_version: int) -> None:
+    """summary.csv, and the analysis that made it in sweep.json."""
+    write_frame(Path(folder) / "summary.csv", table, float_format="%.6g")
+    manifest = load_sweep_manifest(folder)
+    write_sweep_manifest(folder, {**manifest, "analysis_version": analysis_version})
+
+
+@dataclass
+class Sweep:
+    """A sweep as read back: its manifest, its per-cell summary and where its runs are."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def axes(self) -> list[str]:
+        return self.manifest["axes"]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        path = self.path / "summary.csv"
+        if not path.exists():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ResultsError(f"{path}: unreadable ({exc})") from None
+
+    @property
+    def run_paths(self) -> list[Path]:
+        return [self.path / "runs" / e["run"] for e in self.manifest["runs"] if e["status"] == "complete"]
+
+    @property
+    def figures(self) -> list[Path]:
+        return sorted(self.path.glob("*.png"))
+
+    def run(self, entry: dict) -> Run:
+        return load_run(self.path / "runs" / entry["run"])
+
+    def entries(self) -> list[dict]:
+        """Every (cell, repeat) entry joined with its cell's settings and label, and its run's summary."""
+        cells = {c["cell"]: c for c in self.manifest["cells"]}
+        out = []
+        for entry in self.manifest["runs"]:
+            summary = self.run(entry).summary if entry["status"] == "complete" else None
+            out.append({**entry, "settings": cells[entry["cell"]]["settings"],
+                        "label": cells[entry["cell"]]["label"], "summary": summary})
+        return out
+
+
+def load_sweep(folder: str | Path) -> Sweep:
+    folder = Path(folder)
+    return Sweep(folder.resolve(), load_sweep_manifest(folder))

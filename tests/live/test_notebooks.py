@@ -1,0 +1,59 @@
+"""Every notebook executes headless and, for lessons, prints a verdict that held on this machine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from harness.model.experiment import load_experiment
+from harness.pipeline import report, run_sweep
+from harness.pipeline import start_sweep as new_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def execute(path: Path, env: dict[str, str]) -> list[str]:
+    book = nbformat.read(path, as_version=4)
+    old = dict(os.environ)
+    os.environ.update(env)  # the kernel inherits the environment
+    try:
+        NotebookClient(book, timeout=240, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return [out.get("text", "") for cell in book.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.get("output_type") == "stream"]
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in NOTEBOOKS:
+        book = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in book.cells if c.cell_type == "code"), path.name
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("lesson")], ids=lambda p: p.stem)
+def test_lesson_notebook_runs_and_its_verdict_holds(path, redis_url):
+    text = "".join(execute(path, {"REDIS_URL": redis_url}))
+    verdict = [line for line in text.splitlines() if line.startswith("verdict:")]
+    assert verdict, text[-2000:]
+    assert verdict[0].startswith("verdict: HELD"), verdict[0]
+
+
+def test_explorer_opens_a_run_and_a_sweep(bench, redis_url, tmp_path):
+    run = bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.1)
+    text = "".join(execute(ROOT / "notebooks" / "explorer.ipynb", {"LAB_RESULTS": str(run.path)}))
+    assert "Run" in text and run.run_id in text
+
+    exp = tmp_path / "one.toml"
+    exp.write_text('name = "one"\nquestion = "q"\n[fixed]\nworkload = "io_sleep"\nduration = 0.1\n'
+                   'tasks = 2\nconcurrency = 2\n[axes]\npool = ["threads"]\n')
+    folder = new_sweep(load_experiment(exp), quick=False, results_dir=tmp_path / "results")
+    run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    report(folder)
+    text = "".join(execute(ROOT / "notebooks" / "explorer.ipynb", {"LAB_RESULTS": str(folder)}))
+    assert "Sweep" in text

@@ -1,0 +1,76 @@
+"""Sweeps end to end on real Redis and real workers: run, resume, report, compare, a failing cell."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.model.experiment import load_experiment
+from harness.pipeline import compare, report, run_sweep, start_sweep
+from harness.results.sweep_folder import load_sweep_manifest
+
+
+def write(tmp_path, text: str, name="exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = '''
+name = "tiny"
+question = "Does it run?"
+repeats = 2
+[fixed]
+workload = "io_sleep"
+duration = 0.1
+tasks = 2
+concurrency = 2
+[axes]
+pool = ["threads", "solo"]
+[quick]
+duration = 0.05
+'''
+
+
+def test_tiny_real_sweep_then_resume_report_and_compare(tmp_path, redis_url):
+    exp = load_experiment(write(tmp_path, GOOD))
+    folder = start_sweep(exp, quick=False, results_dir=tmp_path / "results")
+    manifest = load_sweep_manifest(folder)
+    # Interleaved: every cell once, then every cell again.
+    assert [(e["cell"], e["repeat"]) for e in manifest["runs"]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+
+    manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    assert manifest["status"] == "complete"
+    finished = {e["run"] for e in manifest["runs"]}
+    assert len(finished) == 4 and all((folder / "runs" / r / "run.json").exists() for r in finished)
+
+    # Make one entry look failed, as after a crash: a resume reruns only that one.
+    manifest["runs"][1].update(status="failed", reason="worker died")
+    (folder / "sweep.json").write_text(json.dumps(manifest))
+    resumed = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    assert resumed["status"] == "complete"
+    kept = [e["run"] for i, e in enumerate(resumed["runs"]) if i != 1]
+    assert kept == [e["run"] for i, e in enumerate(manifest["runs"]) if i != 1]
+    assert resumed["runs"][1]["run"] != manifest["runs"][1]["run"]
+    assert len(list((folder / "runs").iterdir())) == 5
+
+    page = report(folder)
+    text = page.read_text()
+    assert "Does it run?" in text and "What the numbers say" in text and "data:image/png;base64," in text
+    summary = (folder / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3  # header and two cells
+    assert "speedup_q25" in summary[0]
+
+    # threads overlaps two sleeps, solo does not: compared with itself nothing differs.
+    same = compare(folder, folder)
+    assert (same["verdict"] == "no significant difference").all()
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, redis_url):
+    text = GOOD.replace('workload = "io_sleep"', 'workload = "io_sleep"\ntimeout = 1.0').replace(
+        "duration = 0.1", "duration = 3.0").replace("repeats = 2", "repeats = 1")
+    folder = start_sweep(load_experiment(write(tmp_path, text)), quick=False, results_dir=tmp_path / "results")
+    manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    assert manifest["status"] == "partial"
+    assert [e["status"] for e in manifest["runs"]] == ["failed", "failed"]
+    assert all("did not finish within 1 s" in e["reason"] for e in manifest["runs"])
+    assert "Failed runs" in report(folder).read_text()

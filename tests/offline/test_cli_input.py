@@ -1,0 +1,72 @@
+"""The command line as a user meets it, before any worker starts: bad input, an unreachable broker, help."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from lab_process import harness
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+BAD_SETTINGS = [
+    (["--pool", "forkserver"], "unknown pool 'forkserver'; allowed: prefork, threads, solo, gevent, eventlet"),
+    (["--workload", "sleep"], "unknown workload 'sleep'; allowed: busy_wait, cpu, io_sleep, io_net, gil_release"),
+    (["--concurrency", "0"], "concurrency must be a whole number >= 1"),
+    (["--concurrency", "two"], "concurrency must be a whole number >= 1"),
+    (["--tasks", "0"], "tasks must be a whole number >= 1"),
+    (["--tasks", "-3"], "tasks must be a whole number >= 1"),
+    (["--duration", "0"], "duration must be a number > 0"),
+    (["--duration", "-1"], "duration must be a number > 0"),
+    (["--duration", "soon"], "duration must be a number > 0"),
+    (["--switch-interval", "0"], "switch interval must be a number > 0"),
+    (["--switch-interval", "fast"], "switch interval must be a number > 0"),
+    (["--switch-interval", "nan"], "switch interval must be a number > 0"),
+    (["--prefetch", "-1"], "prefetch must be a whole number >= 0"),
+    (["--colour", "blue"], "unrecognized arguments: --colour blue"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_SETTINGS, ids=[" ".join(a) for a, _ in BAD_SETTINGS])
+def test_bad_setting_gets_one_line_and_exit_2_and_writes_nothing(workdir, args, message):
+    started = time.monotonic()
+    out = harness("bench", *args, cwd=workdir)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (workdir / "results").exists()
+    assert time.monotonic() - started < 20
+
+
+def test_unreachable_redis_url_is_named_without_its_password(workdir):
+    out = harness("bench", "--tasks", "1", cwd=workdir,
+                  env={"REDIS_URL": "redis://:s3cret@127.0.0.1:1/0"})
+    assert out.returncode == 2
+    assert "redis://:***@127.0.0.1:1/0 is not reachable" in out.stderr
+    assert "s3cret" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet"])
+def test_green_pool_that_does_not_import_is_refused(workdir, pool):
+    shadow = workdir / "shadow"
+    shadow.mkdir()
+    (shadow / f"{pool}.py").write_text(f"raise ImportError('no {pool} on this machine')\n")
+    out = harness("bench", "--pool", pool, "--tasks", "1", cwd=workdir, env={"PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])})
+    assert out.returncode == 2
+    assert f"pool '{pool}' needs the {pool} package" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_help_lists_every_setting(workdir):
+    out = harness("bench", "--help", cwd=workdir)
+    assert out.returncode == 0
+    for flag in ("--pool", "--workload", "--concurrency", "--tasks", "--duration", "--switch-interval", "--prefetch"):
+        assert flag in out.stdout
+
+

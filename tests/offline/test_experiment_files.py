@@ -1,0 +1,100 @@
+"""Experiment files: the shipped ones load, bad ones are refused naming file, key and what is allowed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.compare import compare_samples
+from harness.errors import ExperimentError
+from harness.model.experiment import load_experiment, resolve_concurrency
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap"]
+
+
+def write(tmp_path, text: str, name="exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_experiments_load_and_validate(name):
+    exp = load_experiment(ROOT / "experiments" / f"{name}.toml")
+    assert exp.name == name and exp.question
+    assert exp.cells() and exp.shrunk().cells()
+    assert exp.shrunk().repeats == 1
+
+
+def test_pools_experiment_covers_every_pool_and_workload():
+    exp = load_experiment(ROOT / "experiments" / "pools.toml")
+    assert len(exp.cells()) == 25
+
+
+def test_seed_demo_is_the_tutorial_exactly():
+    exp = load_experiment(ROOT / "experiments" / "seed-demo.toml")
+    assert {c["pool"] for c in exp.cells()} == {"threads", "prefork"}
+    for cell in exp.cells():
+        assert (cell["workload"], cell["duration"], cell["tasks"], cell["switch_interval"]) == ("busy_wait", 10.0, 2, 10.0)
+
+
+def test_switch_interval_axis_is_log_spaced_from_a_microsecond_to_ten_seconds():
+    values = load_experiment(ROOT / "experiments" / "switch-interval.toml").axes["switch_interval"]
+    assert min(values) == 1e-6 and max(values) == 10.0
+    ratios = {round(b / a) for a, b in zip(values, values[1:])}
+    assert ratios == {10}
+
+
+def test_concurrency_in_cores_is_resolved_and_duplicates_dropped():
+    assert resolve_concurrency("4*cores", cores=2) == 8
+    assert resolve_concurrency("cores", cores=3) == 3
+    assert resolve_concurrency(5, cores=3) == 5
+
+
+BAD_FILES = [
+    ('name = "x"\nquestion = "q"\ncolour = 1\n[axes]\npool = ["threads"]', "unknown key 'colour'; allowed: name, question"),
+    ('name = "x"\nquestion = "q"\n[axes]\nflavour = ["a"]', "unknown axis axes.flavour; allowed: pool, workload"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = []', "axes.pool is empty"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = "threads"', "axes.pool must be a list of values"),
+    ('name = "x"\nquestion = "q"\n[axes]\nconcurrency = ["two"]', "axes.concurrency: 'two' is not a whole number"),
+    ('name = "x"\nquestion = "q"\n[axes]\nduration = [true]', "axes.duration: True is not a number"),
+    ('name = "x"\nquestion = "q"\n[fixed]\npool = 3\n[axes]\nworkload = ["cpu"]', "fixed.pool: 3 is not a string"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = ["thread"]', "unknown pool 'thread'; allowed: prefork"),
+    ('name = "x"\nquestion = "q"\n[axes]\nduration = [-1]', "duration must be a number > 0"),
+    ('name = "x"\nquestion = "q"\nrepeats = 0\n[axes]\npool = ["solo"]', "repeats must be a whole number >= 1"),
+    ('name = "x"\nquestion = "q"\n[fixed]\npool = "solo"\n[axes]\npool = ["solo"]', "pool is both fixed and an axis"),
+    ('name = "x"\n[axes]\npool = ["solo"]', "question must be a non-empty string"),
+    ('name = "x"\nquestion = "q"', "[axes] is missing or empty"),
+    ('name = "x\nquestion', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_FILES, ids=[m for _, m in BAD_FILES])
+def test_bad_experiment_file_names_file_key_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ExperimentError) as err:
+        load_experiment(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_experiment_file_is_an_error_from_the_cli_before_any_worker(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "harness", "sweep", "experiments/nope.toml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert out.returncode == 2
+    assert "experiments/nope.toml: no such experiment file" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_compare_samples_finds_a_real_difference_and_ignores_noise():
+    assert compare_samples([1.0, 1.01, 0.99], [2.0, 2.02, 1.98])["verdict"].startswith("differs: B is 100% higher")
+    assert compare_samples([1.0, 1.1, 0.9], [1.02, 0.95, 1.08])["verdict"] == "no significant difference"
+    assert compare_samples([1.0], [2.0])["verdict"] == "too few repeats to test"
+    small = compare_samples([1.0, 1.001, 0.999, 1.0], [1.01, 1.011, 1.009, 1.01])
+    assert small["verdict"].startswith("same within 5%")
+
+

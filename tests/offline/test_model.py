@@ -1,0 +1,83 @@
+"""The model's single owners: pools, workloads and settings are declared once and everything derives from them."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import build_parser
+from harness.errors import EXIT_FAILED, EXIT_USAGE, BrokerError, ExperimentError, RunFailed, SpecError, WorkerError
+from harness.model.pools import POOLS
+from harness.model.settings import SETTINGS, from_environment, make_help
+from harness.model.spec import RunSpec, build_spec
+from harness.model.workloads import WORKLOADS
+from workloads.protocol import RECORD_FIELDS, WORKER_SETTINGS, TaskRecord, WorkerConfig, worker_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_spec_fields_are_the_settings():
+    assert [f.name for f in dataclasses.fields(RunSpec)] == list(SETTINGS)
+    spec = build_spec()
+    assert {name: getattr(spec, name) for name in ("pool", "workload", "duration", "switch_interval")} == {
+        name: SETTINGS[name].default for name in ("pool", "workload", "duration", "switch_interval")}
+
+
+def test_every_setting_is_a_bench_flag_an_experiment_key_and_a_make_variable():
+    bench = build_parser()._subparsers._group_actions[0].choices["bench"]
+    flags = {opt for action in bench._actions for opt in action.option_strings}
+    text = make_help()
+    for s in SETTINGS.values():
+        assert s.flag in flags and s.make in text
+    assert from_environment({"POOL": "solo", "SWITCH": "0.01", "TASKS": " ", "HOME": "/"}) == {
+        "pool": "solo", "switch_interval": "0.01"}
+
+
+def test_make_help_needs_only_the_standard_library():
+    out = subprocess.run([sys.executable, "-S", "-m", "harness.model.settings"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "GIL_PROBE" in out.stdout and "SWITCH" in out.stdout
+
+
+def test_a_pool_and_a_workload_are_each_one_record():
+    for p in POOLS.values():
+        assert p.default_prefetch == (0 if p.green else 1)
+        assert p.gil_probe == (not p.green)
+        assert p.slot in ("process", "thread", "greenlet")
+    for w in WORKLOADS.values():
+        assert callable(w.function) and w.kind in ("python-cpu", "c-cpu", "io")
+        assert w.fixed_work == (w.name in ("cpu", "gil_release"))
+
+
+def test_celery_task_names_come_from_the_workload_registry():
+    code = ("from workloads.app import app; app.finalize(); "
+            "print(' '.join(sorted(n for n in app.tasks if not n.startswith('celery.'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == sorted([*WORKLOADS, "noop"])
+
+
+def test_the_worker_reads_back_what_the_harness_sends():
+    spec = build_spec(pool="gevent", concurrency=7, switch_interval="0.002", gil_probe=False)
+    env = worker_env(spec.to_dict(), "redis://:pw@127.0.0.1:1/0", "run-1")
+    assert set(env) == {"LAB_BROKER_URL", "LAB_RUN_ID", "LAB_QUEUE"} | {f"LAB_{n.upper()}" for n in WORKER_SETTINGS}
+    config = WorkerConfig.from_env(env)
+    assert (config.pool, config.concurrency, config.switch_interval, config.prefetch, config.gil_probe) == (
+        "gevent", 7, 0.002, 0, False)
+    assert config.queue == "lab.run-1" and config.run_id == "run-1"
+    assert RECORD_FIELDS == tuple(f.name for f in dataclasses.fields(TaskRecord))
+
+
+@pytest.mark.parametrize("error,code", [(SpecError, EXIT_USAGE), (ExperimentError, EXIT_USAGE),
+                                        (BrokerError, EXIT_USAGE), (RunFailed, EXIT_FAILED), (WorkerError, EXIT_FAILED)])
+def test_each_error_carries_its_exit_code(error, code):
+    assert error("x").exit_code == code
+
+
+def test_an_unknown_setting_from_code_is_refused():
+    with pytest.raises(SpecError, match="unknown setting colour"):
+        build_spec(colour="blue")

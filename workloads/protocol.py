@@ -1,0 +1,112 @@
+"""The harness <-> worker protocol, imported by both sides: environment, Redis keys, queues, records.
+
+The harness starts a worker with LAB_* environment variables (`worker_env`); the worker reads them
+back (`WorkerConfig.from_env`). The worker pushes one JSON record per task (RECORD_FIELDS) to the
+run's Redis list, and announces itself ready under `ready_key`. Nothing else names these.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from harness.model.settings import SETTINGS
+
+PREFIX = "LAB_"
+BROKER_URL = "LAB_BROKER_URL"
+RUN_ID = "LAB_RUN_ID"
+QUEUE = "LAB_QUEUE"
+# Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
+FAULT = "LAB_FAULT"
+# The run settings the worker needs, each as LAB_<NAME>, JSON-encoded.
+WORKER_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.to_worker)
+
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What the worker reports for one task; a workload's function may add fields (io_net: ops, rtt_*)."""
+
+    task_id: str
+    name: str
+    started: float        # epoch seconds, read in the process that ran the task
+    finished: float
+    pid: int
+    thread_id: int        # the OS thread's native id
+    greenlet_id: int | None  # gevent/eventlet: a small number per greenlet
+    cpu_s: float          # the task's own CPU: its thread's CPU clock, or greenlet-switch accounting
+    switch_interval: float  # sys.getswitchinterval() as the task saw it
+    gil_enabled: bool | None  # sys._is_gil_enabled() where it exists (3.13+)
+    error: str | None
+    slot: str             # the execution slot, named by the pool's rule
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(TaskRecord))
+
+
+def env_name(setting: str) -> str:
+    return PREFIX + setting.upper()
+
+
+def queue_name(run_id: str) -> str:
+    """Every run has its own queue, so no earlier run's message is consumed."""
+    return f"lab.{run_id}"
+
+
+def binding_key(queue: str) -> str:
+    """The key kombu's Redis transport keeps a queue's binding in."""
+    return f"_kombu.binding.{queue}"
+
+
+def records_key(run_id: str) -> str:
+    """The Redis list a run's task records go to; the harness reads it."""
+    return f"lab:{run_id}:records"
+
+
+def ready_key(run_id: str) -> str:
+    return f"lab:{run_id}:ready"
+
+
+def contention_key(run_id: str) -> str:
+    """The Redis list the worker's GIL probe reports contention to."""
+    return f"lab:{run_id}:gil"
+
+
+def done_key(run_id: str) -> str:
+    """A counter the benchmark's no-op tasks increment when they run without recording."""
+    return f"lab:{run_id}:done"
+
+
+def worker_env(settings: Mapping[str, Any], broker_url: str, run_id: str) -> dict[str, str]:
+    """The LAB_* variables a worker for this run is started with."""
+    env = {BROKER_URL: broker_url, RUN_ID: run_id, QUEUE: queue_name(run_id)}
+    env.update({env_name(name): json.dumps(settings[name]) for name in WORKER_SETTINGS})
+    return env
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process knows about its run, read from its environment."""
+
+    broker_url: str
+    run_id: str
+    queue: str
+    pool: str
+    concurrency: int
+    switch_interval: float
+    prefetch: int
+    gil_probe: bool
+    fault: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "WorkerConfig":
+        """Read by the worker; a variable not set (a worker started by hand) gets the setting's default."""
+        from harness.model.spec import build_spec
+
+        given = {name: json.loads(environ[env_name(name)]) for name in WORKER_SETTINGS if env_name(name) in environ}
+        spec = build_spec(**given)
+        run_id = environ.get(RUN_ID, "adhoc")
+        return cls(broker_url=environ.get(BROKER_URL, "redis://127.0.0.1:6379/0"), run_id=run_id,
+                   queue=environ.get(QUEUE, queue_name(run_id)),
+                   fault=environ.get(FAULT, ""), **{name: getattr(spec, name) for name in WORKER_SETTINGS})
