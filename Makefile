@@ -77,6 +77,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/instrumentation.py
+	$(BIN)/python benchmarks/offline_suite.py
 
 ## check: the offline tests only (analysis, results, reports, figures, bad input): no Redis, no worker, under a minute
 check: $(STAMP)

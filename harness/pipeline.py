@@ -21,7 +21,8 @@ from harness.errors import ResultsError, RunFailed, UsageError
 from harness.model.experiment import Experiment
 from harness.model.spec import RunSpec, build_spec
 from harness.results import is_sweep
-from harness.results.run_folder import Run, RunFolder, load_run
+from harness.results.files import link_latest
+from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
 from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_sweep, now_utc,
                                           write_sweep_manifest, write_sweep_summary)
 
@@ -52,7 +53,7 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     if reason:
         raise RunFailed(f"{reason} (results kept in {path}, marked failed)")
     if mark_latest:
-        RunFolder(path.parent, path.name, existing=True).mark_latest()
+        link_latest(path, "latest")
     return load_run(path)
 
 
@@ -65,9 +66,9 @@ def run_status(run: Run) -> tuple[str, str | None]:
 
 
 def _mark(path: Path, status: str, reason: str | None) -> None:
-    run = load_run(path, allow_incomplete=True)
-    folder = RunFolder.of(run)
-    folder.write_manifest({**run.manifest, "status": status, "reason": reason, "files": folder.listing()})
+    """The run's final status in run.json, with the list of files it ended with."""
+    folder = RunFolder(path.parent, path.name, existing=True)
+    folder.write_manifest({**read_manifest(path), "status": status, "reason": reason, "files": folder.listing()})
 
 
 def summarize_folder(path: Path, timed: bool = False) -> Run:

@@ -89,10 +89,11 @@ class Setting:
     def validate(self, raw: Any) -> Any:
         """The setting's value from raw input (a string from the CLI or make, a value from code or TOML).
 
-        Left out (None) means the default; so does a blank value for a setting whose default is
-        derived from the others (concurrency, tasks, prefetch, ...). A blank pool or duration is an error.
+        Left out (None) means the default; so does an empty value for a setting whose default is
+        derived from the others (concurrency, tasks, prefetch, ...). An empty pool or duration, or a
+        value of spaces, is an error.
         """
-        if raw is None or (self.default is None and isinstance(raw, str) and not raw.strip()):
+        if raw is None or (self.default is None and raw == ""):
             return self.default
         return self.parse(self.what, raw)
 

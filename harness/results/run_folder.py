@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ResultsError
-from harness.results.files import link_latest, read_json, write_atomic, write_frame
+from harness.results.files import read_json, write_atomic, write_frame
 from harness.results.versions import upgrade
 
 SCHEMA_VERSION = 2
@@ -82,9 +82,6 @@ class RunFolder:
 
     def write_frame(self, name: str, df: pd.DataFrame) -> None:
         write_frame(self.file(name), df)
-
-    def mark_latest(self) -> None:
-        link_latest(self.path, "latest")
 
     def listing(self) -> list[str]:
         """The files the folder holds, run.json first: the manifest's `files`."""

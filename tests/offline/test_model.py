@@ -81,3 +81,10 @@ def test_each_error_carries_its_exit_code(error, code):
 def test_an_unknown_setting_from_code_is_refused():
     with pytest.raises(SpecError, match="unknown setting colour"):
         build_spec(colour="blue")
+
+
+@pytest.mark.parametrize("setting", ["concurrency", "tasks", "prefetch", "timeout"])
+def test_empty_means_the_default_but_spaces_are_refused(setting):
+    assert build_spec(**{setting: ""}) == build_spec()
+    with pytest.raises(SpecError):
+        build_spec(**{setting: " "})
