@@ -24,11 +24,12 @@ TARGET_S = 60.0
 
 
 def _lab_processes() -> set[int]:
-    """redis-servers and lab workers running now."""
+    """Redis-protocol servers and Celery workers of the lab running now (not a process that only imports the app)."""
     found = set()
     for p in psutil.process_iter(["pid", "name", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "workloads.app" in cmd or "redis-server" in (p.info["name"] or "") + cmd:
+        worker = "-A workloads.app worker" in cmd
+        if worker or any(s in (p.info["name"] or "") + cmd for s in ("redis-server", "valkey-server")):
             found.add(p.info["pid"])
     return found
 
