@@ -7,6 +7,7 @@ import tempfile
 
 import psutil
 import pytest
+from lab_process import is_broker
 
 from harness.lab.broker import Broker
 from harness.model.spec import build_spec
@@ -14,11 +15,11 @@ from harness.pipeline import run_bench
 
 
 def lab_processes() -> set[int]:
-    """Celery workers and redis-servers on this machine (redis-server renames itself, so match both)."""
+    """Celery workers and Redis-protocol servers on this machine."""
     found = set()
     for p in psutil.process_iter(["pid", "name", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "workloads.app" in cmd or (p.info["name"] or "").startswith("redis-server") or "redis-server" in cmd:
+        if "workloads.app" in cmd or is_broker(p.info["name"] or "", cmd):
             found.add(p.info["pid"])
     return found
 

@@ -12,6 +12,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
+BROKER_NAMES = ("redis-server", "valkey-server")
+
+
+def is_broker(name: str, cmdline: str = "") -> bool:
+    """A Redis-protocol server the lab started (it renames itself, so its command line is checked too)."""
+    return any(name.startswith(b) or b in cmdline for b in BROKER_NAMES)
+
+
 def lab_env(extra: dict | None = None) -> dict[str, str]:
     """The test's environment without REDIS_URL (so a run starts its own Redis), the project importable."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}

@@ -17,10 +17,15 @@ from harness.analysis.timing import dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import pool
 from harness.model.workloads import workload
 
-ANALYSIS_VERSION = 1
+# 1: serial time inferred (own CPU of fixed-work tasks, else tasks x duration).
+# 2: serial time measured from the reference task run alone; work inflation.
+ANALYSIS_VERSION = 2
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
+# Tasks that each burned this much more CPU than the same task alone did extra work, not the same
+# work faster: contention (a shared object on a free-threaded build), SMT siblings, memory bandwidth.
+INFLATION_FLAG = 1.25
 
 
 @dataclass(frozen=True)
@@ -37,25 +42,57 @@ class RunContext:
     cores: int
 
 
-def serial_seconds(tasks: pd.DataFrame, ctx: RunContext) -> tuple[float, str]:
+def _alone(reference: pd.DataFrame | None) -> pd.Series | None:
+    """The reference task's row, when the run has one that ran without error."""
+    if reference is None or len(reference) != 1:
+        return None
+    row = reference.iloc[0]
+    return None if "error" in row and isinstance(row["error"], str) else row
+
+
+def serial_seconds(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame | None = None) -> tuple[float, str]:
     """How long the same tasks would take run one at a time, and what that figure rests on.
 
-    A fixed-work task alone takes its own CPU time; that is measured in the worker itself, so it
-    is truer than the harness's calibration, which can be off by 10 % between processes. A
-    wall-clock spin (busy_wait) or an I/O task takes its nominal duration alone, whatever CPU it got.
+    Measured where the run has a reference task (schema version 3 on): the same task run alone on
+    the same worker first, so the figure holds on every build. The tasks' own CPU would not: on a
+    free-threaded build threads that contend burn more CPU for the same work, and a speedup from
+    CPU time then reports the cores as busy, not the work as done.
+
+    Older folders have no reference: a fixed-work task alone takes its own CPU time, and a
+    wall-clock spin (busy_wait) or an I/O task its nominal duration.
     """
+    alone = _alone(reference)
+    if alone is not None:
+        return ctx.tasks * float(alone["finished"] - alone["started"]), "tasks x one task run alone (measured)"
     if workload(ctx.workload).fixed_work and tasks["cpu_s"].notna().all():
         return float(tasks["cpu_s"].sum()), "own CPU time of the tasks"
     return ctx.tasks * ctx.duration, "tasks x duration"
 
 
-def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext) -> dict:
-    """The run's summary numbers (see README, 'How to read the numbers')."""
+def work_inflation(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame | None) -> float | None:
+    """Mean own CPU of a task in the batch over the own CPU of the same task alone; fixed work only.
+
+    1 when the work is the same however many run at once; above 1 when each task burned more CPU
+    for the same work. Only fixed work has a fixed amount to compare (a spin or a sleep does not).
+    """
+    alone = _alone(reference)
+    if alone is None or not workload(ctx.workload).fixed_work or not tasks["cpu_s"].notna().all():
+        return None
+    return float(tasks["cpu_s"].mean() / alone["cpu_s"]) if alone["cpu_s"] > 0 else None
+
+
+def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
+              reference: pd.DataFrame | None = None) -> dict:
+    """The run's summary numbers (see README, 'How to read the numbers').
+
+    `tasks` are the measured tasks; `reference` the one task run alone before them, where the run has one.
+    """
     t = with_timings(tasks)
     ok = t[t["error"].isna()] if "error" in t else t
     t0, t1 = float(t["submitted"].min()), float(t["finished"].max())
     makespan = t1 - t0
-    serial, serial_basis = serial_seconds(t, ctx)
+    serial, serial_basis = serial_seconds(t, ctx, reference)
+    alone = _alone(reference)
     speedup = serial / makespan if makespan > 0 else float("nan")
     ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores)
     busy = float(t["run_s"].sum())
@@ -73,6 +110,9 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext) -> di
         "throughput_per_s": len(t) / makespan if makespan > 0 else float("nan"),
         "serial_s": serial,
         "serial_basis": serial_basis,
+        "alone_s": float(alone["finished"] - alone["started"]) if alone is not None else None,
+        "alone_cpu_s": float(alone["cpu_s"]) if alone is not None else None,
+        "work_inflation": work_inflation(t, ctx, reference),
         "speedup": speedup,
         "ideal_speedup": ideal,
         "efficiency": speedup / ideal,
@@ -132,6 +172,11 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
         who = pool(ctx.pool).waiter
         out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average but "
                    f"{summary['mean_cores_used']:.1f} cores used: {who} took the difference.")
+    inflation = summary.get("work_inflation")
+    if inflation is not None and inflation > INFLATION_FLAG:
+        out.append(f"WORK INFLATION {inflation:.2f}x: each task used {inflation:.2f}x the CPU it used alone. The cores "
+                   "were busy but the work did not go faster: the tasks contended (for an object they share, on a "
+                   "free-threaded build; for SMT siblings or memory bandwidth).")
     if summary["efficiency"] < 0.7:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
@@ -166,7 +211,8 @@ def summarize_run(manifest: dict[str, Any], tasks: pd.DataFrame, samples: pd.Dat
                   oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None) -> dict[str, Any]:
     """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
     foreground = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
-    summary = summarize(foreground, samples, context(manifest["spec"], manifest["environment"]))
+    reference = tasks[tasks["role"] == "reference"] if "role" in tasks else None
+    summary = summarize(foreground, samples, context(manifest["spec"], manifest["environment"]), reference)
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
         summary["gil_probe"] = gil_probe_summary(oncpu, contention, foreground,

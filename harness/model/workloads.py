@@ -47,6 +47,15 @@ class Workload:
     def fixed_work(self) -> bool:
         return self.calibration is not None
 
+    @property
+    def measured_alone(self) -> bool:
+        """Whether a run first times one task alone: its serial reference.
+
+        Fixed work must be timed alone, since how long it takes is what is measured. A task defined
+        by its duration (a sleep, a wall-clock spin, timed round trips) takes that duration alone.
+        """
+        return self.fixed_work
+
     def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None) -> list:
         """The Celery task's arguments: the calibrated amount of work, or a duration (and where to talk)."""
         if self.calibration is not None:

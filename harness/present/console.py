@@ -28,6 +28,11 @@ def summary_table(run: Run) -> str:
         ("run time p50 / p95", f"{_num(s['run_time_p50_s'], '.3f')} / {_num(s['run_time_p95_s'], '.3f')} s",
          "start to finish"),
     ]
+    if s.get("alone_s") is not None:
+        inflation = s.get("work_inflation")
+        rows.append(("one task alone", _num(s["alone_s"], ".3f", " s"),
+                     "measured first, on the same worker: the speedup's reference"
+                     + (f"; work inflation {inflation:.2f}x" if inflation is not None else "")))
     if "gil_wait_mean_s" in s:
         rows.append(("GIL wait per task (mean)", _num(s["gil_wait_mean_s"], ".3f", " s"),
                      f"run time minus own CPU; {_num(s['gil_wait_fraction'], '.0%')} of run time"))

@@ -13,6 +13,11 @@ from harness.model.pools import pool
 from harness.present.style import legend_below, plt, run_title, save
 
 
+# Fill and edge colour of a task's bar, by its role in the run.
+ROLE_COLORS = {"foreground": ("#9ecae1", "#3182bd"), "background": ("#fdd0a2", "#e6550d"),
+               "reference": ("#d9d9d9", "#636363")}
+
+
 def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     """One lane per execution slot, one bar per task; the dark part of a bar is the task's own CPU."""
     t = timing.with_timings(tasks)
@@ -20,11 +25,11 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     lane = timing.lanes(t, spec["concurrency"])
     n_lanes = int(lane.max()) + 1 if len(lane) else 1
     fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.6 * n_lanes + 2.5))))
-    background = (t["role"] == "background") if "role" in t else pd.Series(False, index=t.index)
+    role = t["role"] if "role" in t else pd.Series("foreground", index=t.index)
     starts = t["started"] - t0
     edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
-    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=background.map({True: "#fdd0a2", False: "#9ecae1"}),
-            edgecolor=background.map({True: "#e6550d", False: "#3182bd"}) if edge else "none")
+    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=role.map(lambda r: ROLE_COLORS[r][0]),
+            edgecolor=role.map(lambda r: ROLE_COLORS[r][1]) if edge else "none")
     # Own CPU drawn inside each bar: a bar much longer than its dark part was waiting.
     own = t[["cpu_s", "run_s"]].min(axis=1)
     known = own.notna()
@@ -39,8 +44,9 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     ax.set_title(run_title(spec))
     handles = [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
                Patch(facecolor="#08519c", label="its own CPU time")]
-    if "role" in t and (t["role"] == "background").any():
-        handles.append(Patch(facecolor="#fdd0a2", edgecolor="#e6550d", label="background task"))
+    for other, label in (("reference", "one task alone first (the reference)"), ("background", "background task")):
+        if (role == other).any():
+            handles.append(Patch(facecolor=ROLE_COLORS[other][0], edgecolor=ROLE_COLORS[other][1], label=label))
     legend_below(ax, handles)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)

@@ -1,10 +1,11 @@
 """The run folder: the only code that writes or reads `results/<run-id>/`.
 
-Layout of a run folder (schema_version 2):
+Layout of a run folder (schema_version 3):
   run.json     manifest: schema_version, run_id, status, reason, spec, settings, environment,
                summary, analysis_version, files. Written first with status "running" and last with
                the final status, atomically, so a folder never looks complete when it is not.
-  tasks.csv    one row per task: task_id, index, role, submitted, and the worker's record
+  tasks.csv    one row per task: task_id, index, role (reference, background, foreground), submitted,
+               and the worker's record
                (workloads.protocol.TaskRecord) with the workload's own columns (io_net: ops, rtt_*).
   samples.csv  CPU samples of the worker's process tree (see harness.lab.sampler.COLUMNS).
   gil_oncpu.csv, gil_contention.csv   with the GIL probe: each worker thread's on-CPU ns, and
@@ -20,6 +21,9 @@ Schema versions:
   1 - first version.
   2 - adds `analysis_version`, and `settings.gil_probe_cost`: the probes' own cost, a measurement
       that cannot be recomputed (version 1 kept it only inside `summary.gil_probe`).
+  3 - tasks.csv starts with one row of role "reference": a measured task run alone before the
+      others (`settings.reference_tasks`), the serial reference of the speedup. Older folders have
+      none, and their summaries fall back to the earlier serial rule.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from harness.errors import ResultsError
 from harness.results.files import read_json, write_atomic, write_frame
 from harness.results.versions import upgrade
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("running", "complete", "failed", "interrupted")
 GIL_PROBE_COST_KEYS = ("oncpu_sampler_cpu_s", "oncpu_sampler_core_fraction", "oncpu_rate_hz", "oncpu_sweeps_dropped")
 
@@ -49,7 +53,12 @@ def update_to_2(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "settings": settings, "analysis_version": 1 if manifest.get("summary") else None}
 
 
-UPGRADES = {2: update_to_2}
+def update_to_3(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Folders before version 3 ran no reference task."""
+    return {**manifest, "settings": {**(manifest.get("settings") or {}), "reference_tasks": 0}}
+
+
+UPGRADES = {2: update_to_2, 3: update_to_3}
 
 
 def new_run_id(pool: str, workload: str) -> str:
@@ -115,6 +124,11 @@ class Run:
         return self.manifest["status"]
 
     @property
+    def reference(self) -> pd.DataFrame:
+        """The task run alone before the others (empty before schema version 3)."""
+        return self.tasks[self.tasks["role"] == "reference"] if "role" in self.tasks else self.tasks.iloc[0:0]
+
+    @property
     def foreground(self) -> pd.DataFrame:
         """The measured tasks, without the background ones run beside them."""
         return self.tasks[self.tasks["role"] == "foreground"] if "role" in self.tasks else self.tasks
@@ -151,7 +165,8 @@ def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False
     tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or status == "complete" else pd.DataFrame()
     spec = manifest.get("spec") or {}
     if status == "complete" and "tasks" in spec:
-        expected = spec["tasks"] + spec.get("background_tasks", 0)
+        reference = (manifest.get("settings") or {}).get("reference_tasks", 0)
+        expected = spec["tasks"] + spec.get("background_tasks", 0) + reference
         if len(tasks) != expected:
             raise ResultsError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
                                "(truncated or edited?)")

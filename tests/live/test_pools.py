@@ -37,9 +37,13 @@ def runs(redis_url, tmp_path_factory):
 def test_run_folder_is_complete_and_loads(runs, pool, batch):
     run = runs[pool, batch]
     reread = load_run(run.path)
-    expected = (CPU_BATCH if batch == "cpu" else IO_BATCH)["tasks"]
+    measured = (CPU_BATCH if batch == "cpu" else IO_BATCH)["tasks"]
+    expected = measured + (batch == "cpu")  # fixed work first runs one task alone: the speedup's reference
     assert reread.status == "complete"
-    assert reread.manifest["schema_version"] == 2
+    assert reread.tasks["role"].tolist() == ["reference"] * (batch == "cpu") + ["foreground"] * measured
+    assert reread.summary["serial_basis"] == ("tasks x one task run alone (measured)" if batch == "cpu"
+                                              else "tasks x duration")
+    assert reread.manifest["schema_version"] == 3
     assert reread.manifest["analysis_version"] >= 1
     assert len(reread.tasks) == expected
     assert TASK_COLUMNS <= set(reread.tasks.columns)

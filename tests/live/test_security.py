@@ -9,6 +9,7 @@ import psutil
 import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
+from lab_process import is_broker
 
 from harness.lab.broker import Broker
 from harness.lab.worker import Worker
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_private_redis_listens_on_loopback_only_and_needs_its_password():
     with Broker(url=None) as broker:
         port = int(broker.url.rsplit(":", 1)[1].split("/")[0])
-        server = next(p for p in psutil.Process().children() if "redis-server" in p.name())
+        server = next(p for p in psutil.Process().children() if is_broker(p.name()))
         listening = [c.laddr for c in server.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
         with pytest.raises(redis.AuthenticationError):

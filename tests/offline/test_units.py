@@ -229,3 +229,29 @@ def test_dispatch_gaps_count_only_waits_with_work_queued():
     gaps = timing.dispatch_gaps(tasks, concurrency=2)
     # task 5 came long after the slot freed: idle, not a gap
     assert sorted(gaps.round(3).tolist()) == [2.0, 2.0]
+
+
+def test_speedup_is_measured_against_one_task_alone_and_inflation_is_flagged():
+    # The free-threaded trap: two threads each burn twice the CPU the task needs alone and finish
+    # together in the time two tasks alone take. The cores were busy; the work went no faster.
+    reference = tasks_table([(0.0, 0.0, 1.0, 1.0, "t1")]).assign(role="reference")
+    batch = tasks_table([(1.0, 1.0, 3.0, 2.0, "t1"), (1.0, 1.0, 3.0, 2.0, "t2")])
+    samples = samples_table({1: [(1.0, 0.0), (3.0, 4.0)]})
+    s = summary.summarize(batch, samples, ctx(), reference)
+    assert s["serial_basis"] == "tasks x one task run alone (measured)" and s["alone_s"] == 1.0
+    assert s["speedup"] == pytest.approx(1.0)  # 2 tasks x 1 s alone / 2 s
+    assert s["work_inflation"] == pytest.approx(2.0)
+    assert any(n.startswith("WORK INFLATION 2.00x") for n in s["notes"])
+    # Inferred from the tasks' own CPU (the rule kept for folders without a reference), it reads 2x.
+    assert summary.summarize(batch, samples, ctx())["speedup"] == pytest.approx(2.0)
+
+
+def test_the_gil_serialising_the_same_work_is_no_inflation():
+    reference = tasks_table([(0.0, 0.0, 1.0, 1.0, "t1")])
+    batch = tasks_table([(1.0, 1.0, 3.0, 1.0, "t1"), (1.0, 1.0, 3.0, 1.0, "t2")])
+    s = summary.summarize(batch, samples_table({1: [(1.0, 0.0), (3.0, 2.0)]}), ctx(), reference)
+    assert s["speedup"] == pytest.approx(1.0) and s["work_inflation"] == pytest.approx(1.0)
+    assert not any("INFLATION" in n for n in s["notes"])
+    io = summary.summarize(batch, samples_table({1: [(1.0, 0.0), (3.0, 2.0)]}),
+                           ctx(workload="io_sleep", kind="io"), reference)
+    assert io["work_inflation"] is None  # a sleep has no fixed amount of work to compare
