@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("b", help="run or sweep folder B")
     cmp_.set_defaults(func=cmd_compare)
 
-    lesson = sub.add_parser("lesson", help="run lesson N (1-9) live at small settings and print its verdict")
-    lesson.add_argument("number", help="lesson number, 1 to 9")
+    lesson = sub.add_parser("lesson", help="run lesson N (1-10) live at small settings and print its verdict")
+    lesson.add_argument("number", help="lesson number, 1 to 10")
     lesson.set_defaults(func=cmd_lesson, interrupted="interrupted: the worker and broker were stopped")
     return parser
 

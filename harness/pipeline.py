@@ -97,10 +97,10 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
 def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) -> Path:
     """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here."""
     from harness.lab import environment
-    from harness.lab.preflight import check_pool_importable
+    from harness.lab.preflight import check_can_run
 
-    for pool in dict.fromkeys(spec.pool for spec in experiment.specs()):
-        check_pool_importable(pool)
+    for spec in {(s.pool, s.interpreter, s.gil): s for s in experiment.specs()}.values():
+        check_can_run(spec, log=print)
     return new_sweep(experiment, quick, Path(results_dir), environment.collect())
 
 

@@ -21,10 +21,36 @@ def busy_wait(duration: float) -> None:
 
 
 def cpu(iterations: int) -> int:
-    """A fixed amount of pure-Python work: the same work however the GIL slices it."""
+    """A fixed amount of pure-Python work: the same work however the GIL slices it.
+
+    Every object the loop touches is the running thread's own. The modulus is made per call: as a
+    constant (`% 1000003`) it would be one int of the code object, shared by every thread running
+    this function, and on a free-threaded build each iteration's reference count change on it makes
+    the threads fight over one cache line (see cpu_shared). Small ints (31) are immortal: no count.
+    """
+    modulus = int("1000003")
     x = 0
     for i in range(iterations):
+        x = (x * 31 + i) % modulus
+    return x
+
+
+# One object that every thread running cpu_shared reads and writes: the lesson that removing the
+# GIL does not remove contention. On a GIL build it costs nothing extra.
+SHARED = {"hits": 0}
+
+
+def cpu_shared(iterations: int) -> int:
+    """cpu's loop, done through objects every thread shares: the code object's constant, and a dict.
+
+    The same work as cpu; on a free-threaded build the threads contend for the constant's reference
+    count and the dict's per-object lock, so each task burns more CPU for it (work inflation).
+    """
+    x = 0
+    shared = SHARED
+    for i in range(iterations):
         x = (x * 31 + i) % 1000003
+        shared["hits"] = x
     return x
 
 

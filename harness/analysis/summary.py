@@ -40,6 +40,8 @@ class RunContext:
     duration: float
     switch_interval: float
     cores: int
+    free_threaded: bool = False  # the worker's interpreter was built without the GIL
+    gil: str | None = None       # the GIL asked of it: "on", "off", or None for the build's default
 
 
 def _alone(reference: pd.DataFrame | None) -> pd.Series | None:
@@ -94,7 +96,9 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     serial, serial_basis = serial_seconds(t, ctx, reference)
     alone = _alone(reference)
     speedup = serial / makespan if makespan > 0 else float("nan")
-    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores)
+    gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
+    gil_free = ctx.free_threaded and ctx.gil != "on" and not gil_seen.any()
+    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free)
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
     tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
@@ -145,6 +149,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     phantom_cores = mean_running * (1 - cpu_share) if cpu_known else float("nan")
     summary["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
     summary["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
+    summary["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
     summary["notes"] = notes(summary, ctx)
     return summary
 
@@ -168,7 +173,7 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
             f"'running' at once, but they got {summary['mean_tasks_running'] * summary['task_cpu_share']:.1f} "
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
-    if ctx.kind != "io" and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:
+    if ctx.kind != "io" and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
         who = pool(ctx.pool).waiter
         out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average but "
                    f"{summary['mean_cores_used']:.1f} cores used: {who} took the difference.")
@@ -180,6 +185,11 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
     if summary["efficiency"] < 0.7:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
+    gil_on = summary["gil_enabled_tasks"]
+    if ctx.free_threaded and ctx.gil != "on" and gil_on:
+        out.append(f"THE GIL WAS ON in {gil_on} of {summary['tasks_done'] + summary['tasks_failed']} tasks on a "
+                   "free-threaded worker that did not ask for it: a C extension not marked free-threading-safe "
+                   "turned it back on (the worker's log names it).")
     if not summary["switch_interval_ok"]:
         out.append(f"WARNING: tasks saw switch intervals {summary['switch_intervals_seen']}, "
                    f"not the requested {ctx.switch_interval:g} s.")
@@ -188,12 +198,15 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
     return out
 
 
-def context(spec: dict[str, Any], environment: dict[str, Any]) -> RunContext:
-    """The RunContext of a stored run: its spec, and the cores it could use (recorded in its environment)."""
+def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[str, Any] | None = None) -> RunContext:
+    """The RunContext of a stored run: its spec, the cores it could use (recorded in its environment),
+    and the worker's interpreter (recorded in its settings)."""
     cores = environment.get("cpu_affinity") or environment.get("cpu_count_logical") or 1
+    interpreter = (settings or {}).get("worker_interpreter") or {}
     return RunContext(pool=spec["pool"], workload=spec["workload"], kind=workload(spec["workload"]).kind,
                       concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
-                      switch_interval=spec["switch_interval"], cores=int(cores))
+                      switch_interval=spec["switch_interval"], cores=int(cores),
+                      free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"))
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,
@@ -212,7 +225,8 @@ def summarize_run(manifest: dict[str, Any], tasks: pd.DataFrame, samples: pd.Dat
     """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
     foreground = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
     reference = tasks[tasks["role"] == "reference"] if "role" in tasks else None
-    summary = summarize(foreground, samples, context(manifest["spec"], manifest["environment"]), reference)
+    ctx = context(manifest["spec"], manifest["environment"], manifest.get("settings"))
+    summary = summarize(foreground, samples, ctx, reference)
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
         summary["gil_probe"] = gil_probe_summary(oncpu, contention, foreground,

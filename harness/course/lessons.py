@@ -12,6 +12,8 @@ from typing import Callable
 import pandas as pd
 
 from harness.course import verdicts
+from harness.errors import SpecError
+from harness.lab.interpreters import find_free_threaded
 from harness.lab.broker import Broker
 from harness.model.machine import usable_cores
 from harness.model.pools import POOL_NAMES
@@ -29,9 +31,11 @@ TITLES = {
     7: "C code that releases the GIL runs in parallel on threads",
     8: "the convoy effect: CPU work ruins I/O latency in the same process",
     9: "choosing a pool: a decision table from this machine",
+    10: "free-threaded Python: threads in parallel, and contention instead of a GIL",
 }
 TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
-                 "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom"]
+                 "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom",
+                 "work_inflation"]
 
 
 @dataclass
@@ -140,8 +144,20 @@ def _lesson9(lab: _Lab, cores: int) -> verdicts.Verdict:
     return verdicts.choosing_a_pool(lab.decision, cores)
 
 
+def _lesson10(lab: _Lab, cores: int) -> verdicts.Verdict:
+    python = find_free_threaded()
+    if python is None:
+        raise SpecError("lesson 10 needs a free-threaded Python: install one (uv python install 3.14t, or "
+                        "pyenv install 3.13t) or name it in LAB_FREETHREADED_PYTHON")
+    work = dict(pool="threads", concurrency=max(2, cores), tasks=2 * max(2, cores), duration=0.25, interpreter=python)
+    free = lab.run("threads, cpu, no GIL", workload="cpu", **work)
+    gil_on = lab.run("threads, cpu, GIL forced on", workload="cpu", gil="on", **work)
+    shared = lab.run("threads, cpu_shared, no GIL", workload="cpu_shared", **work)
+    return verdicts.free_threading(free, gil_on, shared, cores)
+
+
 LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _lesson6, 7: _lesson7,
-           8: _lesson8, 9: _lesson9}
+           8: _lesson8, 9: _lesson9, 10: _lesson10}
 
 
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,

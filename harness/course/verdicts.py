@@ -95,6 +95,19 @@ def convoy_effect(alone: dict, beside_cpu: dict, prefork_beside_cpu: dict) -> Ve
                    f"on threads, {prefork_beside_cpu['rtt_mean_s'] * 1000:.1f} ms on prefork", held)
 
 
+def free_threading(free: dict, gil_on: dict, shared: dict, cores: int) -> Verdict:
+    expected = 1.4 if cores > 1 else 0.8
+    held = (free["speedup"] >= expected and free["work_inflation"] < 1.25 and gil_on["speedup"] < 1.25
+            and shared["work_inflation"] > 1.25)
+    return Verdict(10, "without the GIL threads run Python CPU work in parallel, but objects they share still "
+                       "contend",
+                   f"threads >= {expected}x on cpu with no work inflation; < 1.25x with the GIL forced on; "
+                   "cpu_shared's tasks each burn > 1.25x their CPU alone",
+                   f"cpu {free['speedup']:.2f}x (inflation {free['work_inflation']:.2f}); GIL on {gil_on['speedup']:.2f}x; "
+                   f"cpu_shared {shared['speedup']:.2f}x on {shared['mean_cores_used']:.2f} cores (inflation "
+                   f"{shared['work_inflation']:.2f})", held)
+
+
 def decision_table(results: pd.DataFrame) -> pd.DataFrame:
     """Best pool per workload from measured speedups (columns pool, workload, speedup, mean_cores_used)."""
     rows = []

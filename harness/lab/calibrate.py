@@ -1,14 +1,23 @@
 """Calibration: how much fixed work takes `duration` seconds alone on this machine.
 
-Done once per run in the harness process, before the worker starts, so nothing competes with it.
-The worker runs the same interpreter and the same function, so the rate carries over.
+Done once per run before the worker starts, so nothing competes with it, on the interpreter the
+worker will run: in the harness's own process, or in a child of the worker's interpreter (a
+free-threaded build runs the same loop ~25 % slower), so the rate carries over.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
+from harness.errors import SpecError
 from harness.model.workloads import Workload
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _timed(fn: Callable[[int], object], units: int) -> float:
@@ -29,13 +38,31 @@ def _rate(fn: Callable[[int], object], probe_units: int, timing_s: float = 0.05,
     return units / timings[len(timings) // 2]
 
 
-def calibrate(workload: Workload, duration: float) -> dict:
-    """The amount of fixed work that takes `workload` about `duration` seconds, and how it was found.
+def calibrate_here(w: Workload, duration: float) -> dict:
+    """The amount of fixed work that takes `w` about `duration` seconds in this process, and how it was found.
 
     Empty for a workload that is not fixed work: it lasts its duration by itself.
     """
-    how = workload.calibration
+    how = w.calibration
     if how is None:
         return {}
-    rate = _rate(workload.function, how.probe_units)
+    rate = _rate(w.function, how.probe_units)
     return {how.unit: max(1, round(rate * duration)), f"{how.unit}_per_s": rate, **how.extra}
+
+
+def calibrate(w: Workload, duration: float, python: str | None = None, timeout_s: float = 120.0) -> dict:
+    """As calibrate_here, on the interpreter `python` (default: this one)."""
+    if w.calibration is None or python in (None, sys.executable):
+        return calibrate_here(w, duration)
+    code = ("import json, sys; from harness.lab.calibrate import calibrate_here; from harness.model.workloads "
+            "import workload; print(json.dumps(calibrate_here(workload(sys.argv[1]), float(sys.argv[2]))))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    try:
+        out = subprocess.run([python, "-c", code, w.name, repr(duration)], capture_output=True, text=True,
+                             timeout=timeout_s, env=env, cwd=str(PROJECT_ROOT))
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"calibrating {w.name} on {python} took over {timeout_s:g} s") from None
+    if out.returncode != 0:
+        raise SpecError(f"calibrating {w.name} on {python} failed: "
+                        f"{(out.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(out.stdout)

@@ -117,11 +117,13 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
     }
 
 
-def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement) -> tuple[dict, dict, list[Batch], EchoServer | None]:
-    """Calibrate the fixed work (before the worker starts, so nothing competes) and plan the batches."""
+def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement,
+             python: str) -> tuple[dict, dict, list[Batch], EchoServer | None]:
+    """Calibrate the fixed work on the worker's interpreter (before the worker starts, so nothing competes)
+    and plan the batches."""
     t0 = time.monotonic()
-    calibration = calibrate(workload(spec.workload), spec.duration)
-    bg_calibration = calibrate(workload(spec.background), spec.background_duration) if spec.background else {}
+    calibration = calibrate(workload(spec.workload), spec.duration, python)
+    bg_calibration = calibrate(workload(spec.background), spec.background_duration, python) if spec.background else {}
     m.timings["calibration_s"] = time.monotonic() - t0
     needs_echo = any(workload(w).needs_echo for w in (spec.workload, spec.background) if w)
     echo = stack.enter_context(EchoServer()) if needs_echo else None
@@ -174,7 +176,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
     that cannot work leaves nothing behind. On failure the folder keeps what was measured under a
     run.json marked failed or interrupted, and the error is raised.
     """
-    check_can_run(spec)
+    interpreter = check_can_run(spec, log)
     m = Measurement()
     t_begin = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="gil-lab-run-"))
@@ -184,7 +186,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
         with ExitStack() as stack:
             broker = stack.enter_context(Broker(redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
-            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m)
+            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python)
             run_id = new_run_id(spec.pool, spec.workload)
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
@@ -192,12 +194,15 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             stack.callback(_forget_keys, client, queue, records_key(run_id), binding_key(queue))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
-            m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log"))
+            m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log",
+                                                  python=interpreter.python))
             log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
                 f"{m.worker.start_to_ready_s:.2f} s")
             folder = RunFolder(Path(results_dir), run_id)
             manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
-                        "settings": _settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
+                        "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
+                                     "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get(
+                                         "PYTHON_GIL")}},
                         "environment": environment.collect(), "summary": None, "analysis_version": None}
             folder.write_manifest(manifest)
             _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)

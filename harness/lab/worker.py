@@ -35,8 +35,9 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
-                 ready_timeout_s: float = 60.0) -> None:
+                 ready_timeout_s: float = 60.0, python: str | None = None) -> None:
         self.spec = spec
+        self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
         self.broker_url = broker_url
         self.run_id = run_id
         self.queue = queue_name(run_id)
@@ -50,7 +51,7 @@ class Worker:
 
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "celery", "-A", "workloads.app", "worker",
+            self.python, "-m", "celery", "-A", "workloads.app", "worker",
             "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
             "-n", f"lab-{self.run_id}@%h",
             # No gossip, mingle or heartbeats: nothing else on the broker talks to this worker,
@@ -62,6 +63,9 @@ class Worker:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
+        env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
+        if self.spec.gil is not None:  # checked before: only a free-threaded worker gets it
+            env["PYTHON_GIL"] = "1" if self.spec.gil == "on" else "0"
         env.update({
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),

@@ -47,16 +47,19 @@ class Pool:
         """The GIL probe watches threads hand the GIL over; a green pool runs every task in one thread."""
         return not self.green
 
-    def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int) -> int:
+    def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int, gil_free: bool = False) -> int:
         """The best speedup over serial this pool can give this kind of work, physically.
 
         solo runs one task at a time. I/O waits overlap in every other pool up to its concurrency.
         Pure-Python CPU work needs the GIL, so only separate processes (prefork) run it in parallel,
         up to the cores. C code that releases the GIL runs in parallel on threads too, but not in a
-        green pool, where every greenlet shares one OS thread and the C call never yields.
+        green pool, where every greenlet shares one OS thread and the C call never yields. Without a
+        GIL (`gil_free`: a free-threaded build with the GIL off), Python code runs in parallel wherever
+        GIL-releasing C code does.
         """
         slots = min(concurrency, tasks)
-        if kind not in self.parallel_kinds:
+        parallel = self.parallel_kinds | ({"python-cpu"} if gil_free and "c-cpu" in self.parallel_kinds else set())
+        if kind not in parallel:
             return 1
         return min(slots, cores) if kind in CPU_KINDS else slots
 

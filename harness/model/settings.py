@@ -46,6 +46,13 @@ def positive(unit: str = "seconds", maximum: float = math.inf) -> Callable[[str,
     return parse
 
 
+def text(name: str, raw: Any) -> str:
+    value = str(raw).strip()
+    if not value:
+        raise SpecError(f"{name} must not be empty")
+    return value
+
+
 def on_off(name: str, raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -118,6 +125,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "BACKGROUND", label="background workload"),
     Setting("background_tasks", int, 0, "how many background tasks (1 when a background workload is given)",
             whole(0), "BACKGROUND_TASKS"),
+    Setting("interpreter", str, None, "the Python the worker runs on: a path, or a name on PATH such as python3.13t "
+            "(default: the lab's own); another interpreter gets a worker environment, made once in .lab/envs/",
+            text, "INTERPRETER"),
+    Setting("gil", str, None, "on or off: the GIL of a free-threaded worker, as PYTHON_GIL=1/0 (default: the "
+            "build's own)", one_of(("on", "off")), "GIL", label="GIL setting"),
     Setting("gil_probe", bool, False, "also record who held the GIL (1 kHz, from the harness) and GIL contention "
             "(gilknocker, in the worker); writes gil.png", on_off, "GIL_PROBE", to_worker=True, flag_only=True),
 )}

@@ -45,6 +45,10 @@ def summary_table(run: Run) -> str:
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
     head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, concurrency {spec['concurrency']}, "
             f"{spec['tasks']} tasks of {spec['duration']:g} s, switch interval {spec['switch_interval']:g} s")
+    interpreter = run.manifest["settings"].get("worker_interpreter") or {}
+    if interpreter.get("requested"):
+        head += (f", worker on {interpreter['implementation']} {interpreter['version']}"
+                 + (f" free-threaded (GIL {spec.get('gil') or 'off by default'})" if interpreter["free_threaded"] else ""))
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     lines = [head, "-" * len(head)]

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from harness.lab.interpreters import find_free_threaded
 from harness.model.experiment import load_experiment
 from harness.pipeline import report, run_sweep
 from harness.pipeline import start_sweep as new_sweep
@@ -38,6 +39,9 @@ def test_notebooks_are_committed_without_outputs():
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("lesson")], ids=lambda p: p.stem)
 def test_lesson_notebook_runs_and_its_verdict_holds(path, redis_url):
+    if path.stem == "lesson10" and find_free_threaded() is None:
+        pytest.skip("lesson 10 needs a free-threaded interpreter, and none was found (LAB_FREETHREADED_PYTHON, "
+                    "pyenv's or uv's python3.13t / python3.14t)")
     text = "".join(execute(path, {"REDIS_URL": redis_url}))
     verdict = [line for line in text.splitlines() if line.startswith("verdict:")]
     assert verdict, text[-2000:]

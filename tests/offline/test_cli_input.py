@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BAD_SETTINGS = [
     (["--pool", "forkserver"], "unknown pool 'forkserver'; allowed: prefork, threads, solo, gevent, eventlet"),
-    (["--workload", "sleep"], "unknown workload 'sleep'; allowed: busy_wait, cpu, io_sleep, io_net, gil_release"),
+    (["--workload", "sleep"], "unknown workload 'sleep'; allowed: busy_wait, cpu, cpu_shared, io_sleep, io_net, gil_release"),
     (["--concurrency", "0"], "concurrency must be a whole number >= 1"),
     (["--concurrency", "two"], "concurrency must be a whole number >= 1"),
     (["--tasks", "0"], "tasks must be a whole number >= 1"),
@@ -70,3 +71,19 @@ def test_help_lists_every_setting(workdir):
         assert flag in out.stdout
 
 
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--interpreter", "/nonexistent/python3"], "interpreter '/nonexistent/python3' not found"),
+    (["--interpreter", "/bin/echo"], "interpreter '/bin/echo' is not a Python"),
+    (["--gil", "off"], "GIL=off needs a free-threaded build"),
+    (["--gil", "maybe"], "unknown GIL setting 'maybe'; allowed: on, off"),
+])
+def test_an_interpreter_or_gil_setting_that_cannot_work_is_refused_before_anything_starts(workdir, args, message):
+    if args[:2] == ["--gil", "off"] and sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("the lab's own interpreter is free-threaded here")
+    out = harness("bench", *args, cwd=workdir)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (workdir / "results").exists()

@@ -50,7 +50,7 @@ def test_a_pool_and_a_workload_are_each_one_record():
         assert p.slot in ("process", "thread", "greenlet")
     for w in WORKLOADS.values():
         assert callable(w.function) and w.kind in ("python-cpu", "c-cpu", "io")
-        assert w.fixed_work == (w.name in ("cpu", "gil_release"))
+        assert w.fixed_work == (w.name in ("cpu", "cpu_shared", "gil_release")) == w.measured_alone
 
 
 def test_celery_task_names_come_from_the_workload_registry():

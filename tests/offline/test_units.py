@@ -255,3 +255,24 @@ def test_the_gil_serialising_the_same_work_is_no_inflation():
     io = summary.summarize(batch, samples_table({1: [(1.0, 0.0), (3.0, 2.0)]}),
                            ctx(workload="io_sleep", kind="io"), reference)
     assert io["work_inflation"] is None  # a sleep has no fixed amount of work to compare
+
+
+def test_a_gil_turned_back_on_in_a_free_threaded_worker_is_said():
+    tasks = tasks_table([(0, 0, 1, 1.0, "t1"), (0, 0, 1, 1.0, "t2")]).assign(gil_enabled=[True, False])
+    samples = samples_table({1: [(0, 0.0), (1, 2.0)]})
+    s = summary.summarize(tasks, samples, ctx(free_threaded=True))
+    assert s["gil_enabled_tasks"] == 1 and any(n.startswith("THE GIL WAS ON in 1 of 2 tasks") for n in s["notes"])
+    asked = summary.summarize(tasks, samples, ctx(free_threaded=True, gil="on"))
+    assert not any("THE GIL WAS ON" in n for n in asked["notes"])
+    gil_build = summary.summarize(tasks, samples, ctx())
+    assert not any("THE GIL WAS ON" in n for n in gil_build["notes"])
+
+
+def test_without_a_gil_python_code_runs_in_parallel_wherever_c_code_releasing_it_does():
+    assert pool("threads").ideal_speedup("python-cpu", 4, 10, 2, gil_free=True) == 2
+    assert pool("threads").ideal_speedup("python-cpu", 4, 10, 2) == 1
+    assert pool("gevent").ideal_speedup("python-cpu", 4, 10, 2, gil_free=True) == 1  # still one OS thread
+    assert pool("solo").ideal_speedup("python-cpu", 4, 10, 2, gil_free=True) == 1
+    free = summary.summarize(tasks_table([(0, 0, 1, 1.0, "t1"), (0, 0, 1, 1.0, "t2")]).assign(gil_enabled=False),
+                             samples_table({1: [(0, 0.0), (1, 2.0)]}), ctx(free_threaded=True))
+    assert free["ideal_speedup"] == 2

@@ -82,3 +82,11 @@ def test_time_breakdown_adds_up_to_submit_to_finish():
     parts = analysis.time_breakdown(tasks)
     assert parts.sum(axis=1).tolist() == pytest.approx([1.0, 3.0])
     assert parts.loc[2].tolist() == pytest.approx([1.0, 0.0, 2.0])
+
+
+def test_free_threading():
+    free, gil_on = s(speedup=1.88, work_inflation=1.02), s(speedup=0.99, work_inflation=0.99)
+    shared = s(speedup=1.12, mean_cores_used=1.92, work_inflation=1.70)
+    assert verdicts.free_threading(free, gil_on, shared, cores=2).held
+    assert not verdicts.free_threading(s(speedup=0.98, work_inflation=1.0), gil_on, shared, cores=2).held
+    assert not verdicts.free_threading(free, gil_on, s(speedup=1.8, work_inflation=1.05), cores=2).held

@@ -1,0 +1,167 @@
+"""The worker's interpreter: the harness's own, or another CPython with a worker environment the lab makes once.
+
+A worker environment holds only what a worker needs (Celery with kombu's Redis transport, and
+where they install, gevent, eventlet and gilknocker), in `.lab/envs/<name>/`, made on first use and
+reused. The project itself is put on the worker's PYTHONPATH: the worker imports `workloads` and
+`harness.model`, which need nothing beyond the standard library.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import SpecError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENVS = PROJECT_ROOT / ".lab" / "envs"
+# What every worker needs: kombu's Redis transport needs the extra (it imports `packaging`).
+CORE = ["celery[redis]>=5.4"]
+# What some pools or probes need, installed where the interpreter has wheels for them: gevent has
+# none for free-threaded builds, and a pool whose module is missing is refused before a run starts.
+OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": "gilknocker>=0.4"}
+DESCRIBE = ("import json, platform, sys, sysconfig; print(json.dumps({'version': platform.python_version(), "
+            "'implementation': platform.python_implementation(), 'executable': sys.executable, "
+            "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
+            "'gil_enabled': sys._is_gil_enabled() if hasattr(sys, '_is_gil_enabled') else True}))")
+SETUP_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python a run's worker runs on."""
+
+    python: str           # the executable the worker is started with
+    requested: str | None  # what the user named (None: the harness's own interpreter)
+    version: str
+    implementation: str
+    free_threaded: bool   # built with --disable-gil (Py_GIL_DISABLED)
+    missing: dict[str, str]  # optional packages that could not be installed there, and why
+
+    @property
+    def label(self) -> str:
+        return f"{self.implementation} {self.version}{' free-threaded' if self.free_threaded else ''}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _version_key(folder: str) -> list[tuple[int, int | str]]:
+    """Sorts 3.9.18 < 3.13.0 < 3.13.5t (numbers as numbers)."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in folder.replace("-", ".").split(".")]
+
+
+def resolve(name: str) -> str:
+    """A path for an interpreter named by path or by name (python3.13t): PATH first, then the
+    interpreters pyenv and uv install (a pyenv shim runs only the active version, so it is passed over)."""
+    if os.sep in name:
+        return name
+    found = shutil.which(name)
+    if found and (f"{os.sep}shims{os.sep}" not in found or name in ("python", "python3")):
+        return found
+    roots = [Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions",
+             Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local" / "share" / "uv" / "python"))]
+    candidates = sorted((c for root in roots for c in root.glob(f"*/bin/{name}") if os.access(c, os.X_OK)),
+                        key=lambda c: _version_key(c.parent.parent.name))
+    # A free-threaded install also has a plain python3.13: python3.13 means a GIL build, python3.13t not.
+    same_build = [c for c in candidates if c.parent.parent.name.endswith("t") == name.endswith("t")]
+    chosen = same_build or candidates
+    return str(chosen[-1]) if chosen else (found or name)
+
+
+def describe(python: str, timeout_s: float = 30.0) -> dict:
+    """Version, implementation and build of an interpreter, asked of the interpreter itself."""
+    try:
+        out = subprocess.run([python, "-c", DESCRIBE], capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError:
+        raise SpecError(f"interpreter {python!r} not found; give the path of a CPython 3.10 or newer") from None
+    except PermissionError:
+        raise SpecError(f"interpreter {python!r} is not executable") from None
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"interpreter {python!r} did not answer within {timeout_s:g} s") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpecError(f"interpreter {python!r} does not run ({last}); give a CPython 3.10 or newer")
+    try:
+        info = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise SpecError(f"interpreter {python!r} is not a Python (it did not answer as one)") from None
+    if info["implementation"] != "CPython" or tuple(map(int, info["version"].split(".")[:2])) < (3, 10):
+        raise SpecError(f"interpreter {python!r} is {info['implementation']} {info['version']}; "
+                        "the lab's workers run on CPython 3.10 or newer")
+    return info
+
+
+def find_free_threaded() -> str | None:
+    """A free-threaded interpreter on this machine: LAB_FREETHREADED_PYTHON, else python3.14t or python3.13t
+    as `resolve` finds them; None when there is none."""
+    named = os.environ.get("LAB_FREETHREADED_PYTHON")
+    for candidate in ([named] if named else ["python3.14t", "python3.13t"]):
+        try:
+            if describe(resolve(candidate))["free_threaded"]:
+                return resolve(candidate)
+        except SpecError:
+            continue
+    return None
+
+
+def _env_dir(info: dict) -> Path:
+    key = hashlib.sha256(os.path.realpath(info["executable"]).encode()).hexdigest()[:8]
+    return ENVS / f"cpython-{info['version']}{'t' if info['free_threaded'] else ''}-{key}"
+
+
+def _pip(python: Path, *packages: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
+                          capture_output=True, text=True, timeout=SETUP_TIMEOUT_S)
+
+
+def _make_env(info: dict, env: Path, log: Callable[[str], None]) -> dict[str, str]:
+    """Create the worker environment; returns the optional packages that could not be installed, and why."""
+    log(f"creating a worker environment for CPython {info['version']}"
+        f"{' free-threaded' if info['free_threaded'] else ''} in {env} (once; about a minute)")
+    made = subprocess.run([info["executable"], "-m", "venv", str(env)], capture_output=True, text=True,
+                          timeout=SETUP_TIMEOUT_S)
+    python = env / "bin" / "python"
+    if made.returncode != 0:
+        raise SpecError(f"could not create a virtual environment with {info['executable']}: "
+                        f"{(made.stderr.strip().splitlines() or ['no output'])[-1]}")
+    core = _pip(python, *CORE)
+    if core.returncode != 0:
+        raise SpecError(f"could not install Celery for the worker on {info['executable']}: "
+                        f"{(core.stderr.strip().splitlines() or ['no output'])[-1]}")
+    missing = {}
+    for module, requirement in OPTIONAL.items():
+        done = _pip(python, requirement)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["no output"]
+            errors = [line for line in lines if line.startswith("ERROR:")]
+            missing[module] = f"pip install {requirement}: {(errors or lines)[-1][:240]}"
+    return missing
+
+
+def worker_interpreter(requested: str | None, log: Callable[[str], None] = print) -> Interpreter:
+    """The interpreter a run's worker uses; for another interpreter, its worker environment (made once)."""
+    if requested is None:
+        return Interpreter(sys.executable, None, platform.python_version(), platform.python_implementation(),
+                           bool(sysconfig.get_config_var("Py_GIL_DISABLED")), {})
+    info = describe(resolve(requested))
+    env = _env_dir(info)
+    stamp = env / ".lab-env.json"
+    ENVS.mkdir(parents=True, exist_ok=True)
+    with open(ENVS / f".{env.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once make the environment once
+        if not stamp.exists():
+            missing = _make_env(info, env, log)
+            stamp.write_text(json.dumps({"base": info, "missing": missing}, indent=1))
+    missing = json.loads(stamp.read_text())["missing"]
+    return Interpreter(str(env / "bin" / "python"), requested, info["version"], info["implementation"],
+                       info["free_threaded"], missing)
