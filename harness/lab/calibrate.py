@@ -7,17 +7,15 @@ free-threaded build runs the same loop ~25 % slower), so the rate carries over.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 from harness.errors import SpecError
+from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.model.workloads import Workload
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _timed(fn: Callable[[int], object], units: int) -> float:
@@ -56,10 +54,9 @@ def calibrate(w: Workload, duration: float, python: str | None = None, timeout_s
         return calibrate_here(w, duration)
     code = ("import json, sys; from harness.lab.calibrate import calibrate_here; from harness.model.workloads "
             "import workload; print(json.dumps(calibrate_here(workload(sys.argv[1]), float(sys.argv[2]))))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         out = subprocess.run([python, "-c", code, w.name, repr(duration)], capture_output=True, text=True,
-                             timeout=timeout_s, env=env, cwd=str(PROJECT_ROOT))
+                             timeout=timeout_s, env=project_env(), cwd=str(PROJECT_ROOT))
     except subprocess.TimeoutExpired:
         raise SpecError(f"calibrating {w.name} on {python} took over {timeout_s:g} s") from None
     if out.returncode != 0:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import psutil
 
+from harness.lab.interpreters import PROJECT_ROOT
+
 PACKAGES = ("celery", "kombu", "billiard", "gevent", "eventlet", "greenlet", "redis", "psutil", "pandas")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _version(name: str) -> str | None:

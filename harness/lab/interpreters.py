@@ -24,6 +24,13 @@ from harness.errors import SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENVS = PROJECT_ROOT / ".lab" / "envs"
+
+
+def project_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for a child Python of the lab (worker, calibration): the project importable."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
 # What every worker needs: kombu's Redis transport needs the extra (it imports `packaging`).
 CORE = ["celery[redis]>=5.4"]
 # What some pools or probes need, installed where the interpreter has wheels for them: gevent has

@@ -6,7 +6,6 @@ The CLI matters: gevent and eventlet monkey-patch only when `-P gevent|eventlet`
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -17,11 +16,11 @@ import redis
 
 from harness.errors import WorkerError
 from harness.lab.client import client_app
+from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.lab.processes import spawn, stop_tree
 from harness.model.spec import RunSpec
 from workloads.protocol import queue_name, ready_key, worker_env
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -61,14 +60,13 @@ class Worker:
         ]
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = project_env()
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
         if self.spec.gil is not None:  # checked before: only a free-threaded worker gets it
             env["PYTHON_GIL"] = "1" if self.spec.gil == "on" else "0"
         env.update({
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
             # eventlet warns that it is deprecated on every import; the log should show real trouble.
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         })
