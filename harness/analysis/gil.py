@@ -44,15 +44,23 @@ def gil_holder_bands(oncpu: pd.DataFrame, min_share: float = 0.5, merge_gap_s: f
     return pd.DataFrame(bands, columns=["pid", "tid", "start", "end"])
 
 
-def gil_handoffs(bands: pd.DataFrame, t0: float, t1: float, min_band_s: float = 0.0015) -> dict:
-    """How long a thread held on before another took over, within [t0, t1].
+def gil_handoffs(bands: pd.DataFrame, windows: list[tuple[float, float]], min_band_s: float = 0.0015) -> dict:
+    """How long a thread held on before another took over, while another task was running beside it.
 
-    Bands shorter than `min_band_s` (under two samples at 1 kHz) are left out: they are a
-    sample interval cut by a handover, not a hold.
+    `windows` are the intervals in which at least two measured tasks ran at once: only there does a
+    thread that keeps the CPU hold the GIL against a waiter. Outside them a lone task runs unopposed
+    (the threads pool starts its second thread while the first already runs a task, and under a long
+    switch interval that start alone can take a few hundred ms), and its run is not a hold.
+    Only bands wholly inside a window count, and bands shorter than `min_band_s` (under two
+    samples at 1 kHz) are left out: they are a sample interval cut by a handover, not a hold.
     """
-    inside = bands[(bands["start"] >= t0) & (bands["end"] <= t1) & (bands["end"] - bands["start"] >= min_band_s)]
-    held = inside["end"] - inside["start"]
-    span = t1 - t0
+    inside = pd.Series(False, index=bands.index)
+    for t0, t1 in windows:
+        inside |= (bands["start"] >= t0) & (bands["end"] <= t1)
+    kept = bands[inside & (bands["end"] - bands["start"] >= min_band_s)]
+    held = kept["end"] - kept["start"]
+    span = sum(t1 - t0 for t0, t1 in windows)
     return {"gil_hold_median_s": float(held.median()) if len(held) else None,
             "gil_hold_p90_s": float(held.quantile(0.9)) if len(held) else None,
-            "gil_handoffs_per_s": float(max(len(held) - 1, 0) / span) if span > 0 else None}
+            "gil_handoffs_per_s": float(max(len(held) - 1, 0) / span) if span > 0 else None,
+            "gil_contended_s": float(span)}

@@ -13,13 +13,14 @@ import pandas as pd
 
 from harness.analysis.cpu import cpu_seconds_between
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
-from harness.analysis.timing import dispatch_gaps, max_overlap, with_timings
+from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import pool
 from harness.model.workloads import workload
 
 # 1: serial time inferred (own CPU of fixed-work tasks, else tasks x duration).
 # 2: serial time measured from the reference task run alone; work inflation.
-ANALYSIS_VERSION = 2
+# 3: GIL holds measured only while two or more tasks ran at once (gil_contended_s).
+ANALYSIS_VERSION = 3
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
@@ -211,10 +212,10 @@ def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[st
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,
                       cost: dict[str, Any] | None) -> dict[str, Any]:
-    """The GIL probes' figures over the measured tasks' span, with what the probes cost."""
+    """The GIL probes' figures while two or more measured tasks ran at once, with what the probes cost."""
     bands = gil_holder_bands(oncpu)
     return {
-        **gil_handoffs(bands, float(foreground["started"].min()), float(foreground["finished"].max())),
+        **gil_handoffs(bands, contended_windows(foreground)),
         "contention_mean": float(contention["contention"].mean()) if len(contention) else None,
         **(cost or {}),
     }

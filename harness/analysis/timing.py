@@ -27,6 +27,22 @@ def running_over_time(tasks: pd.DataFrame) -> pd.DataFrame:
     return events[["t", "running"]].reset_index(drop=True)
 
 
+def contended_windows(tasks: pd.DataFrame, at_least: int = 2) -> list[tuple[float, float]]:
+    """The (start, end) intervals during which at least `at_least` tasks were running at once."""
+    if tasks.empty:
+        return []
+    steps = running_over_time(tasks)
+    windows, opened = [], None
+    for t, running in zip(steps["t"], steps["running"]):
+        if running >= at_least and opened is None:
+            opened = float(t)
+        elif running < at_least and opened is not None:
+            if t > opened:
+                windows.append((opened, float(t)))
+            opened = None
+    return windows
+
+
 def max_overlap(tasks: pd.DataFrame) -> int:
     if tasks.empty:
         return 0

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import gil as analysis
+from harness.analysis import timing
 from harness.errors import SpecError
 from harness.model.spec import build_spec
 
@@ -28,5 +29,20 @@ def test_holder_bands_merge_tick_stalls_and_split_at_handovers():
         rows += [(t, 9, 1, one), (t, 9, 2, two)]
     bands = analysis.gil_holder_bands(pd.DataFrame(rows, columns=["t", "pid", "tid", "oncpu_ns"]))
     assert bands["tid"].tolist() == [1, 2]
-    held = analysis.gil_handoffs(bands, 0.0, 0.04)
+    held = analysis.gil_handoffs(bands, [(0.0, 0.04)])
     assert held["gil_hold_median_s"] == pytest.approx(0.018, abs=0.004)
+
+
+def test_holds_count_only_while_tasks_ran_side_by_side():
+    # task A runs alone 0-0.6 s (one long band: no one to hand over to), then B joins and the
+    # GIL passes every 50 ms until both end at 1.0 s
+    tasks = pd.DataFrame({"started": [0.0, 0.6], "finished": [1.0, 1.0]})
+    assert timing.contended_windows(tasks) == [(0.6, 1.0)]
+    bands = pd.DataFrame([(9, 1, 0.0, 0.65)] + [(9, 1 + (i % 2 == 0), 0.65 + 0.05 * i, 0.7 + 0.05 * i)
+                                                 for i in range(1, 7)], columns=["pid", "tid", "start", "end"])
+    held = analysis.gil_handoffs(bands, timing.contended_windows(tasks))
+    assert held["gil_hold_median_s"] == pytest.approx(0.05)
+    assert held["gil_contended_s"] == pytest.approx(0.4)
+    # over the whole span the lone run would have counted as a hold
+    assert analysis.gil_handoffs(bands, [(0.0, 1.0)])["gil_hold_p90_s"] > 0.25
+    assert analysis.gil_handoffs(bands, [])["gil_hold_median_s"] is None
