@@ -21,7 +21,7 @@ B ?=
 N ?=
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench sweep report summarize compare lesson lab benchmark check test clean
+.PHONY: help bench advise sweep report summarize compare lesson lab benchmark check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -41,6 +41,10 @@ $(STAMP): pyproject.toml
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
 bench: $(STAMP)
 	$(BIN)/python -m harness bench --from-make
+
+## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', QUICK=1 for one repeat)
+advise: $(STAMP)
+	$(BIN)/python -m harness advise --from-make $(if $(QUICK),--quick)
 
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>)
 sweep: $(STAMP)

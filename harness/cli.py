@@ -65,6 +65,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from harness.pipeline import advice_of, advise, report
+    from harness.present.console import advice_text
+
+    raw = from_environment(dict(os.environ)) if args.from_make else {}
+    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+    folder = advise(raw, results_dir=args.results_dir, quick=args.quick, log=_log, show_progress=sys.stderr.isatty())
+    report(folder)
+    advice = advice_of(folder)
+    if advice is None:
+        print(f"no setting of the advisor's sweep completed; see {folder}/report.html")
+        return 1
+    print(advice_text(advice, folder))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.pipeline import report
 
@@ -100,16 +116,20 @@ def cmd_lesson(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="run one batch of tasks on one pool and summarise it",
-                           description="Start a real Celery worker under one pool, run a batch of tasks, "
-                                       "record timings and CPU, print a summary and write results/<run-id>/.")
+def _setting_flags(bench: argparse.ArgumentParser) -> None:
     for s in SETTINGS.values():
         default = "" if s.default is None else f" (default {s.default})"
         if s.flag_only:
             bench.add_argument(s.flag, action="store_const", const=True, default=None, help=s.help)
         else:
             bench.add_argument(s.flag, default=None, metavar=s.name.upper(), help=s.help + default)
+
+
+def _bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="run one batch of tasks on one pool and summarise it",
+                           description="Start a real Celery worker under one pool, run a batch of tasks, "
+                                       "record timings and CPU, print a summary and write results/<run-id>/.")
+    _setting_flags(bench)
     bench.add_argument("--from-make", action="store_true",
                        help="also read settings from make variables (POOL=..., as `make bench` passes them); "
                             "flags given here win")
@@ -122,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness", description="Measure Celery worker pools against the GIL.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _bench_parser(sub)
+
+    adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
+                         description="Time the task alone, then measure it under every pool that can run it at a "
+                                     "few concurrency levels, with repeats; print the recommendation and write a "
+                                     "sweep folder with report.html. The advisor chooses pool, concurrency, tasks.")
+    _setting_flags(adv)
+    adv.add_argument("--from-make", action="store_true", help="also read settings from make variables")
+    adv.add_argument("--quick", action="store_true", help="one repeat per setting instead of two")
+    adv.add_argument("--results-dir", default="results", help="where the folders go (default results)")
+    adv.set_defaults(func=cmd_advise, interrupted="interrupted: the worker and broker were stopped")
 
     sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
                            description="Run an experiment (experiments/*.toml) as a grid with repeats; "

@@ -17,8 +17,9 @@ from tqdm import tqdm
 from harness.analysis import compare as comparing
 from harness.analysis import stats
 from harness.analysis.summary import ANALYSIS_VERSION, summarize_run
-from harness.errors import ResultsError, RunFailed, UsageError
+from harness.errors import ResultsError, RunFailed, SpecError, UsageError
 from harness.model.experiment import Experiment
+from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
 from harness.results import is_sweep
 from harness.results.files import link_latest
@@ -28,6 +29,8 @@ from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_s
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from harness.analysis.advice import Advice
 
 Log = Callable[[str], None]
 
@@ -99,7 +102,8 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) ->
     from harness.lab import environment
     from harness.lab.preflight import check_can_run
 
-    for spec in {(s.pool, s.interpreter, s.gil): s for s in experiment.specs()}.values():
+    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in experiment.specs()}
+    for spec in checks.values():
         check_can_run(spec, log=print)
     return new_sweep(experiment, quick, Path(results_dir), environment.collect())
 
@@ -164,7 +168,82 @@ def _present_sweep(folder: Path) -> Path:
                    if e["status"] == "complete"]
     figures = sweep_figures(sweep.path, table, sweep.axes, sweep_cores(sweep), stats.latencies_by_cell(foregrounds),
                             "task latency, submit to finish (s)")
-    return sweep_report(sweep, table, figures)
+    return sweep_report(sweep, table, figures, advice_of(folder))
+
+
+# --- the pool advisor ------------------------------------------------------------------------
+
+# Settings the advisor chooses itself, so a user may not give them.
+ADVISOR_CHOOSES = ("pool", "concurrency", "tasks")
+
+
+def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, redis_url: str | None = None,
+           log: Log = print, show_progress: bool = False) -> Path:
+    """Measure a task (the user's own, or a built-in workload) under every pool that can run it, at a few
+    concurrency levels chosen from how it behaves alone, and recommend one. Returns the sweep folder."""
+    from harness.analysis import advice as advising
+    from harness.lab.broker import Broker
+    from harness.lab.preflight import check_pool_importable
+    from harness.model.machine import usable_cores
+
+    given = [name for name in ADVISOR_CHOOSES if raw.get(name) not in (None, "")]
+    if given:
+        raise UsageError(f"the advisor chooses {', '.join(ADVISOR_CHOOSES)} itself; leave out "
+                         f"{', '.join(SETTINGS[n].make for n in given)}")
+    base = build_spec(**{**raw, "pool": "solo", "concurrency": 1, "tasks": 3})  # every setting checked here
+    pools = ["solo"]
+    for name in advising.CANDIDATE_POOLS:
+        try:
+            check_pool_importable(name)
+            pools.append(name)
+        except SpecError as exc:
+            log(f"advisor: leaving out {name}: {exc}")
+    fixed = {k: v for k, v in base.to_dict().items()
+             if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
+    with Broker(redis_url) as broker:
+        # One at a time first: how long a task takes alone and how much of that is its own CPU.
+        log(f"advisor: timing {base.task or base.workload} alone on the solo pool")
+        probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
+                          mark_latest=False)
+        cpu_share = probe.summary.get("alone_cpu_share")
+        if cpu_share is None:
+            cpu_share = probe.summary.get("task_cpu_share")
+        cores = usable_cores()
+        plan = advising.plan(cores, float(cpu_share), pools)
+        log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
+            + (" once each (quick)" if quick else f" {ADVISOR_REPEATS} times each"))
+        cells = [{**c, "tasks": advising.tasks_for(c["concurrency"])} for c in plan.cells]
+        experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
+                                question=f"Which pool, at which concurrency, for {base.task or base.workload}?",
+                                repeats=1 if quick else ADVISOR_REPEATS, fixed=fixed,
+                                axes={"pool": list(dict.fromkeys(c["pool"] for c in cells)),
+                                      "concurrency": sorted({c["concurrency"] for c in cells}),
+                                      "tasks": sorted({c["tasks"] for c in cells})}, only=cells)
+        folder = start_sweep(experiment, False, results_dir)
+        manifest = load_sweep_manifest(folder)
+        manifest["advisor"] = {"cpu_share": cpu_share, "alone_s": probe.summary.get("alone_s"),
+                               "probe_run": str(probe.path), "cores": cores, "plan": plan.why}
+        write_sweep_manifest(folder, manifest)
+        run_sweep(folder, redis_url=broker.url, log=log, show_progress=show_progress)
+    return folder
+
+
+ADVISOR_REPEATS = 2
+
+
+def _task_label(spec: RunSpec) -> str:
+    return (spec.task.replace(":", ".").split(".")[-1] if spec.task else spec.workload)
+
+
+def advice_of(folder: Path) -> "Advice | None":
+    """The advice for an advisor's sweep folder, recomputed from its summary.csv; None for other sweeps."""
+    from harness.analysis.advice import recommend
+
+    sweep = load_sweep(folder)
+    advisor = sweep.manifest.get("advisor")
+    if not advisor or sweep.summary.empty:
+        return None
+    return recommend(sweep.summary, advisor["cpu_share"])
 
 
 # --- commands on stored folders --------------------------------------------------------------

@@ -10,11 +10,12 @@ import json
 import os
 import sys
 import time
+from typing import Any, Callable
 
 from celery import Celery, signals
 
 from harness.model.workloads import WORKLOADS, Workload
-from workloads import functions, gilprobe
+from workloads import functions, gilprobe, own
 from workloads.protocol import WorkerConfig, done_key, ready_key
 from workloads.record import Recorder
 
@@ -75,17 +76,23 @@ def _announce_ready(sender: object = None, **_: object) -> None:
     recorder.client().set(ready_key(config.run_id), json.dumps(info), ex=3600)
 
 
-def _register(workload: Workload) -> None:
+def _register(workload: Workload, function: Callable[..., Any]) -> None:
     """One Celery task per workload: the workload's function, run inside the lab's recording."""
-    def task(self, *args):
-        recorder.run(self.request.id, workload.name, workload.function, *args)
+    def task(self, *args, **kwargs):
+        recorder.run(self.request.id, workload.name, function, args, kwargs, merge_result=workload.reports_fields)
 
     task.__name__ = task.__qualname__ = workload.name
     app.task(name=workload.name, bind=True)(task)
 
 
 for _workload in WORKLOADS.values():
-    _register(_workload)
+    if not _workload.own:
+        _register(_workload, _workload.function)
+if config.task:
+    # The user's own task, imported once here (before prefork forks its children). Their module may
+    # make a Celery app of its own, which would become the current app: this one is made current again.
+    _register(WORKLOADS["task"], own.load(config.task, config.task_path))
+    app.set_current()
 
 
 @app.task(name="noop", bind=True)

@@ -54,6 +54,21 @@ def cpu_shared(iterations: int) -> int:
     return x
 
 
+def mixed(burst_iterations: int, wait_s: float, rounds: int) -> int:
+    """Rounds of a CPU burst (cpu's loop, `burst_iterations`) then a blocking wait of `wait_s`.
+
+    The shape of most real tasks, an API call then parsing: the CPU part needs the GIL, the wait
+    does not. The harness sizes the bursts so that a given share of the task's time alone is CPU.
+    """
+    x = 0
+    for _ in range(rounds):
+        if burst_iterations:
+            x ^= cpu(burst_iterations)
+        if wait_s > 0:
+            time.sleep(wait_s)
+    return x
+
+
 def noop() -> None:
     """Nothing: what is left of a task's cost is Celery's and the instrumentation's."""
 

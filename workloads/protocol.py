@@ -19,6 +19,8 @@ RUN_ID = "LAB_RUN_ID"
 QUEUE = "LAB_QUEUE"
 # Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
 FAULT = "LAB_FAULT"
+# Where the lab's echo service listens (host:port), for the user's own task: examples/ use it.
+ECHO_ADDR = "LAB_ECHO_ADDR"
 # The run settings the worker needs, each as LAB_<NAME>, JSON-encoded.
 WORKER_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.to_worker)
 
@@ -97,6 +99,8 @@ class WorkerConfig:
     switch_interval: float
     prefetch: int
     gil_probe: bool
+    task: str | None       # the user's own task, package.module:function (workloads.own)
+    task_path: str | None  # where it is imported from
     fault: str
 
     @classmethod

@@ -91,7 +91,9 @@ class Recorder:
                 self._green_clock = GreenletClock()
         return self._green_clock
 
-    def run(self, task_id: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def run(self, task_id: str, name: str, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
+            merge_result: bool = False) -> Any:
+        """Run `fn` and push its record; `merge_result`: the dict it returns adds fields to the record."""
         green = self._green() if self.pool.green else None
         own_cpu = green.own_cpu if green else time.thread_time
         started = time.time()
@@ -99,7 +101,7 @@ class Recorder:
         error = None
         result = None
         try:
-            result = fn(*args)
+            result = fn(*args, **(kwargs or {}))
             if self.fault == "raise":
                 raise RuntimeError("fault injected by LAB_FAULT=raise")
         except BaseException as exc:  # recorded, then re-raised for Celery to see
@@ -115,7 +117,7 @@ class Recorder:
                 task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
                 greenlet_id=greenlet_id, cpu_s=cpu1 - cpu0, switch_interval=sys.getswitchinterval(),
                 gil_enabled=gil_enabled, error=error, slot=self.pool.slot_name(pid, thread_id, greenlet_id))))
-            if isinstance(result, dict):
-                record.update(result)
+            if merge_result and isinstance(result, dict):
+                record.update({k: v for k, v in result.items() if k not in record})
             self.client().rpush(records_key(self.run_id), json.dumps(record))
         return result

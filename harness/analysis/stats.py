@@ -8,7 +8,8 @@ import pandas as pd
 METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "efficiency", "mean_tasks_running",
            "mean_cores_used", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s", "gil_wait_mean_s",
            "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
-           "dispatch_gap_max_s", "work_inflation"]
+           "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib", "task_stretch",
+           "alone_cpu_share", "gil_wait_fraction"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}

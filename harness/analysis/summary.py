@@ -14,12 +14,13 @@ import pandas as pd
 from harness.analysis.cpu import cpu_seconds_between
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
-from harness.model.pools import pool
+from harness.model.pools import CPU_KINDS, pool
 from harness.model.workloads import workload
 
 # 1: serial time inferred (own CPU of fixed-work tasks, else tasks x duration).
 # 2: serial time measured from the reference task run alone; work inflation.
-# 3: GIL holds measured only while two or more tasks ran at once (gil_contended_s).
+# 3: GIL holds measured only while two or more tasks ran at once (gil_contended_s); memory (RSS, USS);
+#    alone_cpu_share, task_stretch; mixed and own work.
 ANALYSIS_VERSION = 3
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
@@ -35,7 +36,7 @@ class RunContext:
 
     pool: str
     workload: str
-    kind: str  # "python-cpu", "c-cpu" or "io"
+    kind: str  # "python-cpu", "c-cpu", "io", "mixed" or "own" (harness.model.workloads.KINDS)
     concurrency: int
     tasks: int
     duration: float
@@ -43,6 +44,7 @@ class RunContext:
     cores: int
     free_threaded: bool = False  # the worker's interpreter was built without the GIL
     gil: str | None = None       # the GIL asked of it: "on", "off", or None for the build's default
+    cpu_fraction: float | None = None  # mixed work: the share of a task's time alone that is CPU
 
 
 def _alone(reference: pd.DataFrame | None) -> pd.Series | None:
@@ -99,7 +101,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     speedup = serial / makespan if makespan > 0 else float("nan")
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
     gil_free = ctx.free_threaded and ctx.gil != "on" and not gil_seen.any()
-    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free)
+    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction)
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
     tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
@@ -117,10 +119,15 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "serial_basis": serial_basis,
         "alone_s": float(alone["finished"] - alone["started"]) if alone is not None else None,
         "alone_cpu_s": float(alone["cpu_s"]) if alone is not None else None,
+        # How much of a task's time alone was its own CPU: the share the GIL can take from it.
+        "alone_cpu_share": _share(alone["cpu_s"], alone["finished"] - alone["started"]) if alone is not None else None,
+        # How much longer a task ran beside the others than alone: what the GIL, the event loop or
+        # contention took from each task (for CPU work most of it is the GIL wait below).
+        "task_stretch": _share(t["run_s"].mean(), alone["finished"] - alone["started"]) if alone is not None else None,
         "work_inflation": work_inflation(t, ctx, reference),
         "speedup": speedup,
         "ideal_speedup": ideal,
-        "efficiency": speedup / ideal,
+        "efficiency": speedup / ideal if ideal else None,
         "cores": ctx.cores,
         "mean_tasks_running": mean_running,
         "max_tasks_running": max_overlap(t),
@@ -133,11 +140,13 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "queue_wait_p95_s": float(t["queue_wait_s"].quantile(0.95)),
         "run_time_p50_s": float(t["run_s"].quantile(0.5)),
         "run_time_p95_s": float(t["run_s"].quantile(0.95)),
+        # What a caller waits: submit to finish.
+        "latency_p95_s": float((t["finished"] - t["submitted"]).quantile(0.95)),
         "slots_used": int(t["slot"].nunique()),
         "switch_intervals_seen": intervals,
         "switch_interval_ok": bool(intervals) and all(np.isclose(x, ctx.switch_interval) for x in intervals),
     }
-    if ctx.kind != "io" and cpu_known:
+    if ctx.kind in CPU_KINDS and cpu_known:  # mixed and own tasks also wait on purpose: see task_stretch
         summary["gil_wait_mean_s"] = float(t["wait_s"].mean())
         summary["gil_wait_fraction"] = float(t["wait_s"].sum() / busy) if busy > 0 else float("nan")
     summary.update(round_trips(t))
@@ -151,8 +160,43 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     summary["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
     summary["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
     summary["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
+    summary.update(memory(samples, t0, t1))
     summary["notes"] = notes(summary, ctx)
     return summary
+
+
+def _share(part: float, whole: float) -> float | None:
+    return float(part / whole) if whole > 0 and pd.notna(part) else None
+
+
+MIB = 2 ** 20
+
+
+def memory(samples: pd.DataFrame, t0: float, t1: float) -> dict:
+    """The worker tree's memory while the tasks ran: RSS summed over its processes, and USS and PSS where read.
+
+    RSS counts pages the processes share (prefork's children share the parent's code and libraries)
+    once per process, so its sum overstates a process tree. USS, the pages a process alone holds, is
+    what one more process costs, but its sum leaves the shared pages out. PSS splits each shared page
+    between its sharers: its sum is the tree's real footprint. Peak and mean over the samples in [t0, t1].
+    """
+    out: dict[str, float | None] = {f"{c}_{s}_mib": None for c in ("rss", "uss", "pss") for s in ("peak", "mean")}
+    if samples.empty or "rss" not in samples:
+        return out
+    processes = samples[samples["kind"] == "process"]
+    for column in ("rss", "uss", "pss"):
+        if column not in processes:
+            continue
+        # One value per process per sample time, then the tree's total at each time.
+        per_time = processes.dropna(subset=[column]).groupby("t")[column].sum()
+        during = per_time[(per_time.index >= t0) & (per_time.index <= t1)]
+        # A run shorter than the memory samples' period may have none while its tasks ran: then the
+        # samples of the whole run (the worker idle before and after) stand in.
+        chosen = during if len(during) else per_time
+        if len(chosen):
+            out[f"{column}_peak_mib"] = float(chosen.max() / MIB)
+            out[f"{column}_mean_mib"] = float(chosen.mean() / MIB)
+    return out
 
 
 def round_trips(tasks: pd.DataFrame) -> dict:
@@ -174,16 +218,24 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
             f"'running' at once, but they got {summary['mean_tasks_running'] * summary['task_cpu_share']:.1f} "
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
-    if ctx.kind != "io" and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
+    if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
         who = pool(ctx.pool).waiter
         out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average but "
                    f"{summary['mean_cores_used']:.1f} cores used: {who} took the difference.")
+    share = summary.get("alone_cpu_share")
+    if ctx.kind in ("mixed", "own") and share is not None:
+        # Such a task waits on purpose part of the time: it wants its share of a core while it runs.
+        wanted = min(summary["mean_tasks_running"] * share, ctx.cores)
+        if wanted - summary["mean_cores_used"] >= PHANTOM_MARGIN_CORES:
+            out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average, each {share:.0%} CPU alone, "
+                       f"wanted {wanted:.1f} cores but got {summary['mean_cores_used']:.1f}: "
+                       f"{pool(ctx.pool).waiter} (or the cores) took the difference.")
     inflation = summary.get("work_inflation")
     if inflation is not None and inflation > INFLATION_FLAG:
         out.append(f"WORK INFLATION {inflation:.2f}x: each task used {inflation:.2f}x the CPU it used alone. The cores "
                    "were busy but the work did not go faster: the tasks contended (for an object they share, on a "
                    "free-threaded build; for SMT siblings or memory bandwidth).")
-    if summary["efficiency"] < 0.7:
+    if summary["efficiency"] is not None and summary["efficiency"] < 0.7:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
     gil_on = summary["gil_enabled_tasks"]
@@ -207,7 +259,8 @@ def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[st
     return RunContext(pool=spec["pool"], workload=spec["workload"], kind=workload(spec["workload"]).kind,
                       concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
                       switch_interval=spec["switch_interval"], cores=int(cores),
-                      free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"))
+                      free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"),
+                      cpu_fraction=spec.get("cpu_fraction"))
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,

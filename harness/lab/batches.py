@@ -20,6 +20,7 @@ class Batch:
     workload: str
     count: int
     args: list
+    kwargs: dict | None = None
 
 
 def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
@@ -27,13 +28,14 @@ def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
     """The reference task first, alone (for work measured alone); then background tasks, so they already
     run when the measured ones start; then the measured tasks."""
     measured = workload(spec.workload)
-    foreground_args = measured.task_args(spec.duration, calibration, echo)
-    batches = [Batch("reference", spec.workload, 1, foreground_args)] if measured.measured_alone else []
+    foreground_args = measured.task_args(spec.duration, calibration, echo, spec.cpu_fraction, spec.task_args)
+    kwargs = spec.task_kwargs or None
+    batches = [Batch("reference", spec.workload, 1, foreground_args, kwargs)] if measured.measured_alone else []
     if spec.background:
         batches.append(Batch("background", spec.background, spec.background_tasks,
                              workload(spec.background).task_args(spec.background_duration, background_calibration,
                                                                   echo)))
-    batches.append(Batch("foreground", spec.workload, spec.tasks, foreground_args))
+    batches.append(Batch("foreground", spec.workload, spec.tasks, foreground_args, kwargs))
     return batches
 
 
@@ -48,7 +50,7 @@ def submit(app: Celery, queue: str, batches: list[Batch], first_index: int = 0) 
         for b in batches:
             for _ in range(b.count):
                 submitted = time.time()
-                result = app.send_task(b.workload, args=b.args, queue=queue, producer=producer)
+                result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=queue, producer=producer)
                 rows.append({"task_id": result.id, "index": first_index + len(rows), "role": b.role,
                              "submitted": submitted})
     return rows

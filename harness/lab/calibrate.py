@@ -15,6 +15,7 @@ from typing import Callable
 from harness.errors import SpecError
 from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.model.workloads import Workload
+from workloads import functions
 
 
 
@@ -44,7 +45,7 @@ def calibrate_here(w: Workload, duration: float) -> dict:
     how = w.calibration
     if how is None:
         return {}
-    rate = _rate(w.function, how.probe_units)
+    rate = _rate(getattr(functions, how.timed) if how.timed else w.function, how.probe_units)
     return {how.unit: max(1, round(rate * duration)), f"{how.unit}_per_s": rate, **how.extra}
 
 

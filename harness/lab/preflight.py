@@ -1,14 +1,16 @@
 """Checks made before anything starts: can this machine run the pool and the probes a spec asks for?"""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
-
+from dataclasses import dataclass
 from typing import Callable
 
 from harness.errors import SpecError
 from harness.lab import gilprobe
-from harness.lab.interpreters import Interpreter, worker_interpreter
+from harness.lab.interpreters import PROJECT_ROOT, Interpreter, project_env, worker_interpreter
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 
@@ -48,11 +50,45 @@ def check_gil_setting(spec: RunSpec, interpreter: Interpreter) -> None:
                         f"{interpreter.label} always has the GIL")
 
 
-def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Interpreter:
-    """Everything that can be known before a broker or worker starts; returns the worker's interpreter."""
+def check_own_task(spec: RunSpec, python: str, timeout_s: float = 60.0) -> dict:
+    """The user's task imports on the worker's interpreter, is callable and accepts its arguments.
+
+    Checked in a child process of that interpreter, from TASK_PATH: the user's imports may be heavy,
+    have side effects, or need the other interpreter's packages. Returns what run.json records.
+    """
+    if not os.path.isdir(spec.task_path):
+        raise SpecError(f"TASK_PATH {spec.task_path} is not a directory")
+    argv = [python, "-m", "workloads.own", spec.task, spec.task_path, spec.args, spec.kwargs]
+    try:  # from the project root, as the worker runs; workloads.own puts TASK_PATH on sys.path
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=project_env(),
+                             cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"TASK {spec.task}: importing it took over {timeout_s:g} s") from None
+    lines = out.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpecError(f"TASK {spec.task}: checking it failed ({last})") from None
+    if not answer["ok"]:
+        raise SpecError(answer["error"])
+    return answer["task"]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the checks found: the worker's interpreter, and the user's task where there is one."""
+
+    interpreter: Interpreter
+    own_task: dict | None = None
+
+
+def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
+    """Everything that can be known before a broker or worker starts."""
     interpreter = worker_interpreter(spec.interpreter, log)
     check_gil_setting(spec, interpreter)
     check_pool_importable(spec.pool, interpreter)
     if spec.gil_probe:
         check_gil_probe()
-    return interpreter
+    own_task = check_own_task(spec, interpreter.python) if spec.task else None
+    return Checked(interpreter, own_task)

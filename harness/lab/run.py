@@ -104,6 +104,7 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
         "serializer": "json",
         "calibration": calibration,
         "task_args": batch(batches, "foreground").args,
+        "task_kwargs": batch(batches, "foreground").kwargs,
         "reference_tasks": batch(batches, "reference").count if batch(batches, "reference") else 0,
         "background": {"workload": spec.background, "tasks": spec.background_tasks,
                        "duration": spec.background_duration, "calibration": bg_calibration,
@@ -125,7 +126,8 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement,
     calibration = calibrate(workload(spec.workload), spec.duration, python)
     bg_calibration = calibrate(workload(spec.background), spec.background_duration, python) if spec.background else {}
     m.timings["calibration_s"] = time.monotonic() - t0
-    needs_echo = any(workload(w).needs_echo for w in (spec.workload, spec.background) if w)
+    # The user's own task gets the echo service too: a task of theirs may call it (examples/ do).
+    needs_echo = any(workload(w).needs_echo or workload(w).own for w in (spec.workload, spec.background) if w)
     echo = stack.enter_context(EchoServer()) if needs_echo else None
     batches = plan_batches(spec, calibration, bg_calibration, (echo.host, echo.port) if echo else None)
     return calibration, bg_calibration, batches, echo
@@ -150,13 +152,17 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         m.submitted = submit(app, queue, [reference])
         collect(client, key, 1, m.worker, spec.deadline_s(), m, show_progress=False)
         m.timings["reference_s"] = time.monotonic() - t0
+        alone = m.records[0]
+        task_s = float(alone["finished"] - alone["started"])
+    else:
+        task_s = None
     t0 = time.monotonic()
     m.submitted += submit(app, queue, [b for b in batches if b is not reference], first_index=len(m.submitted))
     m.timings["submit_s"] = time.monotonic() - t0
-    log(f"submitted {spec.tasks} {spec.workload} tasks" + (" after one alone" if reference else "")
+    log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
-    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress)
+    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress)
     m.timings["collect_s"] = time.monotonic() - t0
     m.sampler.stop()
     if m.oncpu is not None:
@@ -176,7 +182,8 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
     that cannot work leaves nothing behind. On failure the folder keeps what was measured under a
     run.json marked failed or interrupted, and the error is raised.
     """
-    interpreter = check_can_run(spec, log)
+    checked = check_can_run(spec, log)
+    interpreter = checked.interpreter
     m = Measurement()
     t_begin = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="gil-lab-run-"))
@@ -195,14 +202,16 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log",
-                                                  python=interpreter.python))
+                                                  python=interpreter.python,
+                                                  echo=(echo.host, echo.port) if echo else None))
             log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
                 f"{m.worker.start_to_ready_s:.2f} s")
             folder = RunFolder(Path(results_dir), run_id)
             manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
                         "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
                                      "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get(
-                                         "PYTHON_GIL")}},
+                                         "PYTHON_GIL")},
+                                     "own_task": checked.own_task},
                         "environment": environment.collect(), "summary": None, "analysis_version": None}
             folder.write_manifest(manifest)
             _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)

@@ -15,12 +15,15 @@ import psutil
 from harness.lab.periodic import PeriodicSampler
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc CPU times
-COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss"]
+COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss", "uss", "pss"]
 TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second (pool processes live all run)
 # CPU times (what the parallelism chart needs) are read on every sample. Context switches (a
 # parse of /proc/<pid>/status), RSS and per-thread times (one /proc file per thread) are read on
 # every DETAIL_EVERY-th sample only (10 Hz at 50 Hz): together they were most of the sampler's cost.
 DETAIL_EVERY = 5
+# USS (memory no other process shares) and PSS (shared pages split between their sharers) need /proc/<pid>/smaps_rollup, ~0.13 ms a process: on every
+# USS_EVERY-th sample (2 Hz at 50 Hz), where the OS gives it.
+USS_EVERY = 25
 
 
 class Sampler(PeriodicSampler):
@@ -91,35 +94,45 @@ class Sampler(PeriodicSampler):
         rows = self.rows
         self._count += 1
         detail = self._count % DETAIL_EVERY == 0
+        with_uss = self._count % USS_EVERY == 0
         for pid, proc in list(self._procs.items()):
             cpu = self._process_cpu(pid)
             if cpu is None:
                 continue
             if not detail:
-                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None))
+                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None, None, None))
                 continue
             try:
                 with proc.oneshot():
                     ctx = proc.num_ctx_switches()
                     rss = proc.memory_info().rss
                     threads = proc.threads()
+                uss, pss = self._uss_pss(proc) if with_uss else (None, None)
             except psutil.Error:  # the process ended between listing and reading
                 self._close(pid)
                 continue
-            rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss))
+            rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss, uss, pss))
             for th in threads:
-                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None))
+                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None))
         for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
             if not line.startswith(b"cpu"):
                 break
             name, *v = line.split()
             user, nice, system, idle, iowait, irq, softirq = (int(x) / CLOCK_TICKS for x in v[:7])
             rows.append((t, "core", None, int(name[3:]), user + nice, system + irq + softirq, idle + iowait,
-                         None, None, None))
+                         None, None, None, None, None))
+
+    def _uss_pss(self, proc: psutil.Process) -> tuple[int | None, int | None]:
+        try:
+            full = proc.memory_full_info()
+        except psutil.AccessDenied:  # some systems keep smaps from other users' processes
+            return None, None
+        return full.uss, getattr(full, "pss", None)  # PSS: Linux only
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=COLUMNS)
-        return df.astype({"pid": "Int64", "tid": "Int64", "vol_ctx": "Int64", "invol_ctx": "Int64", "rss": "Int64"})
+        return df.astype({"pid": "Int64", "tid": "Int64", "vol_ctx": "Int64", "invol_ctx": "Int64", "rss": "Int64",
+                          "uss": "Int64", "pss": "Int64"})
 
     def own_cost(self) -> dict[str, float]:
         """The sampler's own CPU: what measuring cost, as seconds and as a fraction of one core."""

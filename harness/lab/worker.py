@@ -19,7 +19,7 @@ from harness.lab.client import client_app
 from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.lab.processes import spawn, stop_tree
 from harness.model.spec import RunSpec
-from workloads.protocol import queue_name, ready_key, worker_env
+from workloads.protocol import ECHO_ADDR, queue_name, ready_key, worker_env
 
 
 
@@ -34,7 +34,8 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
-                 ready_timeout_s: float = 60.0, python: str | None = None) -> None:
+                 ready_timeout_s: float = 60.0, python: str | None = None,
+                 echo: tuple[str, int] | None = None) -> None:
         self.spec = spec
         self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
         self.broker_url = broker_url
@@ -42,6 +43,7 @@ class Worker:
         self.queue = queue_name(run_id)
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
+        self.echo = echo
         self.proc = None
         self.start_to_ready_s: float | None = None
         self.ready_info: dict | None = None
@@ -63,6 +65,8 @@ class Worker:
         env = project_env()
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
+        if self.echo is not None:
+            env[ECHO_ADDR] = f"{self.echo[0]}:{self.echo[1]}"
         if self.spec.gil is not None:  # checked before: only a free-threaded worker gets it
             env["PYTHON_GIL"] = "1" if self.spec.gil == "on" else "0"
         env.update({

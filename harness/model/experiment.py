@@ -48,10 +48,13 @@ class Experiment:
     fixed: dict[str, Any]
     axes: dict[str, list]
     quick: dict[str, Any] = field(default_factory=dict)
+    # The cells to run, where not every combination of the axes makes sense (the advisor runs solo
+    # at concurrency 1 only): each gives a value for every axis. None: every combination.
+    only: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "name": self.name, "question": self.question, "repeats": self.repeats,
-                "fixed": self.fixed, "axes": self.axes, "quick": self.quick}
+                "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only}
 
     def shrunk(self) -> "Experiment":
         """The --quick version: the [quick] table applied, one repeat unless it says otherwise."""
@@ -64,13 +67,15 @@ class Experiment:
             else:
                 fixed[key] = value
         return Experiment(self.path, self.name, self.question, int(self.quick.get("repeats", 1)),
-                          fixed, axes, {})
+                          fixed, axes, {}, self.only)
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of the axes' values, merged with the fixed settings, machine-resolved."""
         names = list(self.axes)
         seen, out = set(), []
-        for combo in itertools.product(*(self.axes[n] for n in names)):
+        combos = ([tuple(cell[n] for n in names) for cell in self.only] if self.only is not None
+                  else itertools.product(*(self.axes[n] for n in names)))
+        for combo in combos:
             settings = {**self.fixed, **dict(zip(names, combo))}
             if "concurrency" in settings:
                 settings["concurrency"] = resolve_concurrency(settings["concurrency"])

@@ -47,7 +47,8 @@ class Pool:
         """The GIL probe watches threads hand the GIL over; a green pool runs every task in one thread."""
         return not self.green
 
-    def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int, gil_free: bool = False) -> int:
+    def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int, gil_free: bool = False,
+                      cpu_fraction: float | None = None) -> float | None:
         """The best speedup over serial this pool can give this kind of work, physically.
 
         solo runs one task at a time. I/O waits overlap in every other pool up to its concurrency.
@@ -56,9 +57,22 @@ class Pool:
         green pool, where every greenlet shares one OS thread and the C call never yields. Without a
         GIL (`gil_free`: a free-threaded build with the GIL off), Python code runs in parallel wherever
         GIL-releasing C code does.
+
+        Mixed work (a share `cpu_fraction` of each task's time alone is pure-Python CPU, the rest
+        waiting) is bounded twice: by the slots that overlap its waits, and by the CPU it needs, which
+        runs on as many cores as the pool runs Python in parallel (1 under a GIL): min(slots, cores / f).
+        The user's own task is not assumed to be anything: None.
         """
         slots = min(concurrency, tasks)
         parallel = self.parallel_kinds | ({"python-cpu"} if gil_free and "c-cpu" in self.parallel_kinds else set())
+        if kind == "own":
+            return None
+        if kind == "mixed":
+            waits_overlap = slots if "io" in parallel else 1
+            python_cores = min(slots, cores) if "python-cpu" in parallel else 1
+            if not cpu_fraction:
+                return float(waits_overlap)
+            return float(min(waits_overlap, python_cores / cpu_fraction))
         if kind not in parallel:
             return 1
         return min(slots, cores) if kind in CPU_KINDS else slots
@@ -77,7 +91,7 @@ class Pool:
         return "the event loop's single thread" if self.green else "the GIL"
 
 
-_ALL = frozenset({"io", "python-cpu", "c-cpu"})
+_ALL = frozenset({"io", "python-cpu", "c-cpu"})  # (mixed and own work are derived from these: ideal_speedup)
 POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("prefork", "child processes, each with its own interpreter and GIL", green=False, slot="process",
          tasks_in_main_process=False, parallel_kinds=_ALL, color="#1b9e77"),

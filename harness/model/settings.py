@@ -6,7 +6,10 @@ prints the make variables (that is what `make help` shows).
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -64,6 +67,52 @@ def on_off(name: str, raw: Any) -> bool:
     raise SpecError(f"{name} must be on or off (1/0, yes/no), got {raw!r}")
 
 
+def fraction(name: str, raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise SpecError(f"{name} must be a number from 0 to 1, got {raw!r}") from None
+    if not 0 <= value <= 1:
+        raise SpecError(f"{name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
+_TASK_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def task_reference(name: str, raw: Any) -> str:
+    value = str(raw).strip()
+    if not _TASK_REF.match(value):
+        raise SpecError(f"{name} must be package.module:function (a module to import, a colon, a name in it), "
+                        f"got {raw!r}")
+    return value
+
+
+def json_of(kind: type) -> Callable[[str, Any], str]:
+    """JSON text of a list or an object (given as text, or as the value itself from code), kept compact."""
+    noun = {list: "a JSON list, such as '[1, \"a\"]'", dict: "a JSON object, such as '{\"n\": 3}'"}[kind]
+
+    def parse(name: str, raw: Any) -> str:
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                raise SpecError(f"{name} must be {noun}; {raw!r} is not JSON ({exc.args[0].split(':')[0]})") from None
+        else:
+            value = raw
+        if not isinstance(value, kind):
+            raise SpecError(f"{name} must be {noun}, got {raw!r}")
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            raise SpecError(f"{name} must be {noun}, got {raw!r}") from None
+    return parse
+
+
+def directory(name: str, raw: Any) -> str:
+    return os.path.abspath(os.path.expanduser(text(name, raw)))
+
+
 def one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         value = str(raw).strip()
@@ -112,7 +161,18 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)", whole(1),
             "CONCURRENCY", to_worker=True),
     Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency)", whole(1), "TASKS"),
-    Setting("duration", float, 0.25, "seconds each task takes alone", positive(), "DURATION"),
+    Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
+            positive(), "DURATION"),
+    Setting("cpu_fraction", float, None, "mixed workload: the share of a task's time alone that is CPU, 0 to 1 "
+            "(default 0.5)", fraction, "CPU_FRACTION", label="CPU fraction"),
+    Setting("task", str, None, "your own task, package.module:function (a Celery task object works too); it "
+            "becomes the workload", task_reference, "TASK", label="TASK", to_worker=True),
+    Setting("args", str, None, "your task's positional arguments, a JSON list (default [])", json_of(list), "ARGS",
+            label="ARGS"),
+    Setting("kwargs", str, None, "your task's keyword arguments, a JSON object (default {})", json_of(dict),
+            "KWARGS", label="KWARGS"),
+    Setting("task_path", str, None, "where your task's package is imported from (default: the current directory)",
+            directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
     Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks", positive(), "SWITCH", to_worker=True),
     Setting("prefetch", int, None, "worker_prefetch_multiplier (default: 1, or 0 = no limit for gevent and "
             "eventlet)", whole(0), "PREFETCH", to_worker=True),

@@ -5,7 +5,9 @@ make one, so every value has passed its setting's validation and the rules that 
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, make_dataclass
 from typing import Any
 
@@ -14,6 +16,10 @@ from harness.model.machine import usable_cores
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import SETTINGS
 from harness.model.workloads import BACKGROUND_STRETCH, Workload, workload
+
+
+# How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
+OWN_TASK_ALONE_LIMIT_S = 300.0
 
 
 class _RunSpecRules:
@@ -35,21 +41,32 @@ class _RunSpecRules:
     def background_duration(self) -> float:
         return BACKGROUND_STRETCH * self.duration
 
-    def deadline_s(self) -> float:
+    def deadline_s(self, task_s: float | None = None) -> float:
         """How long the run may take once tasks are submitted, before it is called stuck.
 
         Generous, twice the slowest honest schedule plus slack: CPU work one task after another
         (the GIL may serialise it); I/O work in waves of `concurrency` tasks, each wave allowed
         Celery's 2 s green-pool dispatch gap; a switch interval longer than a task can delay each
-        task by up to one interval; 10 ms of broker round trips per task.
+        task by up to one interval; 10 ms of broker round trips per task. `task_s` is how long one
+        task took alone, where that was measured (the user's own task has no nominal duration).
         """
         if self.timeout is not None:
             return self.timeout
-        per_task = self.duration + min(self.switch_interval, 60.0)
+        if self.workload_rules.own and task_s is None:
+            return OWN_TASK_ALONE_LIMIT_S
+        per_task = (task_s if task_s is not None else self.duration) + min(self.switch_interval, 60.0)
         overlaps = self.kind == "io" and "io" in self.pool_rules.parallel_kinds
         waves = math.ceil(self.tasks / self.concurrency) if overlaps else self.tasks
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
         return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
+
+    @property
+    def task_args(self) -> list:
+        return json.loads(self.args) if self.args else []
+
+    @property
+    def task_kwargs(self) -> dict:
+        return json.loads(self.kwargs) if self.kwargs else {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +76,24 @@ RunSpec = make_dataclass("RunSpec", [(s.name, s.type if s.default is not None el
                                      for s in SETTINGS.values()], bases=(_RunSpecRules,), frozen=True)
 RunSpec.__doc__ = "One run's settings (fields: harness.model.settings.SETTINGS); make one with build_spec."
 RunSpec.__module__ = __name__
+
+
+def _own_task_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
+    """TASK makes the user's function the workload; its arguments and path mean nothing without it."""
+    if v["task"] is None:
+        if v["workload"] == "task":
+            raise SpecError("workload 'task' runs your own function: give TASK=package.module:function")
+        given = [name for name in ("args", "kwargs", "task_path") if v[name] is not None]
+        if given:
+            raise SpecError(f"{', '.join(SETTINGS[n].make for n in given)} apply only to your own task: "
+                            "give TASK=package.module:function too")
+        return
+    if raw.get("workload") not in (None, "", "task"):
+        raise SpecError(f"TASK runs your own function as the workload; leave WORKLOAD out (it is {raw['workload']!r})")
+    v["workload"] = "task"
+    v["args"] = v["args"] if v["args"] is not None else "[]"
+    v["kwargs"] = v["kwargs"] if v["kwargs"] is not None else "{}"
+    v["task_path"] = v["task_path"] if v["task_path"] is not None else os.getcwd()
 
 
 def build_spec(**raw: Any) -> RunSpec:
@@ -71,6 +106,11 @@ def build_spec(**raw: Any) -> RunSpec:
         v["concurrency"] = usable_cores()
     if v["tasks"] is None:
         v["tasks"] = 4 * v["concurrency"]
+    _own_task_rules(v, raw)
+    if v["cpu_fraction"] is not None and v["workload"] != "mixed":
+        raise SpecError(f"CPU fraction applies to the mixed workload only, not to {v['workload']!r}")
+    if v["workload"] == "mixed" and v["cpu_fraction"] is None:
+        v["cpu_fraction"] = 0.5
     rules = pool(v["pool"])
     if v["prefetch"] is None:
         v["prefetch"] = rules.default_prefetch

@@ -17,23 +17,33 @@ KINDS = {
     "python-cpu": "pure-Python CPU work: needs the GIL",
     "c-cpu": "C code that releases the GIL",
     "io": "waiting on I/O",
+    "mixed": "CPU bursts that need the GIL between blocking waits",
+    "own": "your own task: what it does is measured, not assumed",
 }
+# A mixed task is cut into rounds of this length: a burst of CPU, then a wait.
+MIXED_ROUND_S = 0.02
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """How much fixed work takes a given time alone: `unit`s of work, timed on a probe of `probe_units`."""
+    """How much fixed work takes a given time alone: `unit`s of work, timed on a probe of `probe_units`.
+
+    `timed` names the function in workloads.functions that is timed, when it is not the workload's
+    own (mixed is timed on cpu's loop: its waits take what they take).
+    """
 
     unit: str
     probe_units: int
     extra: dict[str, Any] = field(default_factory=dict)
+    timed: str | None = None
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
     kind: str
-    function: Callable[..., Any]
+    # None for the user's own task: the worker imports it (workloads.own).
+    function: Callable[..., Any] | None
     summary: str
     # Fixed work takes the same CPU however the GIL slices it: its size is calibrated, and a
     # task alone takes its own CPU time. Otherwise a task lasts its nominal duration.
@@ -42,10 +52,19 @@ class Workload:
     needs_echo: bool = False
     # May run beside the measured tasks (e.g. CPU work next to io_net for the convoy effect).
     background_ok: bool = False
+    # The function returns a dict of extra fields for its task's record (io_net: its round trips).
+    reports_fields: bool = False
+
+    @property
+    def own(self) -> bool:
+        """The user's own task (TASK=package.module:function), with the user's arguments."""
+        return self.kind == "own"
 
     @property
     def fixed_work(self) -> bool:
-        return self.calibration is not None
+        """The same work however the tasks are scheduled: calibrated work, or the user's own task
+        (assumed to do the same work on every call with the same arguments)."""
+        return self.calibration is not None or self.own
 
     @property
     def measured_alone(self) -> bool:
@@ -56,8 +75,16 @@ class Workload:
         """
         return self.fixed_work
 
-    def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None) -> list:
-        """The Celery task's arguments: the calibrated amount of work, or a duration (and where to talk)."""
+    def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None,
+                  cpu_fraction: float | None = None, own_args: list | None = None) -> list:
+        """The Celery task's arguments: the calibrated amount of work, or a duration (and where to talk),
+        or for the user's own task the arguments the user gave."""
+        if self.own:
+            return list(own_args or [])
+        if self.kind == "mixed":
+            rounds = max(1, round(duration / MIXED_ROUND_S))
+            burst = round(calibration["iterations_per_s"] * cpu_fraction * duration / rounds)
+            return [burst, (1 - cpu_fraction) * duration / rounds, rounds]
         if self.calibration is not None:
             return [calibration[self.calibration.unit]]
         if self.needs_echo:
@@ -76,9 +103,12 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              calibration=Calibration("iterations", 100_000)),
     Workload("io_sleep", "io", functions.io_sleep, "time.sleep(duration)", background_ok=True),
     Workload("io_net", "io", functions.io_net, "blocking round trips to a slow echo service on 127.0.0.1",
-             needs_echo=True),
+             needs_echo=True, reports_fields=True),
     Workload("gil_release", "c-cpu", functions.gil_release, "hashlib.sha256 over a 4 MiB buffer, GIL released",
              calibration=Calibration("rounds", 4, {"chunk_bytes": functions.GIL_RELEASE_CHUNK}), background_ok=True),
+    Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
+             "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu")),
+    Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
 )}
 WORKLOAD_NAMES = tuple(WORKLOADS)
 BACKGROUND_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.background_ok)

@@ -1,9 +1,15 @@
 """The run's summary as text for a terminal."""
 from __future__ import annotations
 
+import json
 import math
 
+from typing import TYPE_CHECKING
+
 from harness.results.run_folder import Run
+
+if TYPE_CHECKING:
+    from harness.analysis.advice import Advice
 
 
 def _num(value: object, fmt: str, unit: str = "") -> str:
@@ -12,13 +18,20 @@ def _num(value: object, fmt: str, unit: str = "") -> str:
     return f"{value:{fmt}}{unit}"
 
 
+def _call_args(spec: dict) -> str:
+    args = [json.dumps(a) for a in json.loads(spec.get("args") or "[]")]
+    args += [f"{k}={json.dumps(v)}" for k, v in json.loads(spec.get("kwargs") or "{}").items()]
+    return ", ".join(args)
+
+
 def summary_table(run: Run) -> str:
     s, spec = run.summary, run.spec
     rows = [
         ("makespan", _num(s["makespan_s"], ".2f", " s"), "first submit to last finish"),
         ("throughput", _num(s["throughput_per_s"], ".2f", " tasks/s"), ""),
         ("speedup vs one at a time", _num(s["speedup"], ".2f", "x"),
-         f"ideal for {spec['pool']} on this work: {s['ideal_speedup']}x"),
+         f"ideal for {spec['pool']} on this work: {_num(s['ideal_speedup'], '.3g', 'x')}"
+         + ("" if s["ideal_speedup"] is not None else " (your task's is not assumed)")),
         ("efficiency", _num(s["efficiency"], ".0%"), "speedup / ideal"),
         ("tasks running (mean)", _num(s["mean_tasks_running"], ".2f"), f"max {s['max_tasks_running']}"),
         ("CPU cores used (mean)", _num(s["mean_cores_used"], ".2f"),
@@ -33,6 +46,14 @@ def summary_table(run: Run) -> str:
         rows.append(("one task alone", _num(s["alone_s"], ".3f", " s"),
                      "measured first, on the same worker: the speedup's reference"
                      + (f"; work inflation {inflation:.2f}x" if inflation is not None else "")))
+    if s.get("task_stretch") is not None:
+        rows.append(("task time vs alone", _num(s["task_stretch"], ".2f", "x"),
+                     f"a task's run time beside the others over alone; alone it was "
+                     f"{_num(s.get('alone_cpu_share'), '.0%')} CPU"))
+    if s.get("rss_peak_mib") is not None:
+        rows.append(("worker memory (peak)", _num(s.get("pss_peak_mib"), ".0f", " MiB PSS"),
+                     f"summed over the worker's processes, shared pages split; RSS {_num(s['rss_peak_mib'], '.0f')}, "
+                     f"USS {_num(s.get('uss_peak_mib'), '.0f')} MiB"))
     if "gil_wait_mean_s" in s:
         rows.append(("GIL wait per task (mean)", _num(s["gil_wait_mean_s"], ".3f", " s"),
                      f"run time minus own CPU; {_num(s['gil_wait_fraction'], '.0%')} of run time"))
@@ -43,8 +64,14 @@ def summary_table(run: Run) -> str:
                      f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
     rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
+    if spec.get("task"):
+        what = f"{spec['tasks']} x {spec['task']}({_call_args(spec)})"
+    elif spec["workload"] == "mixed":
+        what = f"{spec['tasks']} tasks of {spec['duration']:g} s, {spec['cpu_fraction']:.0%} CPU"
+    else:
+        what = f"{spec['tasks']} tasks of {spec['duration']:g} s"
     head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, concurrency {spec['concurrency']}, "
-            f"{spec['tasks']} tasks of {spec['duration']:g} s, switch interval {spec['switch_interval']:g} s")
+            f"{what}, switch interval {spec['switch_interval']:g} s")
     interpreter = run.manifest["settings"].get("worker_interpreter") or {}
     if interpreter.get("requested"):
         head += (f", worker on {interpreter['implementation']} {interpreter['version']}"
@@ -55,4 +82,16 @@ def summary_table(run: Run) -> str:
     lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
     lines += [f"  * {note}" for note in s.get("notes", [])]
     lines.append(f"  results: {run.path}")
+    return "\n".join(lines)
+
+
+def advice_text(advice: "Advice", folder: object) -> str:
+    """The advisor's answer for a terminal: the recommendation, why, then every candidate measured."""
+    from harness.analysis.advice import COLUMNS
+
+    table = advice.candidates.rename(columns=COLUMNS)
+    lines = [f"Recommendation: {advice.pool} pool at concurrency {advice.concurrency}", f"  {advice.reason}"]
+    lines += [f"  * {note}" for note in advice.notes]
+    lines += ["", table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"), "",
+              f"  report: {folder}/report.html"]
     return "\n".join(lines)

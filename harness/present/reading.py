@@ -16,11 +16,16 @@ def _s(value: float) -> str:
     return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
 
 
+def _ideal(value: float | None) -> str:
+    """' (ideal 2x)', or nothing where no ideal is assumed (the user's own task)."""
+    return "" if value is None or pd.isna(value) else f" (ideal {value:.3g}x)"
+
+
 def by_pool_and_workload(table: pd.DataFrame) -> list[str]:
     out = []
     for workload, group in table.groupby("workload", sort=False):
         ranked = group.sort_values("speedup", ascending=False)
-        parts = [f"{r.pool} {_x(r.speedup)} (ideal {r.ideal_speedup:g}x)" for r in ranked.itertuples()]
+        parts = [f"{r.pool} {_x(r.speedup)}{_ideal(r.ideal_speedup)}" for r in ranked.itertuples()]
         best = ranked.iloc[0]
         out.append(f"{workload}: {', '.join(parts)}. Fastest: {best['pool']}, using "
                    f"{best['mean_cores_used']:.1f} CPU cores.")
@@ -88,7 +93,7 @@ def sweep_reading(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]
                        f"{_s(row.dispatch_gap_max_s)} for queued work (makespan {_s(row.makespan_s)}).")
     if not out:
         for row in table.itertuples():
-            out.append(f"{row.label}: speedup {_x(row.speedup)} (ideal {row.ideal_speedup:g}x), makespan "
+            out.append(f"{row.label}: speedup {_x(row.speedup)}{_ideal(row.ideal_speedup)}, makespan "
                        f"{_s(row.makespan_s)}, second task started {_s(row.second_start_delay_s)} after the first.")
     for row in table[table["warning"].astype(bool)].itertuples():
         out.append(f"Caution, {row.label}: {row.warning}.")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.advice import COLUMNS as ADVICE_COLUMNS
+from harness.analysis.advice import Advice
 from harness.present import reading
 from harness.present.console import summary_table
 from harness.results.run_folder import Run
@@ -53,7 +55,16 @@ def sweep_cores(sweep: Sweep) -> int:
     return int(env.get("cpu_affinity") or env.get("cpu_count_logical") or 1)
 
 
-def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path]) -> Path:
+def _advice(advice: "Advice") -> str:
+    lines = "".join(f"<li>{html.escape(note)}</li>" for note in advice.notes)
+    table = advice.candidates.rename(columns=ADVICE_COLUMNS).to_html(
+        index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0)
+    return (f"<h2>Recommendation: {html.escape(advice.pool)} at concurrency {advice.concurrency}</h2>"
+            f"<p class='reading'>{html.escape(advice.reason)}</p><ul>{lines}</ul>"
+            f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
+
+
+def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice: "Advice | None" = None) -> Path:
     """report.html for a sweep folder, from its summary table and figures; returns the report's path."""
     manifest, folder = sweep.manifest, sweep.path
     axes, exp = manifest["axes"], manifest["experiment"]
@@ -72,7 +83,8 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path]) -> Path
     table_html = ("<h2>Results (median over repeats)</h2>" +
                   table[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0)
                   if not table.empty else "<p>No cell completed.</p>")
-    sections = [status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
+    sections = ([_advice(advice)] if advice is not None else []) + [
+                status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
                 "<h2>Figures</h2>" + "".join(_img(p) for p in figures), settings, _environment(manifest["environment"])]
     out = folder / "report.html"
     out.write_text(_page(f"Experiment: {exp['name']}", exp["question"], sections))

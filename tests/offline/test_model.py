@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from harness.errors import EXIT_FAILED, EXIT_USAGE, BrokerError, ExperimentError
 from harness.model.pools import POOLS
 from harness.model.settings import SETTINGS, from_environment, make_help
 from harness.model.spec import RunSpec, build_spec
-from harness.model.workloads import WORKLOADS
+from harness.model.workloads import KINDS, WORKLOADS
 from workloads.protocol import RECORD_FIELDS, WORKER_SETTINGS, TaskRecord, WorkerConfig, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +50,9 @@ def test_a_pool_and_a_workload_are_each_one_record():
         assert p.gil_probe == (not p.green)
         assert p.slot in ("process", "thread", "greenlet")
     for w in WORKLOADS.values():
-        assert callable(w.function) and w.kind in ("python-cpu", "c-cpu", "io")
-        assert w.fixed_work == (w.name in ("cpu", "cpu_shared", "gil_release")) == w.measured_alone
+        assert w.kind in KINDS
+        assert callable(w.function) or w.own  # the user's own task is imported by the worker
+        assert w.fixed_work == (w.name in ("cpu", "cpu_shared", "gil_release", "mixed", "task")) == w.measured_alone
 
 
 def test_celery_task_names_come_from_the_workload_registry():
@@ -58,7 +60,13 @@ def test_celery_task_names_come_from_the_workload_registry():
             "print(' '.join(sorted(n for n in app.tasks if not n.startswith('celery.'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == sorted([*WORKLOADS, "noop"])
+    # The user's own task ("task") is registered only when the worker is given one (LAB_TASK).
+    assert out.stdout.split() == sorted([*(n for n, w in WORKLOADS.items() if not w.own), "noop"])
+    env = {**os.environ, **worker_env(build_spec(task="examples.tasks:resize", task_path=str(ROOT)).to_dict(),
+                                      "redis://:pw@127.0.0.1:1/0", "run-1")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "task" in out.stdout.split()
 
 
 def test_the_worker_reads_back_what_the_harness_sends():

@@ -60,12 +60,18 @@ def test_a_version_1_sweep_loads_upgraded_and_is_told_from_a_run():
 def test_summarize_reproduces_the_summary_the_run_stored(v1, name):
     # A version 1 folder has no reference task: analysis 2 falls back to version 1's serial rule, so
     # every value it stored comes back, and what analysis 2 adds is None without a reference.
-    # Analysis 3 counts GIL holds only while two tasks ran at once: those four values change.
+    # Analysis 3 counts GIL holds only while two tasks ran at once (those values change) and adds
+    # memory, latency and task-versus-alone figures (new values, not changes).
     path = v1 / name
     old = stored(path)["summary"]
     summarize(path, log=lambda _line: None)
     new = stored(path)
-    assert [c for c in summary_changes(old, new["summary"]) if not c.startswith("gil_probe.gil_")] == []
+    added_in_3 = {"latency_p95_s", "alone_cpu_share", "task_stretch"} | {
+        f"{c}_{s}_mib" for c in ("rss", "uss", "pss") for s in ("peak", "mean")}
+    assert [c for c in summary_changes(old, new["summary"])
+            if not c.startswith("gil_probe.gil_") and c not in added_in_3] == []
+    # v1 samples have RSS (no USS or PSS): the tree's peak is there
+    assert 40 < new["summary"]["rss_peak_mib"] < 2000 and new["summary"]["uss_peak_mib"] is None
     if "gil_probe" in old:
         probe = new["summary"]["gil_probe"]
         assert 0 < probe["gil_contended_s"] < old["makespan_s"]
@@ -174,7 +180,8 @@ def test_summarize_from_the_command_line(v1, tmp_path):
                               text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     out = cli("summarize", str(v1 / "run-threads-cpu-gil"))
     assert out.returncode == 0, out.stderr
-    assert f"summary recomputed by analysis version {ANALYSIS_VERSION} (was 1); 4 values changed (gil_probe." in out.stdout
+    assert f"summary recomputed by analysis version {ANALYSIS_VERSION} (was 1); " in out.stdout
+    assert "gil_probe.gil_hold_median_s" in out.stdout
     bad = cli("summarize", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "run.json: missing" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

@@ -1,0 +1,1 @@
+"""Tasks like a backend's, for `make advise TASK=examples.tasks:<name>` (see the README)."""

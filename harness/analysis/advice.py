@@ -1,0 +1,152 @@
+"""Which pool, at which concurrency, for the user's own task: pure functions from measurements.
+
+The advisor (harness.pipeline.advise) first times the task alone, then asks `plan` which cells
+to measure, runs them as a sweep, and gives the sweep's per-cell table to `recommend`. Nothing
+here is written by hand per task: every number in the advice is one the lab measured.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+# A task that spends less than this share of its time alone on its own CPU mostly waits: the advisor
+# then also tries a high concurrency, where waits overlap by the dozen.
+MOSTLY_WAITS = 0.5
+# Two candidates whose throughputs are within this share of each other are a close call (the
+# repeats of one cell differ by about this much on a quiet 2-core machine).
+CLOSE = 0.10
+# Pools the advisor compares; solo only at concurrency 1, as the one-at-a-time baseline.
+CANDIDATE_POOLS = ("prefork", "threads", "gevent", "eventlet")
+GREEN = ("gevent", "eventlet")
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: list[dict[str, Any]]  # pool and concurrency of each cell
+    levels: list[int]
+    high: int | None             # the high level tried for pools that overlap waits, if any
+    why: str
+
+
+def high_concurrency(cores: int, cpu_share: float) -> int:
+    """Enough slots to keep the cores busy when each task uses `cpu_share` of one while it runs,
+    at least 8 per core, at most 128: a task with 5 % CPU needs about 20 running per core."""
+    return int(min(128, max(8 * cores, math.ceil(cores / max(cpu_share, 1 / 128)))))
+
+
+def plan(cores: int, cpu_share: float, pools: list[str]) -> Plan:
+    """The cells to measure: solo at 1, and every candidate pool at the cores and at 4 x the cores;
+    pools that overlap waits also at a high level when the task mostly waits."""
+    levels = sorted({cores, 4 * cores})
+    waits = cpu_share < MOSTLY_WAITS
+    high = high_concurrency(cores, cpu_share) if waits else None
+    cells = [{"pool": "solo", "concurrency": 1}] if "solo" in pools else []
+    for name in (p for p in CANDIDATE_POOLS if p in pools):
+        for level in levels + ([high] if high and name != "prefork" and high > levels[-1] else []):
+            cells.append({"pool": name, "concurrency": level})
+    why = (f"alone a task was {cpu_share:.0%} CPU: " + (f"it mostly waits, so threads and the green pools also run at "
+                                                        f"{high}" if waits else "it mostly computes"))
+    return Plan(cells, levels, high, why)
+
+
+def tasks_for(concurrency: int) -> int:
+    """Tasks per cell: two rounds of the pool's slots, and at least 8, so latencies have a p95."""
+    return max(8, 2 * concurrency)
+
+
+@dataclass
+class Advice:
+    pool: str
+    concurrency: int
+    reason: str
+    close_call: bool
+    candidates: pd.DataFrame  # one row per measured cell, best first
+    runner_up: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool, "concurrency": self.concurrency, "reason": self.reason,
+                "close_call": self.close_call, "runner_up": self.runner_up, "notes": self.notes,
+                "candidates": self.candidates.to_dict(orient="records")}
+
+
+COLUMNS = {  # candidate table: summary metric -> what the table calls it
+    "pool": "pool", "concurrency": "concurrency", "throughput_per_s": "tasks/s", "speedup": "vs one at a time",
+    "latency_p95_s": "p95 latency (s)", "pss_peak_mib": "memory (MiB PSS)", "rss_peak_mib": "RSS (MiB)",
+    "mean_cores_used": "CPU cores used", "task_stretch": "task time vs alone", "gil_wait_fraction": "GIL wait",
+    "work_inflation": "work inflation",
+}
+
+
+def _memory(row: pd.Series) -> float:
+    """The memory a candidate costs: its worker's peak PSS (shared pages split between the processes
+    sharing them, so a prefork tree is not counted twice) where the OS gives it, else RSS."""
+    pss = row.get("pss_peak_mib")
+    return float(pss) if pss is not None and pd.notna(pss) else float(row.get("rss_peak_mib") or math.nan)
+
+
+def candidates(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table's cells, best throughput first, with the columns the advice shows."""
+    rows = table.copy()
+    for column in COLUMNS:
+        if column not in rows:
+            rows[column] = math.nan
+    shown = [c for c in COLUMNS if c in ("pool", "concurrency") or rows[c].notna().any()]
+    return rows.sort_values("throughput_per_s", ascending=False, kind="stable")[shown].reset_index(drop=True)
+
+
+def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
+    """The pool and concurrency with the highest measured throughput; among close ones the least memory.
+
+    `table` is the advisor sweep's per-cell table (medians over repeats; stats.sweep_table) with
+    pool and concurrency columns; `cpu_share` the task's own CPU over its run time, alone.
+    """
+    ranked = candidates(table)
+    if ranked.empty or ranked["throughput_per_s"].isna().all():
+        raise ValueError("no cell of the advisor's sweep completed: nothing to recommend")
+    best_per_pool = ranked.groupby("pool", sort=False).head(1).reset_index(drop=True)
+    leader = best_per_pool.iloc[0]
+    close = best_per_pool[best_per_pool["throughput_per_s"] >= (1 - CLOSE) * leader["throughput_per_s"]]
+    # Among candidates as fast as the leader within the noise, the one that costs the least memory.
+    chosen = close.loc[close.apply(_memory, axis=1).fillna(math.inf).idxmin()] if len(close) > 1 else leader
+    others = best_per_pool[best_per_pool["pool"] != chosen["pool"]]
+    runner = others.iloc[0] if len(others) else None
+    reason = _reason(chosen, best_per_pool, cpu_share, len(close) > 1)
+    notes = []
+    if len(close) > 1:
+        names = ", ".join(f"{r.pool} ({r.throughput_per_s:.3g} tasks/s)" for r in close.itertuples())
+        notes.append(f"A close call: {names} are within {CLOSE:.0%} of each other; {chosen['pool']} is chosen for its "
+                     f"memory. Rerun with more repeats to separate them.")
+    inflation = chosen.get("work_inflation")
+    if inflation is not None and pd.notna(inflation) and inflation > 1.25:
+        notes.append(f"Each task burned {inflation:.2f}x its CPU alone at this setting: the tasks contend.")
+    return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, len(close) > 1, ranked,
+                  {k: _plain(runner[k]) for k in ("pool", "concurrency", "throughput_per_s")} if runner is not None
+                  else None, notes)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _reason(chosen: pd.Series, best_per_pool: pd.DataFrame, cpu_share: float, close: bool) -> str:
+    """One sentence from the measurements: the task's CPU share, what each pool gained, at what memory."""
+    base_memory = _memory(best_per_pool.set_index("pool").loc["solo"]) if "solo" in set(best_per_pool["pool"]) \
+        else None
+    gains = []
+    for row in best_per_pool.itertuples():
+        if row.pool == "solo":
+            continue
+        part = f"{row.pool} {row.speedup:.1f}x" if pd.notna(row.speedup) else f"{row.pool} n/a"
+        memory = _memory(pd.Series(row._asdict()))
+        if base_memory and pd.notna(memory):
+            part += f" at {memory / base_memory:.1f}x the memory"
+        gains.append(part)
+    share = (f"{cpu_share:.0%} of a task's time alone is CPU" + (" under the GIL" if cpu_share >= MOSTLY_WAITS else "")
+             if cpu_share is not None and pd.notna(cpu_share) else "a task's CPU share is unknown")
+    verdict = (f"{chosen['pool']} at concurrency {int(chosen['concurrency'])}: {chosen['throughput_per_s']:.3g} tasks/s"
+               + (" (a close call)" if close else ""))
+    return f"{share}: {', '.join(gains)} over one at a time. Choose {verdict}."
