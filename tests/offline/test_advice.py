@@ -1,0 +1,105 @@
+"""The advisor's pure half, on hand-made tables: which cells it measures, what it recommends and why."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness.analysis import advice
+from harness.analysis.summary import memory
+from harness.model.pools import pool
+from harness.model.workloads import workload
+
+ALL = ["solo", "prefork", "threads", "gevent", "eventlet"]
+
+
+def test_plan_tries_a_high_level_only_for_a_task_that_mostly_waits():
+    cpu = advice.plan(2, 0.97, ALL)
+    assert cpu.high is None and cpu.levels == [2, 8]
+    assert {(c["pool"], c["concurrency"]) for c in cpu.cells} == {("solo", 1)} | {
+        (p, c) for p in ALL[1:] for c in (2, 8)}
+    io = advice.plan(2, 0.02, ALL)
+    assert io.high == 100  # 2 cores / 2 % CPU: about 100 tasks keep the cores busy
+    assert ("gevent", 100) in [(c["pool"], c["concurrency"]) for c in io.cells]
+    assert ("prefork", 100) not in [(c["pool"], c["concurrency"]) for c in io.cells]  # 100 processes: no
+    assert advice.plan(16, 0.0, ["solo", "threads"]).high == 128  # bounded
+    assert [c["pool"] for c in advice.plan(2, 0.5, ["solo", "threads"]).cells] == ["solo", "threads", "threads"]
+    assert advice.tasks_for(1) == 8 and advice.tasks_for(100) == 200
+
+
+def table(rows):
+    cols = ["pool", "concurrency", "throughput_per_s", "speedup", "pss_peak_mib", "latency_p95_s", "mean_cores_used",
+            "task_stretch", "work_inflation"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+CPU_TABLE = table([
+    ("solo", 1, 9.5, 0.98, 45, 0.8, 1.0, 1.0, 1.0),
+    ("prefork", 2, 18.3, 1.9, 95, 0.43, 1.9, 0.99, 0.98),
+    ("prefork", 8, 17.7, 1.85, 280, 0.89, 1.9, 3.9, 1.0),
+    ("threads", 2, 9.5, 0.97, 50, 0.82, 1.0, 1.8, 1.0),
+    ("gevent", 8, 9.48, 0.99, 50, 1.6, 1.0, 0.99, 0.99),
+])
+
+
+def test_cpu_work_gets_prefork_with_its_memory_in_the_reason():
+    a = advice.recommend(CPU_TABLE, cpu_share=0.99)
+    assert (a.pool, a.concurrency, a.close_call) == ("prefork", 2, False)
+    assert a.reason.startswith("99% of a task's time alone is CPU under the GIL: prefork 1.9x at 2.1x the memory")
+    assert "Choose prefork at concurrency 2: 18.3 tasks/s." in a.reason
+    assert list(a.candidates["pool"])[:2] == ["prefork", "prefork"]  # fastest first
+    assert a.runner_up["pool"] in ("solo", "threads", "gevent")
+
+
+def test_a_close_call_says_so_and_takes_the_smaller_memory():
+    io = table([
+        ("solo", 1, 9.4, 0.98, 47, 0.8, 0.02, 1.0, 1.0),
+        ("eventlet", 128, 293, 30.4, 59, 0.59, 0.85, 1.39, 0.8),
+        ("gevent", 128, 276, 28.7, 54, 0.65, 0.87, 1.33, 0.7),
+        ("threads", 128, 144, 14.9, 53, 1.28, 0.52, 2.65, 3.0),
+        ("prefork", 8, 64.5, 6.9, 430, 0.23, 0.2, 1.0, 0.5),
+    ])
+    a = advice.recommend(io, cpu_share=0.01)
+    assert (a.pool, a.concurrency, a.close_call) == ("gevent", 128, True)
+    assert "a close call" in a.reason and "under the GIL" not in a.reason
+    assert any("within 10%" in note and "eventlet" in note for note in a.notes)
+    # Further apart than the margin, the faster one wins whatever its memory.
+    io.loc[io["pool"] == "gevent", "throughput_per_s"] = 200
+    assert advice.recommend(io, cpu_share=0.01).pool == "eventlet"
+
+
+def test_no_completed_cell_is_said_not_guessed():
+    with pytest.raises(ValueError, match="no cell"):
+        advice.recommend(table([]), cpu_share=0.5)
+
+
+def test_mixed_work_ideal_speedup_is_bounded_by_slots_and_by_cpu():
+    # f = share of a task's time alone that is CPU: speedup <= min(slots, python cores / f)
+    assert pool("threads").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=0.2) == 4
+    assert pool("threads").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=0.8) == pytest.approx(1.25)
+    assert pool("prefork").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=0.8) == pytest.approx(2.5)
+    assert pool("prefork").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=1.0) == 2
+    assert pool("gevent").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=0.0) == 4
+    assert pool("solo").ideal_speedup("mixed", 4, 8, 2, cpu_fraction=0.2) == 1
+    assert pool("threads").ideal_speedup("mixed", 4, 8, 2, gil_free=True, cpu_fraction=0.8) == pytest.approx(2.5)
+    assert pool("threads").ideal_speedup("own", 4, 8, 2) is None  # the user's task is not assumed anything
+
+
+def test_mixed_task_arguments_give_the_cpu_share_asked():
+    rate = {"iterations_per_s": 1_000_000}
+    burst, wait, rounds = workload("mixed").task_args(0.5, rate, None, cpu_fraction=0.3)
+    assert rounds == 25 and burst * rounds == pytest.approx(0.3 * 0.5 * 1_000_000, rel=0.01)
+    assert wait * rounds == pytest.approx(0.7 * 0.5)
+
+
+def test_memory_sums_the_tree_at_each_sample_and_keeps_the_peak():
+    mib = 2 ** 20
+    rows = [(1.0, "process", 1, 100 * mib, 40 * mib, 60 * mib), (1.0, "process", 2, 100 * mib, 30 * mib, 50 * mib),
+            (2.0, "process", 1, 120 * mib, None, None), (2.0, "process", 2, 100 * mib, None, None),
+            (2.0, "core", None, None, None, None)]
+    samples = pd.DataFrame(rows, columns=["t", "kind", "pid", "rss", "uss", "pss"])
+    m = memory(samples, 0.5, 2.5)
+    assert m["rss_peak_mib"] == pytest.approx(220) and m["rss_mean_mib"] == pytest.approx(210)
+    assert m["uss_peak_mib"] == pytest.approx(70) and m["pss_peak_mib"] == pytest.approx(110)
+    # A run shorter than the USS period: the whole record stands in.
+    assert memory(samples, 1.9, 2.5)["pss_peak_mib"] == pytest.approx(110)
+    assert memory(pd.DataFrame(), 0, 1)["rss_peak_mib"] is None
