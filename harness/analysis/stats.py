@@ -71,3 +71,35 @@ def latencies_by_cell(foregrounds: list[tuple[str, pd.DataFrame]]) -> dict[str, 
     for label, tasks in foregrounds:
         out.setdefault(label, []).append(tasks["finished"] - tasks["submitted"])
     return {label: pd.concat(parts, ignore_index=True) for label, parts in out.items()}
+
+
+# A pool "keeps up" while its speedup is within this share of the best pool's at the same x.
+KEEPS_UP = 0.9
+
+
+def stops_paying_off(table: pd.DataFrame, x: str = "cpu_fraction", metric: str = "speedup",
+                     by: str = "pool") -> dict[str, float | None]:
+    """For each pool, the x (interpolated) past which its `metric` falls below KEEPS_UP of the best pool's.
+
+    The crossover experiment's question: as a task's CPU share grows, where does a pool stop giving
+    what the best pool gives (prefork's extra memory starts to buy something)? None: it keeps up over
+    the whole range; the smallest x measured: it never kept up.
+    """
+    wide = table.pivot_table(index=x, columns=by, values=metric, aggfunc="median").sort_index()
+    ratio = wide.div(wide.max(axis=1), axis=0)
+    out: dict[str, float | None] = {}
+    xs = ratio.index.to_numpy(dtype=float)
+    for name in ratio.columns:
+        r = ratio[name].to_numpy(dtype=float)
+        below = [i for i in range(len(r)) if r[i] < KEEPS_UP]
+        if not below:
+            out[name] = None
+            continue
+        i = below[0]
+        if i == 0:
+            out[name] = float(xs[0])
+            continue
+        # Linear between the last x where it kept up and the first where it did not.
+        x0, x1, r0, r1 = xs[i - 1], xs[i], r[i - 1], r[i]
+        out[name] = float(x0 + (r0 - KEEPS_UP) / (r0 - r1) * (x1 - x0)) if r0 != r1 else float(x1)
+    return out

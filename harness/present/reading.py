@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.analysis.stats import KEEPS_UP, stops_paying_off
 from harness.analysis.summary import PHANTOM_MARGIN_CORES
 
 
@@ -76,6 +77,21 @@ def by_switch_interval(table: pd.DataFrame, axes: list[str]) -> list[str]:
     return out
 
 
+def by_cpu_fraction(table: pd.DataFrame) -> list[str]:
+    """The crossover: where each pool stops keeping up with the best as the tasks' CPU share grows."""
+    out = []
+    for pool, x in stops_paying_off(table).items():
+        rows = table[table["pool"] == pool].sort_values("cpu_fraction")
+        span = (f"{_x(rows['speedup'].iloc[0])} at CPU fraction {rows['cpu_fraction'].iloc[0]:g}, "
+                f"{_x(rows['speedup'].iloc[-1])} at {rows['cpu_fraction'].iloc[-1]:g}")
+        if x is None:
+            out.append(f"{pool} keeps up with the best pool at every CPU fraction measured ({span}).")
+        else:
+            out.append(f"{pool} falls below {KEEPS_UP:.0%} of the best pool's speedup past CPU fraction {x:.2f} "
+                       f"({span}).")
+    return out
+
+
 def sweep_reading(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]:
     """Sentences for the report, chosen from the axes; every figure is taken from the table."""
     if table.empty:
@@ -87,6 +103,8 @@ def sweep_reading(table: pd.DataFrame, axes: list[str], cores: int) -> list[str]
         out += by_concurrency(table, axes, cores)
     if "switch_interval" in axes:
         out += by_switch_interval(table, axes)
+    if {"pool", "cpu_fraction"} <= set(axes):
+        out += by_cpu_fraction(table)
     if {"pool", "prefetch"} <= set(axes):
         for row in table.sort_values(["pool", "prefetch"]).itertuples():
             out.append(f"{row.pool} at prefetch multiplier {row.prefetch}: a free slot waited up to "

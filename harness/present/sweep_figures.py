@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.analysis.stats import KEEPS_UP, stops_paying_off
 from harness.present.style import POOL_COLORS, legend_below, plt, save
 
 
@@ -69,6 +70,8 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
     for ax, workload in zip(axs[0], panels):
         part = table if workload is None else table[table["workload"] == workload]
         line_axes = [a for a in axes if a != "workload"]
+        if "tasks" in line_axes and part.groupby("concurrency")["tasks"].nunique().max() == 1:
+            line_axes.remove("tasks")  # tasks follow the concurrency (the advisor's cells): one line per pool
         for label, group in _line_groups(part, line_axes, "concurrency"):
             pool = group["pool"].iloc[0] if "pool" in group else None
             ax.errorbar(group["concurrency"], group["speedup"], yerr=_err(group, "speedup"), marker="o",
@@ -79,6 +82,30 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
         ax.set_title(f"{workload} work" if workload else "speedup vs concurrency")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=10)
+    return save(fig, path)
+
+
+def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
+    """The crossover: speedup against a task's CPU share, one line per pool, its ideal dashed, and where
+    each pool stops keeping up with the best (harness.analysis.stats.stops_paying_off)."""
+    fig, ax = plt.subplots(figsize=(10, 6))
+    stops = stops_paying_off(table)
+    for i, (pool, group) in enumerate(table.groupby("pool", sort=False)):
+        group = group.sort_values("cpu_fraction")
+        color = POOL_COLORS.get(pool)
+        ax.errorbar(group["cpu_fraction"], group["speedup"], yerr=_err(group, "speedup"), marker="o", capsize=3,
+                    lw=2, color=color, label=pool)
+        ax.plot(group["cpu_fraction"], group["ideal_speedup"], ls=":", color=color, lw=1.5)
+        if stops.get(pool) is not None:
+            ax.axvline(stops[pool], ls="--", color=color, lw=1)
+            ax.annotate(f"{pool} falls behind past {stops[pool]:.2f}", (stops[pool], 1), color=color, fontsize=10,
+                        ha="left", va="bottom", xytext=(4, 4 + 16 * i), textcoords="offset points")
+    ax.axhline(1, color="gray", lw=1)
+    ax.set_xlabel("share of a task's time alone that is CPU (mixed workload, CPU_FRACTION)")
+    ax.set_ylabel("speedup over one at a time")
+    ax.set_title(f"Where each pool stops paying off (dotted: ideal; dashed: below {KEEPS_UP:.0%} of the best)")
+    ax.grid(alpha=0.3)
+    legend_below(ax)
     return save(fig, path)
 
 
@@ -140,6 +167,8 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(speedup_by_pool_workload(table, folder / "speedup-by-pool.png"))
     if "concurrency" in axes:
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
+    if {"pool", "cpu_fraction"} <= set(axes):
+        out.append(speedup_vs_cpu_fraction(table, folder / "crossover.png"))
     if "switch_interval" in axes:
         out.append(switch_interval_effects(table, axes, folder / "switch-interval.png"))
     if {"pool", "prefetch"} <= set(axes):

@@ -97,9 +97,12 @@ class Sweep:
         if not path.exists():
             return pd.DataFrame()
         try:
-            return pd.read_csv(path)
+            table = pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise ResultsError(f"{path}: unreadable ({exc})") from None
+        if "warning" in table:  # an empty cell reads back as NaN, which is "true"
+            table["warning"] = table["warning"].fillna("").astype(str)
+        return table
 
     @property
     def run_paths(self) -> list[Path]:

@@ -103,3 +103,33 @@ def test_memory_sums_the_tree_at_each_sample_and_keeps_the_peak():
     # A run shorter than the USS period: the whole record stands in.
     assert memory(samples, 1.9, 2.5)["pss_peak_mib"] == pytest.approx(110)
     assert memory(pd.DataFrame(), 0, 1)["rss_peak_mib"] is None
+
+
+def crossover_table():
+    rows = []
+    for f, thr, pre, gev in [(0.0, 3.8, 3.7, 3.75), (0.25, 3.35, 3.4, 3.2), (0.5, 1.85, 2.9, 1.65), (1.0, 0.97, 1.76, 0.93)]:
+        for pool_name, speedup in (("threads", thr), ("prefork", pre), ("gevent", gev)):
+            ideal = pool(pool_name).ideal_speedup("mixed", 4, 16, 2, cpu_fraction=f)
+            rows.append({"cell": len(rows), "label": f"pool={pool_name} cpu_fraction={f}", "pool": pool_name,
+                         "cpu_fraction": f, "speedup": speedup, "speedup_q25": speedup, "speedup_q75": speedup,
+                         "ideal_speedup": ideal, "warning": ""})
+    return pd.DataFrame(rows)
+
+
+def test_where_each_pool_stops_paying_off_is_interpolated_from_the_table(tmp_path):
+    from harness.analysis.stats import stops_paying_off
+    from harness.present.reading import sweep_reading
+    from harness.present.sweep_figures import sweep_figures
+
+    stops = stops_paying_off(crossover_table())
+    assert stops["prefork"] is None
+    # threads: ratio 3.35/3.4 = 0.985 at 0.25, 1.85/2.9 = 0.638 at 0.5 -> crosses 0.9 at ~0.33
+    assert stops["threads"] == pytest.approx(0.25 + (0.985 - 0.9) / (0.985 - 0.638) * 0.25, abs=0.01)
+    assert stops["gevent"] < stops["threads"]
+    lines = sweep_reading(crossover_table(), ["pool", "cpu_fraction"], 2)
+    assert any(line.startswith("prefork keeps up with the best pool") for line in lines)
+    assert any(line.startswith("threads falls below 90% of the best pool's speedup past CPU fraction 0.31")
+               for line in lines)
+    assert not any(line.startswith("Caution") for line in lines)
+    figures = sweep_figures(tmp_path, crossover_table(), ["pool", "cpu_fraction"], 2, {}, "")
+    assert tmp_path / "crossover.png" in figures and (tmp_path / "crossover.png").stat().st_size > 10_000
