@@ -76,9 +76,10 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser$(if $(filter 0,$(shell id -u)), --allow-root)
 
-## benchmark: time the lab itself (pools experiment per cell, load); writes BENCHMARKS.md
+## benchmark: time the lab itself (pools experiment per cell, the advisor, load); writes BENCHMARKS.md
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/advise_time.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/instrumentation.py
 	$(BIN)/python benchmarks/offline_suite.py

@@ -54,7 +54,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         folder = start_sweep(load_experiment(args.file), args.quick, args.results_dir)
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
     _log(f"sweep folder: {folder}")
-    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty())
+    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers)
     path = report(folder)
     link_latest(folder, "latest-sweep")
     print(f"{manifest['status']}: {sum(e['status'] == 'complete' for e in manifest['runs'])} of "
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("file", nargs="?", help="experiment file, e.g. experiments/pools.toml")
     sweep.add_argument("--quick", action="store_true", help="the experiment's [quick] settings: fewer, shorter runs")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted or partly failed sweep")
+    sweep.add_argument("--fresh-workers", action="store_true",
+                       help="start a worker for every run, in the stored order (default: runs that start their "
+                            "worker the same way share a warm one)")
     sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
     sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.analysis.advice import Advice
+    from harness.lab.warm import WarmWorkers
 
 Log = Callable[[str], None]
 
@@ -38,11 +39,12 @@ Log = Callable[[str], None]
 # --- one run ---------------------------------------------------------------------------------
 
 def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
-              log: Log = print, show_progress: bool = False, mark_latest: bool = True) -> Run:
+              log: Log = print, show_progress: bool = False, mark_latest: bool = True,
+              workers: "WarmWorkers | None" = None) -> Run:
     """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
 
-    path = measure(spec, results_dir, redis_url, log, show_progress)
+    path = measure(spec, results_dir, redis_url, log, show_progress, workers)
     try:
         run = summarize_folder(path, timed=True)
         status, reason = run_status(run)
@@ -108,24 +110,49 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) ->
     return new_sweep(experiment, quick, Path(results_dir), environment.collect())
 
 
-def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True) -> dict:
-    """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it."""
+def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True,
+              fresh_workers: bool = False) -> dict:
+    """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
+
+    Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
+    one after another for that: the entries are taken worker by worker, each worker's cells with
+    their repeats interleaved. `fresh_workers`: a worker of its own for every run, in the stored order.
+    """
+    from contextlib import nullcontext
+
     from harness.lab.broker import Broker
+    from harness.lab.interpreters import worker_interpreter
+    from harness.lab.warm import WarmWorkers
+    from workloads.protocol import worker_key
 
     folder = Path(folder)
     manifest = load_sweep_manifest(folder)
     cells = {c["cell"]: c for c in manifest["cells"]}
     todo = [e for e in manifest["runs"] if e["status"] != "complete"]
+    if not fresh_workers:
+        pythons = {}
+        keys = {}
+        for cell in manifest["cells"]:
+            spec = build_spec(**cell["settings"])
+            if spec.interpreter not in pythons:
+                pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
+            keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter])
+        first = {}
+        for e in todo:
+            first.setdefault(keys[e["cell"]], len(first))
+        todo.sort(key=lambda e: first[keys[e["cell"]]])  # stable: the stored order within a worker
     manifest["status"] = "running"
     write_sweep_manifest(folder, manifest)
     try:
-        with Broker(redis_url) as broker, tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
+        with Broker(redis_url) as broker, tqdm(total=len(todo), unit="run", disable=not show_progress) as bar, \
+                (nullcontext() if fresh_workers else WarmWorkers()) as workers:
             for done, entry in enumerate(todo, start=1):
                 cell = cells[entry["cell"]]
                 bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
                 try:
                     run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs",
-                                    redis_url=broker.url, log=lambda _line: None, mark_latest=False)
+                                    redis_url=broker.url, log=lambda _line: None, mark_latest=False,
+                                    workers=workers)
                     entry.update(status="complete", run=run.run_id, reason=None)
                 except RunFailed as exc:
                     # A failed cell is recorded and the sweep goes on; a resume retries it.

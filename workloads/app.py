@@ -16,7 +16,7 @@ from celery import Celery, signals
 
 from harness.model.workloads import WORKLOADS, Workload
 from workloads import functions, gilprobe, own
-from workloads.protocol import WorkerConfig, done_key, ready_key
+from workloads.protocol import RUN_HEADER, WorkerConfig, done_key, ready_key
 from workloads.record import Recorder
 
 config = WorkerConfig.from_env()
@@ -79,7 +79,8 @@ def _announce_ready(sender: object = None, **_: object) -> None:
 def _register(workload: Workload, function: Callable[..., Any]) -> None:
     """One Celery task per workload: the workload's function, run inside the lab's recording."""
     def task(self, *args, **kwargs):
-        recorder.run(self.request.id, workload.name, function, args, kwargs, merge_result=workload.reports_fields)
+        recorder.run(self.request.id, workload.name, function, args, kwargs, merge_result=workload.reports_fields,
+                     run_id=getattr(self.request, RUN_HEADER, None))
 
     task.__name__ = task.__qualname__ = workload.name
     app.task(name=workload.name, bind=True)(task)

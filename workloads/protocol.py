@@ -21,6 +21,9 @@ QUEUE = "LAB_QUEUE"
 FAULT = "LAB_FAULT"
 # Where the lab's echo service listens (host:port), for the user's own task: examples/ use it.
 ECHO_ADDR = "LAB_ECHO_ADDR"
+# The message header naming the run a task belongs to: its record goes to that run's list. A warm
+# worker serves several runs of a sweep in turn, each on its own queue (harness.lab.warm).
+RUN_HEADER = "lab_run"
 # The run settings the worker needs, each as LAB_<NAME>, JSON-encoded.
 WORKER_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.to_worker)
 
@@ -78,6 +81,11 @@ def contention_key(run_id: str) -> str:
 def done_key(run_id: str) -> str:
     """A counter the benchmark's no-op tasks increment when they run without recording."""
     return f"lab:{run_id}:done"
+
+
+def worker_key(settings: Mapping[str, Any], python: str) -> tuple:
+    """What a worker process is started with: runs that agree on it can share one warm worker."""
+    return (python, settings.get("gil"), *(json.dumps(settings[name]) for name in WORKER_SETTINGS))
 
 
 def worker_env(settings: Mapping[str, Any], broker_url: str, run_id: str) -> dict[str, str]:

@@ -92,8 +92,9 @@ class Recorder:
         return self._green_clock
 
     def run(self, task_id: str, name: str, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
-            merge_result: bool = False) -> Any:
-        """Run `fn` and push its record; `merge_result`: the dict it returns adds fields to the record."""
+            merge_result: bool = False, run_id: str | None = None) -> Any:
+        """Run `fn` and push its record to its run's list (`run_id`, from the task's message; else the
+        worker's own); `merge_result`: the dict `fn` returns adds fields to the record."""
         green = self._green() if self.pool.green else None
         own_cpu = green.own_cpu if green else time.thread_time
         started = time.time()
@@ -119,5 +120,5 @@ class Recorder:
                 gil_enabled=gil_enabled, error=error, slot=self.pool.slot_name(pid, thread_id, greenlet_id))))
             if merge_result and isinstance(result, dict):
                 record.update({k: v for k, v in result.items() if k not in record})
-            self.client().rpush(records_key(self.run_id), json.dumps(record))
+            self.client().rpush(records_key(run_id or self.run_id), json.dumps(record))
         return result

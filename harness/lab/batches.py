@@ -8,6 +8,7 @@ from celery import Celery
 
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
+from workloads.protocol import RUN_HEADER
 
 ROLES = ("reference", "background", "foreground")
 
@@ -43,14 +44,15 @@ def batch(batches: list[Batch], role: str) -> Batch | None:
     return next((b for b in batches if b.role == role), None)
 
 
-def submit(app: Celery, queue: str, batches: list[Batch], first_index: int = 0) -> list[dict]:
-    """Send every task; returns one row per task: task_id, index, role, submitted (epoch seconds)."""
+def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_index: int = 0) -> list[dict]:
+    """Send every task, marked as the run's; returns one row per task: task_id, index, role, submitted."""
     rows = []
     with app.producer_or_acquire() as producer:
         for b in batches:
             for _ in range(b.count):
                 submitted = time.time()
-                result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=queue, producer=producer)
+                result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=queue, producer=producer,
+                                       headers={RUN_HEADER: run_id})
                 rows.append({"task_id": result.id, "index": first_index + len(rows), "role": b.role,
                              "submitted": submitted})
     return rows

@@ -18,7 +18,7 @@ import pandas as pd
 import redis
 from tqdm import tqdm
 
-from harness.errors import RunFailed
+from harness.errors import RunFailed, WorkerError
 from harness.lab import environment, gilprobe
 from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker, redact
@@ -27,6 +27,7 @@ from harness.lab.client import client_app
 from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
+from harness.lab.warm import WarmWorkers
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
@@ -45,6 +46,7 @@ class Measurement:
         self.oncpu: gilprobe.OnCpuSampler | None = None
         self.contention: list = []
         self.timings: dict[str, float] = {}
+        self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
 
     def tasks_frame(self) -> pd.DataFrame:
         sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
@@ -112,14 +114,15 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
         "echo_reply_delay_s": echo.reply_delay_s if echo else None,
         "worker_argv": worker.argv()[1:],
         "worker_start_to_ready_s": worker.start_to_ready_s,
+        "worker_id": worker.run_id,
         "worker_ready": worker.ready_info,
         "sample_hz": spec.sample_hz,
         "deadline_s": spec.deadline_s(),
     }
 
 
-def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement,
-             python: str) -> tuple[dict, dict, list[Batch], EchoServer | None]:
+def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str,
+             workers: WarmWorkers | None) -> tuple[dict, dict, list[Batch], EchoServer | None]:
     """Calibrate the fixed work on the worker's interpreter (before the worker starts, so nothing competes)
     and plan the batches."""
     t0 = time.monotonic()
@@ -128,7 +131,9 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement,
     m.timings["calibration_s"] = time.monotonic() - t0
     # The user's own task gets the echo service too: a task of theirs may call it (examples/ do).
     needs_echo = any(workload(w).needs_echo or workload(w).own for w in (spec.workload, spec.background) if w)
-    echo = stack.enter_context(EchoServer()) if needs_echo else None
+    echo = None
+    if needs_echo:
+        echo = workers.echo() if workers is not None else stack.enter_context(EchoServer())
     batches = plan_batches(spec, calibration, bg_calibration, (echo.host, echo.port) if echo else None)
     return calibration, bg_calibration, batches, echo
 
@@ -149,7 +154,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     reference = batch(batches, "reference")
     if reference is not None:
         t0 = time.monotonic()
-        m.submitted = submit(app, queue, [reference])
+        m.submitted = submit(app, queue, [reference], run_id)
         collect(client, key, 1, m.worker, spec.deadline_s(), m, show_progress=False)
         m.timings["reference_s"] = time.monotonic() - t0
         alone = m.records[0]
@@ -157,7 +162,8 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     else:
         task_s = None
     t0 = time.monotonic()
-    m.submitted += submit(app, queue, [b for b in batches if b is not reference], first_index=len(m.submitted))
+    m.submitted += submit(app, queue, [b for b in batches if b is not reference], run_id,
+                          first_index=len(m.submitted))
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
@@ -169,18 +175,21 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         m.oncpu.stop()
         m.contention = [json.loads(x) for x in client.lrange(contention_key(run_id), 0, -1)]
         client.delete(contention_key(run_id))
-    t0 = time.monotonic()
-    m.worker.stop()
-    m.timings["worker_stop_s"] = time.monotonic() - t0
+    if m.warm_runs_before is None:  # a worker of its own: stopped now (a warm one stays for the next run)
+        t0 = time.monotonic()
+        m.worker.stop()
+        m.timings["worker_stop_s"] = time.monotonic() - t0
 
 
 def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
-            log: Callable[[str], None] = print, show_progress: bool = False) -> Path:
+            log: Callable[[str], None] = print, show_progress: bool = False,
+            workers: WarmWorkers | None = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
     that cannot work leaves nothing behind. On failure the folder keeps what was measured under a
-    run.json marked failed or interrupted, and the error is raised.
+    run.json marked failed or interrupted, and the error is raised. Given `workers` (a sweep's warm
+    workers), the run takes one with its settings and leaves it warm for the next run.
     """
     checked = check_can_run(spec, log)
     interpreter = checked.interpreter
@@ -193,7 +202,10 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
         with ExitStack() as stack:
             broker = stack.enter_context(Broker(redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
-            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python)
+            if workers is not None and not WarmWorkers.shareable(spec):
+                workers.discard()
+                workers = None
+            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers)
             run_id = new_run_id(spec.pool, spec.workload)
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
@@ -201,11 +213,18 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             stack.callback(_forget_keys, client, queue, records_key(run_id), binding_key(queue))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
-            m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log",
-                                                  python=interpreter.python,
-                                                  echo=(echo.host, echo.port) if echo else None))
-            log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
-                f"{m.worker.start_to_ready_s:.2f} s")
+            if workers is None:
+                m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log",
+                                                      python=interpreter.python,
+                                                      echo=(echo.host, echo.port) if echo else None))
+                log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
+                    f"{m.worker.start_to_ready_s:.2f} s")
+            else:
+                m.worker, m.warm_runs_before = workers.worker_for(spec, broker.url, interpreter.python)
+                m.worker.consume(queue)
+                stack.callback(_release, workers, m.worker, queue)
+                log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} "
+                    "on it)")
             folder = RunFolder(Path(results_dir), run_id)
             manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
                         "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
@@ -217,6 +236,8 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)
         _write_records(folder, manifest, m, scratch, t_begin)
     except BaseException as exc:
+        if workers is not None:
+            workers.discard()  # the next run starts on a fresh worker, not on one that just failed
         if folder is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = "interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else str(exc)
@@ -236,13 +257,33 @@ def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     if m.oncpu is not None:
         folder.write_frame("gil_oncpu.csv", m.oncpu.frame())
         folder.write_frame("gil_contention.csv", pd.DataFrame(m.contention, columns=["t", "pid", "contention"]))
-    shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
+    _keep_worker_log(folder, m, scratch)
     m.timings["total_s"] = time.monotonic() - t_begin
-    manifest["settings"].update({"worker_clean_shutdown": m.worker.clean_shutdown,
-                                 "worker_stopped_by": m.worker.stopped_by,
+    warm = m.warm_runs_before is not None
+    manifest["settings"].update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
+                                 "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
+                                 "warm_runs_before": m.warm_runs_before,
                                  "harness_timings": m.timings, "sampler": m.sampler.own_cost(),
                                  "gil_probe_cost": m.oncpu.own_cost() if m.oncpu is not None else None})
     folder.write_manifest(manifest)
+
+
+def _release(workers: WarmWorkers, worker: Worker, queue: str) -> None:
+    """A warm worker stops taking from this run's queue; one that cannot say so is not kept."""
+    try:
+        worker.stop_consuming(queue)
+    except WorkerError:
+        workers.discard()
+
+
+def _keep_worker_log(folder: RunFolder, m: Measurement, scratch: Path) -> None:
+    """The worker's log into the run folder: moved, or for a warm worker copied as it stands (its
+    earlier runs' lines included: the worker is the same)."""
+    if m.warm_runs_before is not None:
+        if m.worker is not None and Path(m.worker.log_path).exists():
+            shutil.copy(m.worker.log_path, folder.file("worker.log"))
+    elif (scratch / "worker.log").exists():
+        shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
 
 
 def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path,
@@ -252,8 +293,7 @@ def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
         m.sampler.stop()
         folder.write_frame("samples.csv", m.sampler.frame())
     folder.write_frame("tasks.csv", m.tasks_frame())
-    if (scratch / "worker.log").exists():
-        shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
+    _keep_worker_log(folder, m, scratch)
     manifest.update(status=status, reason=reason,
                     partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
     folder.write_manifest(manifest)

@@ -124,6 +124,31 @@ class Worker:
         return (f"the {self.spec.pool} worker died (exit code {self.proc.returncode}): "
                 f"{_log_tail(self.log_path)}")
 
+    def _control(self, command: str, queue: str, timeout_s: float = 5.0) -> None:
+        """A remote-control command to this worker alone, waiting for its answer (bounded)."""
+        node = (self.ready_info or {}).get("hostname")
+        app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
+        try:
+            replies = app.control.broadcast(command, arguments={"queue": queue}, destination=[node], reply=True,
+                                            timeout=timeout_s)
+        except Exception as exc:  # the broker is gone
+            raise WorkerError(f"the {self.spec.pool} worker did not take `{command}` for {queue}: {exc}") from None
+        finally:
+            app.close()
+        answers = [answer for reply in replies or [] for answer in reply.values()]
+        if not answers or any("error" in a for a in answers):
+            raise WorkerError(f"the {self.spec.pool} worker did not take `{command}` for {queue} within "
+                              f"{timeout_s:g} s: {answers or 'no answer'}")
+
+    def consume(self, queue: str) -> None:
+        """Start taking tasks from another run's queue (a warm worker serving the next run of a sweep)."""
+        if queue != self.queue:
+            self._control("add_consumer", queue)
+
+    def stop_consuming(self, queue: str) -> None:
+        if queue != self.queue and self.alive():
+            self._control("cancel_consumer", queue)
+
     def _remote_shutdown(self, grace_s: float) -> bool:
         """Celery's own `shutdown` control command: a warm shutdown (WorkerShutdown).
 
