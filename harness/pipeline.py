@@ -116,7 +116,8 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
 
     Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
     one after another for that: the entries are taken worker by worker, each worker's cells with
-    their repeats interleaved. `fresh_workers`: a worker of its own for every run, in the stored order.
+    their repeats interleaved (runs that get a fresh worker keep their place). `fresh_workers`: a
+    worker of its own for every run, in the stored order.
     """
     from contextlib import nullcontext
 
@@ -130,17 +131,17 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     cells = {c["cell"]: c for c in manifest["cells"]}
     todo = [e for e in manifest["runs"] if e["status"] != "complete"]
     if not fresh_workers:
-        pythons = {}
-        keys = {}
+        pythons, keys = {}, {}
         for cell in manifest["cells"]:
             spec = build_spec(**cell["settings"])
             if spec.interpreter not in pythons:
                 pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
-            keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter])
-        first = {}
-        for e in todo:
-            first.setdefault(keys[e["cell"]], len(first))
-        todo.sort(key=lambda e: first[keys[e["cell"]]])  # stable: the stored order within a worker
+            keys[cell["cell"]] = (worker_key(spec.to_dict(), pythons[spec.interpreter])
+                                  if WarmWorkers.shareable(spec) else None)
+        first: dict = {}
+        for i, e in enumerate(todo):  # a run on a fresh worker keeps its own place
+            first.setdefault(keys[e["cell"]] or ("fresh", i), len(first))
+        todo = [e for _, e in sorted(enumerate(todo), key=lambda ie: first[keys[ie[1]["cell"]] or ("fresh", ie[0])])]
     manifest["status"] = "running"
     write_sweep_manifest(folder, manifest)
     try:

@@ -2,11 +2,14 @@
 
 Starting a worker and stopping it warmly cost 0.9-2.2 s per run (BENCHMARKS.md), more than many
 runs measure. Runs that agree on everything the worker is started with (pool, concurrency, switch
-interval, prefetch, interpreter, GIL setting, own task: workloads.protocol.worker_key) share one:
+interval, prefetch, interpreter, GIL setting, own task: workloads.protocol.worker_key) share one,
+for the pools that stay warm (Pool.stays_warm: not the green pools):
 each run still has its own queue (the worker is told to consume it, then to stop), its own records
 list (tasks carry their run in a header), its own samplers and folder. A worker is never shared
 by runs with the GIL probe (its contention reports name one run), and one that failed a run is
-stopped, so the next run starts on a fresh one.
+stopped, so the next run starts on a fresh one. Before a run's tasks are sent, the worker is told
+to consume its queue and has run one empty task from it (Worker.consume), so the run starts on a
+worker that is polling its queue, as a fresh worker is.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ class WarmWorkers:
 
     @staticmethod
     def shareable(spec: RunSpec) -> bool:
-        return not spec.gil_probe
+        return spec.pool_rules.stays_warm and not spec.gil_probe
 
     def echo(self) -> EchoServer:
         """One echo service for every run the warm workers serve: a worker is told its address once."""

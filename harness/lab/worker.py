@@ -19,7 +19,7 @@ from harness.lab.client import client_app
 from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.lab.processes import spawn, stop_tree
 from harness.model.spec import RunSpec
-from workloads.protocol import ECHO_ADDR, queue_name, ready_key, worker_env
+from workloads.protocol import ECHO_ADDR, done_key, queue_name, ready_key, worker_env
 
 
 
@@ -124,26 +124,62 @@ class Worker:
         return (f"the {self.spec.pool} worker died (exit code {self.proc.returncode}): "
                 f"{_log_tail(self.log_path)}")
 
-    def _control(self, command: str, queue: str, timeout_s: float = 5.0) -> None:
-        """A remote-control command to this worker alone, waiting for its answer (bounded)."""
+    def _control(self, command: str, queue: str, timeout_s: float = 10.0, attempt_s: float = 2.5) -> None:
+        """A remote-control command to this worker alone, waiting for its answer (bounded).
+
+        Sent again until answered: control commands travel by Redis pub/sub, which keeps nothing, and a
+        worker just started may not have subscribed yet (seen: a gevent worker's first add_consumer lost).
+        Both commands used here do nothing the second time.
+        """
         node = (self.ready_info or {}).get("hostname")
         app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
+        deadline = time.monotonic() + timeout_s
+        answers: list = []
         try:
-            replies = app.control.broadcast(command, arguments={"queue": queue}, destination=[node], reply=True,
-                                            timeout=timeout_s)
-        except Exception as exc:  # the broker is gone
-            raise WorkerError(f"the {self.spec.pool} worker did not take `{command}` for {queue}: {exc}") from None
+            while not answers and time.monotonic() < deadline:
+                try:
+                    replies = app.control.broadcast(command, arguments={"queue": queue}, destination=[node],
+                                                    reply=True, timeout=attempt_s)
+                except Exception as exc:  # the broker is gone
+                    raise WorkerError(f"the {self.spec.pool} worker did not take `{command}` for {queue}: "
+                                      f"{exc}") from None
+                answers = [answer for reply in replies or [] for answer in reply.values()]
+                if not answers and not self.alive():
+                    raise WorkerError(self.died_message())
         finally:
             app.close()
-        answers = [answer for reply in replies or [] for answer in reply.values()]
         if not answers or any("error" in a for a in answers):
             raise WorkerError(f"the {self.spec.pool} worker did not take `{command}` for {queue} within "
                               f"{timeout_s:g} s: {answers or 'no answer'}")
 
-    def consume(self, queue: str) -> None:
-        """Start taking tasks from another run's queue (a warm worker serving the next run of a sweep)."""
-        if queue != self.queue:
-            self._control("add_consumer", queue)
+    def consume(self, queue: str, timeout_s: float = 10.0) -> None:
+        """Start taking tasks from another run's queue (a warm worker serving the next run of a sweep).
+
+        Told to consume it, the worker only polls the new queue once its current wait for messages
+        returns: up to kombu's 0.2 s polling interval, and up to 2 s in the green pools' `synloop`.
+        That wait would land in the run's first tasks' queue wait (measured: gevent io_sleep makespan
+        1.02 s fresh, 2.72 s warm). So an empty task goes through the queue first, and the run starts
+        once it has run: the worker is then polling the queue, as a fresh one is from its start.
+        """
+        if queue == self.queue:
+            return
+        self._control("add_consumer", queue)
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
+        app = client_app(self.broker_url, "gil_lab_prime", connect_timeout_s=3)
+        try:
+            before = int(client.get(done_key(self.run_id)) or 0)
+            app.send_task("noop", args=[False], queue=queue)
+            deadline = time.monotonic() + timeout_s
+            while int(client.get(done_key(self.run_id)) or 0) <= before:
+                if not self.alive():
+                    raise WorkerError(self.died_message())
+                if time.monotonic() > deadline:
+                    raise WorkerError(f"the warm {self.spec.pool} worker did not take a task from {queue} within "
+                                      f"{timeout_s:g} s")
+                time.sleep(0.005)
+        finally:
+            client.close()
+            app.close()
 
     def stop_consuming(self, queue: str) -> None:
         if queue != self.queue and self.alive():

@@ -43,6 +43,16 @@ class Pool:
         return 0 if self.green else 1
 
     @property
+    def stays_warm(self) -> bool:
+        """Whether a sweep keeps this pool's worker warm between runs (harness.lab.warm).
+
+        Not the green pools: their `synloop` answers a control command and polls a newly added queue
+        only between its 2 s waits in `drain_events`, so serving the next run on a warm worker took
+        2-3 s (measured) against 0.7-0.8 s for a fresh worker's start and stop.
+        """
+        return not self.green
+
+    @property
     def gil_probe(self) -> bool:
         """The GIL probe watches threads hand the GIL over; a green pool runs every task in one thread."""
         return not self.green

@@ -78,8 +78,10 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
                                                  for e in failed) + "</p>"
     settings = f"<h2>Settings</h2><pre>{html.escape(json.dumps({'fixed': exp['fixed'], 'axes': exp['axes'], 'repeats': exp['repeats']}, indent=1))}</pre>"
     shown = ["label", "n", "speedup", "ideal_speedup", "efficiency", "makespan_s", "mean_tasks_running",
-             "mean_cores_used", "gil_wait_mean_s", "second_start_delay_s", "rtt_mean_s", "warning"]
-    cols = [c for c in shown if c in table and (c not in ("gil_wait_mean_s", "rtt_mean_s") or table[c].notna().any())]
+             "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch", "second_start_delay_s",
+             "rtt_mean_s", "warning"]
+    optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch")
+    cols = [c for c in shown if c in table and (c not in optional or table[c].notna().any())]
     table_html = ("<h2>Results (median over repeats)</h2>" +
                   table[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0)
                   if not table.empty else "<p>No cell completed.</p>")

@@ -74,3 +74,37 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, redis_url):
     assert [e["status"] for e in manifest["runs"]] == ["failed", "failed"]
     assert all("did not finish within 1 s" in e["reason"] for e in manifest["runs"])
     assert "Failed runs" in report(folder).read_text()
+
+
+WARM = '''
+name = "warm"
+question = "Do runs with the same worker settings share one worker, and measure as a fresh one would?"
+repeats = 2
+[fixed]
+duration = 0.2
+tasks = 4
+concurrency = 2
+[axes]
+pool = ["threads", "gevent"]
+workload = ["io_sleep", "cpu"]
+'''
+
+
+def test_runs_with_the_same_worker_settings_share_a_warm_worker(tmp_path, redis_url):
+    folder = start_sweep(load_experiment(write(tmp_path, WARM)), quick=False, results_dir=tmp_path / "results")
+    manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    assert manifest["status"] == "complete"
+    runs = [json.loads((folder / "runs" / e["run"] / "run.json").read_text()) for e in manifest["runs"]]
+    threads = sorted((r for r in runs if r["spec"]["pool"] == "threads"), key=lambda r: r["settings"]["worker_id"])
+    # One threads worker served its four runs in turn; every gevent run had a worker of its own.
+    assert len({r["settings"]["worker_id"] for r in threads}) == 1
+    assert sorted(r["settings"]["warm_runs_before"] for r in threads) == [0, 1, 2, 3]
+    gevent = [r for r in runs if r["spec"]["pool"] == "gevent"]
+    assert all(r["settings"]["warm_runs_before"] is None for r in gevent)
+    assert len({r["settings"]["worker_id"] for r in gevent}) == 4
+    for r in threads:
+        s = r["summary"]
+        assert s["tasks_done"] == 4  # only its own records: 4 tasks (and one alone for cpu), not a neighbour's
+        if r["spec"]["workload"] == "io_sleep":
+            # Two slots, four 0.2 s sleeps: two waves, as on a fresh worker (a queue not yet polled: +0.2-2 s)
+            assert s["makespan_s"] < 0.6 and s["speedup"] > 1.5, s
