@@ -99,7 +99,8 @@ def candidates(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
-    """The pool and concurrency with the highest measured throughput; among close ones the least memory.
+    """The pool and concurrency with the highest measured throughput; among settings within CLOSE of it
+    (any pool, any concurrency), the one with the least memory. A close call is one between pools.
 
     `table` is the advisor sweep's per-cell table (medians over repeats; stats.sweep_table) with
     pool and concurrency columns; `cpu_share` the task's own CPU over its run time, alone.
@@ -107,23 +108,26 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
     ranked = candidates(table)
     if ranked.empty or ranked["throughput_per_s"].isna().all():
         raise ValueError("no cell of the advisor's sweep completed: nothing to recommend")
-    best_per_pool = ranked.groupby("pool", sort=False).head(1).reset_index(drop=True)
-    leader = best_per_pool.iloc[0]
-    close = best_per_pool[best_per_pool["throughput_per_s"] >= (1 - CLOSE) * leader["throughput_per_s"]]
-    # Among candidates as fast as the leader within the noise, the one that costs the least memory.
+    leader = ranked.iloc[0]
+    # Every setting as fast as the leader within the noise; of those, the one that costs the least memory.
+    close = ranked[ranked["throughput_per_s"] >= (1 - CLOSE) * leader["throughput_per_s"]]
     chosen = close.loc[close.apply(_memory, axis=1).fillna(math.inf).idxmin()] if len(close) > 1 else leader
+    close_call = close["pool"].nunique() > 1
+    best_per_pool = ranked.groupby("pool", sort=False).head(1).reset_index(drop=True)
+    best_per_pool.loc[best_per_pool["pool"] == chosen["pool"]] = chosen.to_numpy()
     others = best_per_pool[best_per_pool["pool"] != chosen["pool"]]
     runner = others.iloc[0] if len(others) else None
-    reason = _reason(chosen, best_per_pool, cpu_share, len(close) > 1)
+    reason = _reason(chosen, best_per_pool, cpu_share, close_call)
     notes = []
     if len(close) > 1:
-        names = ", ".join(f"{r.pool} ({r.throughput_per_s:.3g} tasks/s)" for r in close.itertuples())
-        notes.append(f"A close call: {names} are within {CLOSE:.0%} of each other; {chosen['pool']} is chosen for its "
-                     f"memory. Rerun with more repeats to separate them.")
+        names = ", ".join(f"{r.pool} at {r.concurrency} ({r.throughput_per_s:.3g} tasks/s)" for r in close.itertuples())
+        notes.append(f"{'A close call: ' if close_call else ''}{names} are within {CLOSE:.0%} of the fastest; "
+                     f"{chosen['pool']} at {int(chosen['concurrency'])} is chosen for its memory."
+                     + (" Rerun with more repeats to separate them." if close_call else ""))
     inflation = chosen.get("work_inflation")
     if inflation is not None and pd.notna(inflation) and inflation > 1.25:
         notes.append(f"Each task burned {inflation:.2f}x its CPU alone at this setting: the tasks contend.")
-    return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, len(close) > 1, ranked,
+    return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, close_call, ranked,
                   {k: _plain(runner[k]) for k in ("pool", "concurrency", "throughput_per_s")} if runner is not None
                   else None, notes)
 
