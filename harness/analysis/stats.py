@@ -79,11 +79,12 @@ KEEPS_UP = 0.9
 
 def stops_paying_off(table: pd.DataFrame, x: str = "cpu_fraction", metric: str = "speedup",
                      by: str = "pool") -> dict[str, float | None]:
-    """For each pool, the x (interpolated) past which its `metric` falls below KEEPS_UP of the best pool's.
+    """For each pool, the x (interpolated) past which its `metric` stays below KEEPS_UP of the best pool's.
 
     The crossover experiment's question: as a task's CPU share grows, where does a pool stop giving
-    what the best pool gives (prefork's extra memory starts to buy something)? None: it keeps up over
-    the whole range; the smallest x measured: it never kept up.
+    what the best pool gives (prefork's extra memory starts to buy something)? A dip that recovers
+    is not a stop: the answer is where the pool falls behind for the rest of the range. None: it
+    keeps up at the largest x; the smallest x measured: it never kept up.
     """
     wide = table.pivot_table(index=x, columns=by, values=metric, aggfunc="median").sort_index()
     ratio = wide.div(wide.max(axis=1), axis=0)
@@ -91,11 +92,12 @@ def stops_paying_off(table: pd.DataFrame, x: str = "cpu_fraction", metric: str =
     xs = ratio.index.to_numpy(dtype=float)
     for name in ratio.columns:
         r = ratio[name].to_numpy(dtype=float)
-        below = [i for i in range(len(r)) if r[i] < KEEPS_UP]
-        if not below:
+        if not r[-1] < KEEPS_UP:
             out[name] = None
             continue
-        i = below[0]
+        i = len(r) - 1
+        while i > 0 and r[i - 1] < KEEPS_UP:  # back to the start of the final run below
+            i -= 1
         if i == 0:
             out[name] = float(xs[0])
             continue

@@ -85,7 +85,11 @@ def by_cpu_fraction(table: pd.DataFrame) -> list[str]:
         span = (f"{_x(rows['speedup'].iloc[0])} at CPU fraction {rows['cpu_fraction'].iloc[0]:g}, "
                 f"{_x(rows['speedup'].iloc[-1])} at {rows['cpu_fraction'].iloc[-1]:g}")
         if x is None:
-            out.append(f"{pool} keeps up with the best pool at every CPU fraction measured ({span}).")
+            out.append(f"{pool} is within {KEEPS_UP:.0%} of the best pool's speedup at the highest CPU fraction "
+                       f"measured: it does not fall behind for good ({span}).")
+        elif x <= rows["cpu_fraction"].min():
+            out.append(f"{pool} is below {KEEPS_UP:.0%} of the best pool's speedup at every CPU fraction measured "
+                       f"({span}).")
         else:
             out.append(f"{pool} falls below {KEEPS_UP:.0%} of the best pool's speedup past CPU fraction {x:.2f} "
                        f"({span}).")

@@ -127,9 +127,19 @@ def test_where_each_pool_stops_paying_off_is_interpolated_from_the_table(tmp_pat
     assert stops["threads"] == pytest.approx(0.25 + (0.985 - 0.9) / (0.985 - 0.638) * 0.25, abs=0.01)
     assert stops["gevent"] < stops["threads"]
     lines = sweep_reading(crossover_table(), ["pool", "cpu_fraction"], 2)
-    assert any(line.startswith("prefork keeps up with the best pool") for line in lines)
+    assert any(line.startswith("prefork is within 90% of the best pool's speedup at the highest") for line in lines)
     assert any(line.startswith("threads falls below 90% of the best pool's speedup past CPU fraction 0.31")
                for line in lines)
     assert not any(line.startswith("Caution") for line in lines)
     figures = sweep_figures(tmp_path, crossover_table(), ["pool", "cpu_fraction"], 2, {}, "")
     assert tmp_path / "crossover.png" in figures and (tmp_path / "crossover.png").stat().st_size > 10_000
+
+
+def test_a_dip_that_recovers_is_not_where_a_pool_stops_paying_off():
+    from harness.analysis.stats import stops_paying_off
+
+    table = crossover_table()
+    table.loc[(table["pool"] == "prefork") & (table["cpu_fraction"] == 0.25), "speedup"] = 2.9  # 0.87 of threads
+    assert stops_paying_off(table)["prefork"] is None
+    table.loc[table["pool"] == "gevent", "speedup"] = 0.5  # below everywhere: it never kept up
+    assert stops_paying_off(table)["gevent"] == 0.0
