@@ -50,7 +50,7 @@ app.conf.update(
 # (solo, threads, gevent, eventlet run tasks there); prefork children set it again below, which
 # also covers a `spawn` start method, where nothing set in the parent is inherited.
 sys.setswitchinterval(config.switch_interval)
-recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault)
+recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
 
 
 @signals.worker_process_init.connect
@@ -72,15 +72,21 @@ def _announce_ready(sender: object = None, **_: object) -> None:
     # Sent once the consumer is consuming: from here on a submitted task is picked up. The node
     # name lets the harness address a remote-control shutdown to this worker alone.
     info = {"pid": os.getpid(), "time": time.time(), "switch_interval": sys.getswitchinterval(),
-            "hostname": getattr(sender, "hostname", None)}
-    recorder.client().set(ready_key(config.run_id), json.dumps(info), ex=3600)
+            "hostname": getattr(sender, "hostname", None), "worker_index": config.worker_index}
+    if recorder.pool.slot == "interpreter":  # what making the subinterpreters cost at start
+        from workloads import interpreter_pool
+
+        info["interpreters"] = interpreter_pool.startup
+    recorder.client().set(ready_key(config.run_id, config.worker_index), json.dumps(info), ex=3600)
 
 
-def _register(workload: Workload, function: Callable[..., Any]) -> None:
-    """One Celery task per workload: the workload's function, run inside the lab's recording."""
+def _register(workload: Workload, function: Callable[..., Any], reference: str | None = None,
+              path: str | None = None) -> None:
+    """One Celery task per workload: the workload's function, run inside the lab's recording. `reference`
+    and `path` find it again in a subinterpreter (the interpreters pool): the user's own task's."""
     def task(self, *args, **kwargs):
         recorder.run(self.request.id, workload.name, function, args, kwargs, merge_result=workload.reports_fields,
-                     run_id=getattr(self.request, RUN_HEADER, None))
+                     run_id=getattr(self.request, RUN_HEADER, None), reference=reference, path=path)
 
     task.__name__ = task.__qualname__ = workload.name
     app.task(name=workload.name, bind=True)(task)
@@ -92,7 +98,7 @@ for _workload in WORKLOADS.values():
 if config.task:
     # The user's own task, imported once here (before prefork forks its children). Their module may
     # make a Celery app of its own, which would become the current app: this one is made current again.
-    _register(WORKLOADS["task"], own.load(config.task, config.task_path))
+    _register(WORKLOADS["task"], own.load(config.task, config.task_path), config.task, config.task_path)
     app.set_current()
 
 

@@ -19,6 +19,8 @@ RUN_ID = "LAB_RUN_ID"
 QUEUE = "LAB_QUEUE"
 # Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
 FAULT = "LAB_FAULT"
+# Which of the run's worker processes this is (WORKERS=N starts N, numbered from 1).
+WORKER_INDEX = "LAB_WORKER_INDEX"
 # Where the lab's echo service listens (host:port), for the user's own task: examples/ use it.
 ECHO_ADDR = "LAB_ECHO_ADDR"
 # The message header naming the run a task belongs to: its record goes to that run's list. A warm
@@ -44,7 +46,8 @@ class TaskRecord:
     switch_interval: float  # sys.getswitchinterval() as the task saw it
     gil_enabled: bool | None  # sys._is_gil_enabled() where it exists (3.13+)
     error: str | None
-    slot: str             # the execution slot, named by the pool's rule
+    slot: str             # the execution slot, named by the pool's rule (and its worker, with WORKERS > 1)
+    worker: int           # which of the run's worker processes ran it, from 1
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(TaskRecord))
@@ -69,8 +72,8 @@ def records_key(run_id: str) -> str:
     return f"lab:{run_id}:records"
 
 
-def ready_key(run_id: str) -> str:
-    return f"lab:{run_id}:ready"
+def ready_key(run_id: str, worker_index: int = 1) -> str:
+    return f"lab:{run_id}:ready:{worker_index}"
 
 
 def contention_key(run_id: str) -> str:
@@ -104,12 +107,14 @@ class WorkerConfig:
     queue: str
     pool: str
     concurrency: int
+    workers: int
     switch_interval: float
     prefetch: int
     gil_probe: bool
     task: str | None       # the user's own task, package.module:function (workloads.own)
     task_path: str | None  # where it is imported from
     fault: str
+    worker_index: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "WorkerConfig":
@@ -121,4 +126,4 @@ class WorkerConfig:
         run_id = environ.get(RUN_ID, "adhoc")
         return cls(broker_url=environ.get(BROKER_URL, "redis://127.0.0.1:6379/0"), run_id=run_id,
                    queue=environ.get(QUEUE, queue_name(run_id)),
-                   fault=environ.get(FAULT, ""), **{name: getattr(spec, name) for name in WORKER_SETTINGS})
+                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")), **{name: getattr(spec, name) for name in WORKER_SETTINGS})

@@ -62,11 +62,16 @@ class GreenletClock:
 class Recorder:
     """Runs a workload function and pushes one JSON record per task to the run's Redis list."""
 
-    def __init__(self, broker_url: str, run_id: str, pool_name: str, fault: str = "") -> None:
+    def __init__(self, broker_url: str, run_id: str, pool_name: str, fault: str = "", worker_index: int = 1,
+                 workers: int = 1) -> None:
         self.broker_url = broker_url
         self.run_id = run_id
         self.pool = pool(pool_name)
         self.fault = fault
+        self.worker_index = worker_index
+        # With several workers a slot's name says whose it is ("worker 2: thread 4711").
+        self.slot_prefix = f"worker {worker_index}: " if workers > 1 else ""
+        self.worker_pid = os.getpid()  # made at import, in the worker's main process (prefork forks later)
         self._client: redis.Redis | None = None
         self._client_pid: int | None = None
         self._green_clock: GreenletClock | None = None
@@ -92,17 +97,27 @@ class Recorder:
         return self._green_clock
 
     def run(self, task_id: str, name: str, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
-            merge_result: bool = False, run_id: str | None = None) -> Any:
+            merge_result: bool = False, run_id: str | None = None, reference: str | None = None,
+            path: str | None = None) -> Any:
         """Run `fn` and push its record to its run's list (`run_id`, from the task's message; else the
-        worker's own); `merge_result`: the dict `fn` returns adds fields to the record."""
+        worker's own); `merge_result`: the dict `fn` returns adds fields to the record. In the
+        interpreters pool `fn` runs in a subinterpreter, found there by `reference` (module:name) and `path`."""
         green = self._green() if self.pool.green else None
         own_cpu = green.own_cpu if green else time.thread_time
         started = time.time()
         cpu0 = own_cpu()
         error = None
         result = None
+        inside: dict[str, Any] = {}  # what the subinterpreter measured, in the interpreters pool
         try:
-            result = fn(*args, **(kwargs or {}))
+            if self.pool.slot == "interpreter":
+                from workloads import interpreter_pool
+
+                module, _, qualname = (reference or f"{fn.__module__}:{fn.__qualname__}").partition(":")
+                inside = interpreter_pool.run(module, qualname, path, args, kwargs or {})
+                result = inside["result"]
+            else:
+                result = fn(*args, **(kwargs or {}))
             if self.fault == "raise":
                 raise RuntimeError("fault injected by LAB_FAULT=raise")
         except BaseException as exc:  # recorded, then re-raised for Celery to see
@@ -112,12 +127,17 @@ class Recorder:
             cpu1 = own_cpu()
             finished = time.time()
             pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
+            # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
+            # own (handing the task over, pickling) both count; the slot is the subinterpreter.
+            thread_id = inside.get("thread_id", thread_id)
+            cpu_s = cpu1 - cpu0 + inside.get("cpu_s", 0.0)
             gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
+            slot = self.pool.slot_name(pid, thread_id, greenlet_id, inside.get("interpreter_id"), self.worker_pid)
             # vars(), not dataclasses.asdict: asdict deep-copies every field, a cost paid on every task.
             record = dict(vars(TaskRecord(
                 task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
-                greenlet_id=greenlet_id, cpu_s=cpu1 - cpu0, switch_interval=sys.getswitchinterval(),
-                gil_enabled=gil_enabled, error=error, slot=self.pool.slot_name(pid, thread_id, greenlet_id))))
+                greenlet_id=greenlet_id, cpu_s=cpu_s, switch_interval=sys.getswitchinterval(),
+                gil_enabled=gil_enabled, error=error, slot=self.slot_prefix + slot, worker=self.worker_index)))
             if merge_result and isinstance(result, dict):
                 record.update({k: v for k, v in result.items() if k not in record})
             self.client().rpush(records_key(run_id or self.run_id), json.dumps(record))

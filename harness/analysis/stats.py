@@ -55,10 +55,16 @@ def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Settings every sweep table shows beside its axes: how the slots were arranged. A cell's concurrency
+# can follow from another axis ("N/workers"), and a figure of topologies needs both.
+SHAPE = ("concurrency", "workers")
+
+
 def sweep_table(entries: list[dict], axes: list[str], cells: list[dict]) -> pd.DataFrame:
     """summary.csv of a sweep: one row per cell (with its label), from its entries' run summaries."""
-    runs = runs_table(entries, axes)
-    table = cell_stats(runs, axes) if not runs.empty else runs
+    columns = [*axes, *(c for c in SHAPE if c not in axes and all(c in e["settings"] for e in entries))]
+    runs = runs_table(entries, columns)
+    table = cell_stats(runs, columns) if not runs.empty else runs
     labels = {c["cell"]: c["label"] for c in cells}
     if not table.empty:
         table.insert(1, "label", table["cell"].map(labels))

@@ -45,6 +45,7 @@ class RunContext:
     free_threaded: bool = False  # the worker's interpreter was built without the GIL
     gil: str | None = None       # the GIL asked of it: "on", "off", or None for the build's default
     cpu_fraction: float | None = None  # mixed work: the share of a task's time alone that is CPU
+    workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
 
 
 def _alone(reference: pd.DataFrame | None) -> pd.Series | None:
@@ -101,7 +102,8 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     speedup = serial / makespan if makespan > 0 else float("nan")
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
     gil_free = ctx.free_threaded and ctx.gil != "on" and not gil_seen.any()
-    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction)
+    ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction,
+                                         ctx.workers)
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
     tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
@@ -260,7 +262,7 @@ def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[st
                       concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
                       switch_interval=spec["switch_interval"], cores=int(cores),
                       free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"),
-                      cpu_fraction=spec.get("cpu_fraction"))
+                      cpu_fraction=spec.get("cpu_fraction"), workers=spec.get("workers", 1))
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,

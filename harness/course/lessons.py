@@ -16,7 +16,7 @@ from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded
 from harness.lab.broker import Broker
 from harness.model.machine import usable_cores
-from harness.model.pools import POOL_NAMES
+from harness.model.pools import CELERY_POOLS
 from harness.model.spec import build_spec
 from harness.pipeline import run_bench
 from harness.results.run_folder import Run
@@ -136,7 +136,7 @@ def _lesson8(lab: _Lab, cores: int) -> verdicts.Verdict:
 def _lesson9(lab: _Lab, cores: int) -> verdicts.Verdict:
     rows = []
     for workload in ("cpu", "io_sleep", "gil_release"):
-        for pool in POOL_NAMES:
+        for pool in CELERY_POOLS:
             s = lab.run(f"{pool}, {workload}", pool=pool, workload=workload, concurrency=2, tasks=4, duration=0.15)
             rows.append({"pool": pool, "workload": workload, "speedup": s["speedup"],
                          "mean_cores_used": s["mean_cores_used"]})

@@ -35,7 +35,13 @@ def project_env(base: dict[str, str] | None = None) -> dict[str, str]:
 CORE = ["celery[redis]>=5.4"]
 # What some pools or probes need, installed where the interpreter has wheels for them: gevent has
 # none for free-threaded builds, and a pool whose module is missing is refused before a run starts.
-OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": "gilknocker>=0.4"}
+OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": "gilknocker>=0.4",
+            "interpreters_backport": "interpreters-pep-734>=0.5"}
+# Optional packages wanted only on some versions: the backport of PEP 734 on 3.13 (3.14 has it, and on
+# 3.12 its low-level module crashed the interpreter on import).
+ONLY_ON = {"interpreters_backport": ("3.13",)}
+# What environments made before a package joined OPTIONAL were given (their stamps do not say).
+FIRST_OPTIONAL = ("gevent", "eventlet", "gilknocker")
 DESCRIBE = ("import json, platform, sys, sysconfig; print(json.dumps({'version': platform.python_version(), "
             "'implementation': platform.python_implementation(), 'executable': sys.executable, "
             "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
@@ -131,6 +137,25 @@ def _pip(python: Path, *packages: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=SETUP_TIMEOUT_S)
 
 
+def _wanted(info: dict) -> list[str]:
+    """The optional packages this interpreter's environment should try to have."""
+    minor = ".".join(info["version"].split(".")[:2])
+    return [m for m in OPTIONAL if m not in ONLY_ON or minor in ONLY_ON[m]]
+
+
+def _add_optional(python: Path, modules: list[str]) -> dict[str, str]:
+    """Install optional packages; returns those that could not be installed, and why."""
+    missing = {}
+    for module in modules:
+        requirement = OPTIONAL[module]
+        done = _pip(python, requirement)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["no output"]
+            errors = [line for line in lines if line.startswith("ERROR:")]
+            missing[module] = f"pip install {requirement}: {(errors or lines)[-1][:240]}"
+    return missing
+
+
 def _make_env(info: dict, env: Path, log: Callable[[str], None]) -> dict[str, str]:
     """Create the worker environment; returns the optional packages that could not be installed, and why."""
     log(f"creating a worker environment for CPython {info['version']}"
@@ -145,14 +170,7 @@ def _make_env(info: dict, env: Path, log: Callable[[str], None]) -> dict[str, st
     if core.returncode != 0:
         raise SpecError(f"could not install Celery for the worker on {info['executable']}: "
                         f"{(core.stderr.strip().splitlines() or ['no output'])[-1]}")
-    missing = {}
-    for module, requirement in OPTIONAL.items():
-        done = _pip(python, requirement)
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or ["no output"]
-            errors = [line for line in lines if line.startswith("ERROR:")]
-            missing[module] = f"pip install {requirement}: {(errors or lines)[-1][:240]}"
-    return missing
+    return _add_optional(python, _wanted(info))
 
 
 def worker_interpreter(requested: str | None, log: Callable[[str], None] = print) -> Interpreter:
@@ -168,7 +186,14 @@ def worker_interpreter(requested: str | None, log: Callable[[str], None] = print
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once make the environment once
         if not stamp.exists():
             missing = _make_env(info, env, log)
-            stamp.write_text(json.dumps({"base": info, "missing": missing}, indent=1))
+            stamp.write_text(json.dumps({"base": info, "missing": missing, "tried": _wanted(info)}, indent=1))
+        made = json.loads(stamp.read_text())
+        new = [m for m in _wanted(info) if m not in made.get("tried", FIRST_OPTIONAL)]
+        if new:  # an environment made before these joined OPTIONAL
+            log(f"adding {', '.join(new)} to the worker environment in {env}")
+            made["missing"].update(_add_optional(env / "bin" / "python", new))
+            made["tried"] = list(made.get("tried", FIRST_OPTIONAL)) + new
+            stamp.write_text(json.dumps(made, indent=1))
     missing = json.loads(stamp.read_text())["missing"]
     return Interpreter(str(env / "bin" / "python"), requested, info["version"], info["implementation"],
                        info["free_threaded"], missing)

@@ -15,6 +15,48 @@ from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 
 
+def _ask(python: str, argv: list[str], what: str, timeout_s: float) -> dict:
+    """Run `python -m <argv>` from the project root as the worker would; its last line is a JSON answer
+    ({"ok": ...}). A problem it names, a crash or a time-out is a SpecError naming `what`."""
+    try:
+        out = subprocess.run([python, "-m", *argv], capture_output=True, text=True, timeout=timeout_s,
+                             env=project_env(), cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"{what}: checking it took over {timeout_s:g} s") from None
+    lines = out.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        last = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}, no output"])[-1]
+        raise SpecError(f"{what}: checking it failed ({last})") from None
+    if not answer["ok"]:
+        raise SpecError(answer["error"])
+    return answer
+
+
+def check_pool(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 90.0) -> dict | None:
+    """The pool runs on the worker's interpreter: its version, its module (gevent, eventlet), and for a
+    pool class the lab does not start by name, a check in that interpreter. Returns what run.json records."""
+    rules = spec.pool_rules
+    version = tuple(int(x) for x in interpreter.version.split(".")[:2])
+    if version < rules.min_python:
+        need = ".".join(map(str, rules.min_python))
+        raise SpecError(f"pool {rules.name!r} needs CPython {need} or newer; the worker's is {interpreter.label}: "
+                        f"give INTERPRETER=python{need} (or newer)")
+    check_pool_importable(rules.name, interpreter)
+    if rules.custom:
+        return _ask(interpreter.python, ["workloads.pool_check", "custom", rules.celery_class], f"POOL={rules.name}",
+                    timeout_s)["pool"]
+    if rules.slot == "interpreter":
+        module, path = (spec.task.partition(":")[0], spec.task_path) if spec.task else ("workloads.functions", None)
+        if "interpreters_backport" in interpreter.missing and version < (3, 14):
+            raise SpecError(f"pool 'interpreters' cannot run on {interpreter.label}: the PEP 734 backport could not "
+                            f"be installed there ({interpreter.missing['interpreters_backport']})")
+        return _ask(interpreter.python, ["workloads.pool_check", "interpreters", module, *([path] if path else [])],
+                    "POOL=interpreters", timeout_s)["pool"]
+    return None
+
+
 def check_pool_importable(name: str, interpreter: Interpreter | None = None, timeout_s: float = 30.0) -> None:
     """A pool's required module (gevent, eventlet) must import where the worker runs, or the run cannot start."""
     module = pool(name).requires_module
@@ -31,7 +73,7 @@ def check_pool_importable(name: str, interpreter: Interpreter | None = None, tim
         raise SpecError(f"pool {name!r}: importing {module} took over {timeout_s:g} s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
-        others = [p.name for p in POOLS.values() if p.requires_module is None]
+        others = [p.name for p in POOLS.values() if p.requires_module is None and p.min_python == (3, 10)]
         raise SpecError(f"pool {name!r} needs the {module} package, which does not import here ({last}); "
                         f"install it (pip install {module}) or choose {', '.join(others[:-1])} or {others[-1]}")
 
@@ -58,21 +100,9 @@ def check_own_task(spec: RunSpec, python: str, timeout_s: float = 60.0) -> dict:
     """
     if not os.path.isdir(spec.task_path):
         raise SpecError(f"TASK_PATH {spec.task_path} is not a directory")
-    argv = [python, "-m", "workloads.own", spec.task, spec.task_path, spec.args, spec.kwargs]
-    try:  # from the project root, as the worker runs; workloads.own puts TASK_PATH on sys.path
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=project_env(),
-                             cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise SpecError(f"TASK {spec.task}: importing it took over {timeout_s:g} s") from None
-    lines = out.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SpecError(f"TASK {spec.task}: checking it failed ({last})") from None
-    if not answer["ok"]:
-        raise SpecError(answer["error"])
-    return answer["task"]
+    # workloads.own puts TASK_PATH on sys.path
+    return _ask(python, ["workloads.own", spec.task, spec.task_path, spec.args, spec.kwargs], f"TASK {spec.task}",
+                timeout_s)["task"]
 
 
 @dataclass(frozen=True)
@@ -81,14 +111,15 @@ class Checked:
 
     interpreter: Interpreter
     own_task: dict | None = None
+    pool: dict | None = None  # what the check of a custom or interpreters pool found
 
 
 def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     """Everything that can be known before a broker or worker starts."""
     interpreter = worker_interpreter(spec.interpreter, log)
     check_gil_setting(spec, interpreter)
-    check_pool_importable(spec.pool, interpreter)
+    own_task = check_own_task(spec, interpreter.python) if spec.task else None
+    found = check_pool(spec, interpreter)
     if spec.gil_probe:
         check_gil_probe()
-    own_task = check_own_task(spec, interpreter.python) if spec.task else None
-    return Checked(interpreter, own_task)
+    return Checked(interpreter, own_task, found)

@@ -28,7 +28,7 @@ from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
 from harness.lab.warm import WarmWorkers
-from harness.lab.worker import Worker
+from harness.lab.worker import Worker, WorkerGroup
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
 from harness.results.run_folder import RunFolder, new_run_id
@@ -42,7 +42,7 @@ class Measurement:
         self.submitted: list[dict] = []
         self.records: list[dict] = []
         self.sampler: Sampler | None = None
-        self.worker: Worker | None = None
+        self.worker: Worker | WorkerGroup | None = None
         self.oncpu: gilprobe.OnCpuSampler | None = None
         self.contention: list = []
         self.timings: dict[str, float] = {}
@@ -147,7 +147,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     The speedup is measured against it, not inferred from the tasks' own CPU, which inflates when
     threads contend.
     """
-    m.sampler = stack.enter_context(Sampler(m.worker.pid, spec.sample_hz))
+    m.sampler = stack.enter_context(Sampler(m.worker.pids, spec.sample_hz))
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
@@ -206,7 +206,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
                 workers.discard()
                 workers = None
             calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers)
-            run_id = new_run_id(spec.pool, spec.workload)
+            run_id = new_run_id(spec.pool_rules.label, spec.workload)
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
             stack.callback(client.close)
@@ -214,11 +214,12 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             if workers is None:
-                m.worker = stack.enter_context(Worker(spec, broker.url, run_id, scratch / "worker.log",
-                                                      python=interpreter.python,
-                                                      echo=(echo.host, echo.port) if echo else None))
-                log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, ready in "
-                    f"{m.worker.start_to_ready_s:.2f} s")
+                kind = WorkerGroup if spec.workers > 1 else Worker
+                m.worker = stack.enter_context(kind(spec, broker.url, run_id, scratch / "worker.log",
+                                                    python=interpreter.python,
+                                                    echo=(echo.host, echo.port) if echo else None))
+                log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
+                    f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
             else:
                 m.worker, m.warm_runs_before = workers.worker_for(spec, broker.url, interpreter.python)
                 m.worker.consume(queue)
@@ -230,7 +231,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
                         "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
                                      "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get(
                                          "PYTHON_GIL")},
-                                     "own_task": checked.own_task},
+                                     "own_task": checked.own_task, "pool_check": checked.pool},
                         "environment": environment.collect(), "summary": None, "analysis_version": None}
             folder.write_manifest(manifest)
             _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)

@@ -27,12 +27,13 @@ USS_EVERY = 25
 
 
 class Sampler(PeriodicSampler):
-    """Samples a process tree at `hz` in a background thread until stopped."""
+    """Samples the process trees of one or more workers (WORKERS=N) at `hz` in a background thread until stopped."""
 
     thread_name = "lab-sampler"
 
-    def __init__(self, root_pid: int, hz: float = 50.0) -> None:
-        super().__init__(root_pid, hz)
+    def __init__(self, root_pids: int | list[int], hz: float = 50.0) -> None:
+        self.root_pids = [root_pids] if isinstance(root_pids, int) else list(root_pids)
+        super().__init__(self.root_pids[0], hz)
         self._procs: dict[int, psutil.Process] = {}
         self._fds: dict[int, int] = {}
         self._proc_stat = os.open("/proc/stat", os.O_RDONLY)
@@ -48,10 +49,14 @@ class Sampler(PeriodicSampler):
         if now - self._refreshed < TREE_REFRESH_S and self._procs:
             return
         self._refreshed = now
-        try:
-            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
-            tree = [root] + root.children(recursive=True)
-        except psutil.Error:
+        tree = []
+        for root_pid in self.root_pids:
+            try:
+                root = self._procs.get(root_pid) or psutil.Process(root_pid)
+                tree += [root] + root.children(recursive=True)
+            except psutil.Error:
+                continue
+        if not tree:
             return
         # Keep the Process objects we have: psutil caches per-process state in them.
         self._procs = {p.pid: self._procs.get(p.pid, p) for p in tree}

@@ -37,7 +37,7 @@ class WarmWorkers:
 
     @staticmethod
     def shareable(spec: RunSpec) -> bool:
-        return spec.pool_rules.stays_warm and not spec.gil_probe
+        return spec.pool_rules.stays_warm and not spec.gil_probe and spec.workers == 1
 
     def echo(self) -> EchoServer:
         """One echo service for every run the warm workers serve: a worker is told its address once."""

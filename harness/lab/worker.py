@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from harness.lab.client import client_app
 from harness.lab.interpreters import PROJECT_ROOT, project_env
 from harness.lab.processes import spawn, stop_tree
 from harness.model.spec import RunSpec
-from workloads.protocol import ECHO_ADDR, done_key, queue_name, ready_key, worker_env
+from workloads.protocol import ECHO_ADDR, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
 
 
 
@@ -35,8 +36,9 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
                  ready_timeout_s: float = 60.0, python: str | None = None,
-                 echo: tuple[str, int] | None = None) -> None:
+                 echo: tuple[str, int] | None = None, index: int = 1) -> None:
         self.spec = spec
+        self.index = index  # which of the run's workers (WORKERS=N): its node name, ready key, slot names
         self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
         self.broker_url = broker_url
         self.run_id = run_id
@@ -53,8 +55,8 @@ class Worker:
     def argv(self) -> list[str]:
         return [
             self.python, "-m", "celery", "-A", "workloads.app", "worker",
-            "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
-            "-n", f"lab-{self.run_id}@%h",
+            "-P", self.spec.pool_rules.celery_pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
+            "-n", f"lab-{self.run_id}-{self.index}@%h",
             # No gossip, mingle or heartbeats: nothing else on the broker talks to this worker,
             # and they would add broker traffic and start-up time to what is measured.
             "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -65,6 +67,10 @@ class Worker:
         env = project_env()
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
+        env[WORKER_INDEX] = str(self.index)
+        env.pop("CELERY_CUSTOM_WORKER_POOL", None)
+        if self.spec.pool_rules.celery_class:  # Celery's custom pool reads the class from here
+            env["CELERY_CUSTOM_WORKER_POOL"] = self.spec.pool_rules.celery_class
         if self.echo is not None:
             env[ECHO_ADDR] = f"{self.echo[0]}:{self.echo[1]}"
         if self.spec.gil is not None:  # checked before: only a free-threaded worker gets it
@@ -77,20 +83,24 @@ class Worker:
         return env
 
     def __enter__(self) -> "Worker":
-        started = time.monotonic()
-        self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=str(PROJECT_ROOT))
+        self.start()
         try:
-            self._wait_ready(started)
+            self.wait_ready()
         except BaseException:
             self.stop(grace_s=3.0)
             raise
         return self
 
-    def _wait_ready(self, started: float) -> None:
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=str(PROJECT_ROOT))
+
+    def wait_ready(self) -> None:
+        started = self._started
         client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
         try:
             while True:
-                raw = client.get(ready_key(self.run_id))
+                raw = client.get(ready_key(self.run_id, self.index))
                 if raw is not None:
                     self.start_to_ready_s = time.monotonic() - started
                     self.ready_info = json.loads(raw)
@@ -103,12 +113,16 @@ class Worker:
                                       f"{self.ready_timeout_s:g} s: {_log_tail(self.log_path)}")
                 time.sleep(0.02)
         finally:
-            client.delete(ready_key(self.run_id))
+            client.delete(ready_key(self.run_id, self.index))
             client.close()
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
 
     def children(self) -> set[int]:
         """The worker's child processes now: prefork's pool processes (none for the other pools)."""
@@ -221,3 +235,89 @@ class Worker:
     def __exit__(self, exc_type, *_: object) -> None:
         # After a failure a task may never return, so a warm shutdown gets less patience.
         self.stop(grace_s=15.0 if exc_type is None else 3.0)
+
+
+class WorkerGroup:
+    """WORKERS=N worker processes on one run's queue, started together and stopped together.
+
+    Presents what a run needs of its workers as one Worker does (run.py measures either): every
+    process's pid for the sampler, all their pool children, alive only while all are. They share one
+    log file (each appends its lines). Started at once and waited for together, and stopped in
+    parallel, so that four prefork workers cost one worker's warm shutdown (1.6 s), not four.
+    """
+
+    def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path, python: str | None = None,
+                 echo: tuple[str, int] | None = None) -> None:
+        self.spec, self.run_id, self.log_path = spec, run_id, log_path
+        self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i)
+                        for i in range(1, spec.workers + 1)]
+        self.queue = self.members[0].queue
+        self.start_to_ready_s: float | None = None
+
+    def __enter__(self) -> "WorkerGroup":
+        started = time.monotonic()
+        try:
+            for member in self.members:
+                member.start()
+            for member in self.members:
+                member.wait_ready()
+        except BaseException:
+            self._stop_all(grace_s=3.0)
+            raise
+        self.start_to_ready_s = time.monotonic() - started
+        return self
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        self._stop_all(grace_s=15.0 if exc_type is None else 3.0)
+
+    def _stop_all(self, grace_s: float) -> None:
+        threads = [threading.Thread(target=m.stop, kwargs={"grace_s": grace_s}, daemon=True) for m in self.members]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=grace_s + 15.0)
+        for member in self.members:  # one whose stop did not return in time: the signal path, here
+            if member.proc is not None:
+                member.stop(grace_s=1.0)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        self._stop_all(grace_s)
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members if m.proc is not None]
+
+    @property
+    def ready_info(self) -> dict | None:
+        first = self.members[0].ready_info
+        return None if first is None else {**first, "workers": [m.ready_info for m in self.members]}
+
+    @property
+    def clean_shutdown(self) -> bool | None:
+        states = [m.clean_shutdown for m in self.members]
+        return None if None in states else all(states)
+
+    @property
+    def stopped_by(self) -> str | None:
+        ways = sorted({str(m.stopped_by) for m in self.members})
+        return ", ".join(ways) if ways else None
+
+    def argv(self) -> list[str]:
+        return self.members[0].argv()
+
+    def env(self) -> dict[str, str]:
+        return self.members[0].env()
+
+    def children(self) -> set[int]:
+        return set().union(*(m.children() for m in self.members))
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def died_message(self) -> str:
+        dead = [m for m in self.members if not m.alive()]
+        return (f"worker {dead[0].index} of {len(self.members)}: " + dead[0].died_message()) if dead else "no worker died"

@@ -13,8 +13,9 @@
     duration = 0.1
 
 A setting is any run setting (harness.model.settings.SETTINGS, by the same name). `concurrency`
-may also be "cores" or "N*cores", resolved on the machine that runs the sweep. Every cell is
-validated, as a RunSpec, before any worker starts.
+may also be "cores" or "N*cores", resolved on the machine that runs the sweep, or "N/workers": N
+slots shared among the cell's workers (topologies such as 1x4, 2x2, 4x1 with workers = [1, 2, 4]).
+Every cell is validated, as a RunSpec, before any worker starts.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from harness.model.spec import RunSpec, build_spec
 
 TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
 _CORES = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?cores\s*$")
+_PER_WORKER = re.compile(r"^\s*(\d+)\s*/\s*workers\s*$")
 
 
 @dataclass
@@ -78,7 +80,8 @@ class Experiment:
         for combo in combos:
             settings = {**self.fixed, **dict(zip(names, combo))}
             if "concurrency" in settings:
-                settings["concurrency"] = resolve_concurrency(settings["concurrency"])
+                settings["concurrency"] = resolve_concurrency(settings["concurrency"],
+                                                              workers=settings.get("workers", 1))
             key = tuple(sorted((k, str(v)) for k, v in settings.items()))
             if key not in seen:  # "cores" and 2 can be the same cell on a 2-core machine
                 seen.add(key)
@@ -93,17 +96,24 @@ def cell_label(settings: dict[str, Any], axes: list[str]) -> str:
     return " ".join(f"{name}={settings[name]}" for name in axes)
 
 
-def resolve_concurrency(value: Any, cores: int | None = None) -> int:
+def resolve_concurrency(value: Any, cores: int | None = None, workers: Any = 1) -> int:
     if isinstance(value, str):
         match = _CORES.match(value)
         if match:
             return int(match.group(1) or 1) * (cores or usable_cores())
+        match = _PER_WORKER.match(value)
+        if match and isinstance(workers, int) and workers >= 1:
+            total = int(match.group(1))
+            if total % workers or total < workers:
+                raise ExperimentError(f"concurrency {value!r}: {total} slots cannot be shared evenly among "
+                                      f"{workers} workers")
+            return total // workers
     return value
 
 
 def _check_value(where: str, key: str, value: Any) -> None:
     want = SETTINGS[key].type
-    if key == "concurrency" and isinstance(value, str) and _CORES.match(value):
+    if key == "concurrency" and isinstance(value, str) and (_CORES.match(value) or _PER_WORKER.match(value)):
         return
     ok = (isinstance(value, bool) if want is bool else
           isinstance(value, str) if want is str else
@@ -111,7 +121,7 @@ def _check_value(where: str, key: str, value: Any) -> None:
           isinstance(value, (int, float)) and not isinstance(value, bool))
     if not ok:
         kind = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[want]
-        extra = ' (or "cores", "N*cores")' if key == "concurrency" else ""
+        extra = ' (or "cores", "N*cores", "N/workers")' if key == "concurrency" else ""
         raise ExperimentError(f"{where}.{key}: {value!r} is not {kind}{extra}")
 
 
@@ -170,7 +180,11 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(f"{path}: quick.repeats must be a whole number >= 1, got {qr!r}")
     exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick)
     for version in (exp, exp.shrunk()):
-        for cell in version.cells():
+        try:
+            cells = version.cells()
+        except ExperimentError as exc:
+            raise ExperimentError(f"{path}: {exc}") from None
+        for cell in cells:
             try:
                 build_spec(**cell)
             except SpecError as exc:

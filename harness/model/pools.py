@@ -2,7 +2,8 @@
 
 Adding a pool is one entry in POOLS. Both sides read these records: the harness (defaults,
 validation, the ideal speedup, figures) and the worker (how to time a task, how to name its slot,
-where the GIL probe starts).
+where the GIL probe starts). Any other Celery pool class runs as `custom:package.module:Class`
+(Celery's own `-P custom`), with a record made for it by `custom_pool`: nothing is assumed about it.
 """
 from __future__ import annotations
 
@@ -19,16 +20,38 @@ class Pool:
     # Every task in one OS thread (greenlets): a task's own CPU comes from greenlet-switch
     # accounting, and there is no GIL handover to probe.
     green: bool
-    # What a task runs in, which names its slot: "process", "thread" or "greenlet".
+    # What a task runs in, which names its slot: "process", "thread", "greenlet", "interpreter" (a
+    # subinterpreter), or "where" (a custom pool: a process when it is not the worker's own, else a thread).
     slot: str
     # Whether tasks run in the worker's main process, where `worker_init` fires (threads, solo,
     # green pools), or in child processes, where `worker_process_init` fires (prefork).
     tasks_in_main_process: bool
     # The kinds of work this pool runs in parallel: I/O up to its slots, CPU kinds up to the cores.
-    parallel_kinds: frozenset[str]
+    # None: not known (a custom pool), so no ideal speedup is claimed for it.
+    parallel_kinds: frozenset[str] | None
     # A module the worker must import for this pool to run at all.
     requires_module: str | None = None
     color: str = "#444444"
+    # How Celery is told to run it: `-P <celery_pool>`, and for Celery's `custom` pool the class, as
+    # CELERY_CUSTOM_WORKER_POOL (celery/concurrency/__init__.py reads it).
+    celery_pool: str = ""
+    celery_class: str | None = None
+    # The oldest worker interpreter it runs on.
+    min_python: tuple[int, int] = (3, 10)
+
+    def __post_init__(self) -> None:
+        if not self.celery_pool:
+            object.__setattr__(self, "celery_pool", self.name)
+
+    @property
+    def label(self) -> str:
+        """A short name fit for a folder name: a custom pool by its class (custom-TaskPool)."""
+        return f"custom-{self.celery_class.rpartition(':')[2]}" if self.custom else self.name
+
+    @property
+    def custom(self) -> bool:
+        """A pool class the user named: the lab knows nothing of how it runs tasks."""
+        return self.name.startswith(CUSTOM_PREFIX)
 
     @property
     def default_prefetch(self) -> int:
@@ -50,15 +73,16 @@ class Pool:
         only between its 2 s waits in `drain_events`, so serving the next run on a warm worker took
         2-3 s (measured) against 0.7-0.8 s for a fresh worker's start and stop.
         """
-        return not self.green
+        return not self.green and not self.custom
 
     @property
     def gil_probe(self) -> bool:
-        """The GIL probe watches threads hand the GIL over; a green pool runs every task in one thread."""
-        return not self.green
+        """The GIL probe watches the threads of processes hand one GIL over: not in a green pool (every task
+        in one thread), nor between subinterpreters (a GIL each), nor in a pool the lab does not know."""
+        return self.slot in ("process", "thread")
 
     def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int, gil_free: bool = False,
-                      cpu_fraction: float | None = None) -> float | None:
+                      cpu_fraction: float | None = None, workers: int = 1) -> float | None:
         """The best speedup over serial this pool can give this kind of work, physically.
 
         solo runs one task at a time. I/O waits overlap in every other pool up to its concurrency.
@@ -71,36 +95,49 @@ class Pool:
         Mixed work (a share `cpu_fraction` of each task's time alone is pure-Python CPU, the rest
         waiting) is bounded twice: by the slots that overlap its waits, and by the CPU it needs, which
         runs on as many cores as the pool runs Python in parallel (1 under a GIL): min(slots, cores / f).
-        The user's own task is not assumed to be anything: None.
+        The user's own task is not assumed to be anything, nor is a custom pool: None.
+
+        `workers` worker processes, each running this pool: what one worker runs in parallel
+        (its concurrency, or 1), times the workers, for each kind. Two threads-pool workers are two
+        processes, so two GILs: Python CPU work runs on two cores.
         """
-        slots = min(concurrency, tasks)
-        parallel = self.parallel_kinds | ({"python-cpu"} if gil_free and "c-cpu" in self.parallel_kinds else set())
-        if kind == "own":
+        if kind == "own" or self.parallel_kinds is None:
             return None
+        parallel = self.parallel_kinds | ({"python-cpu"} if gil_free and "c-cpu" in self.parallel_kinds else set())
+
+        def at_once(k: str) -> int:  # tasks of kind k running at once
+            return min(tasks, workers * (concurrency if k in parallel else 1))
+
         if kind == "mixed":
-            waits_overlap = slots if "io" in parallel else 1
-            python_cores = min(slots, cores) if "python-cpu" in parallel else 1
+            waits_overlap = at_once("io")
+            python_cores = min(at_once("python-cpu"), cores)
             if not cpu_fraction:
                 return float(waits_overlap)
             return float(min(waits_overlap, python_cores / cpu_fraction))
-        if kind not in parallel:
-            return 1
-        return min(slots, cores) if kind in CPU_KINDS else slots
+        return min(at_once(kind), cores) if kind in CPU_KINDS else at_once(kind)
 
-    def slot_name(self, pid: int, thread_id: int, greenlet_id: int | None) -> str:
-        """The execution slot that ran a task: a process, an OS thread or a greenlet."""
-        if self.slot == "process":
+    def slot_name(self, pid: int, thread_id: int, greenlet_id: int | None = None, interpreter_id: int | None = None,
+                  worker_pid: int | None = None) -> str:
+        """The execution slot that ran a task: a process, an OS thread, a greenlet or a subinterpreter."""
+        if self.slot == "process" or (self.slot == "where" and pid != worker_pid):
             return f"process {pid}"
         if self.slot == "greenlet":
             return f"greenlet {greenlet_id}"
+        if self.slot == "interpreter":
+            return f"interpreter {interpreter_id}"
         return f"thread {thread_id}"
 
     @property
     def waiter(self) -> str:
         """Who takes the difference when tasks 'run' but cores are not used."""
-        return "the event loop's single thread" if self.green else "the GIL"
+        if self.green:
+            return "the event loop's single thread"
+        if self.slot == "interpreter":
+            return "the cores (each subinterpreter has its own GIL) or the main interpreter's hand-over"
+        return "the pool" if self.custom else "the GIL"
 
 
+CUSTOM_PREFIX = "custom:"
 _ALL = frozenset({"io", "python-cpu", "c-cpu"})  # (mixed and own work are derived from these: ideal_speedup)
 POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("prefork", "child processes, each with its own interpreter and GIL", green=False, slot="process",
@@ -114,10 +151,29 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("eventlet", "greenlets in one OS thread (eventlet is deprecated upstream)", green=True, slot="greenlet",
          tasks_in_main_process=True, parallel_kinds=frozenset({"io"}), requires_module="eventlet",
          color="#66a61e"),
+    # The lab's own pool (workloads/interpreter_pool.py), run through Celery's custom pool: a thread per
+    # slot, each running its task's function in a subinterpreter of its own, with its own GIL (PEP 684).
+    # 3.13 has the API through the interpreters-pep-734 backport, 3.14 in the standard library; on
+    # 3.12 the backport's low-level module crashed the interpreter on import (3.12.1, measured).
+    Pool("interpreters", "subinterpreters in one process, each with its own GIL (PEP 684/734)", green=False,
+         slot="interpreter", tasks_in_main_process=True, parallel_kinds=_ALL, color="#e6ab02",
+         celery_pool="custom", celery_class="workloads.interpreter_pool:TaskPool", min_python=(3, 13)),
 )}
 POOL_NAMES = tuple(POOLS)
+# The pools Celery itself names (`-P <name>`), as opposed to the lab's own run through `-P custom`.
+CELERY_POOLS = tuple(name for name, p in POOLS.items() if p.celery_class is None)
 GREEN_POOLS = tuple(name for name, pool in POOLS.items() if pool.green)
 
 
+def custom_pool(reference: str) -> Pool:
+    """The record of a pool class the user names (package.module:Class): run by Celery's `-P custom`,
+    its slots named from where its tasks ran, no parallelism assumed."""
+    return Pool(f"{CUSTOM_PREFIX}{reference}", f"the pool class {reference}, through Celery's custom pool",
+                green=False, slot="where", tasks_in_main_process=True, parallel_kinds=None, color="#444444",
+                celery_pool="custom", celery_class=reference)
+
+
 def pool(name: str) -> Pool:
+    if name.startswith(CUSTOM_PREFIX):
+        return custom_pool(name[len(CUSTOM_PREFIX):])
     return POOLS[name]

@@ -15,22 +15,24 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.errors import SpecError
-from harness.model.pools import POOL_NAMES
+from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES
 from harness.model.workloads import BACKGROUND_WORKLOADS, WORKLOAD_NAMES
 
 # Physical bounds, so a typo cannot ask for a run of days (issue 15 keeps the rest of them).
 MAX_SAMPLE_HZ = 1000.0
+MAX_WORKERS = 64
 
 
-def whole(minimum: int) -> Callable[[str, Any], int]:
+def whole(minimum: int, maximum: int | None = None) -> Callable[[str, Any], int]:
     def parse(name: str, raw: Any) -> int:
         text = str(raw).strip()
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
         try:
             value = int(text)
         except ValueError:
-            raise SpecError(f"{name} must be a whole number >= {minimum}, got {raw!r}") from None
-        if value < minimum:
-            raise SpecError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
+            raise SpecError(f"{name} must be a whole number {bounds}, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise SpecError(f"{name} must be a whole number {bounds}, got {raw!r}")
         return value
     return parse
 
@@ -86,6 +88,19 @@ def task_reference(name: str, raw: Any) -> str:
         raise SpecError(f"{name} must be package.module:function (a module to import, a colon, a name in it), "
                         f"got {raw!r}")
     return value
+
+
+def pool_name(name: str, raw: Any) -> str:
+    """One of the lab's pools, or custom:package.module:Class for any Celery pool class."""
+    value = str(raw).strip()
+    if value in POOL_NAMES:
+        return value
+    allowed = f"allowed: {', '.join(POOL_NAMES)}, or {CUSTOM_PREFIX}package.module:Class (a Celery pool class)"
+    if value.startswith(CUSTOM_PREFIX):
+        if not _TASK_REF.match(value[len(CUSTOM_PREFIX):]):
+            raise SpecError(f"{name} {raw!r}: a custom pool is {CUSTOM_PREFIX}package.module:Class")
+        return value
+    raise SpecError(f"unknown {name} {raw!r}; {allowed}")
 
 
 def json_of(kind: type) -> Callable[[str, Any], str]:
@@ -155,12 +170,14 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
-    Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}", one_of(POOL_NAMES), "POOL",
-            to_worker=True),
+    Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}, or {CUSTOM_PREFIX}package.module:Class",
+            pool_name, "POOL", to_worker=True),
     Setting("workload", str, "cpu", f"task kind: {', '.join(WORKLOAD_NAMES)}", one_of(WORKLOAD_NAMES), "WORKLOAD"),
     Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)", whole(1),
             "CONCURRENCY", to_worker=True),
-    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency)", whole(1), "TASKS"),
+    Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
+            f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
+    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency x workers)", whole(1), "TASKS"),
     Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
             positive(), "DURATION"),
     Setting("cpu_fraction", float, None, "mixed workload: the share of a task's time alone that is CPU, 0 to 1 "

@@ -55,8 +55,8 @@ class _RunSpecRules:
         if self.workload_rules.own and task_s is None:
             return OWN_TASK_ALONE_LIMIT_S
         per_task = (task_s if task_s is not None else self.duration) + min(self.switch_interval, 60.0)
-        overlaps = self.kind == "io" and "io" in self.pool_rules.parallel_kinds
-        waves = math.ceil(self.tasks / self.concurrency) if overlaps else self.tasks
+        overlaps = self.kind == "io" and "io" in (self.pool_rules.parallel_kinds or ())  # unknown: one at a time
+        waves = math.ceil(self.tasks / (self.concurrency * self.workers)) if overlaps else self.tasks
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
         return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
 
@@ -105,7 +105,7 @@ def build_spec(**raw: Any) -> RunSpec:
     if v["concurrency"] is None:
         v["concurrency"] = usable_cores()
     if v["tasks"] is None:
-        v["tasks"] = 4 * v["concurrency"]
+        v["tasks"] = 4 * v["concurrency"] * v["workers"]
     _own_task_rules(v, raw)
     if v["cpu_fraction"] is not None and v["workload"] != "mixed":
         raise SpecError(f"CPU fraction applies to the mixed workload only, not to {v['workload']!r}")
@@ -120,7 +120,11 @@ def build_spec(**raw: Any) -> RunSpec:
         v["background_tasks"] = 1
     if v["gil_probe"] and not rules.gil_probe:
         names = [name for name, p in POOLS.items() if p.gil_probe]
-        raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} runs every task "
-                        "in one OS thread, so there is no GIL handover to see")
+        why = ("runs every task in one OS thread, so there is no GIL handover to see" if rules.green else
+               "gives every subinterpreter a GIL of its own" if rules.slot == "interpreter" else
+               "is a pool class the lab knows nothing of")
+        raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
+    if v["gil_probe"] and v["workers"] > 1:
+        raise SpecError("the GIL probe watches one worker process: give WORKERS=1 with GIL_PROBE")
     return RunSpec(**v)
 

@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from harness.analysis.advice import Advice
 
 
+
+def slots_text(spec: dict) -> str:
+    """"concurrency 4", or with several workers "2 workers x concurrency 2"."""
+    workers = spec.get("workers", 1)
+    return f"{workers} workers x concurrency {spec['concurrency']}" if workers > 1 else f"concurrency {spec['concurrency']}"
+
 def _num(value: object, fmt: str, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -31,11 +37,12 @@ def summary_table(run: Run) -> str:
         ("throughput", _num(s["throughput_per_s"], ".2f", " tasks/s"), ""),
         ("speedup vs one at a time", _num(s["speedup"], ".2f", "x"),
          f"ideal for {spec['pool']} on this work: {_num(s['ideal_speedup'], '.3g', 'x')}"
-         + ("" if s["ideal_speedup"] is not None else " (your task's is not assumed)")),
+         + ("" if s["ideal_speedup"] is not None else
+            " (not assumed, for your own task or a custom pool)")),
         ("efficiency", _num(s["efficiency"], ".0%"), "speedup / ideal"),
         ("tasks running (mean)", _num(s["mean_tasks_running"], ".2f"), f"max {s['max_tasks_running']}"),
         ("CPU cores used (mean)", _num(s["mean_cores_used"], ".2f"),
-         f"by the worker; machine has {s['cores']} cores"),
+         f"by the worker's processes; machine has {s['cores']} cores"),
         ("queue wait p50 / p95", f"{_num(s['queue_wait_p50_s'], '.3f')} / {_num(s['queue_wait_p95_s'], '.3f')} s",
          "submit to start"),
         ("run time p50 / p95", f"{_num(s['run_time_p50_s'], '.3f')} / {_num(s['run_time_p95_s'], '.3f')} s",
@@ -70,7 +77,7 @@ def summary_table(run: Run) -> str:
         what = f"{spec['tasks']} tasks of {spec['duration']:g} s, {spec['cpu_fraction']:.0%} CPU"
     else:
         what = f"{spec['tasks']} tasks of {spec['duration']:g} s"
-    head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, concurrency {spec['concurrency']}, "
+    head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, {slots_text(spec)}, "
             f"{what}, switch interval {spec['switch_interval']:g} s")
     interpreter = run.manifest["settings"].get("worker_interpreter") or {}
     if interpreter.get("requested"):

@@ -14,7 +14,7 @@ import pandas as pd
 from harness.analysis.advice import COLUMNS as ADVICE_COLUMNS
 from harness.analysis.advice import Advice
 from harness.present import reading
-from harness.present.console import summary_table
+from harness.present.console import slots_text, summary_table
 from harness.results.run_folder import Run
 from harness.results.sweep_folder import Sweep
 
@@ -102,7 +102,7 @@ def run_report(run: Run, figures: list[Path]) -> Path:
                 f"<h2>Settings</h2><pre>{html.escape(json.dumps({'spec': spec, 'settings': run.manifest['settings']}, indent=1, default=str))}</pre>",
                 _environment(run.manifest["environment"])]
     question = (f"How much real parallelism does the {spec['pool']} pool give {spec['tasks']} {spec['workload']} "
-                f"tasks at concurrency {spec['concurrency']}?")
+                f"tasks at {slots_text(spec)}?")
     out = run.path / "report.html"
     out.write_text(_page(f"Run {run.run_id}", question, sections))
     return out

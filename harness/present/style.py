@@ -7,6 +7,7 @@ matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.model.pools import POOLS  # noqa: E402
+from harness.present.console import slots_text  # noqa: E402
 
 plt.rcParams.update({"font.size": 14, "axes.titlesize": 16, "axes.labelsize": 14, "figure.dpi": 100})
 
@@ -14,8 +15,7 @@ POOL_COLORS = {name: p.color for name, p in POOLS.items()}
 
 
 def run_title(spec: dict) -> str:
-    return (f"{spec['pool']} pool · {spec['workload']} · concurrency {spec['concurrency']} · "
-            f"switch interval {spec['switch_interval']:g} s")
+    return f"{spec['pool']} pool · {spec['workload']} · {slots_text(spec)} · switch interval {spec['switch_interval']:g} s"
 
 
 def legend_below(ax, handles: list | None = None) -> None:

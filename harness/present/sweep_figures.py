@@ -135,6 +135,32 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
     return save(fig, path)
 
 
+def topology(table: pd.DataFrame, path: Path) -> Path:
+    """Speedup (top) and worker memory (bottom) by how the slots are split among workers, a column per workload."""
+    workloads = list(dict.fromkeys(table["workload"])) if "workload" in table else [None]
+    fig, axs = plt.subplots(2, len(workloads), figsize=(6.5 * len(workloads) + 1, 9), squeeze=False, sharex=True)
+    for col, name in enumerate(workloads):
+        rows = table[table["workload"] == name] if name is not None else table
+        for pool, group in rows.groupby("pool", sort=False) if "pool" in rows else [(None, rows)]:
+            group = group.sort_values("workers")
+            shape = [f"{w}x{c}" for w, c in zip(group["workers"], group["concurrency"])]
+            style = dict(marker="o", capsize=3, lw=2, label=pool, color=POOL_COLORS.get(pool))
+            axs[0, col].errorbar(shape, group["speedup"], yerr=_err(group, "speedup"), **style)
+            axs[0, col].plot(shape, group["ideal_speedup"], ls=":", color=POOL_COLORS.get(pool), lw=1.5)
+            axs[1, col].errorbar(shape, group["pss_peak_mib"], yerr=_err(group, "pss_peak_mib"), **style)
+        axs[0, col].set_title(f"{name}: speedup (dotted: ideal)")
+        axs[1, col].set_title(f"{name}: memory of all the workers")
+        axs[1, col].set_xlabel("workers x slots each")
+        axs[0, col].set_ylim(bottom=0)
+        axs[1, col].set_ylim(bottom=0)
+        for ax in axs[:, col]:
+            ax.grid(alpha=0.3)
+    axs[0, 0].set_ylabel("speedup over one at a time")
+    axs[1, 0].set_ylabel("peak PSS (MiB)")
+    axs[0, -1].legend(fontsize=10)
+    return save(fig, path)
+
+
 def latency_distributions(latencies: dict[str, pd.Series], ylabel: str, path: Path) -> Path:
     """Box plots of per-task latency, one box per cell."""
     labels = list(latencies)
@@ -165,7 +191,9 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         return out
     if {"pool", "workload"} <= set(axes) and len(axes) == 2:
         out.append(speedup_by_pool_workload(table, folder / "speedup-by-pool.png"))
-    if "concurrency" in axes:
+    if "workers" in axes and "concurrency" in table and table["concurrency"].nunique() > 1:  # "N/workers"
+        out.append(topology(table, folder / "topology.png"))
+    elif "concurrency" in axes:
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
     if {"pool", "cpu_fraction"} <= set(axes):
         out.append(speedup_vs_cpu_fraction(table, folder / "crossover.png"))

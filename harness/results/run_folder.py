@@ -163,6 +163,8 @@ def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False
         raise ResultsError(f"{path / 'run.json'}: run is {status}, not complete"
                            f"{': ' + manifest['reason'] if manifest.get('reason') else ''}")
     tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or status == "complete" else pd.DataFrame()
+    if len(tasks) and "worker" not in tasks:  # recorded before WORKERS: one worker, number 1
+        tasks["worker"] = 1
     spec = manifest.get("spec") or {}
     if status == "complete" and "tasks" in spec:
         reference = (manifest.get("settings") or {}).get("reference_tasks", 0)

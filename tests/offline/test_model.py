@@ -47,8 +47,9 @@ def test_make_help_needs_only_the_standard_library():
 def test_a_pool_and_a_workload_are_each_one_record():
     for p in POOLS.values():
         assert p.default_prefetch == (0 if p.green else 1)
-        assert p.gil_probe == (not p.green)
-        assert p.slot in ("process", "thread", "greenlet")
+        assert p.gil_probe == (p.slot in ("process", "thread"))  # one GIL per process to watch
+        assert p.slot in ("process", "thread", "greenlet", "interpreter")
+        assert (p.celery_pool == "custom") == (p.celery_class is not None)
     for w in WORKLOADS.values():
         assert w.kind in KINDS
         assert callable(w.function) or w.own  # the user's own task is imported by the worker
