@@ -1,6 +1,7 @@
 """Helpers for tests that drive `python -m harness` as a subprocess, as a user would."""
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -12,7 +13,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 BROKER_NAMES = ("redis-server", "valkey-server")
+
+
+def pyenv_python(minor: str) -> str | None:
+    """pyenv's newest CPython of a minor version (a GIL build), or None."""
+    found = sorted(glob.glob(str(PYENV / f"{minor}.*[0-9]" / "bin" / "python3")))
+    return found[-1] if found else None
 
 
 def is_broker(name: str, cmdline: str = "") -> bool:

@@ -26,10 +26,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENVS = PROJECT_ROOT / ".lab" / "envs"
 
 
-def project_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """An environment for a child Python of the lab (worker, calibration): the project importable."""
+def project_env(base: dict[str, str] | None = None, also: list[str] | None = None) -> dict[str, str]:
+    """An environment for a child Python of the lab (worker, calibration): the project importable, then
+    the folders in `also` (the current directory, where a custom pool's module is looked for)."""
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), *(also or []), env.get("PYTHONPATH")]))
     return env
 # What every worker needs: kombu's Redis transport needs the extra (it imports `packaging`).
 CORE = ["celery[redis]>=5.4"]

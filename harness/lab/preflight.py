@@ -15,12 +15,12 @@ from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 
 
-def _ask(python: str, argv: list[str], what: str, timeout_s: float) -> dict:
+def _ask(python: str, argv: list[str], what: str, timeout_s: float, also: list[str] | None = None) -> dict:
     """Run `python -m <argv>` from the project root as the worker would; its last line is a JSON answer
     ({"ok": ...}). A problem it names, a crash or a time-out is a SpecError naming `what`."""
     try:
         out = subprocess.run([python, "-m", *argv], capture_output=True, text=True, timeout=timeout_s,
-                             env=project_env(), cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+                             env=project_env(also=also), cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise SpecError(f"{what}: checking it took over {timeout_s:g} s") from None
     lines = out.stdout.strip().splitlines()
@@ -46,7 +46,7 @@ def check_pool(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 90.0)
     check_pool_importable(rules.name, interpreter)
     if rules.custom:
         return _ask(interpreter.python, ["workloads.pool_check", "custom", rules.celery_class], f"POOL={rules.name}",
-                    timeout_s)["pool"]
+                    timeout_s, also=[os.getcwd()])["pool"]
     if rules.slot == "interpreter":
         module, path = (spec.task.partition(":")[0], spec.task_path) if spec.task else ("workloads.functions", None)
         if "interpreters_backport" in interpreter.missing and version < (3, 14):

@@ -6,6 +6,7 @@ The CLI matters: gevent and eventlet monkey-patch only when `-P gevent|eventlet`
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import sys
@@ -64,7 +65,8 @@ class Worker:
         ]
 
     def env(self) -> dict[str, str]:
-        env = project_env()
+        # A custom pool's module is looked for in the current directory too, as the user's task is.
+        env = project_env(also=[os.getcwd()] if self.spec.pool_rules.custom else None)
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
         env[WORKER_INDEX] = str(self.index)

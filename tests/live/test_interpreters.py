@@ -6,23 +6,13 @@ builds one in about 10 minutes; the tests never build it.)
 """
 from __future__ import annotations
 
-import glob
-import os
-from pathlib import Path
-
 import pytest
 
 from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded
 from harness.model.machine import usable_cores
 
-PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-
-
-def pyenv_python(minor: str) -> str | None:
-    found = sorted(glob.glob(str(PYENV / f"{minor}.*[0-9]" / "bin" / "python3")))
-    return found[-1] if found else None
-
+from lab_process import pyenv_python
 
 FT = find_free_threaded()
 needs_ft = pytest.mark.skipif(FT is None, reason="no free-threaded interpreter found: set LAB_FREETHREADED_PYTHON "
