@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(func=cmd_compare)
 
     lesson = sub.add_parser("lesson", help="run lesson N (1-10) live at small settings and print its verdict")
-    lesson.add_argument("number", help="lesson number, 1 to 10")
+    lesson.add_argument("number", help="lesson number, 1 to 11")
     lesson.set_defaults(func=cmd_lesson, interrupted="interrupted: the worker and broker were stopped")
     return parser
 

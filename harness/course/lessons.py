@@ -1,4 +1,4 @@
-"""The nine lessons of a GIL session: each runs a small live experiment (under a minute on 2 cores)
+"""The lessons of a GIL session: each runs a small live experiment (under a minute on 2 cores)
 and returns its runs, a table, figures and a verdict computed by harness.course.verdicts.
 
 Used by the lesson notebooks and by `make lesson N=<n>` alike, so both show the same thing.
@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.course import verdicts
 from harness.errors import SpecError
-from harness.lab.interpreters import find_free_threaded
+from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
 from harness.lab.broker import Broker
 from harness.model.machine import usable_cores
 from harness.model.pools import CELERY_POOLS
@@ -32,10 +32,11 @@ TITLES = {
     8: "the convoy effect: CPU work ruins I/O latency in the same process",
     9: "choosing a pool: a decision table from this machine",
     10: "free-threaded Python: threads in parallel, and contention instead of a GIL",
+    11: "subinterpreters: a GIL each, parallel CPU work in one process",
 }
 TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
                  "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom",
-                 "work_inflation"]
+                 "work_inflation", "pss_peak_mib"]
 
 
 @dataclass
@@ -156,8 +157,21 @@ def _lesson10(lab: _Lab, cores: int) -> verdicts.Verdict:
     return verdicts.free_threading(free, gil_on, shared, cores)
 
 
+def _lesson11(lab: _Lab, cores: int) -> verdicts.Verdict:
+    python = find_subinterpreter_python()
+    if python is None:
+        raise SpecError("lesson 11 needs CPython 3.13 or newer for its workers: install one (pyenv install 3.13, "
+                        "uv python install 3.14) or name it in LAB_INTERPRETERS_PYTHON")
+    work = dict(workload="cpu", concurrency=2, tasks=8, duration=0.2, interpreter=python)
+    threads = lab.run("threads, cpu", pool="threads", **work)
+    interpreters = lab.run("interpreters, cpu", pool="interpreters", **work)
+    prefork = lab.run("prefork, cpu", pool="prefork", **work)
+    processes = int(lab.runs["interpreters, cpu"].foreground["pid"].nunique())
+    return verdicts.subinterpreters_in_parallel(interpreters, threads, prefork, processes, cores)
+
+
 LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _lesson6, 7: _lesson7,
-           8: _lesson8, 9: _lesson9, 10: _lesson10}
+           8: _lesson8, 9: _lesson9, 10: _lesson10, 11: _lesson11}
 
 
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,

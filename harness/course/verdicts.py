@@ -108,6 +108,19 @@ def free_threading(free: dict, gil_on: dict, shared: dict, cores: int) -> Verdic
                    f"{shared['work_inflation']:.2f})", held)
 
 
+def subinterpreters_in_parallel(interpreters: dict, threads: dict, prefork: dict, processes: int,
+                                cores: int) -> Verdict:
+    """Lesson 11: the interpreters pool runs CPU work in parallel in one process; threads in one process do not."""
+    expected = 1.4 if cores > 1 else 0.8
+    held = interpreters["speedup"] >= expected and processes == 1 and threads["speedup"] < 1.25
+    return Verdict(11, "subinterpreters, each with its own GIL, run Python CPU work in parallel inside one process",
+                   f"the interpreters pool >= {expected}x on cpu in a single worker process; threads < 1.25x",
+                   f"interpreters {interpreters['speedup']:.2f}x on {interpreters['mean_cores_used']:.2f} cores in "
+                   f"{processes} process(es), {interpreters['pss_peak_mib']:.0f} MiB; threads "
+                   f"{threads['speedup']:.2f}x; prefork {prefork['speedup']:.2f}x in {prefork['pss_peak_mib']:.0f} MiB",
+                   held)
+
+
 def decision_table(results: pd.DataFrame) -> pd.DataFrame:
     """Best pool per workload from measured speedups (columns pool, workload, speedup, mean_cores_used)."""
     rows = []

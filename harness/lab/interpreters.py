@@ -128,6 +128,22 @@ def find_free_threaded() -> str | None:
     return None
 
 
+def find_subinterpreter_python() -> str | None:
+    """A GIL build of CPython 3.13 or newer for the interpreters pool: LAB_INTERPRETERS_PYTHON, else the
+    lab's own when new enough, else python3.14 or python3.13 as `resolve` finds them; None when there is none."""
+    named = os.environ.get("LAB_INTERPRETERS_PYTHON")
+    if not named and sys.version_info >= (3, 13) and not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return sys.executable
+    for candidate in ([named] if named else ["python3.14", "python3.13"]):
+        try:
+            info = describe(resolve(candidate))
+        except SpecError:
+            continue
+        if tuple(map(int, info["version"].split(".")[:2])) >= (3, 13) and not info["free_threaded"]:
+            return resolve(candidate)
+    return None
+
+
 def _env_dir(info: dict) -> Path:
     key = hashlib.sha256(os.path.realpath(info["executable"]).encode()).hexdigest()[:8]
     return ENVS / f"cpython-{info['version']}{'t' if info['free_threaded'] else ''}-{key}"

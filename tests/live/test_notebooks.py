@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from harness.lab.interpreters import find_free_threaded
+from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
 from harness.model.experiment import load_experiment
 from harness.pipeline import report, run_sweep
 from harness.pipeline import start_sweep as new_sweep
@@ -42,6 +42,9 @@ def test_lesson_notebook_runs_and_its_verdict_holds(path, redis_url):
     if path.stem == "lesson10" and find_free_threaded() is None:
         pytest.skip("lesson 10 needs a free-threaded interpreter, and none was found (LAB_FREETHREADED_PYTHON, "
                     "pyenv's or uv's python3.13t / python3.14t)")
+    if path.stem == "lesson11" and find_subinterpreter_python() is None:
+        pytest.skip("lesson 11 needs CPython 3.13 or newer for its workers, and none was found "
+                    "(LAB_INTERPRETERS_PYTHON, python3.14 or python3.13 on PATH, pyenv or uv)")
     text = "".join(execute(path, {"REDIS_URL": redis_url}))
     verdict = [line for line in text.splitlines() if line.startswith("verdict:")]
     assert verdict, text[-2000:]
