@@ -9,7 +9,7 @@ import pytest
 
 from harness import load_run
 from harness.model.machine import usable_cores
-from harness.model.pools import POOL_NAMES as POOLS
+from harness.model.pools import CELERY_POOLS as POOLS  # the interpreters pool: test_pools_beyond_live.py
 from harness.model.spec import build_spec
 from harness.pipeline import run_bench
 
