@@ -24,7 +24,6 @@ try:  # Python 3.14+
 except ImportError:  # 3.13: the backport (installed in the lab's environments where it runs)
     from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
 
-from workloads import in_interpreter
 from workloads.protocol import WorkerConfig
 
 # The one executor of this worker process, made when the pool starts; tasks reach it through `run`.
@@ -64,30 +63,47 @@ def run(module: str, qualname: str, path: str | None, args: tuple, kwargs: dict)
         raise SubinterpreterError(str(exc)) from None
 
 
+def start(slots: int, module: str, path: str | None, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Make the subinterpreters now and import the task's module in each, as prefork's children have theirs
+    imported before the first task; returns what it cost. Raises the import's error, as SubinterpreterError."""
+    global _executor
+    t0 = time.perf_counter()
+    _executor = InterpreterPoolExecutor(max_workers=slots, thread_name_prefix="lab-interp")
+    # A submit while every thread is busy starts one more: the warm-ups hold theirs a moment.
+    warm_ups = [_submit(WARM_UP, m=module, p=path, h=WARM_UP_HOLD_S if slots > 1 else 0) for _ in range(slots)]
+    try:
+        for future in warm_ups:
+            future.result(timeout=timeout_s)
+    except TimeoutError:
+        raise
+    except Exception as exc:  # the import's own error, pickled back from the subinterpreter
+        raise SubinterpreterError(f"{type(exc).__name__}: {exc}") from None
+    return {"interpreters": len(_executor._threads), "startup_s": time.perf_counter() - t0, "imported": module}
+
+
+def stop(wait: bool = True) -> None:
+    global _executor
+    if _executor is not None:
+        _executor.shutdown(wait=wait, cancel_futures=True)
+        _executor = None
+
+
+def task_module() -> tuple[str, str | None]:
+    """The module a run's tasks come from, and where it is imported from: the user's task, or the lab's."""
+    config = WorkerConfig.from_env()
+    return (config.task.partition(":")[0], config.task_path) if config.task else ("workloads.functions", None)
+
+
 class TaskPool(ThreadTaskPool):
     """Celery's thread pool, each task's function run in a subinterpreter of its own (one per slot)."""
 
     def on_start(self) -> None:
-        global _executor
         super().on_start()
-        t0 = time.perf_counter()
-        _executor = InterpreterPoolExecutor(max_workers=self.limit, thread_name_prefix="lab-interp")
-        # Make every subinterpreter now, and import the task's module in each, as prefork's children
-        # have theirs imported before the first task: a submit while every thread is busy starts one more.
-        config = WorkerConfig.from_env()
-        module, path = (config.task.partition(":")[0], config.task_path) if config.task else ("workloads.functions", None)
-        warm_ups = [_submit(WARM_UP, m=module, p=path, h=WARM_UP_HOLD_S) for _ in range(self.limit)]
-        for future in warm_ups:
-            future.result(timeout=120)
-        startup.update(interpreters=len(_executor._threads), startup_s=time.perf_counter() - t0,
-                       imported=module)
+        startup.update(start(self.limit, *task_module()))
 
     def on_stop(self) -> None:
-        global _executor
         super().on_stop()
-        if _executor is not None:
-            _executor.shutdown(wait=True, cancel_futures=True)
-            _executor = None
+        stop()
 
     def _get_info(self) -> dict:
         info = super()._get_info()

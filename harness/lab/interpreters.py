@@ -109,23 +109,34 @@ def describe(python: str, timeout_s: float = 30.0) -> dict:
         info = json.loads(out.stdout)
     except json.JSONDecodeError:
         raise SpecError(f"interpreter {python!r} is not a Python (it did not answer as one)") from None
-    if info["implementation"] != "CPython" or tuple(map(int, info["version"].split(".")[:2])) < (3, 10):
+    if info["implementation"] != "CPython" or minor_version(info["version"]) < (3, 10):
         raise SpecError(f"interpreter {python!r} is {info['implementation']} {info['version']}; "
                         "the lab's workers run on CPython 3.10 or newer")
     return info
+
+
+def minor_version(version: str) -> tuple[int, int]:
+    """(3, 13) of "3.13.0"."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _first_found(candidates: list[str], wanted: Callable[[dict], bool]) -> str | None:
+    """The first of the named interpreters (as `resolve` finds them) that runs and is `wanted`."""
+    for candidate in candidates:
+        try:
+            if wanted(describe(resolve(candidate))):
+                return resolve(candidate)
+        except SpecError:
+            continue
+    return None
 
 
 def find_free_threaded() -> str | None:
     """A free-threaded interpreter on this machine: LAB_FREETHREADED_PYTHON, else python3.14t or python3.13t
     as `resolve` finds them; None when there is none."""
     named = os.environ.get("LAB_FREETHREADED_PYTHON")
-    for candidate in ([named] if named else ["python3.14t", "python3.13t"]):
-        try:
-            if describe(resolve(candidate))["free_threaded"]:
-                return resolve(candidate)
-        except SpecError:
-            continue
-    return None
+    return _first_found([named] if named else ["python3.14t", "python3.13t"], lambda info: info["free_threaded"])
 
 
 def find_subinterpreter_python() -> str | None:
@@ -134,14 +145,8 @@ def find_subinterpreter_python() -> str | None:
     named = os.environ.get("LAB_INTERPRETERS_PYTHON")
     if not named and sys.version_info >= (3, 13) and not sysconfig.get_config_var("Py_GIL_DISABLED"):
         return sys.executable
-    for candidate in ([named] if named else ["python3.14", "python3.13"]):
-        try:
-            info = describe(resolve(candidate))
-        except SpecError:
-            continue
-        if tuple(map(int, info["version"].split(".")[:2])) >= (3, 13) and not info["free_threaded"]:
-            return resolve(candidate)
-    return None
+    return _first_found([named] if named else ["python3.14", "python3.13"],
+                        lambda info: minor_version(info["version"]) >= (3, 13) and not info["free_threaded"])
 
 
 def _env_dir(info: dict) -> Path:
@@ -156,7 +161,7 @@ def _pip(python: Path, *packages: str) -> subprocess.CompletedProcess:
 
 def _wanted(info: dict) -> list[str]:
     """The optional packages this interpreter's environment should try to have."""
-    minor = ".".join(info["version"].split(".")[:2])
+    minor = "%d.%d" % minor_version(info["version"])
     return [m for m in OPTIONAL if m not in ONLY_ON or minor in ONLY_ON[m]]
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 from harness.errors import SpecError
 from harness.lab import gilprobe
-from harness.lab.interpreters import PROJECT_ROOT, Interpreter, project_env, worker_interpreter
+from harness.lab.interpreters import PROJECT_ROOT, Interpreter, minor_version, project_env, worker_interpreter
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 
@@ -38,8 +38,7 @@ def check_pool(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 90.0)
     """The pool runs on the worker's interpreter: its version, its module (gevent, eventlet), and for a
     pool class the lab does not start by name, a check in that interpreter. Returns what run.json records."""
     rules = spec.pool_rules
-    version = tuple(int(x) for x in interpreter.version.split(".")[:2])
-    if version < rules.min_python:
+    if minor_version(interpreter.version) < rules.min_python:
         need = ".".join(map(str, rules.min_python))
         raise SpecError(f"pool {rules.name!r} needs CPython {need} or newer; the worker's is {interpreter.label}: "
                         f"give INTERPRETER=python{need} (or newer)")
@@ -49,9 +48,6 @@ def check_pool(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 90.0)
                     timeout_s, also=[os.getcwd()])["pool"]
     if rules.slot == "interpreter":
         module, path = (spec.task.partition(":")[0], spec.task_path) if spec.task else ("workloads.functions", None)
-        if "interpreters_backport" in interpreter.missing and version < (3, 14):
-            raise SpecError(f"pool 'interpreters' cannot run on {interpreter.label}: the PEP 734 backport could not "
-                            f"be installed there ({interpreter.missing['interpreters_backport']})")
         return _ask(interpreter.python, ["workloads.pool_check", "interpreters", module, *([path] if path else [])],
                     "POOL=interpreters", timeout_s)["pool"]
     return None

@@ -32,16 +32,16 @@ class Pool:
     # A module the worker must import for this pool to run at all.
     requires_module: str | None = None
     color: str = "#444444"
-    # How Celery is told to run it: `-P <celery_pool>`, and for Celery's `custom` pool the class, as
-    # CELERY_CUSTOM_WORKER_POOL (celery/concurrency/__init__.py reads it).
-    celery_pool: str = ""
+    # A pool class Celery runs as its `custom` pool, named in CELERY_CUSTOM_WORKER_POOL
+    # (celery/concurrency/__init__.py reads it); None: a pool Celery knows by this record's name.
     celery_class: str | None = None
     # The oldest worker interpreter it runs on.
     min_python: tuple[int, int] = (3, 10)
 
-    def __post_init__(self) -> None:
-        if not self.celery_pool:
-            object.__setattr__(self, "celery_pool", self.name)
+    @property
+    def celery_pool(self) -> str:
+        """What the worker's `-P` gets."""
+        return "custom" if self.celery_class else self.name
 
     @property
     def label(self) -> str:
@@ -157,7 +157,7 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
     # 3.12 the backport's low-level module crashed the interpreter on import (3.12.1, measured).
     Pool("interpreters", "subinterpreters in one process, each with its own GIL (PEP 684/734)", green=False,
          slot="interpreter", tasks_in_main_process=True, parallel_kinds=_ALL, color="#e6ab02",
-         celery_pool="custom", celery_class="workloads.interpreter_pool:TaskPool", min_python=(3, 13)),
+         celery_class="workloads.interpreter_pool:TaskPool", min_python=(3, 13)),
 )}
 POOL_NAMES = tuple(POOLS)
 # The pools Celery itself names (`-P <name>`), as opposed to the lab's own run through `-P custom`.
@@ -170,7 +170,7 @@ def custom_pool(reference: str) -> Pool:
     its slots named from where its tasks ran, no parallelism assumed."""
     return Pool(f"{CUSTOM_PREFIX}{reference}", f"the pool class {reference}, through Celery's custom pool",
                 green=False, slot="where", tasks_in_main_process=True, parallel_kinds=None, color="#444444",
-                celery_pool="custom", celery_class=reference)
+                celery_class=reference)
 
 
 def pool(name: str) -> Pool:
