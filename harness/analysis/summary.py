@@ -213,7 +213,11 @@ def round_trips(tasks: pd.DataFrame) -> dict:
 def notes(summary: dict, ctx: RunContext) -> list[str]:
     """Plain-language reading of the summary: what a teacher would point at."""
     out = []
-    gap = summary["mean_tasks_running"] - summary["mean_cores_used"]
+    # Tasks beyond the cores take turns on them whatever the pool: only the cores they could have
+    # had and did not get are the GIL's (or the event loop's) doing.
+    running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
+    gap = min(running, ctx.cores) - used
+    gil_free = ctx.free_threaded and ctx.gil != "on" and not summary["gil_enabled_tasks"]
     if summary["phantom"]:
         out.append(
             f"PHANTOM PARALLELISM: on average {summary['mean_tasks_running']:.1f} busy_wait tasks were "
@@ -221,9 +225,12 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
     if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
-        who = pool(ctx.pool).waiter
-        out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average but "
-                   f"{summary['mean_cores_used']:.1f} cores used: {who} took the difference.")
+        who = "locks the tasks share, or the OS (no GIL on this worker)" if gil_free else pool(ctx.pool).waiter
+        out.append(f"{running:.1f} tasks running on average but {used:.1f} cores used: "
+                   f"{who} took the difference.")
+    elif ctx.kind in CPU_KINDS and running - ctx.cores >= PHANTOM_MARGIN_CORES and not summary["phantom"]:
+        out.append(f"{running:.1f} tasks running on average on {ctx.cores} cores: they took turns on the cores "
+                   "(more tasks than cores), which no pool can avoid.")
     share = summary.get("alone_cpu_share")
     if ctx.kind in ("mixed", "own") and share is not None:
         # Such a task waits on purpose part of the time: it wants its share of a core while it runs.

@@ -276,3 +276,19 @@ def test_without_a_gil_python_code_runs_in_parallel_wherever_c_code_releasing_it
     free = summary.summarize(tasks_table([(0, 0, 1, 1.0, "t1"), (0, 0, 1, 1.0, "t2")]).assign(gil_enabled=False),
                              samples_table({1: [(0, 0.0), (1, 2.0)]}), ctx(free_threaded=True))
     assert free["ideal_speedup"] == 2
+
+
+def test_more_tasks_than_cores_is_not_blamed_on_a_gil_the_worker_does_not_have():
+    # Eight free-threaded tasks on 2 cores, both cores busy: they took turns on the cores; no GIL did it.
+    tasks = tasks_table([(0, 0, 1, 0.25, f"t{i}") for i in range(8)]).assign(gil_enabled=False)
+    samples = samples_table({1: [(0, 0.0), (1, 2.0)]})
+    free = summary.summarize(tasks, samples, ctx(free_threaded=True, concurrency=8))
+    assert not any("GIL" in n for n in free["notes"])
+    assert any(n.startswith("8.0 tasks running on average on 2 cores: they took turns") for n in free["notes"])
+    # The same eight on a GIL build that got one core of the two: the GIL took the core it could have had.
+    held = summary.summarize(tasks.assign(gil_enabled=True), samples_table({1: [(0, 0.0), (1, 1.0)]}),
+                             ctx(concurrency=8))
+    assert any(n.endswith("the GIL took the difference.") for n in held["notes"])
+    # Free-threaded but only one core used of two: not a GIL, something the tasks share (or the OS).
+    locked = summary.summarize(tasks, samples_table({1: [(0, 0.0), (1, 1.0)]}), ctx(free_threaded=True, concurrency=8))
+    assert any("no GIL on this worker" in n for n in locked["notes"])
