@@ -14,6 +14,9 @@ STAMP := $(VENV)/.installed
 EXP ?= experiments/pools.toml
 QUICK ?=
 RESUME ?=
+STRICT ?=
+JSON ?=
+RERUN_DISTURBED ?=
 RUN ?= results/latest
 A ?=
 B ?=
@@ -38,17 +41,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/
+## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON)
 bench: $(STAMP)
-	$(BIN)/python -m harness bench --from-make
+	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json)
 
 ## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', QUICK=1 for one repeat)
 advise: $(STAMP)
-	$(BIN)/python -m harness advise --from-make $(if $(QUICK),--quick)
+	$(BIN)/python -m harness advise --from-make $(if $(QUICK),--quick) $(if $(STRICT),--strict)
 
-## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>)
+## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1)
 sweep: $(STAMP)
-	$(BIN)/python -m harness sweep $(if $(RESUME),--resume '$(RESUME)','$(EXP)') $(if $(QUICK),--quick)
+	$(BIN)/python -m harness sweep $(if $(RESUME),--resume '$(RESUME)','$(EXP)') $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json)
 
 ## report: write report.html for a run or sweep folder (RUN=results/latest)
 report: $(STAMP)
@@ -58,10 +61,10 @@ report: $(STAMP)
 summarize: $(STAMP)
 	$(BIN)/python -m harness summarize '$(RUN)'
 
-## compare: do two runs or two sweeps differ? (A=<folder> B=<folder>)
+## compare: do two runs or two sweeps differ? (A=<folder> B=<folder>; exits 1 when they differ significantly, JSON=1)
 compare: $(STAMP)
 	@test -n '$(A)' -a -n '$(B)' || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
-	$(BIN)/python -m harness compare '$(A)' '$(B)'
+	$(BIN)/python -m harness compare '$(A)' '$(B)' $(if $(JSON),--json)
 
 ## lesson: run lesson N (1-11) live at small settings and print its verdict (N=1)
 lesson: $(STAMP)

@@ -6,6 +6,8 @@ in one place, `main`, from the code each error class carries (harness.errors).
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import signal
 import sys
@@ -14,6 +16,10 @@ from typing import NoReturn, Sequence
 
 from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabError, UsageError
 from harness.model.settings import SETTINGS, from_environment
+
+
+STRICT_HELP = ("measure the machine for a second first and refuse to start (exit 3) if other processes are busy "
+               "enough to disturb the run")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +32,30 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def _jsonable(value: object) -> object:
+    """NaN and infinities as null, numpy numbers as plain ones: strict JSON for scripts."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _print_json(obj: dict) -> None:
+    print(json.dumps(_jsonable(obj), indent=1, default=str, allow_nan=False))
+
+
+def _strict(args: argparse.Namespace) -> None:
+    if getattr(args, "strict", False):
+        from harness.lab.machine_load import refuse_if_busy
+
+        refuse_if_busy()
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.model.spec import build_spec
     from harness.pipeline import run_bench
@@ -34,16 +64,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
     spec = build_spec(**raw)
+    _strict(args)
     run = run_bench(spec, results_dir=args.results_dir, log=_log, show_progress=sys.stderr.isatty())
-    print(summary_table(run))
+    if args.json:
+        _print_json({"run": run.run_id, "path": str(run.path), "status": run.manifest["status"], "spec": run.spec,
+                     "summary": run.summary, "machine_load": run.manifest["settings"].get("machine_load")})
+    else:
+        print(summary_table(run))
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.analysis.trust import sweep_cautions
     from harness.model.experiment import load_experiment
+    from harness.judge import judge_sweep
     from harness.pipeline import report, run_sweep, start_sweep
     from harness.results.files import link_latest
-    from harness.results.sweep_folder import load_sweep_manifest
+    from harness.results.sweep_folder import load_sweep, load_sweep_manifest
 
     if args.resume:
         folder = Path(args.resume)
@@ -51,26 +88,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     elif args.file is None:
         raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
     else:
-        folder = start_sweep(load_experiment(args.file), args.quick, args.results_dir)
+        experiment = load_experiment(args.file)
+        _strict(args)
+        folder = start_sweep(experiment, args.quick, args.results_dir)
+    if args.resume:
+        _strict(args)
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
     _log(f"sweep folder: {folder}")
-    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers)
+    started = load_sweep_manifest(folder)
+    for line in sweep_cautions(bool(started.get("quick")), int(started["experiment"]["repeats"]), 0, {}, str(folder)):
+        _log(f"caution: {line}")
+    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers,
+                         rerun_disturbed=args.rerun_disturbed)
     path = report(folder)
     link_latest(folder, "latest-sweep")
-    print(f"{manifest['status']}: {sum(e['status'] == 'complete' for e in manifest['runs'])} of "
-          f"{len(manifest['runs'])} runs; report: {path}")
+    judgement = judge_sweep(folder)
+    done = sum(e["status"] == "complete" for e in manifest["runs"])
+    if args.json:
+        _print_json({"sweep": str(folder), "status": manifest["status"], "runs_complete": done,
+                     "runs": len(manifest["runs"]), "report": str(path), "cautions": judgement.cautions,
+                     "decisions": [d.to_dict() for d in judgement.decisions],
+                     "cells": load_sweep(folder).summary.to_dict("records")})
+    else:
+        for line in judgement.cautions:
+            print(f"caution: {line}")
+        for decision in judgement.decisions:
+            print(f"decision: {decision.line()}")
+        print(f"{manifest['status']}: {done} of {len(manifest['runs'])} runs; report: {path}")
     if manifest["status"] != "complete":
-        print(f"resume with: python -m harness sweep --resume {folder}")
+        _log(f"resume with: python -m harness sweep --resume {folder}")
         return 1
     return 0
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    from harness.pipeline import advice_of, advise, report
+    from harness.advisor import advice_of, advise
+    from harness.pipeline import report
     from harness.present.console import advice_text
 
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+    _strict(args)
     folder = advise(raw, results_dir=args.results_dir, quick=args.quick, log=_log, show_progress=sys.stderr.isatty())
     report(folder)
     advice = advice_of(folder)
@@ -96,11 +154,25 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import format_comparison
+    from harness.analysis.compare import differences, format_comparison, result_line
+    from harness.errors import EXIT_DIFFERENT
+    from harness.judge import disturbed_runs
     from harness.pipeline import compare
 
-    print(format_comparison(compare(args.a, args.b)))
-    return 0
+    table = compare(args.a, args.b)
+    line = result_line(table)
+    for side, path in (("A", args.a), ("B", args.b)):
+        disturbed, total = disturbed_runs(path)
+        if disturbed:
+            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED by other processes: "
+                 "a difference may be theirs")
+    if args.json:
+        _print_json({"a": args.a, "b": args.b, "different": not differences(table).empty, "result": line,
+                     "rows": table.to_dict("records")})
+    else:
+        print(format_comparison(table))
+        print(line)
+    return EXIT_DIFFERENT if not differences(table).empty and not args.exit_zero else 0
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
@@ -112,6 +184,8 @@ def cmd_lesson(args: argparse.Namespace) -> int:
     result = run_lesson(number, log=_log)
     print(f"Lesson {number}: {result.title}")
     print(result.table.to_string(float_format=lambda v: f"{v:.3g}"))
+    for line in result.cautions:
+        print(f"caution: {line}")
     print(result.verdict.line())
     return 0
 
@@ -134,6 +208,9 @@ def _bench_parser(sub) -> None:
                        help="also read settings from make variables (POOL=..., as `make bench` passes them); "
                             "flags given here win")
     bench.add_argument("--results-dir", default="results", help="where run folders go (default results)")
+    bench.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout (logs stay on "
+                                                           "stderr)")
+    bench.add_argument("--strict", action="store_true", help=STRICT_HELP)
     bench.set_defaults(func=cmd_bench, interrupted="interrupted: the worker and broker were stopped; "
                                                    "any partial results are marked 'interrupted'")
 
@@ -151,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--from-make", action="store_true", help="also read settings from make variables")
     adv.add_argument("--quick", action="store_true", help="one repeat per setting instead of two")
     adv.add_argument("--results-dir", default="results", help="where the folders go (default results)")
+    adv.add_argument("--strict", action="store_true", help=STRICT_HELP)
     adv.set_defaults(func=cmd_advise, interrupted="interrupted: the worker and broker were stopped")
 
     sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
@@ -163,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start a worker for every run, in the stored order (default: runs that start their "
                             "worker the same way share a warm one)")
     sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
+    sweep.add_argument("--rerun-disturbed", action="store_true",
+                       help="after the pending runs, run again once every run that other processes disturbed "
+                            "(with --resume: of an earlier sweep)")
+    sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    sweep.add_argument("--json", action="store_true",
+                       help="print the cautions, decisions and per-cell table as JSON on stdout")
     sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
 
     rep = sub.add_parser("report", help="write report.html for a run or sweep folder")
@@ -179,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="tell, cell by cell, whether two runs or two sweeps differ")
     cmp_.add_argument("a", help="run or sweep folder A (the baseline)")
     cmp_.add_argument("b", help="run or sweep folder B")
+    cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    cmp_.add_argument("--exit-zero", action="store_true",
+                      help="exit 0 even when B differs from A (by default a significant difference exits 1, "
+                           "so CI can fail on it)")
     cmp_.set_defaults(func=cmd_compare)
 
     lesson = sub.add_parser("lesson", help="run lesson N (1-10) live at small settings and print its verdict")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BUSY = 3
 EXIT_INTERRUPTED = 130
+# `compare` found a significant difference between A and B (as `diff` exits 1 when files differ).
+EXIT_DIFFERENT = 1
 
 
 class LabError(RuntimeError):
@@ -41,6 +44,12 @@ class ResultsError(UsageError):
 
 # The name the loaders have always raised; kept so notebooks and scripts that catch it still work.
 RunLoadError = ResultsError
+
+
+class MachineBusy(LabError):
+    """--strict and other processes are busy on the machine: nothing was started."""
+
+    exit_code = EXIT_BUSY
 
 
 class RunFailed(LabError):

@@ -17,13 +17,13 @@ from tqdm import tqdm
 from harness.analysis import compare as comparing
 from harness.analysis import stats
 from harness.analysis.summary import ANALYSIS_VERSION, summarize_run
-from harness.errors import ResultsError, RunFailed, SpecError, UsageError
+from harness.errors import ResultsError, RunFailed, UsageError
 from harness.model.experiment import Experiment
-from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
 from harness.results import is_sweep
 from harness.results.files import link_latest
 from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
+from harness.judge import judge_sweep
 from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_sweep, now_utc,
                                           write_sweep_manifest, write_sweep_summary)
 
@@ -111,58 +111,32 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) ->
 
 
 def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True,
-              fresh_workers: bool = False) -> dict:
+              fresh_workers: bool = False, rerun_disturbed: bool = False) -> dict:
     """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
 
     Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
     one after another for that: the entries are taken worker by worker, each worker's cells with
     their repeats interleaved (runs that get a fresh worker keep their place). `fresh_workers`: a
-    worker of its own for every run, in the stored order.
+    worker of its own for every run, in the stored order. `rerun_disturbed`: then every complete run
+    that other processes disturbed is run once more, and the new run replaces it in the sweep.
     """
     from contextlib import nullcontext
 
     from harness.lab.broker import Broker
-    from harness.lab.interpreters import worker_interpreter
     from harness.lab.warm import WarmWorkers
-    from workloads.protocol import worker_key
 
     folder = Path(folder)
     manifest = load_sweep_manifest(folder)
-    cells = {c["cell"]: c for c in manifest["cells"]}
     todo = [e for e in manifest["runs"] if e["status"] != "complete"]
-    if not fresh_workers:
-        pythons, keys = {}, {}
-        for cell in manifest["cells"]:
-            spec = build_spec(**cell["settings"])
-            if spec.interpreter not in pythons:
-                pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
-            keys[cell["cell"]] = (worker_key(spec.to_dict(), pythons[spec.interpreter])
-                                  if WarmWorkers.shareable(spec) else None)
-        first: dict = {}
-        for i, e in enumerate(todo):  # a run on a fresh worker keeps its own place
-            first.setdefault(keys[e["cell"]] or ("fresh", i), len(first))
-        todo = [e for _, e in sorted(enumerate(todo), key=lambda ie: first[keys[ie[1]["cell"]] or ("fresh", ie[0])])]
     manifest["status"] = "running"
     write_sweep_manifest(folder, manifest)
     try:
-        with Broker(redis_url) as broker, tqdm(total=len(todo), unit="run", disable=not show_progress) as bar, \
-                (nullcontext() if fresh_workers else WarmWorkers()) as workers:
-            for done, entry in enumerate(todo, start=1):
-                cell = cells[entry["cell"]]
-                bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
-                try:
-                    run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs",
-                                    redis_url=broker.url, log=lambda _line: None, mark_latest=False,
-                                    workers=workers)
-                    entry.update(status="complete", run=run.run_id, reason=None)
-                except RunFailed as exc:
-                    # A failed cell is recorded and the sweep goes on; a resume retries it.
-                    entry.update(status="failed", reason=str(exc))
-                    log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
-                write_sweep_manifest(folder, manifest)
-                bar.update(1)
-                if not show_progress:
-                    log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
+        with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers()) as workers:
+            _run_entries(folder, manifest, todo, broker.url, workers, log, show_progress)
+            if rerun_disturbed:
+                again = [e for e in manifest["runs"] if e["status"] == "complete" and _disturbed(folder, e)]
+                log(f"rerunning {len(again)} disturbed run(s)")
+                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress)
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
         write_sweep_manifest(folder, manifest)
@@ -172,6 +146,54 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     write_sweep_manifest(folder, manifest)
     summarize_sweep(folder)
     return load_sweep_manifest(folder)
+
+
+def _disturbed(folder: Path, entry: dict) -> bool:
+    return bool((read_manifest(folder / "runs" / entry["run"]).get("summary") or {}).get("disturbed"))
+
+
+def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
+                 log: Log, show_progress: bool) -> None:
+    """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
+    cells = {c["cell"]: c for c in manifest["cells"]}
+    if workers is not None:
+        todo = _worker_by_worker(todo, manifest["cells"])
+    with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
+        for done, entry in enumerate(todo, start=1):
+            cell = cells[entry["cell"]]
+            bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
+            try:
+                run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
+                                log=lambda _line: None, mark_latest=False, workers=workers)
+                entry.update(status="complete", run=run.run_id, reason=None)
+            except RunFailed as exc:
+                # A failed cell is recorded and the sweep goes on; a resume retries it.
+                entry.update(status="failed", reason=str(exc))
+                log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
+            write_sweep_manifest(folder, manifest)
+            bar.update(1)
+            if not show_progress:
+                log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
+
+def _worker_by_worker(todo: list[dict], cells: list[dict]) -> list[dict]:
+    """The pending entries ordered so that runs sharing a warm worker follow each other (each group at
+    the place of its first entry); a run on a fresh worker keeps its own place."""
+    from harness.lab.interpreters import worker_interpreter
+    from harness.lab.warm import WarmWorkers
+    from workloads.protocol import worker_key
+
+    pythons, keys = {}, {}
+    for cell in cells:
+        spec = build_spec(**cell["settings"])
+        if spec.interpreter not in pythons:
+            pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
+        shared = WarmWorkers.shareable(spec)
+        keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter]) if shared else None
+    group = [keys[e["cell"]] or ("fresh", i) for i, e in enumerate(todo)]
+    first: dict = {}
+    for key in group:
+        first.setdefault(key, len(first))
+    return [e for _, e in sorted(enumerate(todo), key=lambda ie: first[group[ie[0]]])]
 
 
 def summarize_sweep(folder: Path) -> "pd.DataFrame":
@@ -196,72 +218,10 @@ def _present_sweep(folder: Path) -> Path:
                    if e["status"] == "complete"]
     figures = sweep_figures(sweep.path, table, sweep.axes, sweep_cores(sweep), stats.latencies_by_cell(foregrounds),
                             "task latency, submit to finish (s)")
-    return sweep_report(sweep, table, figures, advice_of(folder))
+    return sweep_report(sweep, table, figures, advice_of(folder), judge_sweep(folder, table))
 
 
-# --- the pool advisor ------------------------------------------------------------------------
-
-# Settings the advisor chooses itself, so a user may not give them.
-ADVISOR_CHOOSES = ("pool", "concurrency", "tasks")
-
-
-def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, redis_url: str | None = None,
-           log: Log = print, show_progress: bool = False) -> Path:
-    """Measure a task (the user's own, or a built-in workload) under every pool that can run it, at a few
-    concurrency levels chosen from how it behaves alone, and recommend one. Returns the sweep folder."""
-    from harness.analysis import advice as advising
-    from harness.lab.broker import Broker
-    from harness.lab.preflight import check_pool_importable
-    from harness.model.machine import usable_cores
-
-    given = [name for name in ADVISOR_CHOOSES if raw.get(name) not in (None, "")]
-    if given:
-        raise UsageError(f"the advisor chooses {', '.join(ADVISOR_CHOOSES)} itself; leave out "
-                         f"{', '.join(SETTINGS[n].make for n in given)}")
-    base = build_spec(**{**raw, "pool": "solo", "concurrency": 1, "tasks": 3})  # every setting checked here
-    pools = ["solo"]
-    for name in advising.CANDIDATE_POOLS:
-        try:
-            check_pool_importable(name)
-            pools.append(name)
-        except SpecError as exc:
-            log(f"advisor: leaving out {name}: {exc}")
-    fixed = {k: v for k, v in base.to_dict().items()
-             if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
-    with Broker(redis_url) as broker:
-        # One at a time first: how long a task takes alone and how much of that is its own CPU.
-        log(f"advisor: timing {base.task or base.workload} alone on the solo pool")
-        probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
-                          mark_latest=False)
-        cpu_share = probe.summary.get("alone_cpu_share")
-        if cpu_share is None:
-            cpu_share = probe.summary.get("task_cpu_share")
-        cores = usable_cores()
-        plan = advising.plan(cores, float(cpu_share), pools)
-        log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
-            + (" once each (quick)" if quick else f" {ADVISOR_REPEATS} times each"))
-        cells = [{**c, "tasks": advising.tasks_for(c["concurrency"])} for c in plan.cells]
-        experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
-                                question=f"Which pool, at which concurrency, for {base.task or base.workload}?",
-                                repeats=1 if quick else ADVISOR_REPEATS, fixed=fixed,
-                                axes={"pool": list(dict.fromkeys(c["pool"] for c in cells)),
-                                      "concurrency": sorted({c["concurrency"] for c in cells}),
-                                      "tasks": sorted({c["tasks"] for c in cells})}, only=cells)
-        folder = start_sweep(experiment, False, results_dir)
-        manifest = load_sweep_manifest(folder)
-        manifest["advisor"] = {"cpu_share": cpu_share, "alone_s": probe.summary.get("alone_s"),
-                               "probe_run": str(probe.path), "cores": cores, "plan": plan.why}
-        write_sweep_manifest(folder, manifest)
-        run_sweep(folder, redis_url=broker.url, log=log, show_progress=show_progress)
-    return folder
-
-
-ADVISOR_REPEATS = 2
-
-
-def _task_label(spec: RunSpec) -> str:
-    return (spec.task.replace(":", ".").split(".")[-1] if spec.task else spec.workload)
-
+# --- the advisor's sweeps -------------------------------------------------------------------
 
 def advice_of(folder: Path) -> "Advice | None":
     """The advice for an advisor's sweep folder, recomputed from its summary.csv; None for other sweeps."""

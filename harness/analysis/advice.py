@@ -1,6 +1,6 @@
 """Which pool, at which concurrency, for the user's own task: pure functions from measurements.
 
-The advisor (harness.pipeline.advise) first times the task alone, then asks `plan` which cells
+The advisor (harness.advisor.advise) first times the task alone, then asks `plan` which cells
 to measure, runs them as a sweep, and gives the sweep's per-cell table to `recommend`. Nothing
 here is written by hand per task: every number in the advice is one the lab measured.
 """

@@ -74,6 +74,25 @@ def compare_sweeps(entries_a: list[dict], entries_b: list[dict]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def differences(table: pd.DataFrame) -> pd.DataFrame:
+    """The (cell, metric) rows that differ: significant and at least MIN_EFFECT."""
+    if table.empty or "verdict" not in table:
+        return table
+    return table[table["verdict"].astype(str).str.startswith("differs")]
+
+
+def result_line(table: pd.DataFrame) -> str:
+    """One line for a CI log: DIFFERENT (with the largest changes) or SAME."""
+    found = differences(table)
+    tested = int(table["p"].notna().sum()) if "p" in table else 0
+    if found.empty:
+        return f"compare: SAME: no significant difference of {MIN_EFFECT:.0%} or more in {tested} tested (cell, metric)"
+    biggest = found.reindex(found["change"].abs().sort_values(ascending=False).index).head(3)
+    parts = [f"{r.cell} {r.metric} {r.median_a:.4g} -> {r.median_b:.4g} ({r.change:+.0%}, p={r.p:.2g})"
+             for r in biggest.itertuples()]
+    return f"compare: DIFFERENT in {len(found)} of {tested} tested (cell, metric): " + "; ".join(parts)
+
+
 def format_comparison(table: pd.DataFrame) -> str:
     if table.empty:
         return "nothing to compare"

@@ -8,7 +8,7 @@ import pandas as pd
 def _cumulative_cpu(samples: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Cumulative CPU seconds over time, one column per process (or core), indexed by sample time."""
     rows = samples[samples["kind"] == kind]
-    key = "pid" if kind == "process" else "tid"
+    key = "tid" if kind == "core" else "pid"  # a core's number is kept in the tid column
     wide = (rows.assign(cpu=rows["user_s"] + rows["system_s"])
             .pivot_table(index="t", columns=key, values="cpu", aggfunc="last")
             .sort_index())
@@ -18,7 +18,8 @@ def _cumulative_cpu(samples: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 def cpu_seconds_between(samples: pd.DataFrame, t0: float, t1: float, kind: str = "process") -> float:
-    """CPU seconds the worker's process tree (kind="process") or the machine (kind="core") used in [t0, t1]."""
+    """CPU seconds the worker's process tree (kind="process"), the lab's own processes (kind="lab": the
+    harness and its broker) or the machine (kind="core") used in [t0, t1]."""
     wide = _cumulative_cpu(samples, kind)
     if len(wide) < 2:
         return float("nan")

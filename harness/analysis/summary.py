@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.analysis.cpu import cpu_seconds_between
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
+from harness.analysis.trust import disturbance_note, is_disturbed
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.workloads import workload
@@ -21,7 +22,8 @@ from harness.model.workloads import workload
 # 2: serial time measured from the reference task run alone; work inflation.
 # 3: GIL holds measured only while two or more tasks ran at once (gil_contended_s); memory (RSS, USS);
 #    alone_cpu_share, task_stretch; mixed and own work.
-ANALYSIS_VERSION = 3
+# 4: other processes' cores while the tasks ran (other_cores_used) and whether that disturbed the run.
+ANALYSIS_VERSION = 4
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
@@ -108,6 +110,12 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     mean_running = busy / makespan if makespan > 0 else float("nan")
     tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
     machine_cpu = cpu_seconds_between(samples, t0, t1, "core") if not samples.empty else float("nan")
+    # What neither the worker nor the lab (harness, broker) used was other processes' (None for runs
+    # stored before the lab sampled its own processes).
+    lab_sampled = not samples.empty and bool((samples["kind"] == "lab").any())
+    lab_cpu = cpu_seconds_between(samples, t0, t1, "lab") if lab_sampled else float("nan")
+    other = (machine_cpu - tree_cpu - lab_cpu) / makespan if lab_sampled and makespan > 0 else float("nan")
+    other_cores = max(0.0, other) if np.isfinite(other) else None  # too short a run to tell: not known
     cpu_known = t["cpu_s"].notna().all()
     cpu_share = float(t["cpu_s"].sum() / busy) if cpu_known and busy > 0 else float("nan")
     intervals = sorted(set(float(x) for x in t["switch_interval"].dropna()))
@@ -135,6 +143,8 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "max_tasks_running": max_overlap(t),
         "mean_cores_used": tree_cpu / makespan if makespan > 0 else float("nan"),
         "machine_cores_used": machine_cpu / makespan if makespan > 0 else float("nan"),
+        "other_cores_used": other_cores,
+        "disturbed": is_disturbed(other_cores, ctx.cores),
         "worker_cpu_s": tree_cpu,
         "task_cpu_s": float(t["cpu_s"].sum()) if cpu_known else None,
         "task_cpu_share": cpu_share,
@@ -148,23 +158,31 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "switch_intervals_seen": intervals,
         "switch_interval_ok": bool(intervals) and all(np.isclose(x, ctx.switch_interval) for x in intervals),
     }
-    if ctx.kind in CPU_KINDS and cpu_known:  # mixed and own tasks also wait on purpose: see task_stretch
-        summary["gil_wait_mean_s"] = float(t["wait_s"].mean())
-        summary["gil_wait_fraction"] = float(t["wait_s"].sum() / busy) if busy > 0 else float("nan")
-    summary.update(round_trips(t))
-    gaps = dispatch_gaps(t, ctx.concurrency)
-    summary["dispatch_gap_p50_s"] = float(gaps.median()) if len(gaps) else None
-    summary["dispatch_gap_max_s"] = float(gaps.max()) if len(gaps) else None
-    starts = t["started"].sort_values().to_numpy()
-    # The tutorial's question: how long after the first task does the second one get going?
-    summary["second_start_delay_s"] = float(starts[1] - starts[0]) if len(starts) > 1 else None
-    phantom_cores = mean_running * (1 - cpu_share) if cpu_known else float("nan")
-    summary["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
-    summary["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
+    summary.update(_waits(t, ctx, busy, mean_running, cpu_share if cpu_known else None))
     summary["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
     summary.update(memory(samples, t0, t1))
     summary["notes"] = notes(summary, ctx)
     return summary
+
+
+def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, cpu_share: float | None) -> dict:
+    """What the tasks waited for: the GIL (CPU work), round trips, free slots, the second start; and
+    whether busy_wait's parallelism was phantom."""
+    out: dict[str, Any] = {}
+    if ctx.kind in CPU_KINDS and cpu_share is not None:  # mixed and own tasks also wait on purpose: see task_stretch
+        out["gil_wait_mean_s"] = float(t["wait_s"].mean())
+        out["gil_wait_fraction"] = float(t["wait_s"].sum() / busy) if busy > 0 else float("nan")
+    out.update(round_trips(t))
+    gaps = dispatch_gaps(t, ctx.concurrency)
+    out["dispatch_gap_p50_s"] = float(gaps.median()) if len(gaps) else None
+    out["dispatch_gap_max_s"] = float(gaps.max()) if len(gaps) else None
+    starts = t["started"].sort_values().to_numpy()
+    # The tutorial's question: how long after the first task does the second one get going?
+    out["second_start_delay_s"] = float(starts[1] - starts[0]) if len(starts) > 1 else None
+    phantom_cores = mean_running * (1 - cpu_share) if cpu_share is not None else float("nan")
+    out["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
+    out["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
+    return out
 
 
 def _share(part: float, whole: float) -> float | None:
@@ -212,7 +230,7 @@ def round_trips(tasks: pd.DataFrame) -> dict:
 
 def notes(summary: dict, ctx: RunContext) -> list[str]:
     """Plain-language reading of the summary: what a teacher would point at."""
-    out = []
+    out = [disturbance_note(summary["other_cores_used"])] if summary.get("disturbed") else []
     # Tasks beyond the cores take turns on them whatever the pool: only the cores they could have
     # had and did not get are the GIL's (or the event loop's) doing.
     running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
@@ -225,7 +243,8 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
     if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
-        who = "locks the tasks share, or the OS (no GIL on this worker)" if gil_free else pool(ctx.pool).waiter
+        who = ("other processes on the machine" if summary.get("disturbed") else
+               "locks the tasks share, or the OS (no GIL on this worker)" if gil_free else pool(ctx.pool).waiter)
         out.append(f"{running:.1f} tasks running on average but {used:.1f} cores used: "
                    f"{who} took the difference.")
     elif ctx.kind in CPU_KINDS and running - ctx.cores >= PHANTOM_MARGIN_CORES and not summary["phantom"]:

@@ -48,6 +48,13 @@ class LessonResult:
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
+    def cautions(self) -> list[str]:
+        """A line for each run that other processes disturbed: its verdict rests on a number that is not reliable."""
+        return [f"run {name!r} was DISTURBED: {run.summary['other_cores_used']:.1f} other cores were busy; "
+                "rerun the lesson on a quiet machine before trusting its verdict"
+                for name, run in self.runs.items() if run.summary.get("disturbed")]
+
+    @property
     def figures(self) -> list[Path]:
         return [run.path / name for run in self.runs.values() for name in ("timeline.png", "parallelism.png")]
 

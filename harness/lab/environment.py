@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from harness.lab.interpreters import PROJECT_ROOT
+from harness.lab.machine_load import cpu_governor
 
 PACKAGES = ("celery", "kombu", "billiard", "gevent", "eventlet", "greenlet", "redis", "psutil", "pandas")
 
@@ -56,6 +57,7 @@ def collect() -> dict:
         "cpu_count_physical": psutil.cpu_count(logical=False),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_governor": cpu_governor(),
         "memory_total": psutil.virtual_memory().total,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty) if dirty is not None else None,

@@ -19,7 +19,7 @@ import redis
 from tqdm import tqdm
 
 from harness.errors import RunFailed, WorkerError
-from harness.lab import environment, gilprobe
+from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker, redact
 from harness.lab.calibrate import calibrate
@@ -28,7 +28,8 @@ from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
 from harness.lab.warm import WarmWorkers
-from harness.lab.worker import Worker, WorkerGroup
+from harness.lab.worker import Worker
+from harness.lab.worker_group import WorkerGroup
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
 from harness.results.run_folder import RunFolder, new_run_id
@@ -47,6 +48,8 @@ class Measurement:
         self.contention: list = []
         self.timings: dict[str, float] = {}
         self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
+        self.snapshot: machine_load.Snapshot | None = None
+        self.machine_load: dict | None = None  # load averages and the busiest other processes
 
     def tasks_frame(self) -> pd.DataFrame:
         sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
@@ -147,6 +150,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     The speedup is measured against it, not inferred from the tasks' own CPU, which inflates when
     threads contend.
     """
+    m.snapshot = machine_load.Snapshot()
     m.sampler = stack.enter_context(Sampler(m.worker.pids, spec.sample_hz))
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
@@ -171,6 +175,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress)
     m.timings["collect_s"] = time.monotonic() - t0
     m.sampler.stop()
+    m.machine_load = m.snapshot.report(exclude=machine_load.lab_pids())
     if m.oncpu is not None:
         m.oncpu.stop()
         m.contention = [json.loads(x) for x in client.lrange(contention_key(run_id), 0, -1)]
@@ -213,19 +218,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             stack.callback(_forget_keys, client, queue, records_key(run_id), binding_key(queue))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
-            if workers is None:
-                kind = WorkerGroup if spec.workers > 1 else Worker
-                m.worker = stack.enter_context(kind(spec, broker.url, run_id, scratch / "worker.log",
-                                                    python=interpreter.python,
-                                                    echo=(echo.host, echo.port) if echo else None))
-                log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
-                    f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
-            else:
-                m.worker, m.warm_runs_before = workers.worker_for(spec, broker.url, interpreter.python)
-                m.worker.consume(queue)
-                stack.callback(_release, workers, m.worker, queue)
-                log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} "
-                    "on it)")
+            _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
             folder = RunFolder(Path(results_dir), run_id)
             manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
                         "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
@@ -251,6 +244,25 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
     return folder.path
 
 
+def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, scratch: Path, python: str,
+                 echo: EchoServer | None, workers: WarmWorkers | None, m: Measurement,
+                 log: Callable[[str], None]) -> None:
+    """m.worker: a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
+    consuming the run's queue until the stack closes."""
+    if workers is None:
+        kind = WorkerGroup if spec.workers > 1 else Worker
+        m.worker = stack.enter_context(kind(spec, broker_url, run_id, scratch / "worker.log", python=python,
+                                            echo=(echo.host, echo.port) if echo else None))
+        log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
+            f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
+        return
+    queue = queue_name(run_id)
+    m.worker, m.warm_runs_before = workers.worker_for(spec, broker_url, python)
+    m.worker.consume(queue)
+    stack.callback(_release, workers, m.worker, queue)
+    log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} on it)")
+
+
 def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path, t_begin: float) -> None:
     """The raw records of a run that measured everything it asked for; its status is decided later."""
     folder.write_frame("tasks.csv", m.tasks_frame())
@@ -263,7 +275,7 @@ def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     warm = m.warm_runs_before is not None
     manifest["settings"].update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
                                  "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
-                                 "warm_runs_before": m.warm_runs_before,
+                                 "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,
                                  "harness_timings": m.timings, "sampler": m.sampler.own_cost(),
                                  "gil_probe_cost": m.oncpu.own_cost() if m.oncpu is not None else None})
     folder.write_manifest(manifest)

@@ -2,7 +2,10 @@
 
 Sampling from outside matters: a sampler thread inside the worker would compete for the very GIL
 the lab measures. Samples are cumulative counters (CPU seconds, context switches); analysis
-turns them into rates.
+turns them into rates. Beside the worker ("process" rows) and the machine's cores ("core" rows),
+the lab's own processes are sampled ("lab" rows: the harness and what it started other than the
+worker, such as the private broker), so that what is left of the machine's CPU is other processes':
+the analysis calls a run disturbed when they were busy (harness.analysis.trust).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class Sampler(PeriodicSampler):
         self.root_pids = [root_pids] if isinstance(root_pids, int) else list(root_pids)
         super().__init__(self.root_pids[0], hz)
         self._procs: dict[int, psutil.Process] = {}
+        self._lab: list[int] = []
         self._fds: dict[int, int] = {}
         self._proc_stat = os.open("/proc/stat", os.O_RDONLY)
         self._refreshed = 0.0
@@ -60,6 +64,11 @@ class Sampler(PeriodicSampler):
             return
         # Keep the Process objects we have: psutil caches per-process state in them.
         self._procs = {p.pid: self._procs.get(p.pid, p) for p in tree}
+        try:
+            mine = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            mine = []
+        self._lab = [os.getpid()] + [p.pid for p in mine if p.pid not in self._procs]
 
     def _stat_fd(self, pid: int) -> int | None:
         """An open descriptor on /proc/<pid>/stat, kept for the run: re-read with pread, not reopened."""
@@ -119,6 +128,11 @@ class Sampler(PeriodicSampler):
             rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss, uss, pss))
             for th in threads:
                 rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None))
+        if detail:
+            for pid in self._lab:
+                cpu = self._process_cpu(pid)
+                if cpu is not None:
+                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None))
         for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
             if not line.startswith(b"cpu"):
                 break

@@ -37,6 +37,8 @@ class Pool:
     celery_class: str | None = None
     # The oldest worker interpreter it runs on.
     min_python: tuple[int, int] = (3, 10)
+    # Why a recommendation of this pool comes with a warning: its maintainers discourage it for new code.
+    deprecated: str | None = None
 
     @property
     def celery_pool(self) -> str:
@@ -134,6 +136,8 @@ class Pool:
             return "the event loop's single thread"
         if self.slot == "interpreter":
             return "the cores (each subinterpreter has its own GIL) or the main interpreter's hand-over"
+        if self.slot == "process":  # a GIL per process: ready processes that got no core waited for the OS
+            return "the OS scheduler (processes ready to run got no core)"
         return "the pool" if self.custom else "the GIL"
 
 
@@ -150,7 +154,9 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
          parallel_kinds=frozenset({"io"}), requires_module="gevent", color="#e7298a"),
     Pool("eventlet", "greenlets in one OS thread (eventlet is deprecated upstream)", green=True, slot="greenlet",
          tasks_in_main_process=True, parallel_kinds=frozenset({"io"}), requires_module="eventlet",
-         color="#66a61e"),
+         color="#66a61e",
+         # eventlet's own README and PyPI page: "New usages of eventlet are now heavily discouraged!"
+         deprecated="deprecated: eventlet's maintainers discourage it for new code (use gevent or threads)"),
     # The lab's own pool (workloads/interpreter_pool.py), run through Celery's custom pool: a thread per
     # slot, each running its task's function in a subinterpreter of its own, with its own GIL (PEP 684).
     # 3.13 has the API through the interpreters-pep-734 backport, 3.14 in the standard library; on

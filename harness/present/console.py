@@ -69,6 +69,9 @@ def summary_table(run: Run) -> str:
         rows.append(("GIL held per turn (median)", _num(probe["gil_hold_median_s"], ".4f", " s"),
                      f"{_num(probe['gil_handoffs_per_s'], '.0f')} handovers/s; contention "
                      f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
+    if s.get("other_cores_used") is not None:
+        rows.append(("other processes' CPU", _num(s["other_cores_used"], ".2f", " cores"),
+                     ("DISTURBED: " if s.get("disturbed") else "quiet enough; ") + machine_text(run.manifest)))
     rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
     if spec.get("task"):
@@ -90,6 +93,18 @@ def summary_table(run: Run) -> str:
     lines += [f"  * {note}" for note in s.get("notes", [])]
     lines.append(f"  results: {run.path}")
     return "\n".join(lines)
+
+
+def machine_text(manifest: dict) -> str:
+    """Load before and after the run, and the busiest other processes: who else used the machine."""
+    load = (manifest.get("settings") or {}).get("machine_load") or {}
+    parts = []
+    if load.get("load_average_before"):
+        parts.append(f"load {load['load_average_before'][0]:.2f} before, {load['load_average_after'][0]:.2f} after")
+    busiest = load.get("busiest_other_processes") or []
+    if busiest:
+        parts.append("busiest: " + ", ".join(f"{p['name']} ({_num(p['cores'], '.2f')})" for p in busiest))
+    return "; ".join(parts) or "nothing else recorded"
 
 
 def advice_text(advice: "Advice", folder: object) -> str:

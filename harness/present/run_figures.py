@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -52,8 +53,26 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: int, path: Path) -> Path:
-    """Tasks running vs CPU cores the worker used, over time; the machine's cores marked."""
+def _other_cores(samples: pd.DataFrame) -> pd.DataFrame:
+    """Cores used by processes other than the worker and the lab over time (empty for runs that did not
+    sample the lab's own processes)."""
+    if samples.empty or not (samples["kind"] == "lab").any():
+        return pd.DataFrame({"t": [], "cores": []})
+    machine = cpu.cores_over_time(samples, "core")
+    t = machine["t"].to_numpy()
+    others = machine["cores"].to_numpy()
+    for kind in ("process", "lab"):
+        part = cpu.cores_over_time(samples, kind)
+        if part.empty:  # too few samples to tell
+            return pd.DataFrame({"t": [], "cores": []})
+        others = others - np.interp(t, part["t"].to_numpy(), part["cores"].to_numpy())
+    return pd.DataFrame({"t": t, "cores": others.clip(min=0)})
+
+
+def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: int, path: Path,
+                summary: dict | None = None) -> Path:
+    """Tasks running vs CPU cores the worker used, over time; the machine's cores marked, and what other
+    processes used (a disturbed run says so in its title)."""
     t0 = float(tasks["submitted"].min())
     running = timing.running_over_time(tasks)
     fig, ax = plt.subplots(figsize=(12, 5.5))
@@ -62,13 +81,21 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     if not samples.empty:
         used = cpu.cores_over_time(samples, "process")
         ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d", label="CPU cores used by the worker")
+        others = _other_cores(samples)
+        if len(others):
+            ax.plot(others["t"] - t0, others["cores"], lw=1.5, ls=":", color="#636363",
+                    label="CPU cores used by other processes")
     ax.axhline(cores, ls="--", color="gray", lw=1.5, label=f"cores on this machine ({cores})")
     end = float(tasks["finished"].max()) - t0
     ax.set_xlim(0, end * 1.02 if end > 0 else 1)
     ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)
     ax.set_xlabel("seconds since the first task was submitted")
     ax.set_ylabel("count")
-    ax.set_title(run_title(spec))
+    disturbed = (summary or {}).get("disturbed")
+    if disturbed:
+        ax.set_title(f"{run_title(spec)}\nDISTURBED: {summary['other_cores_used']:.1f} other cores busy", color="#b00020")
+    else:
+        ax.set_title(run_title(spec))
     legend_below(ax)
     ax.grid(alpha=0.3)
     return save(fig, path)
@@ -139,7 +166,7 @@ def draw_run_figures(run) -> list[Path]:
     """Every figure of a stored run (a harness.results.Run with its summary), into its folder."""
     spec, tasks = run.spec, run.tasks
     out = [timeline(tasks, spec, run.path / "timeline.png"),
-           parallelism(tasks, run.samples, spec, run.summary["cores"], run.path / "parallelism.png")]
+           parallelism(tasks, run.samples, spec, run.summary["cores"], run.path / "parallelism.png", run.summary)]
     oncpu = run.table("gil_oncpu.csv")
     if oncpu is not None:
         contention = run.table("gil_contention.csv")

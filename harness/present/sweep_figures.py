@@ -17,6 +17,18 @@ def _err(table: pd.DataFrame, metric: str) -> np.ndarray:
     return np.vstack([lower.to_numpy(), upper.to_numpy()])
 
 
+def _mark_disturbed(ax, x, y, rows: pd.DataFrame) -> None:
+    """A red ring on every point (or bar top) of a cell whose repeats other processes disturbed."""
+    if "disturbed" not in rows:
+        return
+    hit = rows["disturbed"].fillna(0).to_numpy(dtype=float) > 0
+    if hit.any():
+        labelled = any(t.get_label() == "disturbed by other processes" for t in ax.collections)
+        ax.scatter(np.asarray(x)[hit], np.asarray(y, dtype=float)[hit], s=220, facecolors="none",
+                   edgecolors="#d7191c", linewidths=2.5, zorder=4,
+                   label=None if labelled else "disturbed by other processes")
+
+
 def _line_groups(table: pd.DataFrame, axes: list[str], x: str):
     """One line per combination of the axes other than x."""
     others = [a for a in axes if a != x]
@@ -40,6 +52,7 @@ def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str
         x = np.arange(len(groups)) + (i - (len(bars) - 1) / 2) * width
         ax.bar(x, rows[metric].fillna(0), width, yerr=_err(rows, metric), capsize=3, label=bar_label(value),
                color=bar_color(value))
+        _mark_disturbed(ax, x, rows[metric].fillna(0), rows)
         if decorate:
             decorate(ax, x, rows, first=i == 0)
     ax.set_xticks(np.arange(len(groups)))
@@ -76,6 +89,7 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
             pool = group["pool"].iloc[0] if "pool" in group else None
             ax.errorbar(group["concurrency"], group["speedup"], yerr=_err(group, "speedup"), marker="o",
                         capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool))
+            _mark_disturbed(ax, group["concurrency"], group["speedup"], group)
         ax.axvline(cores, ls="--", color="gray", label=f"cores ({cores})")
         ax.set_xlabel("concurrency")
         ax.set_ylabel("speedup over one at a time")
@@ -95,6 +109,7 @@ def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
         color = POOL_COLORS.get(pool)
         ax.errorbar(group["cpu_fraction"], group["speedup"], yerr=_err(group, "speedup"), marker="o", capsize=3,
                     lw=2, color=color, label=pool)
+        _mark_disturbed(ax, group["cpu_fraction"], group["speedup"], group)
         ax.plot(group["cpu_fraction"], group["ideal_speedup"], ls=":", color=color, lw=1.5)
         if stops.get(pool) is not None:
             ax.axvline(stops[pool], ls="--", color=color, lw=1)
@@ -146,6 +161,7 @@ def topology(table: pd.DataFrame, path: Path) -> Path:
             shape = [f"{w}x{c}" for w, c in zip(group["workers"], group["concurrency"])]
             style = dict(marker="o", capsize=3, lw=2, label=pool, color=POOL_COLORS.get(pool))
             axs[0, col].errorbar(shape, group["speedup"], yerr=_err(group, "speedup"), **style)
+            _mark_disturbed(axs[0, col], shape, group["speedup"], group)
             axs[0, col].plot(shape, group["ideal_speedup"], ls=":", color=POOL_COLORS.get(pool), lw=1.5)
             axs[1, col].errorbar(shape, group["pss_peak_mib"], yerr=_err(group, "pss_peak_mib"), **style)
         axs[0, col].set_title(f"{name}: speedup (dotted: ideal)")

@@ -1,0 +1,76 @@
+"""The pool advisor's order of steps: time the task alone, plan the cells, run them as a sweep.
+
+What to measure and what to recommend are decided by pure functions in harness.analysis.advice;
+this module only runs them, through the same pipeline as any sweep.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import SpecError, UsageError
+from harness.model.experiment import Experiment
+from harness.model.settings import SETTINGS
+from harness.model.spec import RunSpec, build_spec
+from harness.pipeline import Log, advice_of, run_bench, run_sweep, start_sweep  # noqa: F401 (advice_of: re-exported)
+from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
+
+# Settings the advisor chooses itself, so a user may not give them.
+ADVISOR_CHOOSES = ("pool", "concurrency", "tasks")
+
+
+def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, redis_url: str | None = None,
+           log: Log = print, show_progress: bool = False) -> Path:
+    """Measure a task (the user's own, or a built-in workload) under every pool that can run it, at a few
+    concurrency levels chosen from how it behaves alone, and recommend one. Returns the sweep folder."""
+    from harness.analysis import advice as advising
+    from harness.lab.broker import Broker
+    from harness.lab.preflight import check_pool_importable
+    from harness.model.machine import usable_cores
+
+    given = [name for name in ADVISOR_CHOOSES if raw.get(name) not in (None, "")]
+    if given:
+        raise UsageError(f"the advisor chooses {', '.join(ADVISOR_CHOOSES)} itself; leave out "
+                         f"{', '.join(SETTINGS[n].make for n in given)}")
+    base = build_spec(**{**raw, "pool": "solo", "concurrency": 1, "tasks": 3})  # every setting checked here
+    pools = ["solo"]
+    for name in advising.CANDIDATE_POOLS:
+        try:
+            check_pool_importable(name)
+            pools.append(name)
+        except SpecError as exc:
+            log(f"advisor: leaving out {name}: {exc}")
+    fixed = {k: v for k, v in base.to_dict().items()
+             if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
+    with Broker(redis_url) as broker:
+        # One at a time first: how long a task takes alone and how much of that is its own CPU.
+        log(f"advisor: timing {base.task or base.workload} alone on the solo pool")
+        probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
+                          mark_latest=False)
+        cpu_share = probe.summary.get("alone_cpu_share")
+        if cpu_share is None:
+            cpu_share = probe.summary.get("task_cpu_share")
+        cores = usable_cores()
+        plan = advising.plan(cores, float(cpu_share), pools)
+        log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
+            + (" once each (quick)" if quick else f" {ADVISOR_REPEATS} times each"))
+        cells = [{**c, "tasks": advising.tasks_for(c["concurrency"])} for c in plan.cells]
+        experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
+                                question=f"Which pool, at which concurrency, for {base.task or base.workload}?",
+                                repeats=1 if quick else ADVISOR_REPEATS, fixed=fixed,
+                                axes={"pool": list(dict.fromkeys(c["pool"] for c in cells)),
+                                      "concurrency": sorted({c["concurrency"] for c in cells}),
+                                      "tasks": sorted({c["tasks"] for c in cells})}, only=cells)
+        folder = start_sweep(experiment, False, results_dir)
+        manifest = load_sweep_manifest(folder)
+        manifest["advisor"] = {"cpu_share": cpu_share, "alone_s": probe.summary.get("alone_s"),
+                               "probe_run": str(probe.path), "cores": cores, "plan": plan.why}
+        write_sweep_manifest(folder, manifest)
+        run_sweep(folder, redis_url=broker.url, log=log, show_progress=show_progress)
+    return folder
+
+
+ADVISOR_REPEATS = 2
+
+
+def _task_label(spec: RunSpec) -> str:
+    return (spec.task.replace(":", ".").split(".")[-1] if spec.task else spec.workload)

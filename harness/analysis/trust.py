@@ -1,0 +1,108 @@
+"""How far a result can be trusted: other processes on the machine, repeats and their spread, ties. Pure.
+
+Every rule that decides whether a number is reliable lives here, so the summary, the sweep table,
+the decision, the console and the report all say the same thing about the same run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from scipy import stats as scistats
+
+# A run is disturbed when other processes used at least this many cores while its tasks ran: half a
+# core is ten times the background of a quiet 2-core machine (0.02-0.05 cores measured), and enough
+# to cost a CPU-bound run on two cores a quarter of its speedup. On a big machine a tenth of its
+# cores is the bar, whichever is more.
+DISTURBED_MIN_CORES = 0.5
+DISTURBED_SHARE_OF_CORES = 0.1
+# The least relative half-width an interval gets: repeats of a quiet run on 2 cores differ by a few
+# per cent even when three of them happen to agree closely.
+NOISE_FLOOR = 0.03
+# With a single repeat no spread is known: differences under this share of the median are ties.
+SINGLE_REPEAT_NOISE = 0.10
+CONFIDENCE = 0.95
+LEVELS = ("low", "medium", "high")
+
+
+def disturbance_threshold(cores: int) -> float:
+    """Other processes' cores from which a run is called disturbed."""
+    return max(DISTURBED_MIN_CORES, DISTURBED_SHARE_OF_CORES * cores)
+
+
+def is_disturbed(other_cores: float | None, cores: int) -> bool | None:
+    """Whether other processes took enough of the machine to make the run's speedup unreliable;
+    None where it was not measured (a run stored before the lab sampled its own processes)."""
+    if other_cores is None or not math.isfinite(other_cores):
+        return None
+    return other_cores >= disturbance_threshold(cores)
+
+
+def disturbance_note(other_cores: float) -> str:
+    return (f"DISTURBED: {other_cores:.1f} other cores were busy during this run: its speedup is not reliable "
+            "(other processes competed for the CPU; rerun on a quiet machine).")
+
+
+def bootstrap_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A percentile bootstrap interval of the median of repeats (scipy); NaN with fewer than two."""
+    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(data) < 2:
+        return float("nan"), float("nan")
+    if np.ptp(data) == 0:
+        return float(data[0]), float(data[0])
+    result = scistats.bootstrap((data,), np.median, confidence_level=confidence, n_resamples=999,
+                                method="percentile", random_state=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def interval(median: float, low: float, high: float, n: int) -> tuple[float, float]:
+    """The range a cell's true median plausibly lies in: its bootstrap interval widened to the noise
+    floor, or the single-repeat noise either side of one measurement."""
+    if n < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        spread = abs(median) * SINGLE_REPEAT_NOISE
+        return median - spread, median + spread
+    floor = abs(median) * NOISE_FLOOR
+    return min(low, median - floor), max(high, median + floor)
+
+
+def tied(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Two intervals that overlap: the difference between the cells is smaller than their spread."""
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def trust_level(n: int, quick: bool, disturbed: int, spread_warning: str = "") -> tuple[str, str]:
+    """low / medium / high, and why, for a number resting on `n` repeats of which `disturbed` were disturbed."""
+    if quick:
+        return "low", "quick settings, a first look"
+    if disturbed:
+        return "low", f"{disturbed} of {n} repeats disturbed by other processes"
+    if n < 2:
+        return "low", "one repeat: no spread known"
+    if spread_warning:
+        return "low", spread_warning
+    if n == 2:
+        return "medium", "2 repeats"
+    return "high", f"{n} repeats, none disturbed"
+
+
+def weakest(levels: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """The lowest of several trust levels: a comparison is as trustworthy as its weakest side."""
+    return min(levels, key=lambda lw: LEVELS.index(lw[0]))
+
+
+def sweep_cautions(quick: bool, repeats: int, runs: int, disturbed_cells: dict[str, int], folder: str) -> list[str]:
+    """What a reader must know before reading a sweep's numbers: said at the top of its report and console."""
+    out = []
+    if quick:
+        out.append("QUICK SWEEP: shorter runs and one repeat per cell: a first look, not numbers to keep or quote. "
+                   "Rerun without QUICK for repeats and intervals.")
+    elif repeats < 2:
+        out.append(f"ONE REPEAT per cell: no spread is known, so differences under {SINGLE_REPEAT_NOISE:.0%} "
+                   "are called ties.")
+    if disturbed_cells:
+        count = sum(disturbed_cells.values())
+        cells = ", ".join(f"{label} ({n})" for label, n in disturbed_cells.items())
+        out.append(f"DISTURBED: {count} of {runs} runs had other processes busy on the machine ({cells}): their "
+                   f"numbers are not reliable. Rerun them: python -m harness sweep --resume {folder} --rerun-disturbed")
+    return out
