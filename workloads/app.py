@@ -33,7 +33,8 @@ app.conf.update(
     worker_prefetch_multiplier=config.prefetch,
     task_default_queue=config.queue,
     broker_connection_retry_on_startup=True,
-    worker_send_task_events=False,
+    # Task events only when asked (EVENTS=1, for Flower): they add broker traffic to every task.
+    worker_send_task_events=config.events,
     worker_hijack_root_logger=False,
     # kombu's Redis transport blocks in BRPOP for this long when the queue is empty, and a warm
     # shutdown waits for that call to return: 1 s by default, 0.2 s here. An arriving task still

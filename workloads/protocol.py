@@ -111,6 +111,7 @@ class WorkerConfig:
     switch_interval: float
     prefetch: int
     gil_probe: bool
+    events: bool           # EVENTS=1: send Celery's task events (for Flower)
     task: str | None       # the user's own task, package.module:function (workloads.own)
     task_path: str | None  # where it is imported from
     fault: str

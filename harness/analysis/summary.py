@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.analysis.cpu import cpu_seconds_between
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
+from harness.analysis.resources import memory, round_trips
 from harness.analysis.trust import disturbance_note, is_disturbed
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import CPU_KINDS, pool
@@ -187,45 +188,6 @@ def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, c
 
 def _share(part: float, whole: float) -> float | None:
     return float(part / whole) if whole > 0 and pd.notna(part) else None
-
-
-MIB = 2 ** 20
-
-
-def memory(samples: pd.DataFrame, t0: float, t1: float) -> dict:
-    """The worker tree's memory while the tasks ran: RSS summed over its processes, and USS and PSS where read.
-
-    RSS counts pages the processes share (prefork's children share the parent's code and libraries)
-    once per process, so its sum overstates a process tree. USS, the pages a process alone holds, is
-    what one more process costs, but its sum leaves the shared pages out. PSS splits each shared page
-    between its sharers: its sum is the tree's real footprint. Peak and mean over the samples in [t0, t1].
-    """
-    out: dict[str, float | None] = {f"{c}_{s}_mib": None for c in ("rss", "uss", "pss") for s in ("peak", "mean")}
-    if samples.empty or "rss" not in samples:
-        return out
-    processes = samples[samples["kind"] == "process"]
-    for column in ("rss", "uss", "pss"):
-        if column not in processes:
-            continue
-        # One value per process per sample time, then the tree's total at each time.
-        per_time = processes.dropna(subset=[column]).groupby("t")[column].sum()
-        during = per_time[(per_time.index >= t0) & (per_time.index <= t1)]
-        # A run shorter than the memory samples' period may have none while its tasks ran: then the
-        # samples of the whole run (the worker idle before and after) stand in.
-        chosen = during if len(during) else per_time
-        if len(chosen):
-            out[f"{column}_peak_mib"] = float(chosen.max() / MIB)
-            out[f"{column}_mean_mib"] = float(chosen.mean() / MIB)
-    return out
-
-
-def round_trips(tasks: pd.DataFrame) -> dict:
-    """io_net's round trips over all tasks, weighted by how many each task made; empty for other work."""
-    if "rtt_mean_s" not in tasks or not tasks["rtt_mean_s"].notna().any():
-        return {}
-    return {"rtt_mean_s": float((tasks["rtt_mean_s"] * tasks["ops"]).sum() / tasks["ops"].sum()),
-            "rtt_max_s": float(tasks["rtt_max_s"].max()),
-            "round_trips": int(tasks["ops"].sum())}
 
 
 def notes(summary: dict, ctx: RunContext) -> list[str]:

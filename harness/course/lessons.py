@@ -46,6 +46,9 @@ class LessonResult:
     verdict: verdicts.Verdict
     runs: dict[str, Run] = field(default_factory=dict)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # A reference result (harness.course.notebook): where it was measured, and its saved figures.
+    reference: str | None = None
+    saved_figures: list[Path] = field(default_factory=list)
 
     @property
     def cautions(self) -> list[str]:
@@ -56,13 +59,16 @@ class LessonResult:
 
     @property
     def figures(self) -> list[Path]:
+        if self.saved_figures:
+            return list(self.saved_figures)
         return [run.path / name for run in self.runs.values() for name in ("timeline.png", "parallelism.png")]
 
 
 class _Lab:
     """Runs a lesson's measurements on one broker, into results/lessons/."""
 
-    def __init__(self, broker_url: str, results_dir: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, broker_url: str, results_dir: Path, log: Callable[[str], None], live=None) -> None:
+        self.live = live  # a live view per run (harness.present.live), or None
         self.broker_url = broker_url
         self.results_dir = results_dir
         self.log = log
@@ -72,7 +78,7 @@ class _Lab:
     def run(self, name: str, **settings) -> dict:
         self.log(f"running: {name}")
         run = run_bench(build_spec(**settings), results_dir=self.results_dir, redis_url=self.broker_url,
-                        log=lambda _line: None, mark_latest=False)
+                        log=lambda _line: None, mark_latest=False, live=self.live)
         self.runs[name] = run
         return run.summary
 
@@ -182,12 +188,13 @@ LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _
 
 
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,
-               log: Callable[[str], None] = print) -> LessonResult:
-    """Run lesson `number` live and return its runs, table and verdict."""
+               log: Callable[[str], None] = print, live=None) -> LessonResult:
+    """Run lesson `number` live and return its runs, table and verdict; `live` makes a live view per run
+    (harness.present.live.terminal or .notebook)."""
     if number not in LESSONS:
         raise ValueError(f"unknown lesson {number}; lessons are 1 to {len(LESSONS)}")
     with Broker(redis_url) as broker:  # one Redis for all of the lesson's runs
-        lab = _Lab(broker.url, Path(results_dir), log)
+        lab = _Lab(broker.url, Path(results_dir), log, live)
         verdict = LESSONS[number](lab, usable_cores())
     table = lab.decision if lab.decision is not None else lab.table()
     return LessonResult(number, TITLES[number], verdict, lab.runs, table)

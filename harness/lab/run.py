@@ -12,18 +12,18 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 import redis
-from tqdm import tqdm
 
 from harness.errors import RunFailed, WorkerError
 from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
-from harness.lab.broker import Broker, redact
+from harness.lab.broker import Broker
 from harness.lab.calibrate import calibrate
 from harness.lab.client import client_app
+from harness.lab.collect import Measurement, forget_keys, collect
 from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
@@ -32,69 +32,11 @@ from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
+
+if TYPE_CHECKING:
+    from harness.present.live import Watch
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import binding_key, contention_key, queue_name, records_key
-
-
-class Measurement:
-    """A run in progress, kept so that a failure can still write what was measured."""
-
-    def __init__(self) -> None:
-        self.submitted: list[dict] = []
-        self.records: list[dict] = []
-        self.sampler: Sampler | None = None
-        self.worker: Worker | WorkerGroup | None = None
-        self.oncpu: gilprobe.OnCpuSampler | None = None
-        self.contention: list = []
-        self.timings: dict[str, float] = {}
-        self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
-        self.snapshot: machine_load.Snapshot | None = None
-        self.machine_load: dict | None = None  # load averages and the busiest other processes
-
-    def tasks_frame(self) -> pd.DataFrame:
-        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
-        got = pd.DataFrame(self.records)
-        if got.empty:
-            return sent.iloc[0:0]
-        return sent.merge(got, on="task_id", how="inner").sort_values("index").reset_index(drop=True)
-
-
-def _forget_keys(client: redis.Redis, *keys: str) -> None:
-    """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
-    try:
-        client.delete(*keys)
-    except (redis.RedisError, OSError):
-        pass
-
-
-def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
-            m: Measurement, show_progress: bool) -> None:
-    """Take records off the run's list until all arrived; fail fast on anything that means they won't."""
-    deadline = time.monotonic() + deadline_s
-    children = worker.children()
-    with tqdm(total=expected, initial=len(m.records), desc="tasks", unit="task", disable=not show_progress,
-              leave=False) as bar:
-        while len(m.records) < expected:
-            try:
-                item = client.blpop([key], timeout=0.25)
-            except (redis.RedisError, OSError) as exc:
-                raise RunFailed(f"lost the Redis broker mid-run ({redact(str(exc))}); "
-                                f"{len(m.records)} of {expected} tasks had reported") from None
-            if item is not None:
-                m.records.append(json.loads(item[1]))
-                bar.update(1)
-                continue
-            if not worker.alive():
-                raise RunFailed(worker.died_message())
-            lost = children - worker.children()
-            if lost:
-                # A prefork child that dies takes its task with it: Celery marks it failed
-                # (WorkerLostError) and the task never reports. Waiting for the deadline would only delay.
-                raise RunFailed(f"a prefork child process (pid {', '.join(map(str, sorted(lost)))}) died mid-run; "
-                                f"its task was lost ({len(m.records)} of {expected} tasks had reported)")
-            if time.monotonic() > deadline:
-                raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
-                                f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
 
 
 def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, bg_calibration: dict,
@@ -142,7 +84,8 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str,
 
 
 def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
-                 batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool) -> None:
+                 batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool,
+                 watch: "Watch | None" = None) -> None:
     """Sample the worker, run the reference task alone, submit the batches, collect every record, stop the worker.
 
     The reference (for fixed work) is one measured task run alone on the same worker before the
@@ -172,7 +115,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
-    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress)
+    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
     m.timings["collect_s"] = time.monotonic() - t0
     m.sampler.stop()
     m.machine_load = m.snapshot.report(exclude=machine_load.lab_pids())
@@ -188,7 +131,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
 
 def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
             log: Callable[[str], None] = print, show_progress: bool = False,
-            workers: WarmWorkers | None = None) -> Path:
+            workers: WarmWorkers | None = None, live: "Callable[[RunSpec], Watch] | None" = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
@@ -215,7 +158,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
             stack.callback(client.close)
-            stack.callback(_forget_keys, client, queue, records_key(run_id), binding_key(queue))
+            stack.callback(forget_keys, client, queue, records_key(run_id), binding_key(queue))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
@@ -227,7 +170,10 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
                                      "own_task": checked.own_task, "pool_check": checked.pool},
                         "environment": environment.collect(), "summary": None, "analysis_version": None}
             folder.write_manifest(manifest)
-            _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress)
+            watch = live(spec) if live is not None else None
+            if watch is not None:
+                stack.callback(watch.close)
+            _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress, watch)
         _write_records(folder, manifest, m, scratch, t_begin)
     except BaseException as exc:
         if workers is not None:

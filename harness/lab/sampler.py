@@ -141,6 +141,25 @@ class Sampler(PeriodicSampler):
             rows.append((t, "core", None, int(name[3:]), user + nice, system + irq + softirq, idle + iowait,
                          None, None, None, None, None))
 
+    def cores_now(self, window_s: float = 0.5) -> float | None:
+        """The worker's CPU cores over the last `window_s` of samples: for a live view, not for analysis."""
+        rows = self.rows
+        last: dict[int, tuple[float, float]] = {}
+        first: dict[int, tuple[float, float]] = {}
+        end = None
+        for i in range(len(rows) - 1, -1, -1):
+            t, kind, pid, _tid, user, system = rows[i][:6]
+            if kind != "process":
+                continue
+            end = t if end is None else end
+            if t < end - window_s:
+                break
+            last.setdefault(pid, (t, user + system))
+            first[pid] = (t, user + system)
+        spent = sum(last[p][1] - first[p][1] for p in last)
+        span = max((last[p][0] - first[p][0] for p in last), default=0.0)
+        return spent / span if span > 0 else None
+
     def _uss_pss(self, proc: psutil.Process) -> tuple[int | None, int | None]:
         try:
             full = proc.memory_full_info()

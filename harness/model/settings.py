@@ -6,6 +6,7 @@ prints the make variables (that is what `make help` shows).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -90,6 +91,12 @@ def task_reference(name: str, raw: Any) -> str:
     return value
 
 
+def did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
+    """' (did you mean 'threads'?)' for a near miss, else nothing."""
+    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def pool_name(name: str, raw: Any) -> str:
     """One of the lab's pools, or custom:package.module:Class for any Celery pool class."""
     value = str(raw).strip()
@@ -100,7 +107,7 @@ def pool_name(name: str, raw: Any) -> str:
         if not _TASK_REF.match(value[len(CUSTOM_PREFIX):]):
             raise SpecError(f"{name} {raw!r}: a custom pool is {CUSTOM_PREFIX}package.module:Class")
         return value
-    raise SpecError(f"unknown {name} {raw!r}; {allowed}")
+    raise SpecError(f"unknown {name} {raw!r}{did_you_mean(value, POOL_NAMES)}; {allowed}")
 
 
 def json_of(kind: type) -> Callable[[str, Any], str]:
@@ -132,7 +139,7 @@ def one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         value = str(raw).strip()
         if value not in allowed:
-            raise SpecError(f"unknown {name} {raw!r}; allowed: {', '.join(allowed)}")
+            raise SpecError(f"unknown {name} {raw!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}")
         return value
     return parse
 
@@ -209,6 +216,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "build's own)", one_of(("on", "off")), "GIL", label="GIL setting"),
     Setting("gil_probe", bool, False, "also record who held the GIL (1 kHz, from the harness) and GIL contention "
             "(gilknocker, in the worker); writes gil.png", on_off, "GIL_PROBE", to_worker=True, flag_only=True),
+    Setting("events", bool, False, "the worker sends Celery's task events, so Flower (or `celery events`) can "
+            "watch the run; off by default: they cost broker traffic (see BENCHMARKS.md)", on_off, "EVENTS",
+            to_worker=True, flag_only=True),
 )}
 
 

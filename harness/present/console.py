@@ -30,7 +30,8 @@ def _call_args(spec: dict) -> str:
     return ", ".join(args)
 
 
-def summary_table(run: Run) -> str:
+def summary_table(run: Run, where: bool = True) -> str:
+    """The run's summary for a terminal; `where`: end with the folder's path (not in a report, which is in it)."""
     s, spec = run.summary, run.spec
     rows = [
         ("makespan", _num(s["makespan_s"], ".2f", " s"), "first submit to last finish"),
@@ -91,7 +92,8 @@ def summary_table(run: Run) -> str:
     lines = [head, "-" * len(head)]
     lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
     lines += [f"  * {note}" for note in s.get("notes", [])]
-    lines.append(f"  results: {run.path}")
+    if where:
+        lines.append(f"  results: {run.path}")
     return "\n".join(lines)
 
 

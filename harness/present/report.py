@@ -4,9 +4,7 @@ Drawn from a loaded folder and figures already drawn (harness.pipeline puts them
 """
 from __future__ import annotations
 
-import base64
 import html
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,33 +12,15 @@ import pandas as pd
 
 from harness.analysis.advice import COLUMNS as ADVICE_COLUMNS
 from harness.analysis.advice import Advice
-from harness.present import reading
 from harness.analysis.decision import Decision
+from harness.present import reading
 from harness.present.console import machine_text, slots_text, summary_table
+from harness.present.page import img, numbers_table, page, settings_table, tidy_path
 from harness.results.run_folder import Run
 from harness.results.sweep_folder import Sweep
 
 if TYPE_CHECKING:
-    from harness.pipeline import Judgement
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.8em}table{border-collapse:collapse;font-size:.9em;margin:1em 0}td,th{border:1px solid #ccc;
-padding:.25em .6em;text-align:right}th{background:#f3f3f3}img{max-width:100%;margin:1em 0}
-.reading li{margin:.4em 0;font-size:1.1em}.caution{border-left:6px solid #d95f02;background:#fff4e8;
-padding:.2em 1em;margin:1em 0}.trust-low{color:#b00020;font-weight:bold}.trust-medium{color:#8a6d00;font-weight:bold}
-.trust-high{color:#1b7e3c;font-weight:bold}details{margin:1em 0}code{background:#f3f3f3;padding:0 .2em}"""
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-
-
-def _page(title: str, question: str, sections: list[str]) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p><b>Question:</b> {html.escape(question)}</p>{''.join(sections)}</body></html>")
-
+    from harness.judge import Judgement
 
 def _environment(env: dict, manifest: dict | None = None) -> str:
     keep = {k: env.get(k) for k in ("time_utc", "hostname", "cpu_model", "cpu_count_logical", "cpu_governor",
@@ -48,9 +28,8 @@ def _environment(env: dict, manifest: dict | None = None) -> str:
     keep["packages"] = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
     if manifest is not None and (manifest.get("settings") or {}).get("machine_load"):
         keep["other processes during the run"] = machine_text(manifest)
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-                   for k, v in keep.items())
-    return f"<h2>Environment</h2><table>{rows}</table>"
+    keep["load_average"] = ", ".join(f"{x:.2f}" for x in keep["load_average"]) if keep["load_average"] else None
+    return f"<h2>Environment</h2>{settings_table(keep)}"
 
 
 def _reading(lines: list[str]) -> str:
@@ -66,8 +45,8 @@ def sweep_cores(sweep: Sweep) -> int:
 
 def _advice(advice: "Advice") -> str:
     lines = "".join(f"<li>{html.escape(note)}</li>" for note in advice.notes)
-    table = advice.candidates.rename(columns=ADVICE_COLUMNS).to_html(
-        index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0)
+    candidates = advice.candidates.rename(columns=ADVICE_COLUMNS)
+    table = numbers_table(candidates, list(candidates.columns))
     return (f"<h2>Recommendation: {html.escape(advice.pool)} at concurrency {advice.concurrency}</h2>"
             f"<p class='reading'>{html.escape(advice.reason)}</p><ul>{lines}</ul>"
             f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
@@ -98,6 +77,22 @@ def _with_interval(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(speedup_95ci=ci)
 
 
+def _runs(manifest: dict) -> str:
+    """Every run of the sweep, with links to its folder's trace and figures (relative: the folder can move)."""
+    labels = {c["cell"]: c["label"] for c in manifest["cells"]}
+    rows = []
+    for e in manifest["runs"]:
+        run = e.get("run")
+        links = (f"<a href='runs/{html.escape(run)}/trace.json'>trace.json</a> · "
+                 f"<a href='runs/{html.escape(run)}/parallelism.png'>parallelism</a> · "
+                 f"<a href='runs/{html.escape(run)}/timeline.png'>timeline</a>") if run and e["status"] == "complete" else ""
+        rows.append(f"<tr><td style='text-align:left'>{html.escape(labels[e['cell']])}</td><td>{e['repeat'] + 1}</td>"
+                    f"<td>{html.escape(e['status'])}</td><td style='text-align:left'>{links}</td></tr>")
+    return ("<details><summary>Every run, with its zoomable timeline (open one with "
+            "<code>make trace RUN=&lt;this folder&gt;/runs/&lt;run-id&gt;</code>)</summary><table><tr><th>cell</th>"
+            f"<th>repeat</th><th>status</th><th>files</th></tr>{''.join(rows)}</table></details>")
+
+
 def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice: "Advice | None" = None,
                  judgement: "Judgement | None" = None) -> Path:
     """report.html for a sweep folder, from its summary table and figures; returns the report's path."""
@@ -111,23 +106,24 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     if failed:
         status += "<p>Failed runs: " + "; ".join(html.escape(f"cell {e['cell']} #{e['repeat'] + 1}: {e['reason']}")
                                                  for e in failed) + "</p>"
-    settings = f"<h2>Settings</h2><pre>{html.escape(json.dumps({'fixed': exp['fixed'], 'axes': exp['axes'], 'repeats': exp['repeats']}, indent=1))}</pre>"
-    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "ideal_speedup", "efficiency", "makespan_s", "mean_tasks_running",
-             "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch", "second_start_delay_s",
-             "rtt_mean_s", "warning"]
+    settings = ("<h2>Settings</h2>" + settings_table({"fixed": exp["fixed"], "repeats": exp["repeats"]})
+                + settings_table({"axes": {k: ", ".join(map(str, v)) for k, v in exp["axes"].items()}}))
+    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "ideal_speedup", "efficiency", "makespan_s",
+             "mean_tasks_running", "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch",
+             "second_start_delay_s", "rtt_mean_s", "warning"]
     optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch")
     table = _with_interval(table)
     cols = [c for c in shown if c in table and (c not in optional or table[c].notna().any())]
-    table_html = ("<h2>Results (median over repeats)</h2>" +
-                  table[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0)
+    table_html = ("<h2>Results (median over repeats)</h2>" + numbers_table(table, cols)
                   if not table.empty else "<p>No cell completed.</p>")
     cautions = _cautions(judgement.cautions) if judgement else ""
     sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
-                "<h2>Figures</h2>" + "".join(_img(p) for p in figures), settings, _environment(manifest["environment"]),
+                "<h2>Figures</h2>" + "".join(img(p) for p in figures), _runs(manifest), settings,
+                _environment(manifest["environment"]),
                 _decisions(judgement.decisions) if judgement else ""]
     out = folder / "report.html"
-    out.write_text(_page(f"Experiment: {exp['name']}", exp["question"], sections))
+    out.write_text(page(f"Experiment: {exp['name']}", exp["question"], sections))
     return out
 
 
@@ -135,12 +131,15 @@ def run_report(run: Run, figures: list[Path]) -> Path:
     """report.html for a run folder, from its summary and figures; returns the report's path."""
     s, spec = run.summary, run.spec
     sections = [_reading(s.get("notes") or ["Nothing unusual: see the table."]),
-                f"<h2>Summary</h2><pre>{html.escape(summary_table(run))}</pre>",
-                "<h2>Figures</h2>" + "".join(_img(p) for p in figures),
-                f"<h2>Settings</h2><pre>{html.escape(json.dumps({'spec': spec, 'settings': run.manifest['settings']}, indent=1, default=str))}</pre>",
+                f"<h2>Summary</h2><pre>{html.escape(summary_table(run, where=False))}</pre>",
+                "<h2>Figures</h2>" + "".join(img(p) for p in figures)
+                + "<p>Zoom into this run: <code>make trace RUN=" + html.escape(str(tidy_path(str(run.path))))
+                + "</code> opens its <a href='trace.json'>trace.json</a>.</p>",
+                "<h2>Settings</h2>" + settings_table({"spec": spec, "settings": run.manifest["settings"]},
+                                                     skip=("settings.machine_load.busiest_other_processes",)),
                 _environment(run.manifest["environment"], run.manifest)]
     question = (f"How much real parallelism does the {spec['pool']} pool give {spec['tasks']} {spec['workload']} "
                 f"tasks at {slots_text(spec)}?")
     out = run.path / "report.html"
-    out.write_text(_page(f"Run {run.run_id}", question, sections))
+    out.write_text(page(f"Run {run.run_id}", question, sections))
     return out

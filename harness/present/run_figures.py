@@ -11,7 +11,7 @@ from matplotlib.patches import Patch
 from harness.analysis import cpu, timing
 from harness.analysis.gil import gil_holder_bands
 from harness.model.pools import pool
-from harness.present.style import legend_below, plt, run_title, save
+from harness.present.style import WIDE, legend_below, plt, run_title, save
 
 
 # Fill and edge colour of a task's bar, by its role in the run.
@@ -20,21 +20,25 @@ ROLE_COLORS = {"foreground": ("#9ecae1", "#3182bd"), "background": ("#fdd0a2", "
 
 
 def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
-    """One lane per execution slot, one bar per task; the dark part of a bar is the task's own CPU."""
+    """One lane per execution slot, one bar per task from its start to its finish, shaded by how much of
+    that time was its own CPU (own CPU / run time): the CPU is spread over the run, not a phase of it."""
     t = timing.with_timings(tasks)
     t0 = float(t["submitted"].min())
     lane = timing.lanes(t, spec["concurrency"])
     n_lanes = int(lane.max()) + 1 if len(lane) else 1
-    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.6 * n_lanes + 2.5))))
+    fig, ax = plt.subplots(figsize=(WIDE[0], min(16.0, max(WIDE[1], 0.6 * n_lanes + 3))))
     role = t["role"] if "role" in t else pd.Series("foreground", index=t.index)
     starts = t["started"] - t0
+    share = (t["cpu_s"] / t["run_s"]).clip(0, 1).where(t["run_s"] > 0)
     edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
-    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=role.map(lambda r: ROLE_COLORS[r][0]),
+    colors = [_shade(ROLE_COLORS[r][1], f) for r, f in zip(role, share)]
+    ax.barh(lane, t["run_s"], left=starts, height=0.7, color=colors,
             edgecolor=role.map(lambda r: ROLE_COLORS[r][1]) if edge else "none")
-    # Own CPU drawn inside each bar: a bar much longer than its dark part was waiting.
-    own = t[["cpu_s", "run_s"]].min(axis=1)
-    known = own.notna()
-    ax.barh(lane[known], own[known], left=starts[known], height=0.35, color="#08519c")
+    if len(t) <= 40:  # the share written on each bar, where there is room to read it
+        for y, x, w, f in zip(lane, starts, t["run_s"], share):
+            if pd.notna(f) and w > 0.06 * max(float((t["finished"] - t0).max()), 1e-9):
+                ax.text(x + w / 2, y, f"{f:.0%} CPU", ha="center", va="center", fontsize=12,
+                        color="white" if f > 0.55 else "#222")
     if n_lanes <= 32:  # beyond that the lanes are a texture, not something to read one by one
         ax.set_yticks(range(n_lanes))
         ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
@@ -43,14 +47,24 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first task was submitted")
     ax.set_title(run_title(spec))
-    handles = [Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="task running (wall time)"),
-               Patch(facecolor="#08519c", label="its own CPU time")]
+    handles = [Patch(facecolor=_shade("#3182bd", 1.0), label="task running, all of it on a CPU"),
+               Patch(facecolor=_shade("#3182bd", 0.2), edgecolor="#3182bd",
+                     label="task running, little of it on a CPU (waiting: GIL, I/O)")]
     for other, label in (("reference", "one task alone first (the reference)"), ("background", "background task")):
         if (role == other).any():
             handles.append(Patch(facecolor=ROLE_COLORS[other][0], edgecolor=ROLE_COLORS[other][1], label=label))
-    legend_below(ax, handles)
+    legend_below(ax, handles, ncol=2)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
+
+
+def _shade(color: str, cpu_share: float) -> tuple:
+    """The role's colour, from near white (no CPU) to full (all of the run on a CPU); grey when unknown."""
+    if pd.isna(cpu_share):
+        return (0.85, 0.85, 0.85, 1.0)
+    r, g, b = (int(color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    f = 0.15 + 0.85 * float(cpu_share)
+    return (1 - f * (1 - r), 1 - f * (1 - g), 1 - f * (1 - b), 1.0)
 
 
 def _other_cores(samples: pd.DataFrame) -> pd.DataFrame:
@@ -75,11 +89,16 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     processes used (a disturbed run says so in its title)."""
     t0 = float(tasks["submitted"].min())
     running = timing.running_over_time(tasks)
-    fig, ax = plt.subplots(figsize=(12, 5.5))
+    fig, ax = plt.subplots(figsize=WIDE)
     ax.step(running["t"] - t0, running["running"], where="post", lw=2.5, color="#3182bd",
             label="tasks running")
     if not samples.empty:
-        used = cpu.cores_over_time(samples, "process")
+        # Counters advance by clock ticks (10 ms): over short windows a rate jitters above the cores it
+        # cannot exceed. A window of a fortieth of the run (50 to 250 ms), capped at the cores, shows what
+        # was used.
+        span = float(tasks["finished"].max()) - t0
+        used = cpu.cores_over_time(samples, "process", window_s=min(0.25, max(0.05, span / 40)))
+        used = used.assign(cores=used["cores"].clip(upper=cores))
         ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d", label="CPU cores used by the worker")
         others = _other_cores(samples)
         if len(others):
@@ -90,7 +109,7 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     ax.set_xlim(0, end * 1.02 if end > 0 else 1)
     ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)
     ax.set_xlabel("seconds since the first task was submitted")
-    ax.set_ylabel("count")
+    ax.set_ylabel("tasks running · CPU cores used")
     disturbed = (summary or {}).get("disturbed")
     if disturbed:
         ax.set_title(f"{run_title(spec)}\nDISTURBED: {summary['other_cores_used']:.1f} other cores busy", color="#b00020")
@@ -104,7 +123,7 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
 def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     """One stacked bar per task: queued, running but off the CPU, on its own CPU."""
     parts = timing.time_breakdown(tasks)
-    fig, ax = plt.subplots(figsize=(12, min(14.0, max(3.5, 0.35 * len(parts) + 2))))
+    fig, ax = plt.subplots(figsize=(WIDE[0], min(16.0, max(WIDE[1], 0.35 * len(parts) + 3))))
     left = pd.Series(0.0, index=parts.index)
     for column, color, label in (("queued_s", "#d9d9d9", "waiting in the queue"),
                                  ("off_cpu_s", "#fdae6b", "running, off the CPU (GIL, event loop or I/O)"),
@@ -129,9 +148,10 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
     labels = {}
     for slot in tasks.sort_values("started")["slot"].astype(str):
         labels.setdefault(slot, len(labels))
+    task_slots = set(labels)
     for row in bands.itertuples():  # threads that ran but took no task: the worker's own loop
         labels.setdefault(rules.slot_name(row.pid, row.tid, None), len(labels))
-    fig, (ax, cx) = plt.subplots(2, 1, figsize=(13, 3 + 0.7 * len(labels)), sharex=True,
+    fig, (ax, cx) = plt.subplots(2, 1, figsize=(WIDE[0], max(WIDE[1], 4 + 0.7 * len(labels))), sharex=True,
                                  gridspec_kw={"height_ratios": [max(2, len(labels)), 1.5]})
     for row in bands.itertuples():
         ax.barh(labels[rules.slot_name(row.pid, row.tid, None)], row.end - row.start, left=row.start - t0,
@@ -140,17 +160,22 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
         ax.barh(labels[str(row.slot)] + 0.38, row.finished - row.started, left=row.started - t0, height=0.12,
                 color="#fd8d3c")
     interval = spec["switch_interval"]
-    if (end - t0) / interval <= 400:  # ticks every switch interval, where they can still be told apart
-        for k in range(int((end - t0) / interval) + 1):
-            ax.axvline(k * interval, color="gray", lw=0.4, alpha=0.5)
+    n_ticks = (end - t0) / interval
+    if n_ticks <= 60:  # a line every switch interval while they can be told apart; past that, a hatch
+        for k in range(int(n_ticks) + 1):
+            ax.axvline(k * interval, color="gray", lw=0.6, alpha=0.5)
+    # Lanes named as in timeline.png (slot N, in order of first task), with the OS thread beside it.
+    names = {slot: (f"slot {i + 1} ({slot})" if slot in task_slots else f"{slot}: no task (the worker's own)")
+             for slot, i in labels.items()}
     ax.set_yticks(list(labels.values()))
-    ax.set_yticklabels(list(labels))
+    ax.set_yticklabels([names[slot] for slot in labels])
     ax.invert_yaxis()
-    ax.set_title(f"Who held the GIL (on a CPU) · {run_title(spec)}", pad=34)
-    ax.legend(handles=[Patch(color="#08519c", label="on a CPU (for Python code: holding the GIL)"),
-                       Patch(color="#fd8d3c", label="task running"),
-                       Line2D([], [], color="gray", lw=0.8, label=f"every switch interval ({interval:g} s)")],
-              loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3, fontsize=10, frameon=False)
+    ax.set_title(f"Who held the GIL (on a CPU)\n{run_title(spec)}")
+    ticks = (f"a line every switch interval ({interval:g} s)" if n_ticks <= 60
+             else f"switch interval {interval:g} s (too many to draw)")
+    legend_below(cx, [Patch(color="#08519c", label="on a CPU (for Python code: holding the GIL)"),
+                      Patch(color="#fd8d3c", label="task running"),
+                      Line2D([], [], color="gray", lw=0.8, label=ticks)], ncol=2)
     if len(contention):
         for pid, part in contention.groupby("pid"):
             cx.plot(part["t"] - t0, part["contention"], lw=1.5, label=f"pid {pid}")

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from harness.analysis.stats import KEEPS_UP, stops_paying_off
-from harness.present.style import POOL_COLORS, legend_below, plt, save
+from harness.present.style import POOL_COLORS, WIDE, legend_below, plt, save
 
 
 def _err(table: pd.DataFrame, metric: str) -> np.ndarray:
@@ -46,7 +47,7 @@ def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str
     groups = list(dict.fromkeys(table[group_col]))
     bars = list(dict.fromkeys(table[bar_col]))
     width = 0.8 / len(bars)
-    fig, ax = plt.subplots(figsize=(13, 6))
+    fig, ax = plt.subplots(figsize=WIDE)
     for i, value in enumerate(bars):
         rows = table[table[bar_col] == value].set_index(group_col).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(bars) - 1) / 2) * width
@@ -79,7 +80,7 @@ def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
 
 def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
     panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
-    fig, axs = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    fig, axs = plt.subplots(1, len(panels), figsize=(max(WIDE[0], 6.4 * len(panels)), WIDE[1]), squeeze=False)
     for ax, workload in zip(axs[0], panels):
         part = table if workload is None else table[table["workload"] == workload]
         line_axes = [a for a in axes if a != "workload"]
@@ -102,7 +103,7 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
 def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
     """The crossover: speedup against a task's CPU share, one line per pool, its ideal dashed, and where
     each pool stops keeping up with the best (harness.analysis.stats.stops_paying_off)."""
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig, ax = plt.subplots(figsize=WIDE)
     stops = stops_paying_off(table)
     for i, (pool, group) in enumerate(table.groupby("pool", sort=False)):
         group = group.sort_values("cpu_fraction")
@@ -127,7 +128,7 @@ def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
 def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
     right = "rtt_mean_s" if table["rtt_mean_s"].notna().any() else "throughput_per_s"
     right_label = {"rtt_mean_s": "I/O round trip, mean (s)", "throughput_per_s": "throughput (tasks/s)"}[right]
-    fig, (left_ax, right_ax) = plt.subplots(1, 2, figsize=(15, 6))
+    fig, (left_ax, right_ax) = plt.subplots(1, 2, figsize=(max(WIDE[0], 15), WIDE[1]))
     for label, group in _line_groups(table, axes, "switch_interval"):
         pool = group["pool"].iloc[0] if "pool" in group else None
         style = dict(marker="o", capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool),
@@ -153,7 +154,7 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
 def topology(table: pd.DataFrame, path: Path) -> Path:
     """Speedup (top) and worker memory (bottom) by how the slots are split among workers, a column per workload."""
     workloads = list(dict.fromkeys(table["workload"])) if "workload" in table else [None]
-    fig, axs = plt.subplots(2, len(workloads), figsize=(6.5 * len(workloads) + 1, 9), squeeze=False, sharex=True)
+    fig, axs = plt.subplots(2, len(workloads), figsize=(max(WIDE[0], 6.5 * len(workloads) + 1), 9), squeeze=False, sharex=True)
     for col, name in enumerate(workloads):
         rows = table[table["workload"] == name] if name is not None else table
         for pool, group in rows.groupby("pool", sort=False) if "pool" in rows else [(None, rows)]:
@@ -180,14 +181,19 @@ def topology(table: pd.DataFrame, path: Path) -> Path:
 def latency_distributions(latencies: dict[str, pd.Series], ylabel: str, path: Path) -> Path:
     """Box plots of per-task latency, one box per cell."""
     labels = list(latencies)
-    fig, ax = plt.subplots(figsize=(max(10, 0.55 * len(labels) + 3), 7))
-    ax.boxplot([latencies[k].dropna().to_numpy() for k in labels], showfliers=True)
-    ax.set_xticks(range(1, len(labels) + 1))
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=10)
-    ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    # Horizontal boxes: the cells' names read level, however many there are.
+    fig, ax = plt.subplots(figsize=(WIDE[0], max(WIDE[1], 0.42 * len(labels) + 2.5)))
+    ax.boxplot([latencies[k].dropna().to_numpy() for k in labels], showfliers=True, vert=False)
+    ax.set_yticks(range(1, len(labels) + 1))
+    ax.set_yticklabels([label.replace("workload=", "").replace("pool=", "") for label in labels])
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")  # 0.2, not 2x10^-1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_title("Per-task latency by cell")
-    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.grid(axis="x", alpha=0.3, which="both")
     return save(fig, path)
 
 

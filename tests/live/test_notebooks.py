@@ -64,3 +64,13 @@ def test_explorer_opens_a_run_and_a_sweep(bench, redis_url, tmp_path):
     report(folder)
     text = "".join(execute(ROOT / "notebooks" / "explorer.ipynb", {"LAB_RESULTS": str(folder)}))
     assert "Sweep" in text
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("lesson")], ids=lambda p: p.stem)
+def test_a_lesson_shows_its_reference_result_when_the_broker_is_unreachable(path):
+    # Nothing listens on port 1: the live run cannot start, and the class still gets the lesson's result.
+    text = "".join(execute(path, {"REDIS_URL": "redis://:not-a-password@127.0.0.1:1/0"}))
+    assert "REFERENCE RESULT (measured on " in text and "the live run failed" in text, text[-2000:]
+    verdict = [line for line in text.splitlines() if line.startswith("verdict:")]
+    assert verdict and verdict[0].startswith("verdict: HELD"), text[-2000:]
+    assert "not-a-password" not in text

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import advice
-from harness.analysis.summary import memory
+from harness.analysis.resources import memory
 from harness.model.pools import pool
 from harness.model.workloads import workload
 

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BAD_SETTINGS = [
     (["--pool", "forkserver"], "unknown pool 'forkserver'; allowed: prefork, threads, solo, gevent, eventlet"),
-    (["--workload", "sleep"], "unknown workload 'sleep'; allowed: busy_wait, cpu, cpu_shared, io_sleep, io_net, gil_release"),
+    (["--workload", "sleep"], "unknown workload 'sleep' (did you mean 'io_sleep'?); allowed: busy_wait, cpu, cpu_shared, io_sleep, "
+                                 "io_net, gil_release"),
     (["--concurrency", "0"], "concurrency must be a whole number >= 1"),
     (["--concurrency", "two"], "concurrency must be a whole number >= 1"),
     (["--tasks", "0"], "tasks must be a whole number >= 1"),

