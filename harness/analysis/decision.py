@@ -102,13 +102,19 @@ def _trust_of(rows: pd.DataFrame, quick: bool) -> tuple[str, str]:
 def decide_one(group: pd.DataFrame, quick: bool) -> Decision:
     """The decision for one kind of work, from its cells' rows (speedup, its interval, n, memory, ...)."""
     ranked = group.dropna(subset=["speedup"]).sort_values("speedup", ascending=False)
+    # A phantom speedup (a wall-clock spin "running" without the CPU) is not parallelism: left out.
+    phantom = ranked["phantom_cores"].fillna(0) >= PHANTOM_MARGIN_CORES if "phantom_cores" in ranked else None
+    left_out = ""
+    if phantom is not None and phantom.any():
+        left_out = " " + "; ".join(f"{_setting_text(r)}: its {_x(r['speedup'])} is phantom (the tasks overlapped in "
+                                   "wall time without the CPU): left out" for _, r in ranked[phantom].iterrows()) + "."
+        ranked = ranked[~phantom]
+        if ranked.empty:
+            level, why = _trust_of(group, quick)
+            return Decision(work=group.iloc[0]["_work"], choice="none", pool="", tied_with=(), trust=level,
+                            trust_why=why, deprecated=None,
+                            sentence=f"{group.iloc[0]['_work']}: no choice: every speedup measured is phantom.")
     best = ranked.iloc[0]
-    if "phantom_cores" in ranked and (ranked["phantom_cores"].fillna(0) >= PHANTOM_MARGIN_CORES).any():
-        level, why = _trust_of(ranked, quick)
-        return Decision(work=best["_work"], choice="none", pool="", tied_with=(), trust=level, trust_why=why,
-                        deprecated=None,
-                        sentence=(f"{best['_work']}: no choice: its speedups are phantom (a wall-clock spin ends on "
-                                  "time whether or not it got the CPU); choose for the real work it stands for."))
     span = {i: trust.interval(r["speedup"], r.get("speedup_ci_low", math.nan), r.get("speedup_ci_high", math.nan),
                               int(r["n"])) for i, r in ranked.iterrows()}
     tied = ranked[[trust.tied(span[best.name], span[i]) for i in ranked.index]]
@@ -122,21 +128,22 @@ def decide_one(group: pd.DataFrame, quick: bool) -> Decision:
         sentence = (f"{work}: no setting ran it in parallel (best {_x(best['speedup'])}); choose {choice}"
                     f"{deprecated_text}, the cheapest of the {len(tied)} within the spread.")
     elif len(others):
-        names = ", ".join(f"{_setting_text(r)} {_x(r['speedup'])}" for _, r in others.iterrows())
+        names = ", ".join(f"{_setting_text(r)} ({_x(r['speedup'])})" for _, r in others.iterrows())
         cost = (f"{chosen['pss_peak_mib']:.0f} MiB" if "pss_peak_mib" in chosen and not pd.isna(chosen["pss_peak_mib"])
                 else "fewest slots")
-        sentence = (f"{work}: a tie: {choice} {_x(chosen['speedup'])} and {names} are within their spread; "
+        sentence = (f"{work}: a tie: {choice} ({_x(chosen['speedup'])}) and {names} are within their spread; "
                     f"choose {choice}{deprecated_text}, the cheapest ({cost}).")
     else:
         rest = ranked.drop(index=chosen.name)
         runner = rest[rest["pool"] != chosen["pool"]]
         runner = runner.iloc[0] if len(runner) else (rest.iloc[0] if len(rest) else None)
-        against = (f" against {_setting_text(runner)} {_x(runner['speedup'])}, the next best" if runner is not None
+        against = (f" against {_setting_text(runner)} ({_x(runner['speedup'])}), the next best" if runner is not None
                    else "")
         ideal = chosen.get("ideal_speedup")
         ideal_text = f" (ideal {ideal:.3g}x)" if ideal is not None and not pd.isna(ideal) else ""
         sentence = (f"{work}: choose {choice}{deprecated_text}: {_x(chosen['speedup'])}{ideal_text}"
                     f"{against}.")
+    sentence += left_out
     return Decision(work=work, choice=choice, pool=str(chosen["pool"]),
                     tied_with=tuple(_setting_text(r) for _, r in others.iterrows()), sentence=sentence,
                     trust=level, trust_why=why, deprecated=mark)

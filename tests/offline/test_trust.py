@@ -158,10 +158,10 @@ def test_the_decision_names_the_clear_winner_and_calls_ties_ties():
     cpu, io = decide(table, cells, ["pool", "workload"], quick=False)
     assert cpu.choice == "prefork at concurrency 2" and cpu.tied_with == () and cpu.trust == "high"
     assert cpu.sentence == ("cpu (pure-Python CPU work): choose prefork at concurrency 2: 1.84x against solo at "
-                            "concurrency 1 0.99x, the next best.")
+                            "concurrency 1 (0.99x), the next best.")
     # io_sleep: three pools within their spread: a tie, settled by memory, and said to be one
     assert io.choice == "threads at concurrency 2" and len(io.tied_with) == 2
-    assert io.sentence.startswith("io_sleep (waiting on I/O): a tie: threads at concurrency 2 1.94x and ")
+    assert io.sentence.startswith("io_sleep (waiting on I/O): a tie: threads at concurrency 2 (1.94x) and ")
     assert "choose threads at concurrency 2, the cheapest (47 MiB)" in io.sentence
     assert io.line().endswith("Trust: high (3 repeats, none disturbed).")
 
@@ -237,12 +237,18 @@ def test_result_line_names_the_largest_changes():
     assert line.startswith("compare: DIFFERENT in ") and "p=" in line and "->" in line
 
 
-def test_phantom_speedups_lead_to_no_choice():
-    table, cells = _sweep([("threads", "busy_wait", 2, 1.76, 1.70, 1.80, 3, 47.0, 0),
-                           ("prefork", "busy_wait", 2, 1.86, 1.80, 1.90, 3, 84.0, 0)])
+def test_phantom_speedups_are_left_out_of_the_choice():
+    table, cells = _sweep([("threads", "busy_wait", 2, 1.86, 1.80, 1.90, 3, 47.0, 0),
+                           ("prefork", "busy_wait", 2, 1.84, 1.80, 1.88, 3, 84.0, 0)])
     table["phantom_cores"] = [0.9, 0.0]
     (spin,) = decide(table, cells, ["pool"], quick=False)
-    assert spin.choice == "none" and "phantom" in spin.sentence
+    # Without the rule, threads' phantom 1.86x would tie with prefork and win on memory.
+    assert spin.choice == "prefork at concurrency 2" and spin.tied_with == ()
+    assert spin.sentence.endswith("threads at concurrency 2: its 1.86x is phantom (the tasks overlapped in wall "
+                                  "time without the CPU): left out.")
+    table["phantom_cores"] = [0.9, 0.8]
+    (none,) = decide(table, cells, ["pool"], quick=False)
+    assert none.choice == "none" and "every speedup measured is phantom" in none.sentence
 
 
 def test_a_run_too_short_for_two_samples_of_the_lab_is_not_known_and_still_drawn(tmp_path):
