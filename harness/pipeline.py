@@ -178,7 +178,7 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
         for done, entry in enumerate(todo, start=1):
             cell = cells[entry["cell"]]
             bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
-            live = (lambda spec: BarPostfix(bar, spec.tasks)) if show_progress else None
+            live = (lambda spec: BarPostfix(bar, spec.tasks + spec.background_tasks)) if show_progress else None
             try:
                 run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
                                 log=lambda _line: None, mark_latest=False, workers=workers, live=live)

@@ -109,14 +109,6 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
                                          ctx.workers)
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
-    tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
-    machine_cpu = cpu_seconds_between(samples, t0, t1, "core") if not samples.empty else float("nan")
-    # What neither the worker nor the lab (harness, broker) used was other processes' (None for runs
-    # stored before the lab sampled its own processes).
-    lab_sampled = not samples.empty and bool((samples["kind"] == "lab").any())
-    lab_cpu = cpu_seconds_between(samples, t0, t1, "lab") if lab_sampled else float("nan")
-    other = (machine_cpu - tree_cpu - lab_cpu) / makespan if lab_sampled and makespan > 0 else float("nan")
-    other_cores = max(0.0, other) if np.isfinite(other) else None  # too short a run to tell: not known
     cpu_known = t["cpu_s"].notna().all()
     cpu_share = float(t["cpu_s"].sum() / busy) if cpu_known and busy > 0 else float("nan")
     intervals = sorted(set(float(x) for x in t["switch_interval"].dropna()))
@@ -142,11 +134,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "cores": ctx.cores,
         "mean_tasks_running": mean_running,
         "max_tasks_running": max_overlap(t),
-        "mean_cores_used": tree_cpu / makespan if makespan > 0 else float("nan"),
-        "machine_cores_used": machine_cpu / makespan if makespan > 0 else float("nan"),
-        "other_cores_used": other_cores,
-        "disturbed": is_disturbed(other_cores, ctx.cores),
-        "worker_cpu_s": tree_cpu,
+        **cpu_use(samples, t0, t1, ctx.cores),
         "task_cpu_s": float(t["cpu_s"].sum()) if cpu_known else None,
         "task_cpu_share": cpu_share,
         "queue_wait_p50_s": float(t["queue_wait_s"].quantile(0.5)),
@@ -164,6 +152,22 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     summary.update(memory(samples, t0, t1))
     summary["notes"] = notes(summary, ctx)
     return summary
+
+
+def cpu_use(samples: pd.DataFrame, t0: float, t1: float, cores: int) -> dict:
+    """Cores used in [t0, t1] by the worker, by the whole machine, and by other processes: what neither the
+    worker nor the lab (harness, broker) used; None where the lab's own processes were not sampled (runs
+    stored before analysis 4) or too few samples fell in a short run. Whether that disturbed the run."""
+    span = t1 - t0
+    tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
+    machine_cpu = cpu_seconds_between(samples, t0, t1, "core") if not samples.empty else float("nan")
+    lab_sampled = not samples.empty and bool((samples["kind"] == "lab").any())
+    lab_cpu = cpu_seconds_between(samples, t0, t1, "lab") if lab_sampled else float("nan")
+    other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
+    other_cores = max(0.0, other) if np.isfinite(other) else None
+    return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),
+            "machine_cores_used": machine_cpu / span if span > 0 else float("nan"),
+            "other_cores_used": other_cores, "disturbed": is_disturbed(other_cores, cores), "worker_cpu_s": tree_cpu}
 
 
 def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, cpu_share: float | None) -> dict:

@@ -57,13 +57,13 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
     `watch` (a live view) sees the records and the cores in use several times a second."""
     deadline = time.monotonic() + deadline_s
     children = worker.children()
-    shown = 0.0
+    shown, first = 0.0, len(m.records)  # the watch sees this batch's records (not the task run alone first)
     with tqdm(total=expected, initial=len(m.records), desc="tasks", unit="task",
               disable=not show_progress or watch is not None, leave=False) as bar:
         while len(m.records) < expected:
             if watch is not None and time.monotonic() - shown >= 0.2:
                 shown = time.monotonic()
-                watch(m.records, m.sampler.cores_now() if m.sampler is not None else None)
+                watch(m.records[first:], m.sampler.cores_now() if m.sampler is not None else None)
             try:
                 item = client.blpop([key], timeout=0.25)
             except (redis.RedisError, OSError) as exc:
@@ -85,4 +85,4 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
                 raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
                                 f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
     if watch is not None:
-        watch(m.records, m.sampler.cores_now() if m.sampler is not None else None)
+        watch(m.records[first:], m.sampler.cores_now() if m.sampler is not None else None)

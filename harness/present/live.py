@@ -46,7 +46,7 @@ class TerminalView:
     def _render(self, records: list[dict], cores_now: float | None):
         from rich.text import Text
 
-        done = sum(r.get("role") != "reference" for r in records)
+        done = len(records)
         text = Text()
         text.append(f"{self.title}\n", style="bold")
         text.append(f"{done}/{self.total} tasks done · {time.monotonic() - self.started:4.1f} s · CPU cores used "
@@ -85,7 +85,7 @@ class PlainLines:
 
     def __call__(self, records: list[dict], cores_now: float | None) -> None:
         now = time.monotonic()
-        done = sum(r.get("role") != "reference" for r in records)
+        done = len(records)
         if now - self.last < self.every_s and done < self.total:
             return
         self.last = now
@@ -122,7 +122,7 @@ class NotebookView:
             ax.set_yticks(list(slots.values()))
             ax.set_yticklabels([f"slot {i + 1}" for i in slots.values()])
             ax.invert_yaxis()
-        done = sum(r.get("role") != "reference" for r in records)
+        done = len(records)
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
         ax.set_title(f"{self.title}: {done}/{self.total} done · {cores} of {self.cores} cores in use now",
                      fontsize=13)
@@ -132,7 +132,7 @@ class NotebookView:
 
     def __call__(self, records: list[dict], cores_now: float | None) -> None:
         now = time.monotonic()
-        done = sum(r.get("role") != "reference" for r in records)
+        done = len(records)
         if now - self.last < self.every_s and done < self.total:
             return
         self.last = now
@@ -161,12 +161,12 @@ def _cores() -> int:
 
 def terminal(spec) -> TerminalView | PlainLines:
     """The live view of a run (a harness.model.spec.RunSpec) for a terminal or a log."""
-    return view_for_terminal(_title(spec), spec.tasks, _cores())
+    return view_for_terminal(_title(spec), spec.tasks + spec.background_tasks, _cores())
 
 
 def notebook(spec) -> NotebookView:
     """The live view of a run in a notebook cell."""
-    return NotebookView(_title(spec), spec.tasks, _cores())
+    return NotebookView(_title(spec), spec.tasks + spec.background_tasks, _cores())
 
 
 class BarPostfix:
@@ -176,7 +176,7 @@ class BarPostfix:
         self.bar, self.total = bar, total
 
     def __call__(self, records: list[dict], cores_now: float | None) -> None:
-        done = sum(r.get("role") != "reference" for r in records)
+        done = len(records)
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
         self.bar.set_postfix_str(f"{done}/{self.total} tasks, {cores} cores", refresh=True)
 
