@@ -15,16 +15,17 @@ DEV_STAMP := $(VENV)/.dev-installed
 EXP ?= experiments/pools.toml
 QUICK ?=
 RESUME ?=
+RERUN_DISTURBED ?=
 STRICT ?=
 JSON ?=
-SAVE_REFERENCE ?=
-RERUN_DISTURBED ?=
 RUN ?= results/latest
 A ?=
 B ?=
-
 N ?=
 SAVE_REFERENCE ?=
+# Paths and names reach the recipes as environment variables, quoted by the shell ("$$RUN"): a value
+# with a quote or a semicolon in it stays one argument and never runs as shell code.
+export EXP RESUME RUN A B N
 LAB_STAMP := $(VENV)/.lab-installed
 
 .PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark check test clean
@@ -65,25 +66,25 @@ advise: $(STAMP)
 
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1)
 sweep: $(STAMP)
-	$(BIN)/python -m harness sweep $(if $(RESUME),--resume '$(RESUME)','$(EXP)') $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json)
+	$(BIN)/python -m harness sweep $(if $(RESUME),--resume "$$RESUME","$$EXP") $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json)
 
 ## report: write report.html for a run or sweep folder (RUN=results/latest)
 report: $(STAMP)
-	$(BIN)/python -m harness report '$(RUN)'
+	$(BIN)/python -m harness report "$$RUN"
 
 ## summarize: recompute the summary and figures of a run or sweep folder from its raw records (RUN=results/latest)
 summarize: $(STAMP)
-	$(BIN)/python -m harness summarize '$(RUN)'
+	$(BIN)/python -m harness summarize "$$RUN"
 
 ## compare: do two runs or two sweeps differ? (A=<folder> B=<folder>; exits 1 when they differ significantly, JSON=1)
 compare: $(STAMP)
-	@test -n '$(A)' -a -n '$(B)' || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
-	$(BIN)/python -m harness compare '$(A)' '$(B)' $(if $(JSON),--json)
+	@test -n "$$A" -a -n "$$B" || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
+	$(BIN)/python -m harness compare "$$A" "$$B" $(if $(JSON),--json)
 
 ## lesson: run lesson N (1-11) live at small settings and print its verdict (N=1)
 lesson: $(STAMP)
-	@test -n '$(N)' || { echo 'usage: make lesson N=<1-11>' >&2; exit 2; }
-	$(BIN)/python -m harness lesson '$(N)' $(if $(SAVE_REFERENCE),--save-reference)
+	@test -n "$$N" || { echo 'usage: make lesson N=<1-11>' >&2; exit 2; }
+	$(BIN)/python -m harness lesson "$$N" $(if $(SAVE_REFERENCE),--save-reference)
 
 TRACE_STAMP := $(VENV)/.trace-installed
 $(TRACE_STAMP): $(STAMP)
@@ -93,7 +94,7 @@ $(TRACE_STAMP): $(STAMP)
 
 ## trace: open a run's zoomable timeline, offline, on 127.0.0.1 (RUN=results/latest; a sweep's runs are in <sweep>/runs/)
 trace: $(TRACE_STAMP)
-	$(BIN)/python -m harness trace '$(RUN)'
+	$(BIN)/python -m harness trace "$$RUN"
 
 $(LAB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet 'jupyterlab>=4'

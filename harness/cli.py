@@ -157,6 +157,8 @@ def stop_in_order_on_signals() -> None:
     inherited as ignored (a background job of a script); SIGTERM is treated the same way."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if hasattr(signal, "SIGHUP"):  # the terminal closed, or an ssh session dropped: stop in order too
+        signal.signal(signal.SIGHUP, _sigterm_as_interrupt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

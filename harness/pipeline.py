@@ -17,11 +17,11 @@ from tqdm import tqdm
 from harness.analysis import compare as comparing
 from harness.analysis import stats
 from harness.analysis.summary import ANALYSIS_VERSION, summarize_run
-from harness.errors import ResultsError, RunFailed, UsageError
+from harness.errors import ResultsError, RunFailed, SpecError, UsageError
 from harness.model.experiment import Experiment
 from harness.model.spec import RunSpec, build_spec
 from harness.results import is_sweep
-from harness.results.files import link_latest
+from harness.results.files import check_writable, link_latest, sweep_lock
 from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
 from harness.judge import judge_sweep
 from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_sweep, now_utc,
@@ -118,6 +118,7 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) ->
     from harness.lab import environment
     from harness.lab.preflight import check_can_run
 
+    check_writable(Path(results_dir))
     checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in experiment.specs()}
     for spec in checks.values():
         check_can_run(spec, log=print)
@@ -134,13 +135,24 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     worker of its own for every run, in the stored order. `rerun_disturbed`: then every complete run
     that other processes disturbed is run once more, and the new run replaces it in the sweep.
     """
+    folder = Path(folder)
+    manifest = load_sweep_manifest(folder)
+    for cell in manifest["cells"]:  # every cell checked before anything starts, as for a new sweep
+        try:
+            build_spec(**cell["settings"])
+        except (SpecError, TypeError) as exc:
+            raise ResultsError(f"{folder / 'sweep.json'}: cell {cell['label']!r} cannot run: {exc}") from None
+    with sweep_lock(folder):
+        return _run_sweep(folder, manifest, redis_url, log, show_progress, fresh_workers, rerun_disturbed)
+
+
+def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, show_progress: bool,
+               fresh_workers: bool, rerun_disturbed: bool) -> dict:
     from contextlib import nullcontext
 
     from harness.lab.broker import Broker
     from harness.lab.warm import WarmWorkers
 
-    folder = Path(folder)
-    manifest = load_sweep_manifest(folder)
     todo = [e for e in manifest["runs"] if e["status"] != "complete"]
     manifest["status"] = "running"
     write_sweep_manifest(folder, manifest)
@@ -254,7 +266,15 @@ def advice_of(folder: Path) -> "Advice | None":
 # --- commands on stored folders --------------------------------------------------------------
 
 def report(path: str | Path) -> Path:
-    """report.html for a run or sweep folder, drawn from its stored data."""
+    """report.html for a run or sweep folder, drawn from its stored data; a folder it cannot write into is
+    one line (exit 2), not a traceback."""
+    try:
+        return _report(Path(path))
+    except OSError as exc:
+        raise ResultsError(f"{exc.filename or path}: cannot write the report there ({exc.strerror or exc})") from None
+
+
+def _report(path: Path) -> Path:
     from harness.present.report import run_report
     from harness.present.run_figures import draw_run_figures
 

@@ -16,15 +16,24 @@ from pathlib import Path
 import redis
 
 from harness.errors import BrokerError
-from harness.lab.processes import spawn, stop_tree
+from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, safe to print and to store in results."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL (or a message holding one) with any password replaced, safe to print and to store.
+
+    A password is what lies between the user's colon and the netloc's *last* '@' (as redis-py and
+    urllib read it: an unencoded '@' belongs to the password), or a `password=` query parameter.
+    """
+    text = re.sub(r"(//[^:/@\s]*:)[^\s/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&\s]*", r"\1***", text)
 
 
 def check_reachable(url: str, timeout_s: float = 3.0) -> None:
+    if not url.startswith(("redis://", "rediss://")):
+        # A unix:// socket passes redis-py's check, but the worker's Celery transport cannot use it.
+        raise BrokerError(f"REDIS_URL {redact(url)!r}: the lab takes redis://host:port/db or rediss://... "
+                          "(TCP); unset it to use a private Redis")
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         client.ping()
@@ -81,6 +90,7 @@ class Broker:
         self.private = self.url is None
         self.start_timeout_s = start_timeout_s
         self._proc = None
+        self._watchdog = None
         self._tmp: str | None = None
 
     def __enter__(self) -> "Broker":
@@ -110,10 +120,16 @@ class Broker:
         self._tmp = tempfile.mkdtemp(prefix="gil-lab-redis-")
         password = secrets.token_hex(16)
         port = _free_port()
-        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
-                "--requirepass", password, "--save", "", "--appendonly", "no",
-                "--dir", self._tmp, "--daemonize", "no", "--loglevel", "warning"]
-        self._proc = spawn(argv, log_path=os.path.join(self._tmp, "redis.log"))
+        # The settings go in a file only this user can read, not on the command line, where any user
+        # could read the password in /proc/<pid>/cmdline.
+        config = Path(self._tmp, "redis.conf")
+        config.touch(mode=0o600)
+        config.write_text("\n".join([
+            "bind 127.0.0.1", f"port {port}", "protected-mode yes", f"requirepass {password}", 'save ""',
+            "appendonly no", f'dir "{self._tmp}"', "daemonize no", "loglevel warning", ""]))
+        self._proc = spawn([binary, str(config)], log_path=os.path.join(self._tmp, "redis.log"))
+        # The server dies with the harness (its parent-death signal); the watchdog removes its folder then.
+        self._watchdog = start_watchdog(self._proc.pid, [self._tmp])
         self.url = f"redis://:{password}@127.0.0.1:{port}/0"
         deadline = time.monotonic() + self.start_timeout_s
         while True:
@@ -129,9 +145,12 @@ class Broker:
                 time.sleep(0.05)
 
     def close(self) -> None:
-        if self._proc is not None:
-            stop_tree(self._proc, grace_s=5.0)
-            self._proc = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        with interrupts_deferred():  # a second interrupt waits until the server is stopped (bounded)
+            if self._proc is not None:
+                stop_tree(self._proc, grace_s=5.0)
+                self._proc = None
+            stop_watchdog(self._watchdog)
+            self._watchdog = None
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None

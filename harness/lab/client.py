@@ -8,6 +8,9 @@ def client_app(broker_url: str, name: str = "gil_lab_client", connect_timeout_s:
     # The harness never imports workloads.app: that would set the harness's own switch interval
     # and load the worker's signal handlers. Tasks are sent by name.
     app = Celery(name, broker=broker_url)
+    # Every wait on the broker is bounded: a frozen broker (SIGSTOP, a hung host) accepts the connection
+    # and then answers nothing, and without a socket timeout a control command would wait forever.
     app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry=False,
-                    broker_connection_timeout=connect_timeout_s)
+                    broker_connection_timeout=connect_timeout_s,
+                    broker_transport_options={"socket_timeout": 5.0, "socket_connect_timeout": connect_timeout_s})
     return app

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Sequence
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import psutil
 
@@ -74,3 +76,71 @@ def stop_tree(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float 
     proc.wait(timeout=10)
     psutil.wait_procs(descendants, timeout=5)
     return clean
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done, then are raised as KeyboardInterrupt.
+
+    For clean-up: a second interrupt landing inside a worker's stop (while it waits out the warm
+    shutdown) used to skip the process-group kill that follows and leave the worker running. The
+    block itself is bounded (every wait in a stop has a timeout). Only the main thread may set signal
+    handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    kinds = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in kinds}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            raise KeyboardInterrupt
+
+
+# Kills a process group when the harness dies, by any means. A worker's own parent-death signal is SIGTERM,
+# which only starts Celery's warm shutdown, and that waits for the running task (a long one: minutes).
+_WATCHDOG = """
+import ctypes, os, shutil, signal, sys
+group, harness, leftovers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+def fire(*_):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+    for path in leftovers:  # the harness's scratch folders, which it had no chance to remove
+        shutil.rmtree(path, ignore_errors=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, fire)
+signal.signal(signal.SIGHUP, fire)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: told when the harness dies
+except (OSError, AttributeError):
+    pass
+if os.getppid() != harness:  # the harness died before this process could ask to be told
+    fire()
+while True:
+    signal.pause()
+"""
+
+
+def start_watchdog(group: int, leftovers: Sequence[str] = ()) -> subprocess.Popen | None:
+    """A small process that SIGKILLs process group `group` (a worker and its children, or a private broker)
+    and removes the `leftovers` folders if the harness dies. The harness kills the watchdog itself once it
+    has stopped the group. Linux only (parent-death signal)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(group), str(os.getpid()), *leftovers],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_watchdog(watchdog: subprocess.Popen | None) -> None:
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()  # SIGKILL: its handler, which kills the group, does not run
+        watchdog.wait(timeout=5)

@@ -35,6 +35,7 @@ from harness.model.workloads import workload
 
 if TYPE_CHECKING:
     from harness.present.live import Watch
+from harness.results.files import check_writable
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import binding_key, contention_key, queue_name, records_key
 
@@ -139,6 +140,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
     run.json marked failed or interrupted, and the error is raised. Given `workers` (a sweep's warm
     workers), the run takes one with its settings and leaves it warm for the next run.
     """
+    check_writable(Path(results_dir))  # before anything starts: a run whose results cannot be kept is not run
     checked = check_can_run(spec, log)
     interpreter = checked.interpreter
     m = Measurement()
@@ -247,12 +249,20 @@ def _keep_worker_log(folder: RunFolder, m: Measurement, scratch: Path) -> None:
 
 def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path,
                    status: str, reason: str) -> None:
-    """Keep what was measured before a failure, under a manifest that says the run is not complete."""
-    if m.sampler is not None:
-        m.sampler.stop()
-        folder.write_frame("samples.csv", m.sampler.frame())
-    folder.write_frame("tasks.csv", m.tasks_frame())
-    _keep_worker_log(folder, m, scratch)
-    manifest.update(status=status, reason=reason,
-                    partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
-    folder.write_manifest(manifest)
+    """Keep what was measured before a failure, under a manifest that says the run is not complete.
+
+    The manifest is written last and whatever happened to the records (a full disk): a run.json left
+    saying "running" would claim a run that no longer is.
+    """
+    try:
+        if m.sampler is not None:
+            m.sampler.stop()
+            folder.write_frame("samples.csv", m.sampler.frame())
+        folder.write_frame("tasks.csv", m.tasks_frame())
+        _keep_worker_log(folder, m, scratch)
+    except OSError as exc:
+        reason = f"{reason}; its records could not all be written ({exc.strerror or exc})"
+    finally:
+        manifest.update(status=status, reason=reason,
+                        partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
+        folder.write_manifest(manifest)

@@ -18,7 +18,7 @@ import redis
 from harness.errors import WorkerError
 from harness.lab.client import client_app
 from harness.lab.interpreters import PROJECT_ROOT, project_env
-from harness.lab.processes import spawn, stop_tree
+from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 from harness.model.spec import RunSpec
 from workloads.protocol import ECHO_ADDR, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
 
@@ -95,6 +95,9 @@ class Worker:
     def start(self) -> None:
         self._started = time.monotonic()
         self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=str(PROJECT_ROOT))
+        # The worker leads its own process group; its log's folder is a scratch folder of the lab's.
+        scratch = Path(self.log_path).parent
+        self._watchdog = start_watchdog(self.proc.pid, [str(scratch)] if scratch.name.startswith("gil-lab-") else [])
 
     def wait_ready(self) -> None:
         started = self._started
@@ -220,18 +223,22 @@ class Worker:
             app.close()
 
     def stop(self, grace_s: float = 15.0) -> None:
-        """Warm shutdown (finish running tasks, take no new ones), then SIGTERM, then SIGKILL."""
-        if self.proc is not None:
-            was_running = self.proc.poll() is None
-            if was_running and self._remote_shutdown(grace_s):
-                self.stopped_by = "remote control shutdown"
-            elif was_running:
-                self.stopped_by = "SIGTERM"
-            else:
-                self.stopped_by = f"had exited (code {self.proc.returncode})"
-            # True when the worker ended by itself, or on a warm request within the grace period.
-            self.clean_shutdown = stop_tree(self.proc, signal.SIGTERM, grace_s=grace_s)
-            self.proc = None
+        """Warm shutdown (finish running tasks, take no new ones), then SIGTERM, then SIGKILL. A second
+        interrupt waits until it is done (bounded by the grace), so the worker never outlives it."""
+        with interrupts_deferred():
+            if self.proc is not None:
+                was_running = self.proc.poll() is None
+                if was_running and self._remote_shutdown(grace_s):
+                    self.stopped_by = "remote control shutdown"
+                elif was_running:
+                    self.stopped_by = "SIGTERM"
+                else:
+                    self.stopped_by = f"had exited (code {self.proc.returncode})"
+                # True when the worker ended by itself, or on a warm request within the grace period.
+                self.clean_shutdown = stop_tree(self.proc, signal.SIGTERM, grace_s=grace_s)
+                self.proc = None
+            stop_watchdog(getattr(self, "_watchdog", None))
+            self._watchdog = None
 
     def __exit__(self, exc_type, *_: object) -> None:
         # After a failure a task may never return, so a warm shutdown gets less patience.

@@ -5,6 +5,7 @@ import threading
 import time
 from pathlib import Path
 
+from harness.lab.processes import interrupts_deferred
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
 
@@ -43,6 +44,10 @@ class WorkerGroup:
         self._stop_all(grace_s=15.0 if exc_type is None else 3.0)
 
     def _stop_all(self, grace_s: float) -> None:
+        with interrupts_deferred():  # a second interrupt waits until every member is stopped
+            self._stop_members(grace_s)
+
+    def _stop_members(self, grace_s: float) -> None:
         threads = [threading.Thread(target=m.stop, kwargs={"grace_s": grace_s}, daemon=True) for m in self.members]
         for thread in threads:
             thread.start()

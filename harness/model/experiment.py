@@ -20,6 +20,7 @@ Every cell is validated, as a RunSpec, before any worker starts.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
 
 TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+# Bounds of a sweep: a typo should not start days of runs or a sweep.json of a hundred megabytes.
+MAX_REPEATS = 100
+MAX_RUNS = 2000
 _CORES = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?cores\s*$")
 _PER_WORKER = re.compile(r"^\s*(\d+)\s*/\s*workers\s*$")
 
@@ -164,9 +169,14 @@ def load_experiment(path: str | Path) -> Experiment:
     for key in ("name", "question"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise ExperimentError(f"{path}: {key} must be a non-empty string")
+    if not NAME.match(data["name"]):
+        # The name becomes a folder name under results/: no path separators, no '..', nothing hidden.
+        raise ExperimentError(f"{path}: name {data['name']!r} must be letters, digits, '.', '_' or '-' (at most 64, "
+                              "not starting with '.' or '-'): it names the sweep's folder")
     repeats = data.get("repeats", 1)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ExperimentError(f"{path}: repeats must be a whole number >= 1, got {repeats!r}")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= MAX_REPEATS:
+        raise ExperimentError(f"{path}: repeats must be a whole number >= 1 and at most {MAX_REPEATS}, "
+                              f"got {repeats!r}")
     fixed = _check_settings(path, "fixed", data.get("fixed", {}), lists=False)
     axes = _check_settings(path, "axes", data.get("axes", {}), lists=True)
     if not axes:
@@ -180,6 +190,10 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(f"{path}: quick.repeats must be a whole number >= 1, got {qr!r}")
     exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick)
     for version in (exp, exp.shrunk()):
+        size = math.prod(len(v) for v in version.axes.values()) * version.repeats
+        if size > MAX_RUNS:
+            raise ExperimentError(f"{path}: {size} runs (cells x repeats) is more than {MAX_RUNS}, the most one "
+                                  "sweep runs; split it into smaller experiments")
         try:
             cells = version.cells()
         except ExperimentError as exc:

@@ -19,9 +19,36 @@ from harness.errors import SpecError
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES
 from harness.model.workloads import BACKGROUND_WORKLOADS, WORKLOAD_NAMES
 
-# Physical bounds, so a typo cannot ask for a run of days (issue 15 keeps the rest of them).
+# Physical bounds, so a typo cannot ask for a run of days, a sampler that never samples or a switch
+# interval Python would not keep (sys.setswitchinterval takes values far above these silently).
 MAX_SAMPLE_HZ = 1000.0
+MIN_SAMPLE_HZ = 1.0
 MAX_WORKERS = 64
+MAX_CONCURRENCY = 10_000   # gevent at 1,000 is measured (BENCHMARKS.md); ten times that is no longer a lab run
+MAX_TASKS = 100_000        # ten times the load benchmark's 10,000
+MAX_DURATION_S = 3600.0    # one task alone: an hour
+MAX_SWITCH_INTERVAL_S = 100.0  # the switch-interval experiment goes to 10 s
+MAX_TIMEOUT_S = 86_400.0   # a day
+MAX_PREFETCH = 1000
+
+
+def at_most(parse: Callable[[str, Any], Any], maximum: float, why: str) -> Callable[[str, Any], Any]:
+    """`parse`, then an upper bound with its reason."""
+    def bounded(name: str, raw: Any) -> Any:
+        value = parse(name, raw)
+        if value is not None and value > maximum:
+            raise SpecError(f"{name} must be at most {maximum:g} ({why}), got {raw!r}")
+        return value
+    return bounded
+
+
+def at_least(parse: Callable[[str, Any], Any], minimum: float, why: str) -> Callable[[str, Any], Any]:
+    def bounded(name: str, raw: Any) -> Any:
+        value = parse(name, raw)
+        if value is not None and value < minimum:
+            raise SpecError(f"{name} must be at least {minimum:g} ({why}), got {raw!r}")
+        return value
+    return bounded
 
 
 def whole(minimum: int, maximum: int | None = None) -> Callable[[str, Any], int]:
@@ -180,13 +207,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}, or {CUSTOM_PREFIX}package.module:Class",
             pool_name, "POOL", to_worker=True),
     Setting("workload", str, "cpu", f"task kind: {', '.join(WORKLOAD_NAMES)}", one_of(WORKLOAD_NAMES), "WORKLOAD"),
-    Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)", whole(1),
+    Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)",
+            at_most(whole(1), MAX_CONCURRENCY, "slots per worker"),
             "CONCURRENCY", to_worker=True),
     Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
             f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
-    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency x workers)", whole(1), "TASKS"),
+    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency x workers)",
+            at_most(whole(1), MAX_TASKS, "tasks in one run"), "TASKS"),
     Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
-            positive(), "DURATION"),
+            positive(maximum=MAX_DURATION_S), "DURATION"),
     Setting("cpu_fraction", float, None, "mixed workload: the share of a task's time alone that is CPU, 0 to 1 "
             "(default 0.5)", fraction, "CPU_FRACTION", label="CPU fraction"),
     Setting("task", str, None, "your own task, package.module:function (a Celery task object works too); it "
@@ -197,18 +226,20 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "KWARGS", label="KWARGS"),
     Setting("task_path", str, None, "where your task's package is imported from (default: the current directory)",
             directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
-    Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks", positive(), "SWITCH", to_worker=True),
+    Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks",
+            positive(maximum=MAX_SWITCH_INTERVAL_S), "SWITCH", to_worker=True),
     Setting("prefetch", int, None, "worker_prefetch_multiplier (default: 1, or 0 = no limit for gevent and "
-            "eventlet)", whole(0), "PREFETCH", to_worker=True),
-    Setting("sample_hz", float, 50.0, "CPU samples of the worker per second", positive("Hz", MAX_SAMPLE_HZ),
+            "eventlet)", at_most(whole(0), MAX_PREFETCH, "messages reserved per slot"), "PREFETCH", to_worker=True),
+    Setting("sample_hz", float, 50.0, "CPU samples of the worker per second",
+            at_least(positive("Hz", MAX_SAMPLE_HZ), MIN_SAMPLE_HZ, "fewer would miss short runs"),
             "SAMPLE_HZ", label="sample rate (Hz)"),
     Setting("timeout", float, None, "seconds the tasks may take before the run is called stuck (default: "
-            "derived from the work)", positive(), "TIMEOUT"),
+            "derived from the work)", positive(maximum=MAX_TIMEOUT_S), "TIMEOUT"),
     Setting("background", str, None, f"a workload run beside the measured tasks: {', '.join(BACKGROUND_WORKLOADS)}",
             lambda name, raw: None if str(raw).strip() == "none" else one_of(BACKGROUND_WORKLOADS)(name, raw),
             "BACKGROUND", label="background workload"),
     Setting("background_tasks", int, 0, "how many background tasks (1 when a background workload is given)",
-            whole(0), "BACKGROUND_TASKS"),
+            at_most(whole(0), MAX_TASKS, "tasks in one run"), "BACKGROUND_TASKS"),
     Setting("interpreter", str, None, "the Python the worker runs on: a path, or a name on PATH such as python3.13t "
             "(default: the lab's own); another interpreter gets a worker environment, made once in .lab/envs/",
             text, "INTERPRETER"),

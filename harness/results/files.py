@@ -1,14 +1,16 @@
 """Writing result files so that a reader never sees one half-written, and the `latest` links."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
-from harness.errors import ResultsError
+from harness.errors import ResultsError, UsageError
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -44,3 +46,37 @@ def link_latest(folder: Path, name: str) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(folder.name)
     os.replace(tmp, link)
+
+
+def check_writable(results_dir: Path) -> None:
+    """Refuse, before anything starts, a results folder that cannot take a run: a file in its place, or a
+    folder (or, if it does not exist yet, a parent) this user cannot write."""
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ResultsError(f"{results_dir}: is a file, not a folder for results; move it or give --results-dir")
+    existing = results_dir if results_dir.exists() else next((p for p in results_dir.parents if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ResultsError(f"{existing}: not writable, so no results could be kept; give --results-dir a folder "
+                           "you can write")
+
+
+@contextmanager
+def sweep_lock(folder: Path) -> Iterator[None]:
+    """One process at a time runs a sweep folder: a second `--resume` of it would run the same cells twice."""
+    path = Path(folder) / ".sweep.lock"
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise UsageError(f"{folder}: already being run by {holder}; wait for it to end, or stop it "
+                             "and resume again") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

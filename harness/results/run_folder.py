@@ -141,11 +141,19 @@ class Run:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
+        with open(path, "rb") as f:  # every file the lab writes ends its last row with a newline
+            f.seek(-1, 2)
+            cut = f.read(1) != b"\n"
     except FileNotFoundError:
         raise ResultsError(f"{path}: missing") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: unreadable ({exc})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if cut:
+        raise ResultsError(f"{path}: cut off in its last row (the file does not end with a newline): it is truncated")
+    return table
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Schema versions:
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,14 +52,29 @@ def write_sweep_manifest(folder: Path, manifest: dict) -> None:
 def load_sweep_manifest(folder: str | Path) -> dict:
     """sweep.json of a sweep folder, upgraded to the current schema version."""
     path = Path(folder) / "sweep.json"
-    return upgrade(read_json(path, "sweep"), SWEEP_SCHEMA_VERSION, UPGRADES, path)
+    manifest = upgrade(read_json(path, "sweep"), SWEEP_SCHEMA_VERSION, UPGRADES, path)
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise ResultsError(f"{path}: {key!r} is missing or not a {kind.__name__}: the file is damaged")
+    for entry in manifest["runs"]:
+        if not isinstance(entry, dict) or not {"cell", "repeat", "status"} <= set(entry):
+            raise ResultsError(f"{path}: a run entry lacks cell, repeat or status: the file is damaged")
+    for cell in manifest["cells"]:
+        if not isinstance(cell, dict) or not {"cell", "label", "settings"} <= set(cell):
+            raise ResultsError(f"{path}: a cell lacks cell, label or settings: the file is damaged")
+    return manifest
+
+
+# What every sweep.json holds, whatever wrote it: a file without them is damaged, said in one line.
+REQUIRED = {"status": str, "experiment": dict, "axes": list, "cells": list, "runs": list}
 
 
 def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environment: dict) -> Path:
     """Create the sweep folder and its manifest with every (cell, repeat) pending."""
     exp = experiment.shrunk() if quick else experiment
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    folder = Path(results_dir) / f"sweep-{stamp}-{exp.name}{'-quick' if quick else ''}"
+    # A random suffix, as run ids have: two sweeps of one experiment started in the same second differ.
+    folder = Path(results_dir) / f"sweep-{stamp}-{exp.name}{'-quick' if quick else ''}-{secrets.token_hex(2)}"
     folder.mkdir(parents=True)
     axes = list(exp.axes)
     cells = [{"cell": i, "label": cell_label(s, axes), "settings": s} for i, s in enumerate(exp.cells())]

@@ -10,6 +10,7 @@ import pytest
 from harness.model.experiment import load_experiment
 from harness.model.machine import usable_cores
 from harness.pipeline import report, run_sweep, start_sweep
+from harness.present.page import FIGURE_ALT
 from lab_process import ROOT, harness, pyenv_python
 
 PY313 = pyenv_python("3.13")
@@ -98,6 +99,7 @@ def test_the_topology_experiment_runs_end_to_end(tmp_path, redis_url):
     table = pd.read_csv(folder / "summary.csv")
     shapes = sorted(zip(table["pool"], table["workers"], table["concurrency"]))
     assert shapes == sorted((p, w, 4 // w) for p in ("threads", "prefork") for w in (1, 2, 4))
-    assert 'alt="topology"' in report(folder).read_text() and (folder / "topology.png").exists()
+    # The topology figure is in the report, with its alt text (harness.present.page.FIGURE_ALT).
+    assert f'alt="{FIGURE_ALT["topology"]}"' in report(folder).read_text() and (folder / "topology.png").exists()
     threads = table[table["pool"] == "threads"].set_index("workers")["ideal_speedup"]
     assert threads[1] == 1 and threads[4] == min(4, usable_cores())  # a GIL per worker process

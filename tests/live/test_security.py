@@ -29,6 +29,13 @@ def test_private_redis_listens_on_loopback_only_and_needs_its_password():
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(host="127.0.0.1", port=port).ping()
         assert redis.Redis.from_url(broker.url).ping()
+        # Its password is in a file only this user reads, not in /proc/<pid>/cmdline for every user.
+        password = broker.url.split(":")[2].split("@")[0]
+        assert password not in " ".join(server.cmdline())
+        config = next(Path(a) for a in server.cmdline() if a.endswith(".conf")) if any(
+            a.endswith(".conf") for a in server.cmdline()) else None
+        if config is not None:
+            assert config.stat().st_mode & 0o077 == 0
 
 
 def test_worker_refuses_pickle_and_runs_json(redis_url, tmp_path):

@@ -1,0 +1,101 @@
+"""Faults with real processes: a second interrupt during clean-up, the harness killed outright or hung up
+on, a frozen broker. Each ends bounded, with nothing left running 5 s after the harness is gone."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from lab_process import finish, is_broker, start, wait_for, worker_of
+
+# A worker busy in one long task: Celery's warm shutdown would wait for it to end.
+LONG_SOLO = ["bench", "--pool", "solo", "--workload", "busy_wait", "--concurrency", "1", "--tasks", "2",
+             "--duration", "60", "--timeout", "600"]
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        return [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _all_gone(processes: list[psutil.Process], within_s: float = 5.0) -> list[psutil.Process]:
+    """What is still running `within_s` seconds later (zombies are gone processes)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _started_long_run(workdir):
+    proc = start(LONG_SOLO, workdir, start_new_session=True)
+    worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
+    # The run's folder is written once the worker is ready; then the first task spins a core.
+    wait_for(lambda: list((workdir / "results").glob("*/run.json")) if (workdir / "results").exists() else None,
+             what="the run's folder")
+    time.sleep(1.0)
+    wait_for(lambda: any(p.cpu_percent(0.2) > 50 for p in _tree(worker.pid)), what="the long task running")
+    return proc, _tree(worker.pid) + [p for p in psutil.Process(proc.pid).children() if is_broker(p.name())]
+
+
+def _run_json(workdir) -> dict:
+    (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.is_symlink()]
+    return json.loads((folder / "run.json").read_text())
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_interrupt_during_clean_up_still_stops_everything(workdir, second):
+    proc, lab = _started_long_run(workdir)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)  # inside the worker's stop, waiting out its warm shutdown
+    os.kill(proc.pid, second)
+    code, _out, err = finish(proc, timeout=60)
+    assert code == 130 and "Traceback" not in err, err
+    assert _all_gone(lab) == []
+    assert _run_json(workdir)["status"] == "interrupted"
+
+
+def test_a_harness_killed_outright_takes_its_busy_worker_with_it(workdir):
+    proc, lab = _started_long_run(workdir)
+    proc.kill()  # SIGKILL: no handler runs in the harness
+    proc.wait(timeout=10)
+    assert _all_gone(lab) == [], "the watchdog should have killed the worker's group"
+
+
+def test_a_hang_up_stops_the_run_in_order_and_marks_it(workdir):
+    proc, lab = _started_long_run(workdir)
+    os.kill(proc.pid, signal.SIGHUP)
+    code, _out, err = finish(proc, timeout=60)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert _all_gone(lab) == []
+    manifest = _run_json(workdir)
+    assert manifest["status"] == "interrupted" and manifest["partial"]["tasks_submitted"] >= 1
+
+
+def test_a_frozen_broker_ends_the_run_bounded(workdir):
+    proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "2", "--tasks", "8",
+                  "--duration", "5"], workdir, start_new_session=True)
+    worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
+    broker = wait_for(lambda: next((p for p in psutil.Process(proc.pid).children() if is_broker(p.name())), None),
+                      what="the private broker")
+    time.sleep(1.0)
+    lab = _tree(worker.pid) + [broker]
+    broker.suspend()  # SIGSTOP: it keeps its socket and answers nothing
+    try:
+        started = time.monotonic()
+        code, _out, err = finish(proc, timeout=90)
+        took = time.monotonic() - started
+    finally:
+        if broker.is_running():
+            broker.resume()
+    assert code == 1 and "lost the Redis broker" in err and "Traceback" not in err, err
+    assert took < 60, took
+    assert _all_gone(lab) == []
+    assert _run_json(workdir)["status"] == "failed"

@@ -1,0 +1,150 @@
+"""Hostile input, offline: names that would leave results/, damaged result files, sweeps without bounds.
+Each is one line and exit 2 from the command line, with nothing written."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import cli as commandline
+from harness.errors import ExperimentError, ResultsError
+from harness.model.experiment import MAX_REPEATS, MAX_RUNS, load_experiment
+from harness.results import load_run
+from harness.results.sweep_folder import load_sweep_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "v1"
+GOOD = 'question = "q"\n[axes]\npool = ["solo"]\n'
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path):
+    """The command line in this process (its own function, without a new interpreter each time): exit code
+    and stderr lines."""
+    monkeypatch.setattr(commandline, "stop_in_order_on_signals", lambda: None)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        code = commandline.main(list(args))
+        return code, capsys.readouterr().err.strip().splitlines()
+    return run
+
+
+@pytest.mark.parametrize("name", ["x/../../../../tmp/escaped", "../up", ".hidden", "a/b", "", " ", "n" * 65,
+                                  "-rf"])
+def test_an_experiment_name_cannot_leave_results(tmp_path, name):
+    path = tmp_path / "e.toml"
+    path.write_text(f"name = {json.dumps(name)}\n" + GOOD)
+    with pytest.raises(ExperimentError, match="name"):
+        load_experiment(path)
+
+
+def test_an_escaping_name_is_refused_by_the_command_before_anything_is_written(tmp_path, cli):
+    path = tmp_path / "e.toml"
+    path.write_text('name = "x/../../../../tmp/escaped-by-a-test"\n' + GOOD)
+    code, err = cli("sweep", str(path))
+    assert code == 2 and len(err) == 1 and "name" in err[0], err
+    assert not (tmp_path / "results").exists() and not Path("/tmp/escaped-by-a-test").exists()
+
+
+def test_a_sweep_has_bounds(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text(f'name = "big"\nrepeats = {MAX_REPEATS + 1}\n' + GOOD)
+    with pytest.raises(ExperimentError, match=f"repeats must be a whole number >= 1 and at most {MAX_REPEATS}"):
+        load_experiment(path)
+    values = ", ".join(str(0.001 * (i + 1)) for i in range(MAX_RUNS + 1))
+    path.write_text(f'name = "wide"\nquestion = "q"\n[axes]\nduration = [{values}]\n')
+    with pytest.raises(ExperimentError, match=f"more than {MAX_RUNS}"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"[1, 2, 3]", "no schema_version"),
+    (b"\x00\xff\xfe binary", "not valid JSON"),
+    (json.dumps({"schema_version": 2, "status": "complete"}).encode(), "is missing or not a"),
+])
+def test_a_damaged_sweep_json_is_one_line_everywhere(tmp_path, content, says, cli):
+    folder = tmp_path / "sweep-damaged"
+    shutil.copytree(DATA / "sweep-tiny", folder)
+    (folder / "sweep.json").write_bytes(content)
+    with pytest.raises(ResultsError, match=says):
+        load_sweep_manifest(folder)
+    for args in (["report", str(folder)], ["compare", str(folder), str(folder)], ["sweep", "--resume", str(folder)]):
+        code, err = cli(*args)
+        assert code == 2 and len(err) == 1 and "sweep.json" in err[0] and says in err[0], (args, err)
+
+
+def test_a_tasks_csv_cut_mid_line_is_refused(tmp_path, cli):
+    folder = tmp_path / "run"
+    shutil.copytree(DATA / "run-prefork-io_net", folder)
+    text = (folder / "tasks.csv").read_text()
+    (folder / "tasks.csv").write_text(text[: len(text) - 25])  # the last row cut in the middle
+    with pytest.raises(ResultsError, match="tasks.csv: cut off in its last row"):
+        load_run(folder)
+    code, err = cli("report", str(folder))
+    assert code == 2 and len(err) == 1 and "cut off" in err[0], err
+
+
+def test_a_quote_in_a_make_variable_stays_in_its_value(tmp_path):
+    # Before, RUN='x'; touch PWNED; '' left its quotes, ran the touch, and make exited 0.
+    import subprocess
+
+    marker = tmp_path / "PWNED"
+    out = subprocess.run(["make", "-s", "-C", str(ROOT), "report", f"RUN=x'; touch {marker}; '"],
+                         capture_output=True, text=True, timeout=120)
+    assert not marker.exists()
+    assert out.returncode != 0 and "run.json: missing" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--concurrency", "100000"], "concurrency must be at most 10000"),
+    (["--tasks", "10000000"], "tasks must be at most 100000"),
+    (["--switch-interval", "1e300"], "switch interval must be at most 100"),
+    (["--sample-hz", "1e-300"], "sample rate (Hz) must be at least 1"),
+    (["--duration", "1e9"], "duration must be at most 3600"),
+    (["--timeout", "1e12"], "timeout must be at most 86400"),
+])
+def test_settings_have_physical_upper_bounds(tmp_path, cli, args, says):
+    code, err = cli("bench", *args)
+    assert code == 2 and len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "results").exists()
+
+
+def test_results_that_are_a_file_are_refused_before_anything_starts(tmp_path, cli):
+    (tmp_path / "results").write_text("not a folder")
+    code, err = cli("bench", "--pool", "threads", "--workload", "io_sleep", "--tasks", "1")
+    assert code == 2 and len(err) == 1 and "is a file, not a folder for results" in err[0], err
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('name = "e"\n' + GOOD)
+    code, err = cli("sweep", str(experiment))
+    assert code == 2 and len(err) == 1 and "is a file, not a folder for results" in err[0], err
+
+
+def test_one_process_at_a_time_runs_a_sweep_and_a_resume_checks_its_cells_first(tmp_path):
+    from harness.errors import UsageError
+    from harness.pipeline import run_sweep
+    from harness.results.files import sweep_lock
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(DATA / "sweep-tiny", folder)
+    with sweep_lock(folder):  # as a first `sweep --resume` holds it
+        with pytest.raises(UsageError, match=r"already being run by pid \d+"):
+            run_sweep(folder, redis_url="redis://:x@127.0.0.1:1/0", show_progress=False)
+    manifest = json.loads((folder / "sweep.json").read_text())
+    manifest["cells"][0]["settings"]["pool"] = "nonesuch"
+    (folder / "sweep.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsError, match="cell 'pool=threads' cannot run: unknown pool 'nonesuch'"):
+        run_sweep(folder, redis_url="redis://:x@127.0.0.1:1/0", show_progress=False)
+    assert json.loads((folder / "sweep.json").read_text())["status"] == manifest["status"]  # untouched
+
+
+def test_a_unix_socket_broker_is_refused_in_one_line():
+    # redis-py accepts unix://, but the worker's Celery transport cannot use it: refused before anything.
+    from harness.errors import BrokerError
+    from harness.lab.broker import check_reachable
+
+    with pytest.raises(BrokerError, match=r"the lab takes redis://host:port/db or rediss://\.\.\. \(TCP\)") as err:
+        check_reachable("unix://:secret@/tmp/redis.sock")
+    assert "secret" not in str(err.value) and BrokerError.exit_code == 2
