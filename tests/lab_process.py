@@ -77,3 +77,17 @@ def worker_of(harness_pid: int) -> psutil.Process | None:
         except psutil.Error:
             pass
     return None
+
+
+def measured_steadily(measure):
+    """A run measured once more if the lab says its first measurement was disturbed: other processes busy
+    (summary "disturbed"), or the machine itself slowed (tasks needing far more CPU than alone on work that
+    shares nothing: another VM on the host). The physics checks then judge a run the lab trusts; the
+    lab's own rule decides, not the check's outcome. Seen in a fresh-clone make test here: prefork 1.19x
+    with work inflation 1.76 for a minute, 1.79-1.92x right after."""
+    from harness.analysis.trust import machine_slowed
+
+    run = measure()
+    if run.summary.get("disturbed") or machine_slowed(run.summary, run.spec["workload"]):
+        run = measure()
+    return run

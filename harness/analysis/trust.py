@@ -39,6 +39,21 @@ def is_disturbed(other_cores: float | None, cores: int) -> bool | None:
     return other_cores >= disturbance_threshold(cores)
 
 
+# Workloads whose tasks contend on purpose (the free-threading lesson): their inflation is the finding.
+CONTENDING_WORKLOADS = ("cpu_shared",)
+# Tasks that each burned this much more CPU than alone did extra work (harness.analysis.summary).
+INFLATION_LIMIT = 1.25
+
+
+def machine_slowed(summary: dict, workload: str) -> bool:
+    """Whether the run's tasks each needed much more CPU than the same task alone, on work that shares
+    nothing: then the machine itself ran slower during the run (another VM on the host, an SMT sibling,
+    a lower CPU frequency), which no process list inside this machine shows."""
+    inflation = summary.get("work_inflation")
+    return (inflation is not None and math.isfinite(inflation) and inflation > INFLATION_LIMIT
+            and workload not in CONTENDING_WORKLOADS)
+
+
 def disturbance_note(other_cores: float) -> str:
     return (f"DISTURBED: {other_cores:.1f} other cores were busy during this run: its speedup is not reliable "
             "(other processes competed for the CPU; rerun on a quiet machine).")

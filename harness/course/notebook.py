@@ -68,8 +68,11 @@ def lesson(number: int, live: bool = True) -> LessonResult:
 
     pd.set_option("display.precision", 3)
     try:
-        return run_lesson(number, results_dir=PROJECT_ROOT / "results" / "lessons", log=lambda _line: None,
-                          live=live_views.notebook if live else None)
+        result = run_lesson(number, results_dir=PROJECT_ROOT / "results" / "lessons", log=lambda _line: None,
+                            live=live_views.notebook if live else None)
+        for line in result.cautions:
+            print(f"caution: {line}")
+        return result
     except (LabError, OSError, ValueError) as exc:
         result = reference_result(number)
         display(Markdown(f"**The live run could not be done here** ({exc}).\n\n**What follows is the lesson's "

@@ -46,6 +46,10 @@ def test_lesson_notebook_runs_and_its_verdict_holds(path, redis_url):
         pytest.skip("lesson 11 needs CPython 3.13 or newer for its workers, and none was found "
                     "(LAB_INTERPRETERS_PYTHON, python3.14 or python3.13 on PATH, pyenv or uv)")
     text = "".join(execute(path, {"REDIS_URL": redis_url}))
+    if "verdict: HELD" not in text and "caution: " in text:
+        # The lesson itself said a run was disturbed or the machine slowed (harness.course.lessons): once more,
+        # as its caution tells a teacher to do.
+        text = "".join(execute(path, {"REDIS_URL": redis_url}))
     verdict = [line for line in text.splitlines() if line.startswith("verdict:")]
     assert verdict, text[-2000:]
     assert verdict[0].startswith("verdict: HELD"), verdict[0]

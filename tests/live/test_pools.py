@@ -6,6 +6,7 @@ means clearly below two.
 from __future__ import annotations
 
 import pytest
+from lab_process import measured_steadily
 
 from harness import load_run
 from harness.model.machine import usable_cores
@@ -27,8 +28,8 @@ def runs(redis_url, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     for pool in POOLS:
         for name, batch in (("cpu", CPU_BATCH), ("io", IO_BATCH)):
-            out[pool, name] = run_bench(build_spec(pool=pool, **batch), results_dir=results,
-                                        redis_url=redis_url, log=lambda _line: None)
+            out[pool, name] = measured_steadily(lambda: run_bench(build_spec(pool=pool, **batch), results_dir=results,
+                                                                  redis_url=redis_url, log=lambda _line: None))
     return out
 
 

@@ -11,7 +11,7 @@ from harness.model.experiment import load_experiment
 from harness.model.machine import usable_cores
 from harness.pipeline import report, run_sweep, start_sweep
 from harness.present.page import FIGURE_ALT
-from lab_process import ROOT, harness, pyenv_python
+from lab_process import ROOT, harness, pyenv_python, measured_steadily
 
 PY313 = pyenv_python("3.13")
 needs_313 = pytest.mark.skipif(PY313 is None, reason="the interpreters pool needs CPython 3.13+: pyenv has none here")
@@ -63,7 +63,8 @@ def test_two_threads_workers_are_two_processes_with_a_gil_each(bench):
 @needs_313
 @needs_2_cores
 def test_subinterpreters_run_cpu_work_in_parallel_in_one_process(bench):
-    run = bench(pool="interpreters", workload="cpu", concurrency=2, tasks=8, duration=0.25, interpreter=PY313)
+    run = measured_steadily(lambda: bench(pool="interpreters", workload="cpu", concurrency=2, tasks=8, duration=0.25,
+                                          interpreter=PY313))
     s = run.summary
     fg = run.foreground
     assert fg["pid"].nunique() == 1  # one worker process ...
@@ -72,7 +73,8 @@ def test_subinterpreters_run_cpu_work_in_parallel_in_one_process(bench):
     assert 0.8 < s["work_inflation"] < 1.25
     started = run.manifest["settings"]["worker_ready"]["interpreters"]
     assert started["interpreters"] == 2 and started["startup_s"] > 0
-    prefork = bench(pool="prefork", workload="cpu", concurrency=2, tasks=8, duration=0.25, interpreter=PY313)
+    prefork = measured_steadily(lambda: bench(pool="prefork", workload="cpu", concurrency=2, tasks=8, duration=0.25,
+                                              interpreter=PY313))
     # Memory beside prefork's: both measured the same way (PSS of the worker tree).
     assert s["pss_peak_mib"] > 10 and prefork.summary["pss_peak_mib"] > 10
 

@@ -261,3 +261,10 @@ def test_a_run_too_short_for_two_samples_of_the_lab_is_not_known_and_still_drawn
     out = parallelism(tasks, frame, {"pool": "threads", "workload": "cpu", "concurrency": 2, "tasks": 2,
                                      "duration": 1.0, "switch_interval": 0.005}, 2, tmp_path / "p.png", s)
     assert out.exists()
+
+
+def test_a_machine_that_slowed_is_told_apart_from_contention_the_lesson_is_about():
+    assert trust.machine_slowed({"work_inflation": 1.76}, "cpu")  # prefork seen at 1.19x with this
+    assert not trust.machine_slowed({"work_inflation": 1.76}, "cpu_shared")  # lesson 10's finding
+    assert not trust.machine_slowed({"work_inflation": 1.02}, "cpu")
+    assert not trust.machine_slowed({"work_inflation": None}, "io_sleep")
