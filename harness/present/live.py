@@ -25,6 +25,16 @@ def lanes(records: list[dict]) -> dict[str, list[float | None]]:
     return out
 
 
+def _due(view, records: list[dict]) -> bool:
+    """Whether a throttled view (`every_s`, `last`, `total`) should show again now: its period has passed,
+    or the batch is complete (the last state is always shown). Marks the time when it is."""
+    now = time.monotonic()
+    if now - view.last < view.every_s and len(records) < view.total:
+        return False
+    view.last = now
+    return True
+
+
 def _style(share: float | None) -> str:
     if share is None:
         return "grey50"
@@ -84,11 +94,9 @@ class PlainLines:
         self.started = self.last = time.monotonic()
 
     def __call__(self, records: list[dict], cores_now: float | None) -> None:
-        now = time.monotonic()
-        done = len(records)
-        if now - self.last < self.every_s and done < self.total:
+        if not _due(self, records):
             return
-        self.last = now
+        done, now = len(records), self.last
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
         print(f"[{now - self.started:5.1f} s] {self.title}: {done}/{self.total} tasks done, "
               f"{cores} of {self.cores} cores in use", file=self.out, flush=True)
@@ -131,12 +139,8 @@ class NotebookView:
         return fig
 
     def __call__(self, records: list[dict], cores_now: float | None) -> None:
-        now = time.monotonic()
-        done = len(records)
-        if now - self.last < self.every_s and done < self.total:
-            return
-        self.last = now
-        self.handle.update(self._figure(list(records), cores_now))
+        if _due(self, records):
+            self.handle.update(self._figure(list(records), cores_now))
 
     def close(self) -> None:
         pass
