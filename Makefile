@@ -25,7 +25,7 @@ N ?=
 SAVE_REFERENCE ?=
 # Paths and names reach the recipes as environment variables, quoted by the shell ("$$RUN"): a value
 # with a quote or a semicolon in it stays one argument and never runs as shell code.
-export EXP RESUME RUN A B N
+export EXP RESUME RUN A B N MAX_HOURS
 LAB_STAMP := $(VENV)/.lab-installed
 
 .PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark check test clean
@@ -64,9 +64,9 @@ bench: $(STAMP)
 advise: $(STAMP)
 	$(BIN)/python -m harness advise --from-make $(if $(QUICK),--quick) $(if $(STRICT),--strict)
 
-## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1)
+## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1, YES=1 or MAX_HOURS=H for one over 30 min)
 sweep: $(STAMP)
-	$(BIN)/python -m harness sweep $(if $(RESUME),--resume "$$RESUME","$$EXP") $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json)
+	$(BIN)/python -m harness sweep $(if $(RESUME),--resume "$$RESUME","$$EXP") $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(YES),--yes) $(if $(MAX_HOURS),--max-hours "$$MAX_HOURS")
 
 ## report: write report.html for a run or sweep folder (RUN=results/latest)
 report: $(STAMP)

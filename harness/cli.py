@@ -73,6 +73,11 @@ def _sweep_parser(sub) -> None:
                        help="after the pending runs, run again once every run that other processes disturbed "
                             "(with --resume: of an earlier sweep)")
     sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    sweep.add_argument("--yes", action="store_true",
+                       help="start a sweep estimated at over 30 minutes without asking (asked at a terminal; "
+                            "refused in a script without --yes or --max-hours)")
+    sweep.add_argument("--max-hours", metavar="H",
+                       help="start no run after H hours; the rest stay pending for --resume")
     sweep.add_argument("--json", action="store_true",
                        help="print the cautions, decisions and per-cell table as JSON on stdout")
     sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")

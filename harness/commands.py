@@ -64,28 +64,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.analysis.trust import sweep_cautions
     from harness.model.experiment import load_experiment
     from harness.judge import judge_sweep
-    from harness.pipeline import report, run_sweep, start_sweep, update_index
+    from harness.pipeline import pending_specs, report, run_sweep, start_sweep, update_index
     from harness.results.files import link_latest
     from harness.results.sweep_folder import load_sweep, load_sweep_manifest
 
+    max_s = _max_seconds(args.max_hours)
     if args.resume:
         folder = Path(args.resume)
         load_sweep_manifest(folder)
+        _strict(args)
+        _agree(pending_specs(folder), args)
     elif args.file is None:
         raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
     else:
         experiment = load_experiment(args.file)
         _strict(args)
-        folder = start_sweep(experiment, args.quick, args.results_dir)
-    if args.resume:
-        _strict(args)
+        folder = start_sweep(experiment, args.quick, args.results_dir, agree=lambda specs: _agree(specs, args))
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
     _log(f"sweep folder: {folder}")
     started = load_sweep_manifest(folder)
     for line in sweep_cautions(bool(started.get("quick")), int(started["experiment"]["repeats"]), 0, {}, str(folder)):
         _log(f"caution: {line}")
     manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers,
-                         rerun_disturbed=args.rerun_disturbed)
+                         rerun_disturbed=args.rerun_disturbed, max_s=max_s)
     path = report(folder)
     link_latest(folder, "latest-sweep")
     update_index(folder.parent)
@@ -106,6 +107,46 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _log(f"resume with: python -m harness sweep --resume {folder}")
         return 1
     return 0
+
+
+def _max_seconds(hours: str | None) -> float | None:
+    from harness.model.estimate import MAX_HOURS
+
+    if hours is None:
+        return None
+    try:
+        value = float(hours)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_HOURS:  # NaN fails too
+        raise UsageError(f"--max-hours must be a number of hours above 0 and at most {MAX_HOURS:g}, got {hours!r}")
+    return value * 3600
+
+
+def _agree(specs: list, args: argparse.Namespace) -> None:
+    """Say how long the sweep will take; a long one starts only with --yes, --max-hours or a yes at a terminal."""
+    from harness.model.estimate import LONG_SWEEP_S, duration_text, estimate
+    from harness.model.machine import usable_cores
+
+    guess = estimate(specs, usable_cores())
+    _log(guess.line())
+    if args.max_hours is not None:
+        if guess.seconds > float(args.max_hours) * 3600:
+            _log(f"that is more than --max-hours {args.max_hours}: no run starts after it; --resume finishes the rest")
+        return
+    if not guess.long or args.yes:
+        return
+    question = f"this sweep would run for about {duration_text(guess.seconds)}"
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        try:
+            answer = input(f"{question}; start it? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise UsageError("not started (answered no)")
+    raise UsageError(f"{question}, longer than {LONG_SWEEP_S / 60:.0f} min: give --yes to start it anyway, "
+                     "or --max-hours H to stop starting runs after H hours")
 
 
 def cmd_advise(args: argparse.Namespace) -> int:

@@ -113,20 +113,33 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
 
 # --- sweeps ----------------------------------------------------------------------------------
 
-def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path) -> Path:
-    """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here."""
+def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
+                agree: "Callable[[list[RunSpec]], None] | None" = None) -> Path:
+    """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here and
+    `agree` (given every run's spec, repeats included) has not refused it."""
     from harness.lab import environment
     from harness.lab.preflight import check_can_run
 
     check_writable(Path(results_dir))
-    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in experiment.specs()}
+    version = experiment.shrunk() if quick else experiment
+    specs = version.specs()
+    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in specs}
     for spec in checks.values():
         check_can_run(spec, log=print)
+    if agree is not None:
+        agree([spec for _ in range(version.repeats) for spec in specs])
     return new_sweep(experiment, quick, Path(results_dir), environment.collect())
 
 
+def pending_specs(folder: Path) -> list[RunSpec]:
+    """The spec of every run of a sweep folder that a resume would run (all but the complete ones)."""
+    manifest = load_sweep_manifest(folder)
+    cells = {c["cell"]: c for c in manifest["cells"]}
+    return [build_spec(**cells[e["cell"]]["settings"]) for e in manifest["runs"] if e["status"] != "complete"]
+
+
 def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True,
-              fresh_workers: bool = False, rerun_disturbed: bool = False) -> dict:
+              fresh_workers: bool = False, rerun_disturbed: bool = False, max_s: float | None = None) -> dict:
     """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
 
     Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
@@ -134,6 +147,7 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     their repeats interleaved (runs that get a fresh worker keep their place). `fresh_workers`: a
     worker of its own for every run, in the stored order. `rerun_disturbed`: then every complete run
     that other processes disturbed is run once more, and the new run replaces it in the sweep.
+    `max_s`: no run starts after that many seconds; the rest stay pending, for a resume.
     """
     folder = Path(folder)
     manifest = load_sweep_manifest(folder)
@@ -143,11 +157,12 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
         except (SpecError, TypeError) as exc:
             raise ResultsError(f"{folder / 'sweep.json'}: cell {cell['label']!r} cannot run: {exc}") from None
     with sweep_lock(folder):
-        return _run_sweep(folder, manifest, redis_url, log, show_progress, fresh_workers, rerun_disturbed)
+        stop_at = None if max_s is None else time.monotonic() + max_s
+        return _run_sweep(folder, manifest, redis_url, log, show_progress, fresh_workers, rerun_disturbed, stop_at)
 
 
 def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, show_progress: bool,
-               fresh_workers: bool, rerun_disturbed: bool) -> dict:
+               fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> dict:
     from contextlib import nullcontext
 
     from harness.lab.broker import Broker
@@ -158,11 +173,11 @@ def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, sh
     write_sweep_manifest(folder, manifest)
     try:
         with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers()) as workers:
-            _run_entries(folder, manifest, todo, broker.url, workers, log, show_progress)
+            _run_entries(folder, manifest, todo, broker.url, workers, log, show_progress, stop_at)
             if rerun_disturbed:
                 again = [e for e in manifest["runs"] if e["status"] == "complete" and _disturbed(folder, e)]
                 log(f"rerunning {len(again)} disturbed run(s)")
-                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress)
+                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress, stop_at)
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
         write_sweep_manifest(folder, manifest)
@@ -179,7 +194,7 @@ def _disturbed(folder: Path, entry: dict) -> bool:
 
 
 def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
-                 log: Log, show_progress: bool) -> None:
+                 log: Log, show_progress: bool, stop_at: float | None) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
     from harness.present.live import BarPostfix
 
@@ -188,6 +203,9 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
         todo = _worker_by_worker(todo, manifest["cells"])
     with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
         for done, entry in enumerate(todo, start=1):
+            if stop_at is not None and time.monotonic() > stop_at:
+                log(f"--max-hours reached: {len(todo) - done + 1} run(s) not started, left for a resume")
+                return
             cell = cells[entry["cell"]]
             bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
             live = (lambda spec: BarPostfix(bar, spec.tasks + spec.background_tasks)) if show_progress else None

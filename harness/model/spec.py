@@ -20,6 +20,10 @@ from harness.model.workloads import BACKGROUND_STRETCH, Workload, workload
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
 OWN_TASK_ALONE_LIMIT_S = 300.0
+# What a run of a sweep costs beside its tasks, on 2 cores: a warm worker taken (or one started),
+# the calibration, the broker's round trips, the summary and figures. Fitted to 6 stored sweeps
+# (12-36 runs each): 1.3-2.1 s a run.
+RUN_OVERHEAD_S = 2.0
 
 
 class _RunSpecRules:
@@ -59,6 +63,23 @@ class _RunSpecRules:
         waves = math.ceil(self.tasks / (self.concurrency * self.workers)) if overlaps else self.tasks
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
         return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
+
+    def expected_s(self, cores: int) -> float:
+        """About how long the run takes, start to figures: a sweep's estimate, not a limit (deadline_s is that).
+
+        The tasks at the best speedup this pool can physically give this work on `cores` cores (serial
+        where the lab cannot know it: a custom pool, the user's own task), background tasks beside them,
+        and RUN_OVERHEAD_S. The user's own task counts DURATION per task,
+        which says nothing of it: `expected_known` is False then.
+        """
+        speedup = self.pool_rules.ideal_speedup(self.kind, self.concurrency, self.tasks, cores,
+                                                cpu_fraction=self.cpu_fraction, workers=self.workers) or 1.0
+        tasks = self.tasks * self.duration / max(speedup, 1.0)
+        return RUN_OVERHEAD_S + max(tasks, self.background_tasks * self.background_duration)
+
+    @property
+    def expected_known(self) -> bool:
+        return not self.workload_rules.own
 
     @property
     def task_args(self) -> list:

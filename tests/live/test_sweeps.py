@@ -108,3 +108,15 @@ def test_runs_with_the_same_worker_settings_share_a_warm_worker(tmp_path, redis_
         if r["spec"]["workload"] == "io_sleep":
             # Two slots, four 0.2 s sleeps: two waves, as on a fresh worker (a queue not yet polled: +0.2-2 s)
             assert s["makespan_s"] < 0.6 and s["speedup"] > 1.5, s
+
+
+def test_a_sweep_given_a_time_limit_starts_no_run_after_it_and_a_resume_finishes(tmp_path, redis_url):
+    folder = start_sweep(load_experiment(write(tmp_path, GOOD)), quick=True, results_dir=tmp_path / "results")
+    lines = []
+    # One run takes over a second (a worker, two tasks, figures): the limit passes during the first.
+    manifest = run_sweep(folder, redis_url=redis_url, log=lines.append, show_progress=False, max_s=0.5)
+    assert manifest["status"] == "partial", manifest
+    assert [e["status"] for e in manifest["runs"]] == ["complete", "pending"], manifest["runs"]
+    assert any("--max-hours reached: 1 run(s) not started" in line for line in lines), lines
+    resumed = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
+    assert resumed["status"] == "complete" and resumed["runs"][0]["run"] == manifest["runs"][0]["run"]

@@ -148,3 +148,61 @@ def test_a_unix_socket_broker_is_refused_in_one_line():
     with pytest.raises(BrokerError, match=r"the lab takes redis://host:port/db or rediss://\.\.\. \(TCP\)") as err:
         check_reachable("unix://:secret@/tmp/redis.sock")
     assert "secret" not in str(err.value) and BrokerError.exit_code == 2
+
+
+# --- long sweeps: an estimate first, and a long one only when agreed ----------------------------
+
+LONG = 'name = "long"\nquestion = "q"\nrepeats = 3\n[fixed]\nworkload = "cpu"\nduration = 60\ntasks = 20\n' \
+       '[axes]\npool = ["solo", "threads"]\n'
+
+
+def test_a_runs_estimate_follows_what_its_pool_can_run_at_once():
+    from harness.model.estimate import estimate
+    from harness.model.spec import RUN_OVERHEAD_S, build_spec
+
+    def seconds(**settings):
+        return estimate([build_spec(**settings)], cores=2).seconds - RUN_OVERHEAD_S
+
+    # Python CPU work: one at a time under the GIL, on both cores in prefork, never more than the cores.
+    assert seconds(pool="threads", workload="cpu", concurrency=4, tasks=8, duration=1) == pytest.approx(8)
+    assert seconds(pool="prefork", workload="cpu", concurrency=2, tasks=8, duration=1) == pytest.approx(4)
+    assert seconds(pool="prefork", workload="cpu", concurrency=8, tasks=8, duration=1) == pytest.approx(4)
+    # Waits overlap up to the concurrency in every pool but solo.
+    assert seconds(pool="threads", workload="io_sleep", concurrency=4, tasks=8, duration=1) == pytest.approx(2)
+    assert seconds(pool="solo", workload="io_sleep", concurrency=1, tasks=8, duration=1) == pytest.approx(8)
+    guessed = estimate([build_spec(task="json:dumps", pool="threads", tasks=4)], cores=2)
+    assert guessed.guessed == 1 and "your own task" in guessed.line()
+
+
+def test_a_long_sweep_in_a_script_is_refused_with_its_estimate_and_nothing_written(tmp_path, cli):
+    path = tmp_path / "long.toml"
+    path.write_text(LONG)
+    code, err = cli("sweep", str(path))  # pytest's stdin is no terminal
+    assert code == 2, err
+    assert err[0].startswith("estimate: 6 run(s), about 2.0 h"), err  # 3 x (20 x 60 s + 20 x 60 s)
+    assert len(err) == 2 and "--yes" in err[1] and "--max-hours" in err[1], err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_long_sweep_at_a_terminal_asks_and_no_means_nothing_starts(tmp_path, cli, monkeypatch):
+    import builtins
+    import sys
+
+    asked = []
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(builtins, "input", lambda prompt: asked.append(prompt) or "n")
+    path = tmp_path / "long.toml"
+    path.write_text(LONG)
+    code, err = cli("sweep", str(path))
+    assert code == 2 and asked and "about 2.0 h" in asked[0] and "not started" in err[-1], (asked, err)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("hours", ["0", "-1", "abc", "nan", "inf", "1e9"])
+def test_max_hours_is_a_sane_number(tmp_path, cli, hours):
+    path = tmp_path / "long.toml"
+    path.write_text(LONG)
+    code, err = cli("sweep", str(path), "--max-hours", hours)
+    assert code == 2 and len(err) == 1 and "--max-hours must be" in err[0], err
+    assert not (tmp_path / "results").exists()
