@@ -70,7 +70,7 @@ def _sweep_parser(sub) -> None:
                             "worker the same way share a warm one)")
     sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
     sweep.add_argument("--rerun-disturbed", action="store_true",
-                       help="after the pending runs, run again once every run that other processes disturbed "
+                       help="after the pending runs, run again once every disturbed run (other processes busy, or the worker stopped) "
                             "(with --resume: of an earlier sweep)")
     sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sweep.add_argument("--yes", action="store_true",

@@ -192,8 +192,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for side, path in (("A", args.a), ("B", args.b)):
         disturbed, total = disturbed_runs(path)
         if disturbed:
-            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED by other processes: "
-                 "a difference may be theirs")
+            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED (other processes busy, or the "
+                 "worker stopped): a difference may be theirs")
     if args.json:
         _print_json({"a": args.a, "b": args.b, "different": not differences(table).empty, "result": line,
                      "rows": table.to_dict("records")})

@@ -46,7 +46,7 @@ def judge_sweep(folder: Path, table: "pd.DataFrame | None" = None) -> Judgement:
 
 
 def disturbed_runs(path: str | Path) -> tuple[int, int]:
-    """How many of a run's or sweep's complete runs other processes disturbed, and of how many."""
+    """How many of a run's or sweep's complete runs were disturbed, and of how many."""
     path = Path(path)
     runs = load_sweep(path).run_paths if is_sweep(path) else [path]
     marks = [bool((read_manifest(p).get("summary") or {}).get("disturbed")) for p in runs]

@@ -45,3 +45,23 @@ def cores_over_time(samples: pd.DataFrame, kind: str = "process", window_s: floa
     cumulative = np.interp(edges, t, total.to_numpy(dtype=float))
     cores = np.diff(cumulative) / np.diff(edges)
     return pd.DataFrame({"t": (edges[1:] + edges[:-1]) / 2, "cores": cores})
+
+
+# /proc/<pid>/stat states of a process that was stopped, not scheduled: SIGSTOP or a terminal's
+# Ctrl-Z (T), a debugger (t).
+STOPPED_STATES = ("T", "t")
+
+
+def stopped_seconds(samples: pd.DataFrame, t0: float, t1: float) -> float | None:
+    """Seconds of [t0, t1] during which a process of the worker was stopped: each sample at which one was
+    counts until the next sample. None where states were not sampled (runs stored before they were)."""
+    if samples.empty or "state" not in samples:
+        return None
+    rows = samples[(samples["kind"] == "process")]
+    if rows.empty or rows["state"].isna().all():
+        return None
+    stopped = rows.assign(stopped=rows["state"].isin(STOPPED_STATES)).groupby("t")["stopped"].any().sort_index()
+    times = stopped.index.to_numpy(dtype=float)
+    ends = np.append(times[1:], times[-1])
+    starts, ends = np.clip(times, t0, t1), np.clip(ends, t0, t1)
+    return float(((ends - starts) * stopped.to_numpy()).sum())

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.cpu import cpu_seconds_between
+from harness.analysis.cpu import cpu_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.resources import memory, round_trips
-from harness.analysis.trust import disturbance_note, is_disturbed
+from harness.analysis.trust import disturbance_note, is_disturbed, was_stopped
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.workloads import workload
@@ -24,7 +24,9 @@ from harness.model.workloads import workload
 # 3: GIL holds measured only while two or more tasks ran at once (gil_contended_s); memory (RSS, USS);
 #    alone_cpu_share, task_stretch; mixed and own work.
 # 4: other processes' cores while the tasks ran (other_cores_used) and whether that disturbed the run.
-ANALYSIS_VERSION = 4
+# 5: how long the worker stood stopped (worker_stopped_s, from the sampled process states); a run whose
+#    worker was stopped for a twentieth of it is disturbed, and its lost time is not blamed on the GIL.
+ANALYSIS_VERSION = 5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
@@ -165,9 +167,11 @@ def cpu_use(samples: pd.DataFrame, t0: float, t1: float, cores: int) -> dict:
     lab_cpu = cpu_seconds_between(samples, t0, t1, "lab") if lab_sampled else float("nan")
     other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
     other_cores = max(0.0, other) if np.isfinite(other) else None
+    stopped = stopped_seconds(samples, t0, t1)
     return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),
             "machine_cores_used": machine_cpu / span if span > 0 else float("nan"),
-            "other_cores_used": other_cores, "disturbed": is_disturbed(other_cores, cores), "worker_cpu_s": tree_cpu}
+            "other_cores_used": other_cores, "worker_stopped_s": stopped,
+            "disturbed": is_disturbed(other_cores, cores, stopped, span), "worker_cpu_s": tree_cpu}
 
 
 def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, cpu_share: float | None) -> dict:
@@ -196,7 +200,7 @@ def _share(part: float, whole: float) -> float | None:
 
 def notes(summary: dict, ctx: RunContext) -> list[str]:
     """Plain-language reading of the summary: what a teacher would point at."""
-    out = [disturbance_note(summary["other_cores_used"])] if summary.get("disturbed") else []
+    out = [disturbance_note(summary)] if summary.get("disturbed") else []
     # Tasks beyond the cores take turns on them whatever the pool: only the cores they could have
     # had and did not get are the GIL's (or the event loop's) doing.
     running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
@@ -209,7 +213,8 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
     if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
-        who = ("other processes on the machine" if summary.get("disturbed") else
+        who = ("the worker being stopped" if was_stopped(summary.get("worker_stopped_s"), summary["makespan_s"]) else
+               "other processes on the machine" if summary.get("disturbed") else
                "locks the tasks share, or the OS (no GIL on this worker)" if gil_free else pool(ctx.pool).waiter)
         out.append(f"{running:.1f} tasks running on average but {used:.1f} cores used: "
                    f"{who} took the difference.")

@@ -31,9 +31,23 @@ def disturbance_threshold(cores: int) -> float:
     return max(DISTURBED_MIN_CORES, DISTURBED_SHARE_OF_CORES * cores)
 
 
-def is_disturbed(other_cores: float | None, cores: int) -> bool | None:
-    """Whether other processes took enough of the machine to make the run's speedup unreliable;
-    None where it was not measured (a run stored before the lab sampled its own processes)."""
+# A worker stopped (SIGSTOP, a terminal's Ctrl-Z, a debugger) for this share of the time its tasks ran
+# lost that time to no pool and no GIL: a twentieth of the run is a tenth of a 2-core speedup's margin.
+STOPPED_SHARE = 0.05
+
+
+def was_stopped(stopped_s: float | None, span_s: float | None) -> bool:
+    """Whether the worker stood stopped long enough to change the run's numbers."""
+    return bool(stopped_s and span_s and stopped_s >= STOPPED_SHARE * span_s)
+
+
+def is_disturbed(other_cores: float | None, cores: int, stopped_s: float | None = None,
+                 span_s: float | None = None) -> bool | None:
+    """Whether other processes took enough of the machine, or the worker stood stopped long enough, to make
+    the run's speedup unreliable; None where neither was measured (a run stored before the lab sampled its
+    own processes)."""
+    if was_stopped(stopped_s, span_s):
+        return True
     if other_cores is None or not math.isfinite(other_cores):
         return None
     return other_cores >= disturbance_threshold(cores)
@@ -54,9 +68,27 @@ def machine_slowed(summary: dict, workload: str) -> bool:
             and workload not in CONTENDING_WORKLOADS)
 
 
-def disturbance_note(other_cores: float) -> str:
-    return (f"DISTURBED: {other_cores:.1f} other cores were busy during this run: its speedup is not reliable "
-            "(other processes competed for the CPU; rerun on a quiet machine).")
+def disturbance_cause(summary: dict) -> str:
+    """What disturbed a run, in a few words (for titles, tables and the console); "" for an undisturbed one."""
+    if not summary.get("disturbed"):
+        return ""
+    causes = []
+    if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
+        causes.append(f"worker stopped {summary['worker_stopped_s']:.1f} s")
+    other = summary.get("other_cores_used")
+    if other is not None and other >= disturbance_threshold(int(summary.get("cores") or 1)):
+        causes.append(f"{other:.1f} other cores busy")
+    return ", ".join(causes)
+
+
+def disturbance_note(summary: dict) -> str:
+    """The run's first note when it was disturbed: what happened and why its speedup cannot be read."""
+    if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
+        return (f"DISTURBED: the worker was stopped (SIGSTOP, Ctrl-Z or a debugger) for "
+                f"{summary['worker_stopped_s']:.1f} s of the {summary['makespan_s']:.1f} s its tasks ran: its speedup "
+                "is not reliable (a stopped worker runs no task, whatever the pool or the GIL; rerun it).")
+    return (f"DISTURBED: {summary['other_cores_used']:.1f} other cores were busy during this run: its speedup is not "
+            "reliable (other processes competed for the CPU; rerun on a quiet machine).")
 
 
 def bootstrap_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -91,7 +123,7 @@ def trust_level(n: int, quick: bool, disturbed: int, spread_warning: str = "") -
     if quick:
         return "low", "quick settings, a first look"
     if disturbed:
-        return "low", f"{disturbed} of {n} repeats disturbed by other processes"
+        return "low", f"{disturbed} of {n} repeats disturbed (other processes busy, or the worker stopped)"
     if n < 2:
         return "low", "one repeat: no spread known"
     if spread_warning:
@@ -118,6 +150,7 @@ def sweep_cautions(quick: bool, repeats: int, runs: int, disturbed_cells: dict[s
     if disturbed_cells:
         count = sum(disturbed_cells.values())
         cells = ", ".join(f"{label} ({n})" for label, n in disturbed_cells.items())
-        out.append(f"DISTURBED: {count} of {runs} runs had other processes busy on the machine ({cells}): their "
+        out.append(f"DISTURBED: {count} of {runs} runs had other processes busy on the machine or their worker "
+                   f"stopped ({cells}): their "
                    f"numbers are not reliable. Rerun them: python -m harness sweep --resume {folder} --rerun-disturbed")
     return out

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
-from harness.analysis.trust import machine_slowed
+from harness.analysis.trust import disturbance_cause, machine_slowed
 from harness.course import verdicts
 from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
@@ -53,13 +53,14 @@ class LessonResult:
 
     @property
     def cautions(self) -> list[str]:
-        """A line for each run that other processes disturbed, or during which the machine itself slowed:
+        """A line for each run that was disturbed (other processes busy, the worker stopped), or during which the
+        machine itself slowed:
         the verdict rests on a number that is not reliable."""
         out = []
         for name, run in self.runs.items():
             if run.summary.get("disturbed"):
-                out.append(f"run {name!r} was DISTURBED: {run.summary['other_cores_used']:.1f} other cores were "
-                           "busy; rerun the lesson on a quiet machine before trusting its verdict")
+                out.append(f"run {name!r} was DISTURBED ({disturbance_cause(run.summary)}); rerun the lesson on a quiet "
+                           "machine before trusting its verdict")
             elif machine_slowed(run.summary, run.spec["workload"]):
                 out.append(f"run {name!r}: each task needed {run.summary['work_inflation']:.2f}x its CPU alone, "
                            "so the machine itself ran slower (the host, an SMT sibling or the CPU frequency); "

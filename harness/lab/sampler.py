@@ -18,7 +18,8 @@ import psutil
 from harness.lab.periodic import PeriodicSampler
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc CPU times
-COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss", "uss", "pss"]
+COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss", "uss", "pss",
+           "state"]
 TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second (pool processes live all run)
 # CPU times (what the parallelism chart needs) are read on every sample. Context switches (a
 # parse of /proc/<pid>/status), RSS and per-thread times (one /proc file per thread) are read on
@@ -80,8 +81,9 @@ class Sampler(PeriodicSampler):
                 return None
         return fd
 
-    def _process_cpu(self, pid: int) -> tuple[float, float] | None:
-        """User and system CPU seconds of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    def _process_cpu(self, pid: int) -> tuple[float, float, str] | None:
+        """User and system CPU seconds of a process, from /proc/<pid>/stat (fields 14 and 15), and its state
+        (field 3: R running, S sleeping, T stopped by a signal, ...): a stopped worker is no GIL's doing."""
         fd = self._stat_fd(pid)
         try:
             data = os.pread(fd, 2048, 0) if fd is not None else b""
@@ -91,7 +93,7 @@ class Sampler(PeriodicSampler):
             self._close(pid)
             return None
         fields = data[data.rindex(b")") + 2:].split()
-        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS, fields[0].decode()
 
     def _close(self, pid: int) -> None:
         self._procs.pop(pid, None)
@@ -114,7 +116,7 @@ class Sampler(PeriodicSampler):
             if cpu is None:
                 continue
             if not detail:
-                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None, None, None))
+                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, cpu[2]))
                 continue
             try:
                 with proc.oneshot():
@@ -125,21 +127,23 @@ class Sampler(PeriodicSampler):
             except psutil.Error:  # the process ended between listing and reading
                 self._close(pid)
                 continue
-            rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss, uss, pss))
+            rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss, uss, pss,
+                         cpu[2]))
             for th in threads:
-                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None))
+                rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None,
+                             None))
         if detail:
             for pid in self._lab:
                 cpu = self._process_cpu(pid)
                 if cpu is not None:
-                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None))
+                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, None))
         for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
             if not line.startswith(b"cpu"):
                 break
             name, *v = line.split()
             user, nice, system, idle, iowait, irq, softirq = (int(x) / CLOCK_TICKS for x in v[:7])
             rows.append((t, "core", None, int(name[3:]), user + nice, system + irq + softirq, idle + iowait,
-                         None, None, None, None, None))
+                         None, None, None, None, None, None))
 
     def cores_now(self, window_s: float = 0.5) -> float | None:
         """The worker's CPU cores over the last `window_s` of samples: for a live view, not for analysis."""

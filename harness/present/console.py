@@ -6,6 +6,7 @@ import math
 
 from typing import TYPE_CHECKING
 
+from harness.analysis import trust
 from harness.results.run_folder import Run
 
 if TYPE_CHECKING:
@@ -70,9 +71,13 @@ def summary_table(run: Run, where: bool = True) -> str:
         rows.append(("GIL held per turn (median)", _num(probe["gil_hold_median_s"], ".4f", " s"),
                      f"{_num(probe['gil_handoffs_per_s'], '.0f')} handovers/s; contention "
                      f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
+    if trust.was_stopped(s.get("worker_stopped_s"), s.get("makespan_s")):
+        rows.append(("worker stopped", _num(s["worker_stopped_s"], ".1f", " s"),
+                     "DISTURBED: SIGSTOP, Ctrl-Z or a debugger; no task ran meanwhile"))
     if s.get("other_cores_used") is not None:
         rows.append(("other processes' CPU", _num(s["other_cores_used"], ".2f", " cores"),
-                     ("DISTURBED: " if s.get("disturbed") else "quiet enough; ") + machine_text(run.manifest)))
+                     ("DISTURBED: " if trust.is_disturbed(s["other_cores_used"], int(s.get("cores") or 1))
+                      else "quiet enough; ") + machine_text(run.manifest)))
     rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
     if spec.get("task"):

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from harness.analysis.trust import disturbance_cause
 from harness.present.page import page
 
 COLUMNS = ("when", "kind", "what", "status", "result", "trust", "open")
@@ -25,7 +26,7 @@ def _run_row(folder: Path, manifest: dict) -> dict:
     result = (f"{s['speedup']:.2f}x on {s.get('mean_cores_used', float('nan')):.2f} cores"
               if isinstance(s.get("speedup"), (int, float)) else "")
     if s.get("disturbed"):
-        trust = f"DISTURBED ({s['other_cores_used']:.1f} other cores)"
+        trust = f"DISTURBED ({disturbance_cause(s)})"
     elif s.get("disturbed") is False:
         trust = "quiet"
     else:

@@ -10,6 +10,7 @@ from matplotlib.patches import Patch
 
 from harness.analysis import cpu, timing
 from harness.analysis.gil import gil_holder_bands
+from harness.analysis.trust import disturbance_cause
 from harness.model.pools import pool
 from harness.present.style import WIDE, legend_below, plt, run_title, save
 
@@ -112,7 +113,7 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     ax.set_ylabel("tasks running · CPU cores used")
     disturbed = (summary or {}).get("disturbed")
     if disturbed:
-        ax.set_title(f"{run_title(spec)}\nDISTURBED: {summary['other_cores_used']:.1f} other cores busy", color="#b00020")
+        ax.set_title(f"{run_title(spec)}\nDISTURBED: {disturbance_cause(summary)}", color="#b00020")
     else:
         ax.set_title(run_title(spec))
     legend_below(ax)

@@ -18,16 +18,19 @@ def _err(table: pd.DataFrame, metric: str) -> np.ndarray:
     return np.vstack([lower.to_numpy(), upper.to_numpy()])
 
 
+DISTURBED_LABEL = "disturbed (other processes busy, or the worker stopped)"
+
+
 def _mark_disturbed(ax, x, y, rows: pd.DataFrame) -> None:
-    """A red ring on every point (or bar top) of a cell whose repeats other processes disturbed."""
+    """A red ring on every point (or bar top) of a cell with a disturbed repeat."""
     if "disturbed" not in rows:
         return
     hit = rows["disturbed"].fillna(0).to_numpy(dtype=float) > 0
     if hit.any():
-        labelled = any(t.get_label() == "disturbed by other processes" for t in ax.collections)
+        labelled = any(t.get_label() == DISTURBED_LABEL for t in ax.collections)
         ax.scatter(np.asarray(x)[hit], np.asarray(y, dtype=float)[hit], s=220, facecolors="none",
                    edgecolors="#d7191c", linewidths=2.5, zorder=4,
-                   label=None if labelled else "disturbed by other processes")
+                   label=None if labelled else DISTURBED_LABEL)
 
 
 def _line_groups(table: pd.DataFrame, axes: list[str], x: str):

@@ -99,3 +99,22 @@ def test_a_frozen_broker_ends_the_run_bounded(workdir):
     assert took < 60, took
     assert _all_gone(lab) == []
     assert _run_json(workdir)["status"] == "failed"
+
+
+def test_a_stopped_worker_marks_its_run_disturbed_and_is_not_blamed_on_the_gil(workdir):
+    proc = start(["bench", "--pool", "threads", "--workload", "cpu", "--concurrency", "2", "--tasks", "8",
+                  "--duration", "0.5"], workdir, start_new_session=True)
+    worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
+    # The run's folder is written once the worker is ready; calibrating and one task alone take ~1 s more.
+    wait_for(lambda: list((workdir / "results").glob("*/run.json")) if (workdir / "results").exists() else None,
+             what="the run's folder")
+    time.sleep(1.5)
+    worker.suspend()  # SIGSTOP, as a debugger or an operator's Ctrl-Z would
+    time.sleep(2.0)
+    worker.resume()
+    code, _out, err = finish(proc, timeout=90)
+    assert code == 0, err
+    summary = _run_json(workdir)["summary"]
+    assert summary["disturbed"] is True and 1.5 <= summary["worker_stopped_s"] <= 2.5, summary
+    assert summary["notes"][0].startswith("DISTURBED: the worker was stopped"), summary["notes"]
+    assert not any("the GIL took the difference" in note for note in summary["notes"]), summary["notes"]

@@ -115,7 +115,8 @@ def test_trust_levels():
     assert trust.trust_level(2, False, 0)[0] == "medium"
     assert trust.trust_level(1, False, 0) == ("low", "one repeat: no spread known")
     assert trust.trust_level(3, True, 0) == ("low", "quick settings, a first look")
-    assert trust.trust_level(3, False, 1) == ("low", "1 of 3 repeats disturbed by other processes")
+    assert trust.trust_level(3, False, 1) == ("low", "1 of 3 repeats disturbed (other processes busy, or the worker "
+                                                     "stopped)")
     assert trust.trust_level(3, False, 0, "speedup varies by 40% over 3 repeats")[0] == "low"
     assert trust.weakest([("high", "a"), ("low", "b"), ("medium", "c")]) == ("low", "b")
 
@@ -126,7 +127,8 @@ def test_a_sweep_says_first_what_its_numbers_rest_on():
     assert trust.sweep_cautions(False, 1, 10, {}, "f")[0].startswith("ONE REPEAT per cell")
     assert trust.sweep_cautions(False, 3, 10, {}, "f") == []
     disturbed = trust.sweep_cautions(False, 3, 8, {"pool=prefork workload=cpu": 2}, "results/sweep-x")
-    assert disturbed == ["DISTURBED: 2 of 8 runs had other processes busy on the machine (pool=prefork workload=cpu "
+    assert disturbed == ["DISTURBED: 2 of 8 runs had other processes busy on the machine or their worker stopped "
+                         "(pool=prefork workload=cpu "
                          "(2)): their numbers are not reliable. Rerun them: python -m harness sweep --resume "
                          "results/sweep-x --rerun-disturbed"]
 
@@ -188,7 +190,8 @@ def test_when_nothing_ran_in_parallel_the_decision_says_so_and_trust_follows_the
     table, cells = _sweep([("prefork", "cpu", 2, 1.84, 1.80, 1.88, 3, 84.0, 1), ("threads", "cpu", 2, 0.97, 0.95, 0.99, 3,
                                                                                   47.0, 0)])
     (disturbed,) = decide(table, cells, ["pool"], quick=False)
-    assert (disturbed.trust, disturbed.trust_why) == ("low", "1 of 3 repeats disturbed by other processes")
+    assert (disturbed.trust, disturbed.trust_why) == ("low", "1 of 3 repeats disturbed (other processes busy, or "
+                                                                 "the worker stopped)")
 
 
 # --- sweeps and compare on stored folders --------------------------------------------------------
@@ -268,3 +271,32 @@ def test_a_machine_that_slowed_is_told_apart_from_contention_the_lesson_is_about
     assert not trust.machine_slowed({"work_inflation": 1.76}, "cpu_shared")  # lesson 10's finding
     assert not trust.machine_slowed({"work_inflation": 1.02}, "cpu")
     assert not trust.machine_slowed({"work_inflation": None}, "io_sleep")
+
+
+# --- a stopped worker ---------------------------------------------------------------------------
+
+def _stopped_samples(stopped_from: float, stopped_to: float) -> pd.DataFrame:
+    """A worker sampled every 0.1 s for 10 s, in state T (stopped) between the two times."""
+    rows = [{"t": t / 10, "kind": "process", "pid": 1, "tid": None, "user_s": 0.0, "system_s": 0.0,
+             "state": "T" if stopped_from <= t / 10 < stopped_to else "R"} for t in range(101)]
+    return pd.DataFrame(rows)
+
+
+def test_the_time_a_worker_stood_stopped_is_read_from_its_sampled_states():
+    from harness.analysis.cpu import stopped_seconds
+
+    assert stopped_seconds(_stopped_samples(2.0, 5.0), 0.0, 10.0) == pytest.approx(3.0, abs=0.01)
+    assert stopped_seconds(_stopped_samples(2.0, 5.0), 3.0, 10.0) == pytest.approx(2.0, abs=0.01)  # within [t0, t1]
+    assert stopped_seconds(_stopped_samples(0.0, 0.0), 0.0, 10.0) == 0.0
+    assert stopped_seconds(_stopped_samples(2.0, 5.0).drop(columns="state"), 0.0, 10.0) is None  # stored before
+
+
+def test_a_worker_stopped_for_a_twentieth_of_the_run_disturbs_it_and_is_not_blamed_on_the_gil():
+    assert trust.is_disturbed(0.0, 2, stopped_s=0.6, span_s=10.0) is True
+    assert trust.is_disturbed(0.0, 2, stopped_s=0.4, span_s=10.0) is False
+    summary = {"disturbed": True, "worker_stopped_s": 3.0, "makespan_s": 7.0, "other_cores_used": 0.01, "cores": 2}
+    assert trust.disturbance_cause(summary) == "worker stopped 3.0 s"
+    assert trust.disturbance_note(summary).startswith("DISTURBED: the worker was stopped (SIGSTOP, Ctrl-Z or a "
+                                                      "debugger) for 3.0 s of the 7.0 s its tasks ran")
+    both = {**summary, "other_cores_used": 0.9}
+    assert trust.disturbance_cause(both) == "worker stopped 3.0 s, 0.9 other cores busy"
