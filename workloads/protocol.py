@@ -62,9 +62,11 @@ def queue_name(run_id: str) -> str:
     return f"lab.{run_id}"
 
 
-def binding_key(queue: str) -> str:
-    """The key kombu's Redis transport keeps a queue's binding in."""
-    return f"_kombu.binding.{queue}"
+def queue_keys(queue: str) -> list[str]:
+    """Every key kombu's Redis transport keeps for a queue bound to an exchange of its own name (Celery's
+    default): the queue's list, its binding table, and (kombu 5.7) the set that keeps the table from the
+    transport's sweep, which never expires. The lab removes them all when a run ends."""
+    return [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
 
 
 def records_key(run_id: str) -> str:

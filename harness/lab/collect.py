@@ -15,6 +15,7 @@ from harness.lab.broker import redact
 from harness.lab.sampler import Sampler
 from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
+from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
     from harness.present.live import Watch
@@ -34,6 +35,7 @@ class Measurement:
         self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
         self.snapshot: machine_load.Snapshot | None = None
         self.machine_load: dict | None = None  # load averages and the busiest other processes
+        self.broker_lost = False  # then clean-up does not wait on it again
 
     def tasks_frame(self) -> pd.DataFrame:
         sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
@@ -43,11 +45,36 @@ class Measurement:
         return sent.merge(got, on="task_id", how="inner").sort_values("index").reset_index(drop=True)
 
 
-def forget_keys(client: redis.Redis, *keys: str) -> None:
+def forget_keys(m: Measurement, client: redis.Redis, *keys: str) -> None:
     """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
+    if m.broker_lost:
+        return
     try:
         client.delete(*keys)
     except (redis.RedisError, OSError):
+        pass
+
+
+def forget_worker_keys(worker: Worker) -> None:
+    """Remove a stopped warm worker's own keys from the broker (its queue, its count of empty tasks), which no
+    run's clean-up removes; bounded."""
+    client = redis.Redis.from_url(worker.broker_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        client.delete(*queue_keys(worker.queue), done_key(worker.run_id))
+    except (redis.RedisError, OSError):
+        pass
+    finally:
+        client.close()
+
+
+def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:
+    """Records that reached Redis but were not collected (the run failed or was interrupted first): kept
+    with the others, so a partial run holds every task that finished. None after a complete run."""
+    if m.broker_lost:
+        return
+    try:
+        m.records += [json.loads(item) for item in client.lrange(key, 0, -1)]
+    except (redis.RedisError, OSError, ValueError):
         pass
 
 
@@ -67,6 +94,7 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
             try:
                 item = client.blpop([key], timeout=0.25)
             except (redis.RedisError, OSError) as exc:
+                m.broker_lost = True
                 raise RunFailed(f"lost the Redis broker mid-run ({redact(str(exc))}); "
                                 f"{len(m.records)} of {expected} tasks had reported") from None
             if item is not None:

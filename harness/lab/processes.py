@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -74,8 +75,22 @@ def stop_tree(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float 
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
-    psutil.wait_procs(descendants, timeout=5)
+    _wait_gone(descendants, timeout_s=5.0)
     return clean
+
+
+def _wait_gone(processes: list[psutil.Process], timeout_s: float) -> None:
+    """Until the killed processes are gone, a zombie counting as gone (psutil.wait_procs waits for another
+    parent to reap a killed grandchild: 1.5 s here)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        except psutil.Error:
+            alive = processes  # one ended between the two calls: look again
+        if not alive:
+            return
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker
 from harness.lab.calibrate import calibrate
 from harness.lab.client import client_app
-from harness.lab.collect import Measurement, forget_keys, collect
+from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
 from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from harness.present.live import Watch
 from harness.results.files import check_writable
 from harness.results.run_folder import RunFolder, new_run_id
-from workloads.protocol import binding_key, contention_key, queue_name, records_key
+from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
 
 def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, bg_calibration: dict,
@@ -160,7 +160,9 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
             stack.callback(client.close)
-            stack.callback(forget_keys, client, queue, records_key(run_id), binding_key(queue))
+            stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id))
+            # Run before the keys go, once the worker has stopped: records that reached Redis are kept.
+            stack.callback(take_leftovers, m, client, records_key(run_id))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
@@ -179,7 +181,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
         _write_records(folder, manifest, m, scratch, t_begin)
     except BaseException as exc:
         if workers is not None:
-            workers.discard()  # the next run starts on a fresh worker, not on one that just failed
+            workers.discard(failed=True)  # the next run starts on a fresh worker, not on one that just failed
         if folder is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = "interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else str(exc)

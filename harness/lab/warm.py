@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from harness.lab.collect import forget_worker_keys
 from harness.lab.echo import EchoServer
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
@@ -61,11 +62,13 @@ class WarmWorkers:
             self._runs += 1
         return self._worker, self._runs
 
-    def discard(self) -> None:
-        """Stop the current worker (after a failed run, or before one with other settings)."""
+    def discard(self, failed: bool = False) -> None:
+        """Stop the current worker: before a run with other settings, or (`failed`, stopped cold) after a
+        failed or interrupted run."""
         worker, self._worker, self._key = self._worker, None, None
         if worker is not None:
-            worker.stop()
+            worker.stop(warm=not failed)
+            forget_worker_keys(worker)
 
     def close(self) -> None:
         try:

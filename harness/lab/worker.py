@@ -88,7 +88,7 @@ class Worker:
         try:
             self.wait_ready()
         except BaseException:
-            self.stop(grace_s=3.0)
+            self.stop(warm=False)
             raise
         return self
 
@@ -222,25 +222,35 @@ class Worker:
         finally:
             app.close()
 
-    def stop(self, grace_s: float = 15.0) -> None:
+    def stop(self, grace_s: float = 15.0, warm: bool = True) -> None:
         """Warm shutdown (finish running tasks, take no new ones), then SIGTERM, then SIGKILL. A second
-        interrupt waits until it is done (bounded by the grace), so the worker never outlives it."""
+        interrupt waits until it is done (bounded by the grace), so the worker never outlives it.
+
+        Not `warm` (after a failure or an interrupt, when what its running tasks would report is not
+        collected any more): SIGKILL to its process group at once. Celery 5.7 took SIGQUIT, its "cold
+        shutdown", as a warm one and waited for the running task; a run whose prefork child was killed
+        ended 4-7 s later for that alone.
+        """
         with interrupts_deferred():
             if self.proc is not None:
                 was_running = self.proc.poll() is None
-                if was_running and self._remote_shutdown(grace_s):
+                if was_running and warm and self._remote_shutdown(grace_s):
                     self.stopped_by = "remote control shutdown"
                 elif was_running:
-                    self.stopped_by = "SIGTERM"
+                    self.stopped_by = "SIGTERM" if warm else "SIGKILL (after a failure or an interrupt)"
                 else:
                     self.stopped_by = f"had exited (code {self.proc.returncode})"
                 # True when the worker ended by itself, or on a warm request within the grace period.
-                self.clean_shutdown = stop_tree(self.proc, signal.SIGTERM, grace_s=grace_s)
+                if warm:
+                    self.clean_shutdown = stop_tree(self.proc, signal.SIGTERM, grace_s=grace_s)
+                else:
+                    stop_tree(self.proc, signal.SIGKILL, grace_s=1.0)
+                    self.clean_shutdown = not was_running
                 self.proc = None
             stop_watchdog(getattr(self, "_watchdog", None))
             self._watchdog = None
 
     def __exit__(self, exc_type, *_: object) -> None:
-        # After a failure a task may never return, so a warm shutdown gets less patience.
-        self.stop(grace_s=15.0 if exc_type is None else 3.0)
+        # After a failure or an interrupt nothing waits for the running tasks: a cold stop.
+        self.stop(warm=exc_type is None)
 

@@ -35,30 +35,31 @@ class WorkerGroup:
             for member in self.members:
                 member.wait_ready()
         except BaseException:
-            self._stop_all(grace_s=3.0)
+            self._stop_all(grace_s=3.0, warm=False)
             raise
         self.start_to_ready_s = time.monotonic() - started
         return self
 
     def __exit__(self, exc_type, *_: object) -> None:
-        self._stop_all(grace_s=15.0 if exc_type is None else 3.0)
+        self._stop_all(grace_s=15.0, warm=exc_type is None)  # cold after a failure, as Worker's
 
-    def _stop_all(self, grace_s: float) -> None:
+    def _stop_all(self, grace_s: float, warm: bool = True) -> None:
         with interrupts_deferred():  # a second interrupt waits until every member is stopped
-            self._stop_members(grace_s)
+            self._stop_members(grace_s, warm)
 
-    def _stop_members(self, grace_s: float) -> None:
-        threads = [threading.Thread(target=m.stop, kwargs={"grace_s": grace_s}, daemon=True) for m in self.members]
+    def _stop_members(self, grace_s: float, warm: bool) -> None:
+        threads = [threading.Thread(target=m.stop, kwargs={"grace_s": grace_s, "warm": warm}, daemon=True)
+                   for m in self.members]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=grace_s + 15.0)
         for member in self.members:  # one whose stop did not return in time: the signal path, here
             if member.proc is not None:
-                member.stop(grace_s=1.0)
+                member.stop(warm=False)
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        self._stop_all(grace_s)
+    def stop(self, grace_s: float = 15.0, warm: bool = True) -> None:
+        self._stop_all(grace_s, warm)
 
     @property
     def pid(self) -> int:

@@ -6,7 +6,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -15,9 +15,19 @@ from harness.errors import ResultsError, UsageError
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a whole file or nothing: a reader never sees it half-written."""
+    _replace_from(path, lambda tmp: tmp.write_text(text))
+
+
+def _replace_from(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temporary file beside `path`, then move it into place. A write that fails (a full disk)
+    removes its half: the space it took is what the run's manifest needs next, to say it failed."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -34,9 +44,7 @@ def read_json(path: Path, what: str) -> Any:
 
 def write_frame(path: Path, df: pd.DataFrame, float_format: str = "%.9f") -> None:
     """A table as CSV, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, float_format=float_format)
-    os.replace(tmp, path)
+    _replace_from(path, lambda tmp: df.to_csv(tmp, index=False, float_format=float_format))
 
 
 def link_latest(folder: Path, name: str) -> None:

@@ -118,3 +118,34 @@ def test_a_stopped_worker_marks_its_run_disturbed_and_is_not_blamed_on_the_gil(w
     assert summary["disturbed"] is True and 1.5 <= summary["worker_stopped_s"] <= 2.5, summary
     assert summary["notes"][0].startswith("DISTURBED: the worker was stopped"), summary["notes"]
     assert not any("the GIL took the difference" in note for note in summary["notes"]), summary["notes"]
+
+
+def test_an_interrupted_run_keeps_the_records_that_had_reached_redis(workdir):
+    proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "8", "--tasks", "8",
+                  "--duration", "1.5"], workdir, start_new_session=True)
+    wait_for(lambda: list((workdir / "results").glob("*/run.json")) if (workdir / "results").exists() else None,
+             what="the run's folder")
+    time.sleep(0.5)  # the eight sleeps are running
+    os.kill(proc.pid, signal.SIGSTOP)  # the harness stops collecting; the worker goes on and reports to Redis
+    time.sleep(3.0)
+    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, signal.SIGCONT)  # the interrupt lands as soon as the harness runs again
+    code, _out, err = finish(proc, timeout=60)
+    assert code == 130 and "Traceback" not in err, err
+    manifest = _run_json(workdir)
+    assert manifest["status"] == "interrupted", manifest["status"]
+    # Every task had reported by then; at most the record being taken when the interrupt came is lost.
+    assert manifest["partial"]["tasks_recorded"] >= 7, manifest["partial"]
+    assert (workdir / "results" / manifest["run_id"] / "tasks.csv").read_text().count("\n") >= 8
+
+
+def test_a_run_leaves_no_key_of_its_own_on_a_shared_redis(bench, redis_url):
+    import redis
+
+    run = bench(pool="threads", workload="io_sleep", concurrency=2, tasks=4, duration=0.05)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        left = [k.decode() for k in client.scan_iter() if run.run_id.encode() in k]
+    finally:
+        client.close()
+    assert left == [], left  # kombu 5.7's _kombu.binding_permanent.lab.<run-id> was left, without expiry

@@ -120,3 +120,18 @@ def test_a_sweep_given_a_time_limit_starts_no_run_after_it_and_a_resume_finishes
     assert any("--max-hours reached: 1 run(s) not started" in line for line in lines), lines
     resumed = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
     assert resumed["status"] == "complete" and resumed["runs"][0]["run"] == manifest["runs"][0]["run"]
+
+
+def test_a_sweep_leaves_no_key_on_a_shared_redis(tmp_path, redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        before = set(client.scan_iter())
+        folder = start_sweep(load_experiment(write(tmp_path, GOOD)), quick=True, results_dir=tmp_path / "results")
+        run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)  # two warm workers
+        # kombu's own table of binding deadlines (Celery's broadcast exchange) is shared, and swept by kombu.
+        new = {k.decode() for k in set(client.scan_iter()) - before} - {"_kombu.binding_deadlines"}
+    finally:
+        client.close()
+    assert new == set(), new
