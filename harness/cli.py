@@ -6,6 +6,7 @@ in one place, `main`, from the code each error class carries (harness.errors).
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import signal
 import sys
@@ -13,9 +14,13 @@ from typing import NoReturn, Sequence
 
 from harness.commands import (cmd_advise, cmd_bench, cmd_compare, cmd_lesson, cmd_report, cmd_summarize, cmd_sweep,
                                cmd_trace)
-from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabError
+from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, LabError
 from harness.model.settings import SETTINGS
 
+
+# The disk's or the file system's refusals (full, over quota, read-only, a file too big): one line, not a traceback,
+# wherever they strike (a sweep's manifest, the results index) that no command turned into a message first.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
 
 STRICT_HELP = ("measure the machine for a second first and refuse to start (exit 3) if other processes are busy "
                "enough to disturb the run")
@@ -181,3 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"error: {getattr(args, 'interrupted', 'interrupted')}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRORS:
+            raise  # anything else is the lab's bug: its traceback is wanted
+        print(f"error: {exc.filename or 'a result file'}: {exc.strerror} (what was measured is kept where it could "
+              "be written)", file=sys.stderr)
+        return EXIT_FAILED

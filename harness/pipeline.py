@@ -54,6 +54,9 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         _mark(path, status, f"after measuring: {type(exc).__name__}: {exc}" if status == "failed"
               else "interrupted (Ctrl-C or SIGTERM)")
+        if isinstance(exc, OSError):  # a full disk: the records are kept, the summary or figures are not
+            raise RunFailed(f"could not write the summary or figures in {path}: {exc.strerror or exc} "
+                            "(run.json marked failed; `summarize` redoes them once there is room)") from None
         raise
     _mark(path, status, reason)
     if reason:

@@ -184,10 +184,14 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             workers.discard(failed=True)  # the next run starts on a fresh worker, not on one that just failed
         if folder is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            reason = "interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else str(exc)
+            reason = ("interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else
+                      "the run's records could not be written" if isinstance(exc, OSError) else str(exc))
             _write_partial(folder, manifest, m, scratch, status, reason)
             if isinstance(exc, RunFailed):
                 raise type(exc)(f"{exc} (partial results kept in {folder.path})") from None
+            if isinstance(exc, OSError):  # a full disk, a folder gone read-only: the records could not be kept
+                raise RunFailed(f"could not write the run's records in {folder.path}: "
+                                f"{exc.strerror or exc} (run.json marked failed)") from None
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # the worker log was moved into the folder, if there is one

@@ -66,6 +66,13 @@ def new_run_id(pool: str, workload: str) -> str:
     return f"{stamp}-{pool}-{workload}-{secrets.token_hex(2)}"
 
 
+# Space a new run folder holds while the run goes (a file of zeros), freed just before its final
+# run.json is written: a disk that fills meanwhile (the run's own records, or anyone's) still takes
+# the manifest that says the run failed. A final run.json is 3-7 KB.
+RESERVE = ".reserve"
+RESERVE_BYTES = 256 * 1024
+
+
 class RunFolder:
     """Writes one run's folder: a new one (refusing to reuse a name), or an existing one to update."""
 
@@ -76,6 +83,7 @@ class RunFolder:
         if not existing:
             self.results_dir.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()  # raises FileExistsError: a run never overwrites another
+            self.file(RESERVE).write_bytes(bytes(RESERVE_BYTES))
 
     @classmethod
     def of(cls, run: "Run") -> "RunFolder":
@@ -85,6 +93,8 @@ class RunFolder:
         return self.path / name
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        if manifest.get("status") != "running":  # the last word on the run: the space kept for it is freed
+            self.file(RESERVE).unlink(missing_ok=True)
         body = {k: v for k, v in manifest.items() if k not in ("schema_version", "run_id")}
         manifest = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **body}
         write_atomic(self.file("run.json"), json.dumps(manifest, indent=2, default=str) + "\n")
