@@ -21,7 +21,7 @@ from harness.errors import ResultsError, RunFailed, SpecError, UsageError
 from harness.model.experiment import Experiment
 from harness.model.spec import RunSpec, build_spec
 from harness.results import is_sweep
-from harness.results.files import check_writable, link_latest, sweep_lock
+from harness.results.files import check_writable, link_latest, owner, sweep_lock
 from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
 from harness.judge import judge_sweep
 from harness.results.sweep_folder import (load_sweep, load_sweep_manifest, new_sweep, now_utc,
@@ -172,7 +172,7 @@ def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, sh
     from harness.lab.warm import WarmWorkers
 
     todo = [e for e in manifest["runs"] if e["status"] != "complete"]
-    manifest["status"] = "running"
+    manifest.update(status="running", owner=owner())
     write_sweep_manifest(folder, manifest)
     try:
         with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers()) as workers:

@@ -35,7 +35,7 @@ from harness.model.workloads import workload
 
 if TYPE_CHECKING:
     from harness.present.live import Watch
-from harness.results.files import check_writable
+from harness.results.files import check_writable, owner
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
@@ -167,7 +167,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
             folder = RunFolder(Path(results_dir), run_id)
-            manifest = {"status": "running", "reason": None, "spec": spec.to_dict(),
+            manifest = {"status": "running", "owner": owner(), "reason": None, "spec": spec.to_dict(),
                         "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
                                      "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get(
                                          "PYTHON_GIL")},

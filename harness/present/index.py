@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from harness.analysis.trust import disturbance_cause
+from harness.results.files import settle_running
 from harness.present.page import page
 
 COLUMNS = ("when", "kind", "what", "status", "result", "trust", "open")
@@ -54,7 +55,8 @@ def _row(folder: Path) -> dict | None:
         path = folder / name
         if path.exists():
             try:
-                manifest = json.loads(path.read_text())
+                # Read as the loaders read it, without their checks: a run whose harness died is not "running".
+                manifest = settle_running(json.loads(path.read_text()), "run" if name == "run.json" else "sweep")
                 row = kind(folder, manifest)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 return {"when": "", "kind": "?", "what": folder.name, "status": f"unreadable: {type(exc).__name__}",

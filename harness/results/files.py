@@ -4,11 +4,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pandas as pd
+import psutil
 
 from harness.errors import ResultsError, UsageError
 
@@ -28,6 +30,33 @@ def _replace_from(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def owner() -> dict[str, Any]:
+    """Who writes a folder while it says "running": this process, told apart from a later one of the same pid."""
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "started": round(me.create_time(), 2)}
+
+
+def settle_running(manifest: dict[str, Any], what: str) -> dict[str, Any]:
+    """A manifest still saying "running" whose writer has died (killed with SIGKILL, the machine restarted) is
+    read as interrupted: no dead run or sweep claims to be running. A writer on another host is not judged."""
+    writer = manifest.get("owner")
+    if (manifest.get("status") != "running" or not isinstance(writer, dict)
+            or writer.get("host") != socket.gethostname() or _alive(writer)):
+        return manifest
+    return {**manifest, "status": "interrupted",
+            "reason": f"its harness (pid {writer.get('pid')}) ended without marking the {what}: it was killed "
+                      "(SIGKILL) or the machine restarted"}
+
+
+def _alive(writer: dict[str, Any]) -> bool:
+    try:
+        return abs(psutil.Process(int(writer["pid"])).create_time() - float(writer["started"])) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return True  # cannot tell: left as it says
 
 
 def read_json(path: Path, what: str) -> Any:

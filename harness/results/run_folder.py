@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ResultsError
-from harness.results.files import read_json, write_atomic, write_frame
+from harness.results.files import read_json, settle_running, write_atomic, write_frame
 from harness.results.versions import upgrade
 
 SCHEMA_VERSION = 3
@@ -169,7 +169,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def read_manifest(path: Path) -> dict[str, Any]:
     """run.json of a run folder, upgraded to the current schema version."""
     manifest_path = path / "run.json"
-    return upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path)
+    return settle_running(upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path), "run")
 
 
 def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False) -> Run:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.errors import ResultsError
 from harness.model.experiment import Experiment, cell_label
-from harness.results.files import read_json, write_atomic, write_frame
+from harness.results.files import owner, read_json, settle_running, write_atomic, write_frame
 from harness.results.run_folder import Run, load_run
 from harness.results.versions import upgrade
 
@@ -62,7 +62,7 @@ def load_sweep_manifest(folder: str | Path) -> dict:
     for cell in manifest["cells"]:
         if not isinstance(cell, dict) or not {"cell", "label", "settings"} <= set(cell):
             raise ResultsError(f"{path}: a cell lacks cell, label or settings: the file is damaged")
-    return manifest
+    return settle_running(manifest, "sweep")
 
 
 # What every sweep.json holds, whatever wrote it: a file without them is damaged, said in one line.
@@ -82,7 +82,7 @@ def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environmen
     entries = [{"cell": c["cell"], "repeat": r, "status": "pending", "run": None, "reason": None}
                for r in range(exp.repeats) for c in cells]
     write_sweep_manifest(folder, {
-        "kind": "sweep", "sweep_id": folder.name, "status": "running",
+        "kind": "sweep", "sweep_id": folder.name, "status": "running", "owner": owner(),
         "quick": quick, "experiment": exp.to_dict(), "axes": axes, "cells": cells, "runs": entries,
         "environment": environment, "started_utc": now_utc(), "finished_utc": None, "analysis_version": None,
     })

@@ -11,6 +11,8 @@ import psutil
 import pytest
 from lab_process import finish, is_broker, start, wait_for, worker_of
 
+from harness.results import load_run
+
 # A worker busy in one long task: Celery's warm shutdown would wait for it to end.
 LONG_SOLO = ["bench", "--pool", "solo", "--workload", "busy_wait", "--concurrency", "1", "--tasks", "2",
              "--duration", "60", "--timeout", "600"]
@@ -67,6 +69,10 @@ def test_a_harness_killed_outright_takes_its_busy_worker_with_it(workdir):
     proc.kill()  # SIGKILL: no handler runs in the harness
     proc.wait(timeout=10)
     assert _all_gone(lab) == [], "the watchdog should have killed the worker's group"
+    # run.json could not be marked by anyone, but it is not read as running: its harness is gone.
+    (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.is_symlink()]
+    run = load_run(folder, allow_incomplete=True)
+    assert run.status == "interrupted" and "killed (SIGKILL)" in run.manifest["reason"], run.manifest["status"]
 
 
 def test_a_hang_up_stops_the_run_in_order_and_marks_it(workdir):

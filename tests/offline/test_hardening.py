@@ -206,3 +206,28 @@ def test_max_hours_is_a_sane_number(tmp_path, cli, hours):
     code, err = cli("sweep", str(path), "--max-hours", hours)
     assert code == 2 and len(err) == 1 and "--max-hours must be" in err[0], err
     assert not (tmp_path / "results").exists()
+
+
+# --- a run or sweep whose harness died ----------------------------------------------------------
+
+def test_a_running_manifest_whose_harness_died_reads_as_interrupted():
+    import socket
+    import subprocess
+
+    import psutil
+
+    from harness.results.files import owner, settle_running
+
+    gone = subprocess.Popen(["sleep", "0"])
+    started = psutil.Process(gone.pid).create_time()
+    gone.wait()
+    dead = {"status": "running", "owner": {"host": socket.gethostname(), "pid": gone.pid, "started": started}}
+    settled = settle_running(dead, "run")
+    assert settled["status"] == "interrupted" and "killed (SIGKILL) or the machine restarted" in settled["reason"]
+    mine = {"status": "running", "owner": owner()}
+    assert settle_running(mine, "run") == mine  # this process is alive: it is running
+    elsewhere = {"status": "running", "owner": {**dead["owner"], "host": "another-host"}}
+    assert settle_running(elsewhere, "run") == elsewhere  # cannot be judged from here
+    reused = {"status": "running", "owner": {**owner(), "started": owner()["started"] - 100}}  # same pid, later
+    assert settle_running(reused, "sweep")["status"] == "interrupted"
+    assert settle_running({"status": "running"}, "run") == {"status": "running"}  # stored before owners
