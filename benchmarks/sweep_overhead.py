@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.model.experiment import load_experiment  # noqa: E402
-from harness.pipeline import run_sweep, start_sweep  # noqa: E402
+from harness.sweeps import run_sweep, start_sweep  # noqa: E402
 from harness.results import load_sweep  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402

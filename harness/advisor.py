@@ -11,7 +11,8 @@ from harness.errors import SpecError, UsageError
 from harness.model.experiment import Experiment
 from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
-from harness.pipeline import Log, advice_of, run_bench, run_sweep, start_sweep  # noqa: F401 (advice_of: re-exported)
+from harness.pipeline import Log, advice_of, run_bench  # noqa: F401 (advice_of: re-exported)
+from harness.sweeps import run_sweep, start_sweep
 from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
 
 # Settings the advisor chooses itself, so a user may not give them.

@@ -64,7 +64,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.analysis.trust import sweep_cautions
     from harness.model.experiment import load_experiment
     from harness.judge import judge_sweep
-    from harness.pipeline import pending_specs, report, run_sweep, start_sweep, update_index
+    from harness.pipeline import report, update_index
+    from harness.sweeps import pending_specs, run_sweep, start_sweep
     from harness.results.files import link_latest
     from harness.results.sweep_folder import load_sweep, load_sweep_manifest
 

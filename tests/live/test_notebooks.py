@@ -10,8 +10,9 @@ from nbclient import NotebookClient
 
 from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
 from harness.model.experiment import load_experiment
-from harness.pipeline import report, run_sweep
-from harness.pipeline import start_sweep as new_sweep
+from harness.pipeline import report
+from harness.sweeps import run_sweep
+from harness.sweeps import start_sweep as new_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -9,7 +9,8 @@ import pytest
 
 from harness.model.experiment import load_experiment
 from harness.model.machine import usable_cores
-from harness.pipeline import report, run_sweep, start_sweep
+from harness.pipeline import report
+from harness.sweeps import run_sweep, start_sweep
 from harness.present.page import FIGURE_ALT
 from lab_process import ROOT, harness, pyenv_python, measured_steadily
 

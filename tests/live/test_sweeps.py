@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from harness.model.experiment import load_experiment
-from harness.pipeline import compare, report, run_sweep, start_sweep
+from harness.pipeline import compare, report
+from harness.sweeps import run_sweep, start_sweep
 from harness.results.sweep_folder import load_sweep_manifest
 
 

@@ -1,0 +1,155 @@
+"""Running a sweep folder: every (cell, repeat) entry measured as a run, resumable, then summarized.
+
+A new sweep is checked before its folder is written (every pool it needs can run here, and a long
+one was agreed to: harness.model.estimate); `run_sweep` runs whatever is not complete yet, so the
+same call resumes one, worker by worker where runs can share a warm worker, and records each
+entry's outcome in sweep.json as it goes. Each run goes through harness.pipeline.run_bench; the
+sweep's summary.csv is harness.pipeline.summarize_sweep's.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from tqdm import tqdm
+
+from harness.errors import ResultsError, RunFailed, SpecError
+from harness.model.experiment import Experiment
+from harness.model.spec import RunSpec, build_spec
+from harness.pipeline import Log, run_bench, summarize_sweep
+from harness.results.files import check_writable, owner, sweep_lock
+from harness.results.run_folder import read_manifest
+from harness.results.sweep_folder import load_sweep_manifest, new_sweep, now_utc, write_sweep_manifest
+
+if TYPE_CHECKING:
+    from harness.lab.warm import WarmWorkers
+
+
+def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
+                agree: "Callable[[list[RunSpec]], None] | None" = None) -> Path:
+    """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here and
+    `agree` (given every run's spec, repeats included) has not refused it."""
+    from harness.lab import environment
+    from harness.lab.preflight import check_can_run
+
+    check_writable(Path(results_dir))
+    version = experiment.shrunk() if quick else experiment
+    specs = version.specs()
+    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in specs}
+    for spec in checks.values():
+        check_can_run(spec, log=print)
+    if agree is not None:
+        agree([spec for _ in range(version.repeats) for spec in specs])
+    return new_sweep(experiment, quick, Path(results_dir), environment.collect())
+
+
+def pending_specs(folder: Path) -> list[RunSpec]:
+    """The spec of every run of a sweep folder that a resume would run (all but the complete ones)."""
+    manifest = load_sweep_manifest(folder)
+    cells = {c["cell"]: c for c in manifest["cells"]}
+    return [build_spec(**cells[e["cell"]]["settings"]) for e in manifest["runs"] if e["status"] != "complete"]
+
+
+def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True,
+              fresh_workers: bool = False, rerun_disturbed: bool = False, max_s: float | None = None) -> dict:
+    """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
+
+    Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
+    one after another for that: the entries are taken worker by worker, each worker's cells with
+    their repeats interleaved (runs that get a fresh worker keep their place). `fresh_workers`: a
+    worker of its own for every run, in the stored order. `rerun_disturbed`: then every complete run
+    that other processes disturbed is run once more, and the new run replaces it in the sweep.
+    `max_s`: no run starts after that many seconds; the rest stay pending, for a resume.
+    """
+    folder = Path(folder)
+    manifest = load_sweep_manifest(folder)
+    for cell in manifest["cells"]:  # every cell checked before anything starts, as for a new sweep
+        try:
+            build_spec(**cell["settings"])
+        except (SpecError, TypeError) as exc:
+            raise ResultsError(f"{folder / 'sweep.json'}: cell {cell['label']!r} cannot run: {exc}") from None
+    with sweep_lock(folder):
+        stop_at = None if max_s is None else time.monotonic() + max_s
+        return _run_sweep(folder, manifest, redis_url, log, show_progress, fresh_workers, rerun_disturbed, stop_at)
+
+
+def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, show_progress: bool,
+               fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> dict:
+    from harness.lab.broker import Broker
+    from harness.lab.warm import WarmWorkers
+
+    todo = [e for e in manifest["runs"] if e["status"] != "complete"]
+    manifest.update(status="running", owner=owner())
+    write_sweep_manifest(folder, manifest)
+    try:
+        with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers()) as workers:
+            _run_entries(folder, manifest, todo, broker.url, workers, log, show_progress, stop_at)
+            if rerun_disturbed:
+                again = [e for e in manifest["runs"] if e["status"] == "complete" and _disturbed(folder, e)]
+                log(f"rerunning {len(again)} disturbed run(s)")
+                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress, stop_at)
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        write_sweep_manifest(folder, manifest)
+        raise
+    failed = [e for e in manifest["runs"] if e["status"] != "complete"]
+    manifest.update(status="complete" if not failed else "partial", finished_utc=now_utc())
+    write_sweep_manifest(folder, manifest)
+    summarize_sweep(folder)
+    return load_sweep_manifest(folder)
+
+
+def _disturbed(folder: Path, entry: dict) -> bool:
+    return bool((read_manifest(folder / "runs" / entry["run"]).get("summary") or {}).get("disturbed"))
+
+
+def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
+                 log: Log, show_progress: bool, stop_at: float | None) -> None:
+    """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
+    from harness.present.live import BarPostfix
+
+    cells = {c["cell"]: c for c in manifest["cells"]}
+    if workers is not None:
+        todo = _worker_by_worker(todo, manifest["cells"])
+    with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
+        for done, entry in enumerate(todo, start=1):
+            if stop_at is not None and time.monotonic() > stop_at:
+                log(f"--max-hours reached: {len(todo) - done + 1} run(s) not started, left for a resume")
+                return
+            cell = cells[entry["cell"]]
+            bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
+            live = (lambda spec: BarPostfix(bar, spec.tasks + spec.background_tasks)) if show_progress else None
+            try:
+                run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
+                                log=lambda _line: None, mark_latest=False, workers=workers, live=live)
+                entry.update(status="complete", run=run.run_id, reason=None)
+            except RunFailed as exc:
+                # A failed cell is recorded and the sweep goes on; a resume retries it.
+                entry.update(status="failed", reason=str(exc))
+                log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
+            write_sweep_manifest(folder, manifest)
+            bar.update(1)
+            if not show_progress:
+                log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
+
+def _worker_by_worker(todo: list[dict], cells: list[dict]) -> list[dict]:
+    """The pending entries ordered so that runs sharing a warm worker follow each other (each group at
+    the place of its first entry); a run on a fresh worker keeps its own place."""
+    from harness.lab.interpreters import worker_interpreter
+    from harness.lab.warm import WarmWorkers
+    from workloads.protocol import worker_key
+
+    pythons, keys = {}, {}
+    for cell in cells:
+        spec = build_spec(**cell["settings"])
+        if spec.interpreter not in pythons:
+            pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
+        shared = WarmWorkers.shareable(spec)
+        keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter]) if shared else None
+    group = [keys[e["cell"]] or ("fresh", i) for i, e in enumerate(todo)]
+    first: dict = {}
+    for key in group:
+        first.setdefault(key, len(first))
+    return [e for _, e in sorted(enumerate(todo), key=lambda ie: first[group[ie[0]]])]
