@@ -17,7 +17,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.model.estimate import estimate  # noqa: E402
 from harness.model.experiment import load_experiment  # noqa: E402
+from harness.model.machine import usable_cores  # noqa: E402
 from harness.sweeps import run_sweep, start_sweep  # noqa: E402
 from harness.results import load_sweep  # noqa: E402
 
@@ -31,8 +33,12 @@ BILLIARD_NOTE = ("Where the target is missed it is the warm shutdown of billiard
                  "task short.")
 
 
+def pools_experiment():
+    return dataclasses.replace(load_experiment(ROOT / "experiments" / "pools.toml"), repeats=1)
+
+
 def measure(fresh_workers: bool) -> tuple[pd.DataFrame, dict, float, Path]:
-    exp = dataclasses.replace(load_experiment(ROOT / "experiments" / "pools.toml"), repeats=1)
+    exp = pools_experiment()
     folder = start_sweep(exp, quick=False, results_dir=ROOT / "results")
     t0 = time.monotonic()
     manifest = run_sweep(folder, log=print, show_progress=False, fresh_workers=fresh_workers)
@@ -56,6 +62,7 @@ def measure(fresh_workers: bool) -> tuple[pd.DataFrame, dict, float, Path]:
 
 def section(fresh: pd.DataFrame, warm: pd.DataFrame, env: dict, walls: tuple[float, float],
             folders: tuple[Path, Path]) -> list[str]:
+    guess = estimate(pools_experiment().specs(), usable_cores()).seconds
     per_pool = fresh.groupby("pool", sort=False).median(numeric_only=True)
     warm_pool = warm.groupby("pool", sort=False).median(numeric_only=True)
     lines = ["## Worker start-up and harness time per cell (issues 3, 6 and 11)", "",
@@ -66,7 +73,9 @@ def section(fresh: pd.DataFrame, warm: pd.DataFrame, env: dict, walls: tuple[flo
              f"Machine: {env['cpu_model']}, {env['cpu_count_logical']} logical CPUs, "
              f"{env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}, "
              f"git {str(env['git_commit'])[:10]}{' (dirty)' if env['git_dirty'] else ''}.",
-             f"Whole sweep: {walls[0]:.0f} s of wall time with fresh workers, {walls[1]:.0f} s with warm ones.", "",
+             f"Whole sweep: {walls[0]:.0f} s of wall time with fresh workers, {walls[1]:.0f} s with warm ones. "
+             f"The estimate a sweep prints before it starts (harness.model.estimate) said {guess:.0f} s: "
+             f"{guess / walls[1]:.2f} times the warm sweep's time, {guess / walls[0]:.2f} times the fresh one's.", "",
              "Medians over the five workloads. *Harness time* is a run's measuring wall time minus its makespan "
              "(first submit to last finish): calibration, worker start, submit, worker stop and writing the raw "
              "records. Summarizing and drawing the figures come after, from the stored folder, and are shown apart.",
