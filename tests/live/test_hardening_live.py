@@ -155,3 +155,23 @@ def test_a_run_leaves_no_key_of_its_own_on_a_shared_redis(bench, redis_url):
     finally:
         client.close()
     assert left == [], left  # kombu 5.7's _kombu.binding_permanent.lab.<run-id> was left, without expiry
+
+
+# On a 2-core machine these land in: start-up, the broker and worker starting, the tasks, the worker
+# stopping and the records written, the figures drawn (the run takes about 5 s in all).
+@pytest.mark.parametrize("after_s", [0.5, 1.6, 2.4, 3.7, 4.6])
+def test_ctrl_c_at_any_moment_ends_in_order(workdir, after_s):
+    """Wherever Ctrl-C lands, the harness exits 130 (or 0 if the run was already done) in one line, nothing it
+    started runs on, and no run.json is left saying "running"."""
+    proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "2", "--tasks", "4",
+                  "--duration", "0.8"], workdir, start_new_session=True)
+    time.sleep(after_s)
+    lab = _tree(proc.pid)[1:]  # what the harness has started by now
+    os.kill(proc.pid, signal.SIGINT)
+    code, _out, err = finish(proc, timeout=60)
+    assert code in (0, 130) and "Traceback" not in err, err
+    if code == 130:
+        assert err.strip().splitlines()[-1].startswith("error: interrupted"), err
+    assert _all_gone(lab) == []
+    for manifest in (workdir / "results").glob("*/run.json") if (workdir / "results").exists() else []:
+        assert json.loads(manifest.read_text())["status"] != "running", manifest
