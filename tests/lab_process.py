@@ -91,3 +91,35 @@ def measured_steadily(measure):
     if run.summary.get("disturbed") or machine_slowed(run.summary, run.spec["workload"]):
         run = measure()
     return run
+
+
+class Watched:
+    """`python -m harness ARGS` whose stderr is read as it comes, so a test can wait for a line (the tasks
+    submitted) before it acts, rather than guess the moment from the time."""
+
+    def __init__(self, args: list[str], cwd: Path, **popen) -> None:
+        import threading
+
+        self.proc = start(args, cwd, **popen)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_for_line(self, text: str, timeout_s: float = 60) -> None:
+        wait_for(lambda: any(text in line for line in self.lines), timeout_s, what=f"a line with {text!r}")
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the end (bounded; killed if it overstays): exit code and all of stderr."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(timeout=5)
+            self.proc.stdout.close()
+        return self.proc.returncode, "".join(self.lines)

@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from lab_process import finish, is_broker, start, wait_for, worker_of
+from lab_process import Watched, finish, is_broker, start, wait_for, worker_of
 
 from harness.results import load_run
 
@@ -108,17 +108,15 @@ def test_a_frozen_broker_ends_the_run_bounded(workdir):
 
 
 def test_a_stopped_worker_marks_its_run_disturbed_and_is_not_blamed_on_the_gil(workdir):
-    proc = start(["bench", "--pool", "threads", "--workload", "cpu", "--concurrency", "2", "--tasks", "8",
-                  "--duration", "0.5"], workdir, start_new_session=True)
+    proc = Watched(["bench", "--pool", "threads", "--workload", "cpu", "--concurrency", "2", "--tasks", "8",
+                    "--duration", "0.5"], workdir, start_new_session=True)
     worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
-    # The run's folder is written once the worker is ready; calibrating and one task alone take ~1 s more.
-    wait_for(lambda: list((workdir / "results").glob("*/run.json")) if (workdir / "results").exists() else None,
-             what="the run's folder")
-    time.sleep(1.5)
+    proc.wait_for_line("submitted 8 cpu tasks")  # 4 s of work from here
+    time.sleep(0.5)
     worker.suspend()  # SIGSTOP, as a debugger or an operator's Ctrl-Z would
     time.sleep(2.0)
     worker.resume()
-    code, _out, err = finish(proc, timeout=90)
+    code, err = proc.finish(timeout=90)
     assert code == 0, err
     summary = _run_json(workdir)["summary"]
     assert summary["disturbed"] is True and 1.5 <= summary["worker_stopped_s"] <= 2.5, summary
@@ -127,16 +125,15 @@ def test_a_stopped_worker_marks_its_run_disturbed_and_is_not_blamed_on_the_gil(w
 
 
 def test_an_interrupted_run_keeps_the_records_that_had_reached_redis(workdir):
-    proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "8", "--tasks", "8",
-                  "--duration", "1.5"], workdir, start_new_session=True)
-    wait_for(lambda: list((workdir / "results").glob("*/run.json")) if (workdir / "results").exists() else None,
-             what="the run's folder")
-    time.sleep(0.5)  # the eight sleeps are running
+    proc = Watched(["bench", "--pool", "threads", "--workload", "io_sleep", "--concurrency", "8", "--tasks", "8",
+                    "--duration", "1.5"], workdir, start_new_session=True)
+    proc.wait_for_line("submitted 8 io_sleep tasks")
+    time.sleep(0.3)  # the eight sleeps are running
     os.kill(proc.pid, signal.SIGSTOP)  # the harness stops collecting; the worker goes on and reports to Redis
     time.sleep(3.0)
     os.kill(proc.pid, signal.SIGINT)
     os.kill(proc.pid, signal.SIGCONT)  # the interrupt lands as soon as the harness runs again
-    code, _out, err = finish(proc, timeout=60)
+    code, err = proc.finish(timeout=60)
     assert code == 130 and "Traceback" not in err, err
     manifest = _run_json(workdir)
     assert manifest["status"] == "interrupted", manifest["status"]
