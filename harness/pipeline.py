@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from harness.lab.warm import WarmWorkers
 
 Log = Callable[[str], None]
+# The reason of a run that measured everything but failed while being summarized or drawn (a full disk):
+# `summarize` can finish such a run.
+AFTER_MEASURING = "after measuring: "
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -49,11 +52,12 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     except BaseException as exc:
         # Whatever stops the work after measuring, the folder must not be left "running".
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _mark(path, status, f"after measuring: {type(exc).__name__}: {exc}" if status == "failed"
+        _mark(path, status, f"{AFTER_MEASURING}{type(exc).__name__}: {exc}" if status == "failed"
               else "interrupted (Ctrl-C or SIGTERM)")
         if isinstance(exc, OSError):  # a full disk: the records are kept, the summary or figures are not
             raise RunFailed(f"could not write the summary or figures in {path}: {exc.strerror or exc} "
-                            "(run.json marked failed; `summarize` redoes them once there is room)") from None
+                            "(run.json marked failed; `summarize` redoes them, and completes the run, once there is "
+                            "room)") from None
         raise
     _mark(path, status, reason)
     if reason:
@@ -195,6 +199,10 @@ def summarize(path: str | Path, log: Log = print) -> Path:
 def _summarize_one(path: Path, log: Log) -> None:
     before = load_run(path, allow_incomplete=True)
     after = summarize_folder(path)  # refuses a run that did not record all its tasks
+    if before.status == "failed" and str(before.manifest.get("reason") or "").startswith(AFTER_MEASURING):
+        status, reason = run_status(after)  # its records were whole: now summarized and drawn, it is complete
+        _mark(path, status, reason)
+        log(f"{path}: was failed {before.manifest['reason']!r}; now {status}")
     changed = comparing.summary_changes(before.summary, after.manifest["summary"])
     log(f"{path}: summary recomputed by analysis version {ANALYSIS_VERSION} (was "
         f"{before.manifest.get('analysis_version')}); {len(changed)} values changed"

@@ -77,6 +77,10 @@ def test_figures_that_cannot_be_written_end_the_run_failed_in_one_line(tmp_path)
     manifest = json.loads((folder / "run.json").read_text())
     assert manifest["status"] == "failed" and manifest["reason"].startswith("after measuring: "), manifest
     assert (folder / "tasks.csv").exists() and (folder / "samples.csv").exists()  # the records were kept
+    (folder / "timeline.png").rmdir()  # room again: summarize draws the figures and completes the run
+    done = harness("summarize", str(folder), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((folder / "run.json").read_text())["status"] == "complete"
 
 
 def test_results_on_a_read_only_file_system_are_refused_before_anything_starts(tmpfs, tmp_path):

@@ -231,3 +231,16 @@ def test_a_running_manifest_whose_harness_died_reads_as_interrupted():
     reused = {"status": "running", "owner": {**owner(), "started": owner()["started"] - 100}}  # same pid, later
     assert settle_running(reused, "sweep")["status"] == "interrupted"
     assert settle_running({"status": "running"}, "run") == {"status": "running"}  # stored before owners
+
+
+def test_summarize_completes_a_run_that_failed_only_while_being_drawn(tmp_path):
+    from harness.pipeline import AFTER_MEASURING, summarize
+
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "run-threads-cpu-gil", run)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest.update(status="failed", reason=f"{AFTER_MEASURING}OSError: [Errno 28] No space left on device")
+    (run / "run.json").write_text(json.dumps(manifest))
+    lines = []
+    summarize(run, log=lines.append)
+    assert load_run(run).status == "complete" and any("now complete" in line for line in lines), lines
