@@ -74,13 +74,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         folder = Path(args.resume)
         load_sweep_manifest(folder)
         _strict(args)
-        _agree(pending_specs(folder), args)
+        _agree(pending_specs(folder), args, max_s)
     elif args.file is None:
         raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
     else:
         experiment = load_experiment(args.file)
         _strict(args)
-        folder = start_sweep(experiment, args.quick, args.results_dir, agree=lambda specs: _agree(specs, args))
+        folder = start_sweep(experiment, args.quick, args.results_dir, agree=lambda specs: _agree(specs, args, max_s))
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
     _log(f"sweep folder: {folder}")
     started = load_sweep_manifest(folder)
@@ -124,15 +124,15 @@ def _max_seconds(hours: str | None) -> float | None:
     return value * 3600
 
 
-def _agree(specs: list, args: argparse.Namespace) -> None:
+def _agree(specs: list, args: argparse.Namespace, max_s: float | None) -> None:
     """Say how long the sweep will take; a long one starts only with --yes, --max-hours or a yes at a terminal."""
     from harness.model.estimate import LONG_SWEEP_S, duration_text, estimate
     from harness.model.machine import usable_cores
 
     guess = estimate(specs, usable_cores())
     _log(guess.line())
-    if args.max_hours is not None:
-        if guess.seconds > float(args.max_hours) * 3600:
+    if max_s is not None:
+        if guess.seconds > max_s:
             _log(f"that is more than --max-hours {args.max_hours}: no run starts after it; --resume finishes the rest")
         return
     if not guess.long or args.yes:

@@ -47,12 +47,8 @@ class Measurement:
 
 def forget_keys(m: Measurement, client: redis.Redis, *keys: str) -> None:
     """Remove the run's queue and lists from a shared broker; a broker that is gone has nothing to remove."""
-    if m.broker_lost:
-        return
-    try:
-        client.delete(*keys)
-    except (redis.RedisError, OSError):
-        pass
+    if not m.broker_lost:
+        _delete(client, *keys)
 
 
 def forget_worker_keys(worker: Worker) -> None:
@@ -60,11 +56,16 @@ def forget_worker_keys(worker: Worker) -> None:
     run's clean-up removes; bounded."""
     client = redis.Redis.from_url(worker.broker_url, socket_timeout=3, socket_connect_timeout=3)
     try:
-        client.delete(*queue_keys(worker.queue), done_key(worker.run_id))
-    except (redis.RedisError, OSError):
-        pass
+        _delete(client, *queue_keys(worker.queue), done_key(worker.run_id))
     finally:
         client.close()
+
+
+def _delete(client: redis.Redis, *keys: str) -> None:
+    try:
+        client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass
 
 
 def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:

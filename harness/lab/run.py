@@ -185,7 +185,8 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
         if folder is not None:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = ("interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else
-                      "the run's records could not be written" if isinstance(exc, OSError) else str(exc))
+                      f"the run's records could not be written ({exc.strerror or exc})" if isinstance(exc, OSError)
+                      else str(exc))
             _write_partial(folder, manifest, m, scratch, status, reason)
             if isinstance(exc, RunFailed):
                 raise type(exc)(f"{exc} (partial results kept in {folder.path})") from None

@@ -35,7 +35,7 @@ class WorkerGroup:
             for member in self.members:
                 member.wait_ready()
         except BaseException:
-            self._stop_all(grace_s=3.0, warm=False)
+            self._stop_all(warm=False)
             raise
         self.start_to_ready_s = time.monotonic() - started
         return self
@@ -43,7 +43,7 @@ class WorkerGroup:
     def __exit__(self, exc_type, *_: object) -> None:
         self._stop_all(grace_s=15.0, warm=exc_type is None)  # cold after a failure, as Worker's
 
-    def _stop_all(self, grace_s: float, warm: bool = True) -> None:
+    def _stop_all(self, grace_s: float = 15.0, warm: bool = True) -> None:
         with interrupts_deferred():  # a second interrupt waits until every member is stopped
             self._stop_members(grace_s, warm)
 

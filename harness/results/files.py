@@ -1,4 +1,5 @@
-"""Writing result files so that a reader never sees one half-written, and the `latest` links."""
+"""Writing result files so that a reader never sees one half-written, the `latest` links, the checks and
+lock before a results folder is written, and who writes a folder while it says "running"."""
 from __future__ import annotations
 
 import fcntl
