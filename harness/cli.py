@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import re
 import signal
 import sys
+import threading
 from typing import NoReturn, Sequence
 
 from harness.commands import (cmd_advise, cmd_bench, cmd_compare, cmd_lesson, cmd_report, cmd_summarize, cmd_sweep,
@@ -169,6 +171,32 @@ def stop_in_order_on_signals() -> None:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     if hasattr(signal, "SIGHUP"):  # the terminal closed, or an ssh session dropped: stop in order too
         signal.signal(signal.SIGHUP, _sigterm_as_interrupt)
+    catch_lost_interrupts()
+
+
+def catch_lost_interrupts() -> None:
+    """An interrupt that lands in a garbage-collector or __del__ callback cannot leave it: Python prints
+    "Exception ignored ... KeyboardInterrupt" with a traceback and goes on, so the run went on to the end
+    (seen once in ten Ctrl-Cs while figures were drawn, which makes many such callbacks). Such an interrupt
+    is sent again a moment later, when it lands in the main flow and stops the run in order; not once the
+    command has ended (`_command_running` cleared), when it could only kill the exiting interpreter."""
+    previous = sys.unraisablehook
+
+    def send_again() -> None:
+        if _command_running.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            timer = threading.Timer(0.05, send_again)
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+    sys.unraisablehook = hook
+
+
+_command_running = threading.Event()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     stop_in_order_on_signals()
+    _command_running.set()
     try:
         return args.func(args)
     except LabError as exc:
@@ -192,3 +221,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.filename or 'a result file'}: {exc.strerror} (what was measured is kept where it could "
               "be written)", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        _command_running.clear()

@@ -244,3 +244,27 @@ def test_summarize_completes_a_run_that_failed_only_while_being_drawn(tmp_path):
     lines = []
     summarize(run, log=lines.append)
     assert load_run(run).status == "complete" and any("now complete" in line for line in lines), lines
+
+
+def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again(monkeypatch):
+    import signal
+    import sys
+    import time
+
+    from harness.cli import _command_running, catch_lost_interrupts
+
+    class Collected:
+        def __del__(self):
+            raise KeyboardInterrupt  # as Ctrl-C landing while a callback runs: Python can only print it
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    _command_running.set()  # as while a command runs
+    try:
+        catch_lost_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            Collected()  # dropped at once: its __del__ runs and its interrupt is lost, then sent again
+            time.sleep(2.0)
+    finally:
+        _command_running.clear()
+        signal.signal(signal.SIGINT, previous)
