@@ -193,7 +193,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for side, path in (("A", args.a), ("B", args.b)):
         disturbed, total = disturbed_runs(path)
         if disturbed:
-            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED (other processes busy, or the "
+            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED or UNSTEADY (other processes busy, the "
+                 "machine's speed changing, or the "
                  "worker stopped): a difference may be theirs")
     if args.json:
         _print_json({"a": args.a, "b": args.b, "different": not differences(table).empty, "result": line,

@@ -35,19 +35,32 @@ def judge_sweep(folder: Path, table: "pd.DataFrame | None" = None) -> Judgement:
     sweep = load_sweep(folder)
     table = sweep.summary if table is None else table
     manifest = sweep.manifest
-    disturbed = ({row["label"]: int(row["disturbed"]) for _, row in table.iterrows() if row["disturbed"] > 0}
-                 if "disturbed" in table else {})
+    def marked(column: str) -> dict[str, int]:
+        return ({row["label"]: int(row[column]) for _, row in table.iterrows() if row[column] > 0}
+                if column in table else {})
+
     runs = sum(e["status"] == "complete" for e in manifest["runs"])
-    cautions = sweep_cautions(bool(manifest.get("quick")), int(manifest["experiment"]["repeats"]), runs, disturbed,
-                              str(folder))
+    cautions = sweep_cautions(bool(manifest.get("quick")), int(manifest["experiment"]["repeats"]), runs,
+                              marked("disturbed"), str(folder), marked("unsteady"),
+                              calibrated_once=manifest.get("calibrations") is not None or not _sized(manifest))
     decisions = [] if manifest.get("advisor") else decide(table, manifest["cells"], sweep.axes,
                                                           bool(manifest.get("quick")))
     return Judgement(cautions, decisions)
 
 
+def _sized(manifest: dict) -> bool:
+    """Whether any cell runs fixed work whose size is calibrated (so cells could have run different work)."""
+    from harness.model.workloads import WORKLOADS
+
+    return any(WORKLOADS.get(c["settings"].get("workload")) is not None
+               and WORKLOADS[c["settings"]["workload"]].calibration is not None for c in manifest["cells"])
+
+
 def disturbed_runs(path: str | Path) -> tuple[int, int]:
-    """How many of a run's or sweep's complete runs were disturbed, and of how many."""
+    """How many of a run's or sweep's complete runs were disturbed or unsteady, and of how many."""
+    from harness.analysis.trust import unreliable
+
     path = Path(path)
     runs = load_sweep(path).run_paths if is_sweep(path) else [path]
-    marks = [bool((read_manifest(p).get("summary") or {}).get("disturbed")) for p in runs]
+    marks = [unreliable(read_manifest(p).get("summary") or {}) for p in runs]
     return sum(marks), len(marks)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.analysis.advice import Advice
+    from harness.lab.calibrate import Calibrations
     from harness.present.live import Watch
     from harness.lab.warm import WarmWorkers
 
@@ -41,11 +42,12 @@ AFTER_MEASURING = "after measuring: "
 
 def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
               log: Log = print, show_progress: bool = False, mark_latest: bool = True,
-              workers: "WarmWorkers | None" = None, live: "Callable[[RunSpec], Watch] | None" = None) -> Run:
+              workers: "WarmWorkers | None" = None, live: "Callable[[RunSpec], Watch] | None" = None,
+              calibrations: "Calibrations | None" = None) -> Run:
     """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
 
-    path = measure(spec, results_dir, redis_url, log, show_progress, workers, live)
+    path = measure(spec, results_dir, redis_url, log, show_progress, workers, live, calibrations)
     try:
         run = summarize_folder(path, timed=True)
         status, reason = run_status(run)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from harness.errors import ResultsError, RunFailed, SpecError
 from harness.model.experiment import Experiment
+from harness.model.workloads import workload
 from harness.model.spec import RunSpec, build_spec
 from harness.pipeline import Log, run_bench, summarize_sweep
 from harness.results.files import check_writable, owner, sweep_lock
@@ -38,11 +39,30 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
     version = experiment.shrunk() if quick else experiment
     specs = version.specs()
     checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs): s for s in specs}
+    pythons = {}
     for spec in checks.values():
-        check_can_run(spec, log=print)
+        pythons[spec.interpreter] = check_can_run(spec, log=print).interpreter.python
     if agree is not None:
         agree([spec for _ in range(version.repeats) for spec in specs])
-    return new_sweep(experiment, quick, Path(results_dir), environment.collect())
+    return new_sweep(experiment, quick, Path(results_dir), environment.collect(), calibrate_once(specs, pythons))
+
+
+def calibrate_once(specs: list[RunSpec], pythons: dict[str | None, str]) -> dict[str, dict]:
+    """One rate per (workload, interpreter, GIL) the sweep's fixed work needs, measured now, before any
+    cell: every cell then sizes the same work from it (harness.lab.calibrate), so makespans and tasks/s
+    compare across cells, and a resume reuses it."""
+    from harness.lab import calibrate
+
+    rates: dict[str, dict] = {}
+    for spec in specs:
+        python = pythons[spec.interpreter]
+        for name in (spec.workload, spec.background):
+            w = workload(name) if name else None
+            if w is not None and w.calibration is not None:
+                k = calibrate.key(w, python, spec.gil)
+                if k not in rates:
+                    rates[k] = calibrate.calibrate(w, 1.0, python, gil=spec.gil)
+    return rates
 
 
 def pending_specs(folder: Path) -> list[RunSpec]:
@@ -102,7 +122,10 @@ def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, sh
 
 
 def _disturbed(folder: Path, entry: dict) -> bool:
-    return bool((read_manifest(folder / "runs" / entry["run"]).get("summary") or {}).get("disturbed"))
+    """Whether a run's numbers cannot be read: disturbed or unsteady (harness.analysis.trust.unreliable)."""
+    from harness.analysis.trust import unreliable
+
+    return unreliable(read_manifest(folder / "runs" / entry["run"]).get("summary") or {})
 
 
 def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
@@ -110,7 +133,11 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
     from harness.present.live import BarPostfix
 
+    from harness.lab.calibrate import Calibrations
+
     cells = {c["cell"]: c for c in manifest["cells"]}
+    # The sweep's own rates (None for one stored before they were: then this machine's recent ones).
+    calibrations = Calibrations(given=manifest.get("calibrations"))
     if workers is not None:
         todo = _worker_by_worker(todo, manifest["cells"])
     with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
@@ -123,7 +150,8 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
             live = (lambda spec: BarPostfix(bar, spec.tasks + spec.background_tasks)) if show_progress else None
             try:
                 run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
-                                log=lambda _line: None, mark_latest=False, workers=workers, live=live)
+                                log=lambda _line: None, mark_latest=False, workers=workers, live=live,
+                                calibrations=calibrations)
                 entry.update(status="complete", run=run.run_id, reason=None)
             except RunFailed as exc:
                 # A failed cell is recorded and the sweep goes on; a resume retries it.

@@ -65,3 +65,27 @@ def stopped_seconds(samples: pd.DataFrame, t0: float, t1: float) -> float | None
     ends = np.append(times[1:], times[-1])
     starts, ends = np.clip(times, t0, t1), np.clip(ends, t0, t1)
     return float(((ends - starts) * stopped.to_numpy()).sum())
+
+
+def steal_seconds_between(samples: pd.DataFrame, t0: float, t1: float) -> float | None:
+    """CPU seconds the hypervisor gave other guests in [t0, t1], summed over this machine's cores (the
+    steal field of /proc/stat); None where it was not sampled (runs stored before analysis 6)."""
+    if samples.empty or "steal_s" not in samples:
+        return None
+    rows = samples[samples["kind"] == "core"]
+    if rows.empty or rows["steal_s"].isna().all():
+        return None
+    wide = rows.pivot_table(index="t", columns="tid", values="steal_s", aggfunc="last").sort_index().bfill().ffill()
+    if len(wide) < 2:
+        return None
+    total = wide.sum(axis=1)
+    times, values = total.index.to_numpy(dtype=float), total.to_numpy(dtype=float)
+    return float(np.interp(t1, times, values) - np.interp(t0, times, values))
+
+
+def steal_over_time(samples: pd.DataFrame, window_s: float = 0.5) -> pd.DataFrame:
+    """Cores the hypervisor took for other guests over time (columns t, cores); empty where not sampled."""
+    if samples.empty or "steal_s" not in samples or samples.loc[samples["kind"] == "core", "steal_s"].isna().all():
+        return pd.DataFrame({"t": [], "cores": []})
+    rows = samples[samples["kind"] == "core"]
+    return cores_over_time(rows.assign(user_s=rows["steal_s"], system_s=0.0), "core", window_s)

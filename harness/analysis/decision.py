@@ -95,7 +95,8 @@ def _count(value: object) -> int:
 
 def _trust_of(rows: pd.DataFrame, quick: bool) -> tuple[str, str]:
     return trust.weakest(trust.trust_level(_count(r.get("n")), quick, _count(r.get("disturbed")),
-                                           r.get("warning") if isinstance(r.get("warning"), str) else "")
+                                           r.get("warning") if isinstance(r.get("warning"), str) else "",
+                                           unsteady=_count(r.get("unsteady")))
                          for _, r in rows.iterrows())
 
 

@@ -11,7 +11,7 @@ METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "effici
            "mean_cores_used", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s", "gil_wait_mean_s",
            "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
            "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib", "task_stretch",
-           "alone_cpu_share", "gil_wait_fraction", "other_cores_used"]
+           "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}
@@ -30,8 +30,10 @@ def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
         row = {"cell": r["cell"], "repeat": r["repeat"], **{a: r["settings"][a] for a in axes}}
         row.update({m: r["summary"].get(m) for m in METRICS})
         row["disturbed"] = bool(r["summary"].get("disturbed"))
+        row["unsteady"] = bool(r["summary"].get("unsteady"))
+        row["finished_t"] = r.get("finished_t")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed"])
+    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "finished_t"])
 
 
 def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
@@ -42,6 +44,7 @@ def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         row = {"cell": cell, **{a: group[a].iloc[0] for a in axes}, "n": len(group)}
         row["speedup_ci_low"], row["speedup_ci_high"] = bootstrap_interval(pd.to_numeric(group["speedup"]))
         row["disturbed"] = int(group["disturbed"].sum()) if "disturbed" in group else 0
+        row["unsteady"] = int(group["unsteady"].sum()) if "unsteady" in group else 0
         warnings = []
         for m in METRICS:
             values = pd.to_numeric(group[m], errors="coerce").dropna()

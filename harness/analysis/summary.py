@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.cpu import cpu_seconds_between, stopped_seconds
+from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.resources import memory, round_trips
-from harness.analysis.trust import disturbance_note, is_disturbed, was_stopped
+from harness.analysis.trust import (INFLATION_LIMIT, disturbance_note, is_disturbed, speed_change, unsteadiness,
+                                    unsteady_note, was_stopped)
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.workloads import workload
@@ -26,13 +27,14 @@ from harness.model.workloads import workload
 # 4: other processes' cores while the tasks ran (other_cores_used) and whether that disturbed the run.
 # 5: how long the worker stood stopped (worker_stopped_s, from the sampled process states); a run whose
 #    worker was stopped for a twentieth of it is disturbed, and its lost time is not blamed on the GIL.
-ANALYSIS_VERSION = 5
+# 6: the reference is the median of every task run alone (before the batch, after it, between the waves of a
+#    long one); their spread is the machine's drift (machine_drift); the hypervisor's steal (steal_cores); a
+#    run is UNSTEADY when the machine's speed changed under it (harness.analysis.trust); a long batch's
+#    makespan leaves out the task run alone between its waves.
+ANALYSIS_VERSION = 6
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
-# Tasks that each burned this much more CPU than the same task alone did extra work, not the same
-# work faster: contention (a shared object on a free-threaded build), SMT siblings, memory bandwidth.
-INFLATION_FLAG = 1.25
 
 
 @dataclass(frozen=True)
@@ -53,28 +55,72 @@ class RunContext:
     workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
 
 
-def _alone(reference: pd.DataFrame | None) -> pd.Series | None:
-    """The reference task's row, when the run has one that ran without error."""
-    if reference is None or len(reference) != 1:
+@dataclass(frozen=True)
+class Alone:
+    """The serial reference: the tasks run alone (before, between the waves of, and after the batch) that
+    ran without error, their median run time and own CPU, and how far apart they were."""
+
+    run_s: float
+    cpu_s: float
+    runs_s: tuple[float, ...]
+
+    @property
+    def drift(self) -> float | None:
+        """The range of the times alone over their median: how much the machine's speed moved during the
+        run; None with a single one (runs stored before analysis 6)."""
+        if len(self.runs_s) < 2 or self.run_s <= 0:
+            return None
+        return (max(self.runs_s) - min(self.runs_s)) / self.run_s
+
+
+def references(reference: pd.DataFrame | None) -> pd.DataFrame:
+    """The tasks run alone that ran without error, in the order they ran."""
+    if reference is None or reference.empty:
+        return pd.DataFrame(columns=["submitted", "started", "finished", "cpu_s"])
+    ok = reference[reference["error"].isna()] if "error" in reference else reference
+    return ok.sort_values("submitted")
+
+
+def alone(reference: pd.DataFrame | None) -> Alone | None:
+    """The run's serial reference, where it has one."""
+    refs = references(reference)
+    if refs.empty:
         return None
-    row = reference.iloc[0]
-    return None if "error" in row and isinstance(row["error"], str) else row
+    runs = (refs["finished"] - refs["started"]).astype(float)
+    return Alone(float(runs.median()), float(refs["cpu_s"].astype(float).median()), tuple(runs))
+
+
+def batch_windows(tasks: pd.DataFrame, reference: pd.DataFrame | None) -> list[tuple[float, float]]:
+    """The spans during which the measured tasks ran, first submit to last finish: one, or one per part
+    of a long batch, whose parts a task run alone separated (its time belongs to no pool)."""
+    cuts = [float(x) for x in references(reference)["submitted"]
+            if tasks["submitted"].min() < x < tasks["finished"].max()]
+    windows, rest = [], tasks
+    for cut in cuts:
+        part, rest = rest[rest["submitted"] < cut], rest[rest["submitted"] >= cut]
+        if len(part):
+            windows.append((float(part["submitted"].min()), float(part["finished"].max())))
+    if len(rest):
+        windows.append((float(rest["submitted"].min()), float(rest["finished"].max())))
+    return windows
 
 
 def serial_seconds(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame | None = None) -> tuple[float, str]:
     """How long the same tasks would take run one at a time, and what that figure rests on.
 
-    Measured where the run has a reference task (schema version 3 on): the same task run alone on
-    the same worker first, so the figure holds on every build. The tasks' own CPU would not: on a
-    free-threaded build threads that contend burn more CPU for the same work, and a speedup from
-    CPU time then reports the cores as busy, not the work as done.
+    Measured where the run has a reference (schema version 3 on): the same task run alone on the same
+    worker, before the batch and after it (analysis 6 on), so the figure holds on every build. The tasks'
+    own CPU would not: on a free-threaded build threads that contend burn more CPU for the same work,
+    and a speedup from CPU time then reports the cores as busy, not the work as done.
 
     Older folders have no reference: a fixed-work task alone takes its own CPU time, and a
     wall-clock spin (busy_wait) or an I/O task its nominal duration.
     """
-    alone = _alone(reference)
-    if alone is not None:
-        return ctx.tasks * float(alone["finished"] - alone["started"]), "tasks x one task run alone (measured)"
+    one = alone(reference)
+    if one is not None:
+        n = len(one.runs_s)
+        return ctx.tasks * one.run_s, ("tasks x one task run alone (measured)" if n == 1 else
+                                       f"tasks x the median of {n} tasks run alone (measured before and after)")
     if workload(ctx.workload).fixed_work and tasks["cpu_s"].notna().all():
         return float(tasks["cpu_s"].sum()), "own CPU time of the tasks"
     return ctx.tasks * ctx.duration, "tasks x duration"
@@ -84,12 +130,21 @@ def work_inflation(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame
     """Mean own CPU of a task in the batch over the own CPU of the same task alone; fixed work only.
 
     1 when the work is the same however many run at once; above 1 when each task burned more CPU
-    for the same work. Only fixed work has a fixed amount to compare (a spin or a sleep does not).
+    for the same work (contention, or a machine that slowed), below 1 when the machine sped up. Only
+    fixed work has a fixed amount to compare (a spin or a sleep does not).
     """
-    alone = _alone(reference)
-    if alone is None or not workload(ctx.workload).fixed_work or not tasks["cpu_s"].notna().all():
+    one = alone(reference)
+    if one is None or not workload(ctx.workload).fixed_work or not tasks["cpu_s"].notna().all():
         return None
-    return float(tasks["cpu_s"].mean() / alone["cpu_s"]) if alone["cpu_s"] > 0 else None
+    return float(tasks["cpu_s"].mean() / one.cpu_s) if one.cpu_s > 0 else None
+
+
+def shares_nothing(ctx: RunContext, max_running: int) -> bool:
+    """Whether the run's tasks could not have contended with each other: a pool that runs them one at a time
+    or in processes of their own, tasks that never overlapped, or work that touches only its own objects.
+    Their CPU beyond (or below) the same task's alone is then the machine's speed changing, never contention."""
+    rules = pool(ctx.pool)
+    return rules.isolates_tasks or max_running <= 1 or not workload(ctx.workload).may_share
 
 
 def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
@@ -101,9 +156,10 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     t = with_timings(tasks)
     ok = t[t["error"].isna()] if "error" in t else t
     t0, t1 = float(t["submitted"].min()), float(t["finished"].max())
-    makespan = t1 - t0
+    windows = batch_windows(t, reference)
+    makespan = sum(end - start for start, end in windows)
     serial, serial_basis = serial_seconds(t, ctx, reference)
-    alone = _alone(reference)
+    one = alone(reference)
     speedup = serial / makespan if makespan > 0 else float("nan")
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
     gil_free = ctx.free_threaded and ctx.gil != "on" and not gil_seen.any()
@@ -122,21 +178,25 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "throughput_per_s": len(t) / makespan if makespan > 0 else float("nan"),
         "serial_s": serial,
         "serial_basis": serial_basis,
-        "alone_s": float(alone["finished"] - alone["started"]) if alone is not None else None,
-        "alone_cpu_s": float(alone["cpu_s"]) if alone is not None else None,
+        "alone_s": one.run_s if one is not None else None,
+        "alone_cpu_s": one.cpu_s if one is not None else None,
+        # Every time alone, in the order they ran, and their range over their median: the machine's drift.
+        "alone_runs_s": list(one.runs_s) if one is not None else None,
+        "machine_drift": one.drift if one is not None else None,
         # How much of a task's time alone was its own CPU: the share the GIL can take from it.
-        "alone_cpu_share": _share(alone["cpu_s"], alone["finished"] - alone["started"]) if alone is not None else None,
+        "alone_cpu_share": _share(one.cpu_s, one.run_s) if one is not None else None,
         # How much longer a task ran beside the others than alone: what the GIL, the event loop or
         # contention took from each task (for CPU work most of it is the GIL wait below).
-        "task_stretch": _share(t["run_s"].mean(), alone["finished"] - alone["started"]) if alone is not None else None,
+        "task_stretch": _share(t["run_s"].mean(), one.run_s) if one is not None else None,
         "work_inflation": work_inflation(t, ctx, reference),
+        "shares_nothing": shares_nothing(ctx, max_overlap(t)),
         "speedup": speedup,
         "ideal_speedup": ideal,
         "efficiency": speedup / ideal if ideal else None,
         "cores": ctx.cores,
         "mean_tasks_running": mean_running,
         "max_tasks_running": max_overlap(t),
-        **cpu_use(samples, t0, t1, ctx.cores),
+        **cpu_use(samples, windows, ctx.cores),
         "task_cpu_s": float(t["cpu_s"].sum()) if cpu_known else None,
         "task_cpu_share": cpu_share,
         "queue_wait_p50_s": float(t["queue_wait_s"].quantile(0.5)),
@@ -152,25 +212,34 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     summary.update(_waits(t, ctx, busy, mean_running, cpu_share if cpu_known else None))
     summary["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
     summary.update(memory(samples, t0, t1))
+    summary.update(unsteadiness(summary))
     summary["notes"] = notes(summary, ctx)
     return summary
 
 
-def cpu_use(samples: pd.DataFrame, t0: float, t1: float, cores: int) -> dict:
-    """Cores used in [t0, t1] by the worker, by the whole machine, and by other processes: what neither the
-    worker nor the lab (harness, broker) used; None where the lab's own processes were not sampled (runs
-    stored before analysis 4) or too few samples fell in a short run. Whether that disturbed the run."""
-    span = t1 - t0
-    tree_cpu = cpu_seconds_between(samples, t0, t1, "process") if not samples.empty else float("nan")
-    machine_cpu = cpu_seconds_between(samples, t0, t1, "core") if not samples.empty else float("nan")
+def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: int) -> dict:
+    """Cores used while the measured tasks ran (`windows`) by the worker, by the whole machine, and by other
+    processes: what neither the worker nor the lab (harness, broker) used; None where the lab's own processes
+    were not sampled (runs stored before analysis 4) or too few samples fell in a short run. Whether that
+    disturbed the run. The cores the hypervisor took for other guests (steal; None where not sampled)."""
+    span = sum(end - start for start, end in windows)
+
+    def used(kind: str) -> float:
+        return sum(cpu_seconds_between(samples, start, end, kind) for start, end in windows)
+
+    tree_cpu = used("process") if not samples.empty else float("nan")
+    machine_cpu = used("core") if not samples.empty else float("nan")
     lab_sampled = not samples.empty and bool((samples["kind"] == "lab").any())
-    lab_cpu = cpu_seconds_between(samples, t0, t1, "lab") if lab_sampled else float("nan")
+    lab_cpu = used("lab") if lab_sampled else float("nan")
     other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
     other_cores = max(0.0, other) if np.isfinite(other) else None
-    stopped = stopped_seconds(samples, t0, t1)
+    stopped = sum(stopped_seconds(samples, start, end) or 0.0 for start, end in windows) \
+        if stopped_seconds(samples, windows[0][0], windows[-1][1]) is not None else None
+    stolen = [steal_seconds_between(samples, start, end) for start, end in windows]
+    steal = sum(stolen) / span if span > 0 and all(x is not None for x in stolen) else None
     return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),
             "machine_cores_used": machine_cpu / span if span > 0 else float("nan"),
-            "other_cores_used": other_cores, "worker_stopped_s": stopped,
+            "other_cores_used": other_cores, "worker_stopped_s": stopped, "steal_cores": steal,
             "disturbed": is_disturbed(other_cores, cores, stopped, span), "worker_cpu_s": tree_cpu}
 
 
@@ -201,6 +270,8 @@ def _share(part: float, whole: float) -> float | None:
 def notes(summary: dict, ctx: RunContext) -> list[str]:
     """Plain-language reading of the summary: what a teacher would point at."""
     out = [disturbance_note(summary)] if summary.get("disturbed") else []
+    if summary.get("unsteady"):
+        out.append(unsteady_note(summary))
     # Tasks beyond the cores take turns on them whatever the pool: only the cores they could have
     # had and did not get are the GIL's (or the event loop's) doing.
     running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
@@ -230,10 +301,14 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
                        f"wanted {wanted:.1f} cores but got {summary['mean_cores_used']:.1f}: "
                        f"{pool(ctx.pool).waiter} (or the cores) took the difference.")
     inflation = summary.get("work_inflation")
-    if inflation is not None and inflation > INFLATION_FLAG:
+    if inflation is not None and inflation > INFLATION_LIMIT and not summary.get("shares_nothing"):
         out.append(f"WORK INFLATION {inflation:.2f}x: each task used {inflation:.2f}x the CPU it used alone. The cores "
                    "were busy but the work did not go faster: the tasks contended (for an object they share, on a "
                    "free-threaded build; for SMT siblings or memory bandwidth).")
+    elif speed_change(summary):  # work that shares nothing: only the machine can have changed
+        out.append(f"Each task used {inflation:.2f}x the CPU it used alone, on work that shares nothing "
+                   f"({ctx.pool} pool): the machine ran {speed_change(summary)} during the batch than alone "
+                   "(its clock, an SMT sibling or another VM on the host), not contention.")
     if summary["efficiency"] is not None and summary["efficiency"] < 0.7:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")

@@ -53,26 +53,95 @@ def is_disturbed(other_cores: float | None, cores: int, stopped_s: float | None 
     return other_cores >= disturbance_threshold(cores)
 
 
-# Workloads whose tasks contend on purpose (the free-threading lesson): their inflation is the finding.
-CONTENDING_WORKLOADS = ("cpu_shared",)
-# Tasks that each burned this much more CPU than alone did extra work (harness.analysis.summary).
+# Tasks that each burned this much more CPU than the same task alone (or this much less: 1 / the limit) did
+# other work than alone: on work that shares nothing, the machine ran at another speed during the batch.
 INFLATION_LIMIT = 1.25
+# A run is UNSTEADY when its tasks run alone (before, between and after the batch) spread by more than this
+# share of their median. Measured on this 2-core VM (README, "How far to trust a number"): a 0.25 s task
+# timed alone three times 1.3 s apart spread by 0.19 at the median and 0.41 at p90 while the machine was
+# busy, and by 0.02-0.07 in quiet stretches. The reference sets every speedup, so a reference uncertain by
+# more than the 10 % a reader reads into "1.8x against 2x" is no reference.
+DRIFT_LIMIT = 0.10
+# ... or when the hypervisor took this many cores for other guests while the tasks ran (/proc/stat's steal):
+# a tenth of a core is a tenth of a one-core task's speed, the same margin; 0.00-0.15 measured here.
+STEAL_LIMIT_CORES = 0.10
+# A speedup above its pool's physical ideal by more than the measured drift (at least this share of it,
+# the resolution of a makespan against one task alone) is no finding: the reference was unsteady.
+ABOVE_IDEAL_FLOOR = 0.05
 
 
-def machine_slowed(summary: dict, workload: str) -> bool:
-    """Whether the run's tasks each needed much more CPU than the same task alone, on work that shares
-    nothing: then the machine itself ran slower during the run (another VM on the host, an SMT sibling,
-    a lower CPU frequency), which no process list inside this machine shows."""
+def speed_change(summary: dict) -> str:
+    """"slower" or "faster" when the run's tasks each needed far more (or less) CPU than the same task alone,
+    on work that shares nothing (summary "shares_nothing": harness.analysis.summary): then the machine
+    itself ran at another speed during the batch (another VM on the host, an SMT sibling, the CPU's clock),
+    which no process list inside this machine shows; "" otherwise."""
     inflation = summary.get("work_inflation")
-    return (inflation is not None and math.isfinite(inflation) and inflation > INFLATION_LIMIT
-            and workload not in CONTENDING_WORKLOADS)
+    if inflation is None or not math.isfinite(inflation) or not summary.get("shares_nothing"):
+        return ""
+    return "slower" if inflation > INFLATION_LIMIT else "faster" if inflation < 1 / INFLATION_LIMIT else ""
+
+
+def above_ideal(summary: dict) -> bool:
+    """Whether the speedup exceeds the pool's physical ideal by more than the run's measured drift: a number
+    beyond physics, which only an unsteady reference gives."""
+    speedup, ideal = summary.get("speedup"), summary.get("ideal_speedup")
+    if speedup is None or ideal is None or not math.isfinite(speedup) or not ideal:
+        return False
+    margin = max(summary.get("machine_drift") or 0.0, ABOVE_IDEAL_FLOOR)
+    return speedup > ideal * (1 + margin)
+
+
+def unsteady_causes(summary: dict) -> list[str]:
+    """Why the machine's speed cannot be trusted to have held during the run, each in a few words: the
+    hypervisor, or speed drift (seen in the tasks run alone, in the batch's CPU, or in a speedup beyond
+    physics); [] for a steady run."""
+    causes = []
+    drift = summary.get("machine_drift")
+    runs = summary.get("alone_runs_s") or []
+    if drift is not None and drift > DRIFT_LIMIT:
+        causes.append(f"speed drift: one task alone took {min(runs):.3g}-{max(runs):.3g} s ({drift:.0%} apart)")
+    steal = summary.get("steal_cores")
+    if steal is not None and steal > STEAL_LIMIT_CORES:
+        causes.append(f"hypervisor: it took {steal:.2f} cores for other guests (steal)")
+    change = speed_change(summary)
+    if change:
+        causes.append(f"speed drift: the machine ran {change} during the batch than alone "
+                      f"(work inflation {summary['work_inflation']:.2f}x on work that shares nothing)")
+    if above_ideal(summary):
+        causes.append(f"speedup {summary['speedup']:.2f}x above the physical ideal {summary['ideal_speedup']:g}x: "
+                      "the reference was unsteady")
+    return causes
+
+
+def unsteadiness(summary: dict) -> dict:
+    """The summary's UNSTEADY mark and its cause; None where nothing of the machine's speed was measured
+    (a run stored before analysis 6, with one task alone and no steal)."""
+    causes = unsteady_causes(summary)
+    measured = summary.get("machine_drift") is not None or summary.get("steal_cores") is not None
+    return {"unsteady": True if causes else (False if measured else None), "unsteady_cause": "; ".join(causes)}
+
+
+def unsteady_note(summary: dict) -> str:
+    """The run's note when the machine's speed changed under it: what was seen, and why its numbers cannot be read."""
+    return (f"UNSTEADY: {summary['unsteady_cause']}. The machine's speed changed during this run, so its speedup "
+            "and times rest on an unsteady reference; rerun it (the lab measures one task alone before and "
+            "after the batch to see this).")
+
+
+def unreliable(summary: dict) -> bool:
+    """Whether a run's numbers cannot be read: DISTURBED (other processes, a stopped worker) or UNSTEADY (the
+    machine's own speed). What --rerun-disturbed reruns, and what lowers a cell's trust."""
+    return bool(summary.get("disturbed") or summary.get("unsteady"))
 
 
 def disturbance_cause(summary: dict) -> str:
-    """What disturbed a run, in a few words (for titles, tables and the console); "" for an undisturbed one."""
-    if not summary.get("disturbed"):
-        return ""
+    """What disturbed a run or made it unsteady, in a few words (for titles, tables and the console); "" for a
+    run that was neither."""
     causes = []
+    if summary.get("unsteady"):
+        causes.append(summary.get("unsteady_cause") or "unsteady")
+    if not summary.get("disturbed"):
+        return ", ".join(causes)
     if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
         causes.append(f"worker stopped {summary['worker_stopped_s']:.1f} s")
     other = summary.get("other_cores_used")
@@ -118,12 +187,15 @@ def tied(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
-def trust_level(n: int, quick: bool, disturbed: int, spread_warning: str = "") -> tuple[str, str]:
-    """low / medium / high, and why, for a number resting on `n` repeats of which `disturbed` were disturbed."""
+def trust_level(n: int, quick: bool, disturbed: int, spread_warning: str = "", unsteady: int = 0) -> tuple[str, str]:
+    """low / medium / high, and why, for a number resting on `n` repeats of which `disturbed` were disturbed
+    and `unsteady` ran while the machine's speed changed."""
     if quick:
         return "low", "quick settings, a first look"
     if disturbed:
         return "low", f"{disturbed} of {n} repeats disturbed (other processes busy, or the worker stopped)"
+    if unsteady:
+        return "low", f"{unsteady} of {n} repeats unsteady (the machine's speed changed under them)"
     if n < 2:
         return "low", "one repeat: no spread known"
     if spread_warning:
@@ -138,7 +210,8 @@ def weakest(levels: Iterable[tuple[str, str]]) -> tuple[str, str]:
     return min(levels, key=lambda lw: LEVELS.index(lw[0]))
 
 
-def sweep_cautions(quick: bool, repeats: int, runs: int, disturbed_cells: dict[str, int], folder: str) -> list[str]:
+def sweep_cautions(quick: bool, repeats: int, runs: int, disturbed_cells: dict[str, int], folder: str,
+                   unsteady_cells: dict[str, int] | None = None, calibrated_once: bool = True) -> list[str]:
     """What a reader must know before reading a sweep's numbers: said at the top of its report and console."""
     out = []
     if quick:
@@ -153,4 +226,14 @@ def sweep_cautions(quick: bool, repeats: int, runs: int, disturbed_cells: dict[s
         out.append(f"DISTURBED: {count} of {runs} runs had other processes busy on the machine or their worker "
                    f"stopped ({cells}): their "
                    f"numbers are not reliable. Rerun them: python -m harness sweep --resume {folder} --rerun-disturbed")
+    if unsteady_cells:
+        count = sum(unsteady_cells.values())
+        cells = ", ".join(f"{label} ({n})" for label, n in unsteady_cells.items())
+        out.append(f"UNSTEADY: {count} of {runs} runs ran while the machine's own speed changed (the hypervisor, or "
+                   f"speed drift: {cells}): their speedups rest on an unsteady reference and their times cannot be "
+                   f"compared with other cells'. Rerun them: python -m harness sweep --resume {folder} "
+                   "--rerun-disturbed")
+    if not calibrated_once:
+        out.append("DIFFERENT WORK PER CELL: this sweep was stored before cells shared one calibration, so each run "
+                   "sized its own fixed work: compare speedups, not makespans or tasks/s, across cells.")
     return out

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
-from harness.analysis.trust import disturbance_cause, machine_slowed
+from harness.analysis.trust import disturbance_cause
 from harness.course import verdicts
 from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
@@ -54,17 +54,16 @@ class LessonResult:
     @property
     def cautions(self) -> list[str]:
         """A line for each run that was disturbed (other processes busy, the worker stopped), or during which the
-        machine itself slowed:
+        machine's own speed changed (UNSTEADY):
         the verdict rests on a number that is not reliable."""
         out = []
         for name, run in self.runs.items():
             if run.summary.get("disturbed"):
                 out.append(f"run {name!r} was DISTURBED ({disturbance_cause(run.summary)}); rerun the lesson on a quiet "
                            "machine before trusting its verdict")
-            elif machine_slowed(run.summary, run.spec["workload"]):
-                out.append(f"run {name!r}: each task needed {run.summary['work_inflation']:.2f}x its CPU alone, "
-                           "so the machine itself ran slower (the host, an SMT sibling or the CPU frequency); "
-                           "rerun the lesson before trusting its verdict")
+            elif run.summary.get("unsteady"):
+                out.append(f"run {name!r} was UNSTEADY ({run.summary['unsteady_cause']}): the machine's own speed "
+                           "changed under it; rerun the lesson before trusting its verdict")
         return out
 
     @property

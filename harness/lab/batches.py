@@ -15,7 +15,7 @@ ROLES = ("reference", "background", "foreground")
 
 @dataclass(frozen=True)
 class Batch:
-    # "reference": one measured task run alone first, the serial reference of the speedup;
+    # "reference": one measured task run alone (before the batch, then again after it), the serial reference;
     # "background": run beside the measured tasks; "foreground": the measured tasks.
     role: str
     workload: str

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -21,7 +22,7 @@ from harness.errors import RunFailed, WorkerError
 from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker
-from harness.lab.calibrate import calibrate
+from harness.lab.calibrate import Calibrations
 from harness.lab.client import client_app
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
 from harness.lab.echo import EchoServer
@@ -30,6 +31,7 @@ from harness.lab.sampler import Sampler
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
+from harness.model.machine import usable_cores
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
 
@@ -53,7 +55,9 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
         "calibration": calibration,
         "task_args": batch(batches, "foreground").args,
         "task_kwargs": batch(batches, "foreground").kwargs,
-        "reference_tasks": batch(batches, "reference").count if batch(batches, "reference") else 0,
+        # Tasks run alone: one before the batch and one after it, and one between the waves of a long batch
+        # (counted once they ran: _write_records).
+        "reference_tasks": 0,
         "background": {"workload": spec.background, "tasks": spec.background_tasks,
                        "duration": spec.background_duration, "calibration": bg_calibration,
                        "task_args": batch(batches, "background").args} if spec.background else None,
@@ -67,13 +71,14 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
     }
 
 
-def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str,
-             workers: WarmWorkers | None) -> tuple[dict, dict, list[Batch], EchoServer | None]:
-    """Calibrate the fixed work on the worker's interpreter (before the worker starts, so nothing competes)
-    and plan the batches."""
+def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, workers: WarmWorkers | None,
+             calibrations: Calibrations) -> tuple[dict, dict, list[Batch], EchoServer | None]:
+    """Size the fixed work from the rate measured on the worker's interpreter (a sweep's, a recent one of
+    this machine's, or measured now, before the worker starts, so nothing competes) and plan the batches."""
     t0 = time.monotonic()
-    calibration = calibrate(workload(spec.workload), spec.duration, python)
-    bg_calibration = calibrate(workload(spec.background), spec.background_duration, python) if spec.background else {}
+    calibration = calibrations.for_duration(workload(spec.workload), spec.duration, python, spec.gil)
+    bg_calibration = (calibrations.for_duration(workload(spec.background), spec.background_duration, python, spec.gil)
+                      if spec.background else {})
     m.timings["calibration_s"] = time.monotonic() - t0
     # The user's own task gets the echo service too: a task of theirs may call it (examples/ do).
     needs_echo = any(workload(w).needs_echo or workload(w).own for w in (spec.workload, spec.background) if w)
@@ -84,15 +89,45 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str,
     return calibration, bg_calibration, batches, echo
 
 
+# A batch expected to take longer than this (at its pool's best) also times one task alone between its
+# waves: the machine's speed drifts by up to 2x within seconds (README, "How far to trust a number"), so
+# a reference taken only at the ends would miss what happened in the middle.
+BETWEEN_WAVES_AFTER_S = 4.0
+
+
+def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run_id: str, spec: RunSpec,
+           m: Measurement) -> float:
+    """Run one reference task with nothing beside it and wait for it; returns how long it took."""
+    m.submitted += submit(app, queue, [reference], run_id, first_index=len(m.submitted))
+    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress=False)
+    alone = m.records[-1]
+    return float(alone["finished"] - alone["started"])
+
+
+def _waves(spec: RunSpec, foreground: Batch, task_s: float) -> list[Batch]:
+    """The measured tasks in one part, or in two parts of whole waves (one task per slot each) when the
+    batch is long enough for the machine's speed to drift within it: a task alone runs between them."""
+    slots = spec.concurrency * spec.workers
+    best = spec.pool_rules.ideal_speedup(spec.kind, spec.concurrency, spec.tasks, usable_cores(),
+                                         cpu_fraction=spec.cpu_fraction, workers=spec.workers) or 1.0
+    waves = -(-spec.tasks // slots)
+    if task_s * spec.tasks / max(best, 1.0) < BETWEEN_WAVES_AFTER_S or waves < 4 or spec.background:
+        return [foreground]
+    first = (waves // 2) * slots
+    return [replace(foreground, count=first), replace(foreground, count=spec.tasks - first)]
+
+
 def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
                  batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool,
                  watch: "Watch | None" = None) -> None:
-    """Sample the worker, run the reference task alone, submit the batches, collect every record, stop the worker.
+    """Sample the worker, time one task alone, submit the batches, collect every record, time one task alone
+    again, stop the worker.
 
-    The reference (for fixed work) is one measured task run alone on the same worker before the
-    others: how long the work takes with nothing beside it, on this interpreter, pool and machine.
-    The speedup is measured against it, not inferred from the tasks' own CPU, which inflates when
-    threads contend.
+    The reference (for fixed work) is one measured task run alone on the same worker, with nothing beside
+    it: before the batch, after it, and between its waves when it is long. How long the work takes alone,
+    on this interpreter, pool and machine, is their median; their spread is the machine's drift during the
+    run (harness.analysis.trust: UNSTEADY). The speedup is measured against it, not inferred from the
+    tasks' own CPU, which inflates when threads contend.
     """
     m.snapshot = machine_load.Snapshot()
     m.sampler = stack.enter_context(Sampler(m.worker.pids, spec.sample_hz))
@@ -100,24 +135,28 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
     reference = batch(batches, "reference")
+    task_s = None
     if reference is not None:
         t0 = time.monotonic()
-        m.submitted = submit(app, queue, [reference], run_id)
-        collect(client, key, 1, m.worker, spec.deadline_s(), m, show_progress=False)
+        task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
-        alone = m.records[0]
-        task_s = float(alone["finished"] - alone["started"])
-    else:
-        task_s = None
+    foreground = batch(batches, "foreground")
+    parts = _waves(spec, foreground, task_s) if task_s is not None else [foreground]
     t0 = time.monotonic()
-    m.submitted += submit(app, queue, [b for b in batches if b is not reference], run_id,
+    m.submitted += submit(app, queue, [b for b in batches if b.role == "background"] + [parts[0]], run_id,
                           first_index=len(m.submitted))
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
+    for part in parts[1:]:  # a long batch: one task alone between its waves, then the rest
+        _alone(app, client, queue, key, reference, run_id, spec, m)
+        m.submitted += submit(app, queue, [part], run_id, first_index=len(m.submitted))
+        collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
     m.timings["collect_s"] = time.monotonic() - t0
+    if reference is not None:
+        _alone(app, client, queue, key, reference, run_id, spec, m)
     m.sampler.stop()
     m.machine_load = m.snapshot.report(exclude=machine_load.lab_pids())
     if m.oncpu is not None:
@@ -132,13 +171,16 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
 
 def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
             log: Callable[[str], None] = print, show_progress: bool = False,
-            workers: WarmWorkers | None = None, live: "Callable[[RunSpec], Watch] | None" = None) -> Path:
+            workers: WarmWorkers | None = None, live: "Callable[[RunSpec], Watch] | None" = None,
+            calibrations: Calibrations | None = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
     that cannot work leaves nothing behind. On failure the folder keeps what was measured under a
     run.json marked failed or interrupted, and the error is raised. Given `workers` (a sweep's warm
-    workers), the run takes one with its settings and leaves it warm for the next run.
+    workers), the run takes one with its settings and leaves it warm for the next run. `calibrations`: where
+    the fixed work's size comes from (a sweep's rates; by default a rate this machine measured within the
+    hour, harness.lab.calibrate).
     """
     check_writable(Path(results_dir))  # before anything starts: a run whose results cannot be kept is not run
     checked = check_can_run(spec, log)
@@ -155,7 +197,8 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             if workers is not None and not WarmWorkers.shareable(spec):
                 workers.discard()
                 workers = None
-            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers)
+            calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers,
+                                                                  calibrations or Calibrations())
             run_id = new_run_id(spec.pool_rules.label, spec.workload)
             queue = queue_name(run_id)
             client = redis.Redis.from_url(broker.url, socket_timeout=10)
@@ -228,7 +271,8 @@ def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     _keep_worker_log(folder, m, scratch)
     m.timings["total_s"] = time.monotonic() - t_begin
     warm = m.warm_runs_before is not None
-    manifest["settings"].update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
+    manifest["settings"].update({"reference_tasks": sum(r["role"] == "reference" for r in m.submitted),
+                                 "worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
                                  "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
                                  "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,
                                  "harness_timings": m.timings, "sampler": m.sampler.own_cost(),
@@ -270,6 +314,7 @@ def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     except OSError as exc:
         reason = f"{reason}; its records could not all be written ({exc.strerror or exc})"
     finally:
+        manifest["settings"]["reference_tasks"] = sum(r["role"] == "reference" for r in m.submitted)
         manifest.update(status=status, reason=reason,
                         partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
         folder.write_manifest(manifest)

@@ -19,7 +19,7 @@ from harness.lab.periodic import PeriodicSampler
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc CPU times
 COLUMNS = ["t", "kind", "pid", "tid", "user_s", "system_s", "idle_s", "vol_ctx", "invol_ctx", "rss", "uss", "pss",
-           "state"]
+           "state", "steal_s"]
 TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second (pool processes live all run)
 # CPU times (what the parallelism chart needs) are read on every sample. Context switches (a
 # parse of /proc/<pid>/status), RSS and per-thread times (one /proc file per thread) are read on
@@ -116,7 +116,7 @@ class Sampler(PeriodicSampler):
             if cpu is None:
                 continue
             if not detail:
-                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, cpu[2]))
+                rows.append((t, "process", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, cpu[2], None))
                 continue
             try:
                 with proc.oneshot():
@@ -128,22 +128,25 @@ class Sampler(PeriodicSampler):
                 self._close(pid)
                 continue
             rows.append((t, "process", pid, None, cpu[0], cpu[1], None, ctx.voluntary, ctx.involuntary, rss, uss, pss,
-                         cpu[2]))
+                         cpu[2], None))
             for th in threads:
                 rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None,
-                             None))
+                             None, None))
         if detail:
             for pid in self._lab:
                 cpu = self._process_cpu(pid)
                 if cpu is not None:
-                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, None))
+                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, None, None))
         for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
             if not line.startswith(b"cpu"):
                 break
             name, *v = line.split()
             user, nice, system, idle, iowait, irq, softirq = (int(x) / CLOCK_TICKS for x in v[:7])
+            # The 8th field is steal: time the hypervisor gave this virtual core to another guest
+            # (0 on bare metal, absent on very old kernels). It is in none of the other fields.
+            steal = int(v[7]) / CLOCK_TICKS if len(v) > 7 else None
             rows.append((t, "core", None, int(name[3:]), user + nice, system + irq + softirq, idle + iowait,
-                         None, None, None, None, None, None))
+                         None, None, None, None, None, None, steal))
 
     def cores_now(self, window_s: float = 0.5) -> float | None:
         """The worker's CPU cores over the last `window_s` of samples: for a live view, not for analysis."""

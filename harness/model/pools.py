@@ -78,6 +78,12 @@ class Pool:
         return not self.green and not self.custom
 
     @property
+    def isolates_tasks(self) -> bool:
+        """Whether tasks cannot contend with each other for an object: the pool runs them one at a time
+        (solo), or each in a process of its own (prefork). Their work inflation is then the machine's speed."""
+        return self.parallel_kinds == frozenset() or (self.slot == "process" and not self.custom)
+
+    @property
     def gil_probe(self) -> bool:
         """The GIL probe watches the threads of processes hand one GIL over: not in a green pool (every task
         in one thread), nor between subinterpreters (a GIL each), nor in a pool the lab does not know."""

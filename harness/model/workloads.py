@@ -54,11 +54,20 @@ class Workload:
     background_ok: bool = False
     # The function returns a dict of extra fields for its task's record (io_net: its round trips).
     reports_fields: bool = False
+    # Its tasks touch objects they share (cpu_shared: contention on a free-threaded build is its lesson).
+    # The user's own task may: nothing is known of it.
+    shares_objects: bool = False
 
     @property
     def own(self) -> bool:
         """The user's own task (TASK=package.module:function), with the user's arguments."""
         return self.kind == "own"
+
+    @property
+    def may_share(self) -> bool:
+        """Whether tasks of this workload may contend for an object they share: so their work inflation may
+        be contention, not only the machine's speed."""
+        return self.shares_objects or self.own
 
     @property
     def fixed_work(self) -> bool:
@@ -100,7 +109,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              calibration=Calibration("iterations", 100_000), background_ok=True),
     Workload("cpu_shared", "python-cpu", functions.cpu_shared,
              "cpu's work through objects all threads share: contention on a free-threaded build",
-             calibration=Calibration("iterations", 100_000)),
+             calibration=Calibration("iterations", 100_000), shares_objects=True),
     Workload("io_sleep", "io", functions.io_sleep, "time.sleep(duration)", background_ok=True),
     Workload("io_net", "io", functions.io_net, "blocking round trips to a slow echo service on 127.0.0.1",
              needs_echo=True, reports_fields=True),

@@ -52,9 +52,17 @@ def summary_table(run: Run, where: bool = True) -> str:
     ]
     if s.get("alone_s") is not None:
         inflation = s.get("work_inflation")
+        runs = s.get("alone_runs_s") or []
         rows.append(("one task alone", _num(s["alone_s"], ".3f", " s"),
-                     "measured first, on the same worker: the speedup's reference"
+                     (f"median of {len(runs)} ({', '.join(f'{x:.3f}' for x in runs)}) before and after the batch, "
+                      if len(runs) > 1 else "measured first, ")
+                     + "on the same worker: the speedup's reference"
                      + (f"; work inflation {inflation:.2f}x" if inflation is not None else "")))
+    if s.get("machine_drift") is not None or s.get("steal_cores") is not None:
+        rows.append(("machine drift / steal", f"{_num(s.get('machine_drift'), '.0%')} / "
+                                               f"{_num(s.get('steal_cores'), '.2f', ' cores')}",
+                     (f"UNSTEADY: {s['unsteady_cause']}" if s.get("unsteady") else
+                      f"steady: within {trust.DRIFT_LIMIT:.0%} and {trust.STEAL_LIMIT_CORES:g} cores of steal")))
     if s.get("task_stretch") is not None:
         rows.append(("task time vs alone", _num(s["task_stretch"], ".2f", "x"),
                      f"a task's run time beside the others over alone; alone it was "

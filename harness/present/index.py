@@ -28,6 +28,8 @@ def _run_row(folder: Path, manifest: dict) -> dict:
               if isinstance(s.get("speedup"), (int, float)) else "")
     if s.get("disturbed"):
         trust = f"DISTURBED ({disturbance_cause(s)})"
+    elif s.get("unsteady"):
+        trust = f"UNSTEADY ({s.get('unsteady_cause')})"
     elif s.get("disturbed") is False:
         trust = "quiet"
     else:

@@ -108,7 +108,7 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
                                                  for e in failed) + "</p>"
     settings = ("<h2>Settings</h2>" + settings_table({"fixed": exp["fixed"], "repeats": exp["repeats"]})
                 + settings_table({"axes": {k: ", ".join(map(str, v)) for k, v in exp["axes"].items()}}))
-    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "ideal_speedup", "efficiency", "makespan_s",
+    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "unsteady", "ideal_speedup", "efficiency", "makespan_s",
              "mean_tasks_running", "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch",
              "second_start_delay_s", "rtt_mean_s", "warning"]
     optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch")

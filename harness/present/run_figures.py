@@ -51,7 +51,7 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     handles = [Patch(facecolor=_shade("#3182bd", 1.0), label="task running, all of it on a CPU"),
                Patch(facecolor=_shade("#3182bd", 0.2), edgecolor="#3182bd",
                      label="task running, little of it on a CPU (waiting: GIL, I/O)")]
-    for other, label in (("reference", "one task alone first (the reference)"), ("background", "background task")):
+    for other, label in (("reference", "one task alone, before and after (the reference)"), ("background", "background task")):
         if (role == other).any():
             handles.append(Patch(facecolor=ROLE_COLORS[other][0], edgecolor=ROLE_COLORS[other][1], label=label))
     legend_below(ax, handles, ncol=2)
@@ -114,6 +114,8 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     disturbed = (summary or {}).get("disturbed")
     if disturbed:
         ax.set_title(f"{run_title(spec)}\nDISTURBED: {disturbance_cause(summary)}", color="#b00020")
+    elif (summary or {}).get("unsteady"):
+        ax.set_title(f"{run_title(spec)}\nUNSTEADY: {summary['unsteady_cause']}", color="#b00020", fontsize="small")
     else:
         ax.set_title(run_title(spec))
     legend_below(ax)

@@ -19,18 +19,22 @@ def _err(table: pd.DataFrame, metric: str) -> np.ndarray:
 
 
 DISTURBED_LABEL = "disturbed (other processes busy, or the worker stopped)"
+UNSTEADY_LABEL = "unsteady (the machine's own speed changed)"
 
 
 def _mark_disturbed(ax, x, y, rows: pd.DataFrame) -> None:
-    """A red ring on every point (or bar top) of a cell with a disturbed repeat."""
-    if "disturbed" not in rows:
-        return
-    hit = rows["disturbed"].fillna(0).to_numpy(dtype=float) > 0
-    if hit.any():
-        labelled = any(t.get_label() == DISTURBED_LABEL for t in ax.collections)
-        ax.scatter(np.asarray(x)[hit], np.asarray(y, dtype=float)[hit], s=220, facecolors="none",
-                   edgecolors="#d7191c", linewidths=2.5, zorder=4,
-                   label=None if labelled else DISTURBED_LABEL)
+    """A red ring on every point (or bar top) of a cell with a disturbed repeat, an orange dashed one on a
+    cell with an unsteady repeat."""
+    for column, label, colour, style in (("disturbed", DISTURBED_LABEL, "#d7191c", "solid"),
+                                         ("unsteady", UNSTEADY_LABEL, "#fdae61", "dashed")):
+        if column not in rows:
+            continue
+        hit = rows[column].fillna(0).to_numpy(dtype=float) > 0
+        if hit.any():
+            labelled = any(t.get_label() == label for t in ax.collections)
+            ax.scatter(np.asarray(x)[hit], np.asarray(y, dtype=float)[hit], s=300 if column == "unsteady" else 220,
+                       facecolors="none", edgecolors=colour, linewidths=2.5, linestyles=style, zorder=4,
+                       label=None if labelled else label)
 
 
 def _line_groups(table: pd.DataFrame, axes: list[str], x: str):

@@ -6,8 +6,9 @@ complete events ("ph": "X", a start `ts` and a `dur`, both in microseconds), cou
 and metadata ("ph": "M") naming processes and threads. Here:
 
 - process 1 "slots": a track per execution slot, a slice per task (args: task id, own CPU, GIL wait,
-  queue wait, error); the reference task run alone first is its own slice, named so;
-- process 2 "machine": counters for tasks running, the worker's cores and other processes' cores;
+  queue wait, error); each reference task run alone (before and after the batch) is its own slice, named so;
+- process 2 "machine": counters for tasks running, the worker's cores, other processes' cores, the cores
+  the hypervisor stole, and the machine's drift: each task run alone as a share of their median;
 - process 3 "GIL holder" (with --gil-probe): a track per worker thread, a slice while it ran on a CPU
   as the holder.
 """
@@ -57,6 +58,15 @@ def _num(value: object) -> float | None:
     return None if value is None or pd.isna(value) else round(float(value), 6)
 
 
+def _drift(reference: pd.DataFrame, t0: float) -> list[dict]:
+    """The machine's drift as a counter: each task run alone, at its start, as a share of their median."""
+    runs = (reference["finished"] - reference["started"]).astype(float)
+    if len(runs) < 2 or not runs.median() > 0:
+        return []
+    return [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "one task alone (x their median)", "ts": _us(s - t0),
+             "args": {"x": round(float(r / runs.median()), 3)}} for s, r in zip(reference["started"], runs)]
+
+
 def _counters(tasks: pd.DataFrame, samples: pd.DataFrame, t0: float) -> list[dict]:
     running = timing.running_over_time(tasks)
     events = [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "tasks running", "ts": _us(t - t0),
@@ -64,6 +74,9 @@ def _counters(tasks: pd.DataFrame, samples: pd.DataFrame, t0: float) -> list[dic
     if samples.empty:
         return events
     series = {"worker's CPU cores": cpu.cores_over_time(samples, "process")}
+    steal = cpu.steal_over_time(samples)
+    if len(steal):
+        series["cores stolen by the hypervisor"] = steal
     if (samples["kind"] == "lab").any():
         machine = cpu.cores_over_time(samples, "core")
         lab = cpu.cores_over_time(samples, "lab")
@@ -98,7 +111,8 @@ def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, oncpu: 
     label = spec.get("task") or spec["workload"]
     measured = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
     events = (_name(SLOTS, f"{spec['pool']} pool: a track per slot", 1) + _name(MACHINE, "machine", 2)
-              + _task_slices(tasks, t0, label) + _counters(measured, samples, t0))
+              + _task_slices(tasks, t0, label) + _counters(measured, samples, t0)
+              + (_drift(tasks[tasks["role"] == "reference"], t0) if "role" in tasks else []))
     if oncpu is not None and not oncpu.empty:
         events += _name(GIL, "GIL holder (on a CPU)", 3) + _gil_tracks(oncpu, t0)
     return {"traceEvents": events, "displayTimeUnit": "ms",

@@ -69,8 +69,10 @@ def load_sweep_manifest(folder: str | Path) -> dict:
 REQUIRED = {"status": str, "experiment": dict, "axes": list, "cells": list, "runs": list}
 
 
-def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environment: dict) -> Path:
-    """Create the sweep folder and its manifest with every (cell, repeat) pending."""
+def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environment: dict,
+              calibrations: dict[str, dict] | None = None) -> Path:
+    """Create the sweep folder and its manifest with every (cell, repeat) pending, and the rates every cell's
+    fixed work is sized from (harness.sweeps.calibrate_once)."""
     exp = experiment.shrunk() if quick else experiment
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     # A random suffix, as run ids have: two sweeps of one experiment started in the same second differ.
@@ -85,6 +87,7 @@ def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environmen
         "kind": "sweep", "sweep_id": folder.name, "status": "running", "owner": owner(),
         "quick": quick, "experiment": exp.to_dict(), "axes": axes, "cells": cells, "runs": entries,
         "environment": environment, "started_utc": now_utc(), "finished_utc": None, "analysis_version": None,
+        "calibrations": calibrations or {},
     })
     return folder
 

@@ -39,11 +39,16 @@ def test_run_folder_is_complete_and_loads(runs, pool, batch):
     run = runs[pool, batch]
     reread = load_run(run.path)
     measured = (CPU_BATCH if batch == "cpu" else IO_BATCH)["tasks"]
-    expected = measured + (batch == "cpu")  # fixed work first runs one task alone: the speedup's reference
+    # Fixed work runs one task alone before the batch and one after it: the speedup's reference is their median.
+    alone = ["reference"] * (batch == "cpu")
+    expected = measured + 2 * len(alone)
     assert reread.status == "complete"
-    assert reread.tasks["role"].tolist() == ["reference"] * (batch == "cpu") + ["foreground"] * measured
-    assert reread.summary["serial_basis"] == ("tasks x one task run alone (measured)" if batch == "cpu"
-                                              else "tasks x duration")
+    assert reread.tasks["role"].tolist() == alone + ["foreground"] * measured + alone
+    assert reread.summary["serial_basis"] == ("tasks x the median of 2 tasks run alone (measured before and after)"
+                                              if batch == "cpu" else "tasks x duration")
+    if batch == "cpu":
+        assert len(reread.summary["alone_runs_s"]) == 2 and reread.summary["machine_drift"] >= 0
+        assert reread.summary["steal_cores"] is not None and reread.summary["unsteady"] in (True, False)
     assert reread.manifest["schema_version"] == 3
     assert reread.manifest["analysis_version"] >= 1
     assert len(reread.tasks) == expected

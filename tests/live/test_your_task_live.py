@@ -36,7 +36,7 @@ def test_a_task_that_raises_fails_the_run_with_its_own_error(workdir):
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "failed" and "ValueError: bad record 7" in run["reason"]
     tasks = (folder / "tasks.csv").read_text().splitlines()
-    assert len(tasks) == 1 + 4  # every record kept: the one alone and the three measured
+    assert len(tasks) == 1 + 5  # every record kept (after the header): the two alone and the three measured
 
 
 def test_bad_input_is_refused_before_anything_starts(workdir):

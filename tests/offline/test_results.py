@@ -69,6 +69,8 @@ def test_summarize_reproduces_the_summary_the_run_stored(v1, name):
     added_in_3 = {"latency_p95_s", "alone_cpu_share", "task_stretch"} | {
         f"{c}_{s}_mib" for c in ("rss", "uss", "pss") for s in ("peak", "mean")}
     added_in_3 |= {"other_cores_used", "disturbed"}  # analysis 4: None where the lab's processes were not sampled
+    # analysis 6: whether the tasks could contend, and the machine's speed (nothing to say without a reference)
+    added_in_3 |= {"shares_nothing", "unsteady_cause"}
     assert [c for c in summary_changes(old, new["summary"])
             if not c.startswith("gil_probe.gil_") and c not in added_in_3] == []
     # v1 samples have RSS (no USS or PSS): the tree's peak is there
@@ -78,6 +80,7 @@ def test_summarize_reproduces_the_summary_the_run_stored(v1, name):
         assert 0 < probe["gil_contended_s"] < old["makespan_s"]
         assert probe["gil_hold_median_s"] == pytest.approx(old["gil_probe"]["gil_hold_median_s"], rel=0.25)
     assert new["summary"]["work_inflation"] is None and new["summary"]["alone_s"] is None
+    assert new["summary"]["machine_drift"] is None and new["summary"]["unsteady"] is None  # not measured then
     assert new["summary"]["other_cores_used"] is None and new["summary"]["disturbed"] is None
     assert new["summary"]["speedup"] == pytest.approx(old["speedup"], rel=1e-9)
     assert new["schema_version"] == SCHEMA_VERSION and new["analysis_version"] == ANALYSIS_VERSION

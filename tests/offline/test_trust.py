@@ -266,11 +266,13 @@ def test_a_run_too_short_for_two_samples_of_the_lab_is_not_known_and_still_drawn
     assert out.exists()
 
 
-def test_a_machine_that_slowed_is_told_apart_from_contention_the_lesson_is_about():
-    assert trust.machine_slowed({"work_inflation": 1.76}, "cpu")  # prefork seen at 1.19x with this
-    assert not trust.machine_slowed({"work_inflation": 1.76}, "cpu_shared")  # lesson 10's finding
-    assert not trust.machine_slowed({"work_inflation": 1.02}, "cpu")
-    assert not trust.machine_slowed({"work_inflation": None}, "io_sleep")
+def test_a_machine_that_changed_speed_is_told_apart_from_contention_the_lesson_is_about():
+    # prefork was seen at 1.19x with inflation 1.76: on work that shares nothing that is the machine.
+    assert trust.speed_change({"work_inflation": 1.76, "shares_nothing": True}) == "slower"
+    assert trust.speed_change({"work_inflation": 0.58, "shares_nothing": True}) == "faster"  # threads at c=1: 1.76x
+    assert trust.speed_change({"work_inflation": 1.76, "shares_nothing": False}) == ""  # cpu_shared: lesson 10's finding
+    assert trust.speed_change({"work_inflation": 1.02, "shares_nothing": True}) == ""
+    assert trust.speed_change({"work_inflation": None, "shares_nothing": True}) == ""
 
 
 # --- a stopped worker ---------------------------------------------------------------------------

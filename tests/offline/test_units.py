@@ -242,11 +242,16 @@ def test_speedup_is_measured_against_one_task_alone_and_inflation_is_flagged():
     reference = tasks_table([(0.0, 0.0, 1.0, 1.0, "t1")]).assign(role="reference")
     batch = tasks_table([(1.0, 1.0, 3.0, 2.0, "t1"), (1.0, 1.0, 3.0, 2.0, "t2")])
     samples = samples_table({1: [(1.0, 0.0), (3.0, 4.0)]})
-    s = summary.summarize(batch, samples, ctx(), reference)
+    s = summary.summarize(batch, samples, ctx(workload="cpu_shared"), reference)
     assert s["serial_basis"] == "tasks x one task run alone (measured)" and s["alone_s"] == 1.0
     assert s["speedup"] == pytest.approx(1.0)  # 2 tasks x 1 s alone / 2 s
     assert s["work_inflation"] == pytest.approx(2.0)
     assert any(n.startswith("WORK INFLATION 2.00x") for n in s["notes"])
+    # The same numbers on work that shares nothing: no contention is possible, so the machine slowed.
+    own = summary.summarize(batch, samples, ctx(workload="cpu"), reference)
+    assert not any("WORK INFLATION" in n or "contended" in n for n in own["notes"])
+    assert any("the machine ran slower during the batch than alone" in n for n in own["notes"])
+    assert own["unsteady"] is True and "speed drift" in own["unsteady_cause"]
     # Inferred from the tasks' own CPU (the rule kept for folders without a reference), it reads 2x.
     assert summary.summarize(batch, samples, ctx())["speedup"] == pytest.approx(2.0)
 
