@@ -61,6 +61,9 @@ def _bench_parser(sub) -> None:
     bench.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout (logs stay on "
                                                            "stderr)")
     bench.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    bench.add_argument("--recalibrate", action="store_true",
+                       help="measure the fixed work's rate again rather than reuse one this machine measured within "
+                            "the hour (.lab/calibrations.json): RECALIBRATE=1 with make")
     bench.set_defaults(func=cmd_bench, interrupted="interrupted: the worker and broker were stopped; "
                                                    "any partial results are marked 'interrupted'")
 
@@ -160,18 +163,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sigterm_as_interrupt(*_: object) -> None:
+# The command's first imports, done before its signal handling takes over: a signal that lands in them ends the
+# process at once (harness.__main__), as nothing has been started. Imports done later are safe too (see
+# _interrupt), but an interrupt then waits for the import's end: seconds, for scipy or matplotlib.
+PRELOAD = {
+    "bench": ("harness.pipeline", "harness.present.live", "harness.present.console", "harness.model.spec"),
+    "advise": ("harness.advisor", "harness.pipeline", "harness.present.console"),
+    "sweep": ("harness.analysis.trust", "harness.model.experiment", "harness.judge", "harness.pipeline",
+              "harness.sweeps", "harness.results.files", "harness.results.sweep_folder"),
+    "report": ("harness.pipeline",),
+    "summarize": ("harness.pipeline",),
+    "compare": ("harness.analysis.compare", "harness.judge", "harness.pipeline"),
+    "trace": ("harness.present.trace", "harness.results"),
+    "lesson": ("harness.course.lessons", "harness.present.live"),
+}
+
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+# Set as the first act of main's `finally`: the command has ended, its code is decided, and a signal can change
+# nothing any more (it could only kill the exiting interpreter: exit -15 instead of 130, seen when a second SIGTERM
+# came 0.5 s after the first, the clean-up done and the interpreter tearing its modules down).
+_ended = False
+
+
+def _handling_interrupt() -> bool:
+    """Whether the main thread is inside the handling of an interrupt (an except, finally or __exit__ that a
+    KeyboardInterrupt is passing through, or one nested in such), i.e. stopping in order."""
+    exc = sys.exc_info()[1]
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__context__
+    return False
+
+
+def _importing(frame) -> bool:
+    """Whether `frame` runs inside an import (its caller chain passes through importlib)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib._bootstrap") or name.endswith(
+                (os.path.join("importlib", "_bootstrap.py"), os.path.join("importlib", "_bootstrap_external.py"))):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again(signum: int, after_s: float = 0.05) -> None:
+    """The signal sent to this process again a moment later, unless the command has ended by then."""
+    def again() -> None:
+        if not _ended:
+            os.kill(os.getpid(), signum)
+    timer = threading.Timer(after_s, again)
+    timer.daemon = True
+    timer.start()
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP while a command runs: a KeyboardInterrupt, which stops the run in order.
+
+    Not where it would break that order or be lost:
+    - while a first interrupt is being handled (the clean-up it started: stopping the worker and the broker,
+      marking run.json), a second one changes nothing: the clean-up is bounded and the exit is 130 anyway; raised,
+      it skipped the rest of the clean-up or left main with a traceback;
+    - inside an import it is sent again a moment later, so it is raised once the import is done: raised inside it,
+      it can come out as another error (scipy's pybind11 modules make it "ImportError: initialization failed");
+    - once the command has ended (`_ended`) it changes nothing.
+    """
+    if _ended or _handling_interrupt():
+        return
+    if _importing(frame):
+        _send_again(signum)
+        return
     raise KeyboardInterrupt
 
 
 def stop_in_order_on_signals() -> None:
     """Ctrl-C must stop a run in order (worker, Redis, temporary files) even where SIGINT was
-    inherited as ignored (a background job of a script); SIGTERM is treated the same way."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    if hasattr(signal, "SIGHUP"):  # the terminal closed, or an ssh session dropped: stop in order too
-        signal.signal(signal.SIGHUP, _sigterm_as_interrupt)
+    inherited as ignored (a background job of a script); SIGTERM is treated the same way, and SIGHUP
+    (the terminal closed, or an ssh session dropped). See _interrupt."""
+    global _ended
+    _ended = False
+    for s in SIGNALS:
+        signal.signal(s, _interrupt)
     catch_lost_interrupts()
+
+
+def _ignore_signals() -> None:
+    """At the end of a process that ran a command: nothing is left to stop, and the interpreter's own exit
+    (which first puts back the default handlers, then tears down its modules: a fraction of a second with
+    pandas, scipy and matplotlib loaded) must not be killed by a late signal."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def catch_lost_interrupts() -> None:
@@ -179,47 +260,75 @@ def catch_lost_interrupts() -> None:
     "Exception ignored ... KeyboardInterrupt" with a traceback and goes on, so the run went on to the end
     (seen once in ten Ctrl-Cs while figures were drawn, which makes many such callbacks). Such an interrupt
     is sent again a moment later, when it lands in the main flow and stops the run in order; not once the
-    command has ended (`_command_running` cleared), when it could only kill the exiting interpreter."""
-    previous = sys.unraisablehook
+    command has ended (`_ended`), when it could only kill the exiting interpreter.
 
-    def send_again() -> None:
-        if _command_running.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
+    A signal that came just as its handler became SIG_IGN (at the command's end) is reported by Python as
+    "Signal N ignored due to race condition": it is, and that is said nowhere."""
+    previous = sys.unraisablehook
 
     def hook(unraisable) -> None:
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            timer = threading.Timer(0.05, send_again)
-            timer.daemon = True
-            timer.start()
+            _send_again(signal.SIGINT)
+            return
+        if _ended and unraisable.exc_type is OSError and "ignored due to race condition" in str(unraisable.exc_value):
             return
         previous(unraisable)
     sys.unraisablehook = hook
 
 
-_command_running = threading.Event()
+def _preload(command: str) -> None:
+    import importlib
+
+    for module in PRELOAD.get(command, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the command meets it again, and says what is missing its own way
+            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Run as the program (`argv` None: gil-lab, python -m harness), it owns the process's
+    signals: until the command's first imports are done a signal ends the process at once (nothing has started),
+    then it stops the command in order (_interrupt), and once the command has ended it is ignored, so the exit
+    code is the command's. Called with `argv` (a test, in-process), the caller's handlers are put back at the end."""
+    global _ended
+    program = argv is None
+    if program:
+        from harness.__main__ import exit_at_once_on_signals
+
+        exit_at_once_on_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # run bare: say what it can do
         parser.print_help()
         return 0
-    stop_in_order_on_signals()
-    _command_running.set()
+    _preload(args.command)
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    _ended = False
     try:
-        return args.func(args)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        try:
+            stop_in_order_on_signals()
+            return args.func(args)
+        except LabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"error: {getattr(args, 'interrupted', 'interrupted')}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRORS:
+                raise  # anything else is the lab's bug: its traceback is wanted
+            print(f"error: {exc.filename or 'a result file'}: {exc.strerror} (what was measured is kept where it "
+                  "could be written)", file=sys.stderr)
+            return EXIT_FAILED
+    except KeyboardInterrupt:  # one that landed while another error's message was being printed
         print(f"error: {getattr(args, 'interrupted', 'interrupted')}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as exc:
-        if exc.errno not in STORAGE_ERRORS:
-            raise  # anything else is the lab's bug: its traceback is wanted
-        print(f"error: {exc.filename or 'a result file'}: {exc.strerror} (what was measured is kept where it could "
-              "be written)", file=sys.stderr)
-        return EXIT_FAILED
     finally:
-        _command_running.clear()
+        _ended = True  # first (a plain store: no signal handler can run before it)
+        if program:
+            _ignore_signals()
+        else:
+            for s, handler in before.items():
+                if handler is not None:
+                    signal.signal(s, handler)

@@ -251,20 +251,110 @@ def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again(monke
     import sys
     import time
 
-    from harness.cli import _command_running, catch_lost_interrupts
+    from harness.cli import catch_lost_interrupts
 
     class Collected:
         def __del__(self):
             raise KeyboardInterrupt  # as Ctrl-C landing while a callback runs: Python can only print it
 
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    monkeypatch.setattr(commandline, "_ended", False)  # as while a command runs
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    _command_running.set()  # as while a command runs
     try:
         catch_lost_interrupts()
         with pytest.raises(KeyboardInterrupt):
             Collected()  # dropped at once: its __del__ runs and its interrupt is lost, then sent again
             time.sleep(2.0)
     finally:
-        _command_running.clear()
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def command_signals(monkeypatch):
+    """The command's own handling of SIGINT, SIGTERM and SIGHUP in this process, as while a command runs; pytest's
+    handlers and hook are put back after."""
+    import signal
+    import sys
+
+    from harness import cli as commandline
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    before = {s: signal.getsignal(s) for s in commandline.SIGNALS}
+    monkeypatch.setattr(commandline, "_ended", False)
+    commandline.stop_in_order_on_signals()
+    try:
+        yield commandline
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def _interrupted_within(seconds: float) -> None:
+    """Python code running (so a pending signal's handler runs) for up to `seconds`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_an_interrupt_inside_an_import_is_raised_once_the_import_is_done(tmp_path, monkeypatch, command_signals,
+                                                                         signame):
+    # Raised inside, it came out of scipy's pybind11 modules as "ImportError: initialization failed".
+    import sys
+
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\n"
+        f"os.kill(os.getpid(), signal.{signame})\n"
+        "deadline = time.monotonic() + 0.3\n"
+        "while time.monotonic() < deadline:\n"
+        "    time.sleep(0.005)  # Python code runs: the handler has its chances\n"
+        "DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_to_import", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        import slow_to_import  # noqa: F401
+        _interrupted_within(2.0)
+    assert sys.modules["slow_to_import"].DONE
+
+
+def test_a_second_interrupt_during_the_clean_up_of_the_first_changes_nothing(command_signals):
+    import os
+    import signal
+
+    cleaned = []
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _interrupted_within(2.0)
+        finally:  # stopping in order: a second SIGTERM, then a Ctrl-C, land here
+            for second in (signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), second)
+                _interrupted_within(0.2)
+            cleaned.append(True)
+    assert cleaned == [True]
+    with pytest.raises(KeyboardInterrupt):  # and the next one, outside any clean-up, interrupts again
+        os.kill(os.getpid(), signal.SIGINT)
+        _interrupted_within(2.0)
+
+
+def test_a_signal_once_the_command_has_ended_changes_nothing(command_signals, monkeypatch):
+    import os
+    import signal
+
+    monkeypatch.setattr(command_signals, "_ended", True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    _interrupted_within(0.3)  # no KeyboardInterrupt: the exit code is the command's
+
+
+def test_main_in_process_gives_the_callers_signal_handlers_back(tmp_path, monkeypatch, capsys):
+    import signal
+    import sys
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    monkeypatch.chdir(tmp_path)
+    before = {s: signal.getsignal(s) for s in commandline.SIGNALS}
+    code = commandline.main(["report", str(tmp_path / "nothing-here")])
+    assert code == 2 and "error:" in capsys.readouterr().err
+    assert {s: signal.getsignal(s) for s in commandline.SIGNALS} == before
