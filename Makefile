@@ -18,6 +18,7 @@ RESUME ?=
 RERUN_DISTURBED ?=
 STRICT ?=
 JSON ?=
+RECALIBRATE ?=
 RUN ?= results/latest
 A ?=
 B ?=
@@ -56,9 +57,9 @@ $(DEV_STAMP): $(STAMP)
 	@$(PIP) -e '.[dev]'
 	@touch $(DEV_STAMP)
 
-## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON)
+## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON; RECALIBRATE=1: size the work anew)
 bench: $(STAMP)
-	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json)
+	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate)
 
 ## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', QUICK=1 for one repeat)
 advise: $(STAMP)
@@ -112,6 +113,7 @@ benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/instrumentation.py
 	$(BIN)/python benchmarks/offline_suite.py
 	$(BIN)/python benchmarks/events_cost.py
+	$(BIN)/python benchmarks/fidelity.py
 
 ## check: the offline tests only (analysis, results, reports, figures, bad input): no Redis, no worker, under a minute
 check: $(DEV_STAMP)

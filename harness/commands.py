@@ -51,7 +51,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
     spec = build_spec(**raw)
     _strict(args)
-    run = run_bench(spec, results_dir=args.results_dir, log=_log, live=live.terminal)
+    from harness.lab.calibrate import Calibrations
+
+    run = run_bench(spec, results_dir=args.results_dir, log=_log, live=live.terminal,
+                    calibrations=Calibrations(recalibrate=args.recalibrate))
     if args.json:
         _print_json({"run": run.run_id, "path": str(run.path), "status": run.manifest["status"], "spec": run.spec,
                      "summary": run.summary, "machine_load": run.manifest["settings"].get("machine_load")})

@@ -15,13 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import kombu.exceptions
 import pandas as pd
 import redis
 
 from harness.errors import RunFailed, WorkerError
 from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
-from harness.lab.broker import Broker
+from harness.lab.broker import Broker, redact
 from harness.lab.calibrate import Calibrations
 from harness.lab.client import client_app
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
@@ -95,10 +96,21 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
 BETWEEN_WAVES_AFTER_S = 4.0
 
 
+def _send(app, queue: str, batches: list[Batch], run_id: str, m: Measurement) -> None:
+    """Submit batches as the run's; a broker that stops answering meanwhile (frozen, gone) ends the run in one
+    line, as it does while records are collected (kombu's own error would come out as a traceback)."""
+    try:
+        m.submitted += submit(app, queue, batches, run_id, first_index=len(m.submitted))
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+        m.broker_lost = True
+        raise RunFailed(f"lost the Redis broker while submitting tasks ({redact(str(exc))}); "
+                        f"{len(m.records)} tasks had reported") from None
+
+
 def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run_id: str, spec: RunSpec,
            m: Measurement) -> float:
     """Run one reference task with nothing beside it and wait for it; returns how long it took."""
-    m.submitted += submit(app, queue, [reference], run_id, first_index=len(m.submitted))
+    _send(app, queue, [reference], run_id, m)
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress=False)
     alone = m.records[-1]
     return float(alone["finished"] - alone["started"])
@@ -143,8 +155,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     foreground = batch(batches, "foreground")
     parts = _waves(spec, foreground, task_s) if task_s is not None else [foreground]
     t0 = time.monotonic()
-    m.submitted += submit(app, queue, [b for b in batches if b.role == "background"] + [parts[0]], run_id,
-                          first_index=len(m.submitted))
+    _send(app, queue, [b for b in batches if b.role == "background"] + [parts[0]], run_id, m)
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
@@ -152,7 +163,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
     for part in parts[1:]:  # a long batch: one task alone between its waves, then the rest
         _alone(app, client, queue, key, reference, run_id, spec, m)
-        m.submitted += submit(app, queue, [part], run_id, first_index=len(m.submitted))
+        _send(app, queue, [part], run_id, m)
         collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
     m.timings["collect_s"] = time.monotonic() - t0
     if reference is not None:
@@ -195,7 +206,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             broker = stack.enter_context(Broker(redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
             if workers is not None and not WarmWorkers.shareable(spec):
-                workers.discard()
+                workers.step_aside()
                 workers = None
             calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers,
                                                                   calibrations or Calibrations())
