@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
 from harness.errors import ResultsError, RunFailed, SpecError
-from harness.model.experiment import Experiment
+from harness.analysis.stats import BASELINE_POOL
+from harness.model.experiment import Experiment, work_key
 from harness.model.workloads import workload
 from harness.model.spec import RunSpec, build_spec
 from harness.pipeline import Log, run_bench, summarize_sweep
@@ -104,8 +106,11 @@ def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, sh
     manifest.update(status="running", owner=owner())
     write_sweep_manifest(folder, manifest)
     try:
-        with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers()) as workers:
-            _run_entries(folder, manifest, todo, broker.url, workers, log, show_progress, stop_at)
+        order = _plan_order(todo, manifest["cells"], fresh_workers)
+        manifest["order"] = order.how
+        write_sweep_manifest(folder, manifest)
+        with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
+            _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at)
             if rerun_disturbed:
                 again = [e for e in manifest["runs"] if e["status"] == "complete" and _disturbed(folder, e)]
                 log(f"rerunning {len(again)} disturbed run(s)")
@@ -138,8 +143,6 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
     cells = {c["cell"]: c for c in manifest["cells"]}
     # The sweep's own rates (None for one stored before they were: then this machine's recent ones).
     calibrations = Calibrations(given=manifest.get("calibrations"))
-    if workers is not None:
-        todo = _worker_by_worker(todo, manifest["cells"])
     with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
         for done, entry in enumerate(todo, start=1):
             if stop_at is not None and time.monotonic() > stop_at:
@@ -162,9 +165,51 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
             if not show_progress:
                 log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
 
-def _worker_by_worker(todo: list[dict], cells: list[dict]) -> list[dict]:
-    """The pending entries ordered so that runs sharing a warm worker follow each other (each group at
-    the place of its first entry); a run on a fresh worker keeps its own place."""
+# Warm workers a sweep keeps alive at once so that its runs can alternate pools: enough for the pools that
+# stay warm (prefork, threads, solo, the interpreters pool) at one setting each.
+MAX_WARM = 4
+
+
+@dataclass(frozen=True)
+class Order:
+    entries: list[dict]
+    keep: int  # warm workers kept alive at once
+    how: str   # said in sweep.json and the report
+
+
+def _plan_order(todo: list[dict], cells: list[dict], fresh_workers: bool) -> Order:
+    """The order a sweep's pending runs are run in, so that speedups and cross-cell ratios survive drift.
+
+    Repeats are interleaved (every cell once, then again). Within a repeat, the cells of one work run
+    together with that work's solo baseline, solo first in one repeat and last in the next (S A B, B A S,
+    ...), so each cell's run is a few runs from a solo run of the same work (harness.analysis.stats compares
+    them). That needs a warm worker per pool at once; a sweep with more worker settings than MAX_WARM runs
+    worker by worker instead (its solo runs then lie further away, which the report says)."""
+    if fresh_workers:
+        return Order(todo, 1, "as stored (a fresh worker for every run)")
+    keys = _warm_keys(cells)
+    shared = {k for e in todo if (k := keys[e["cell"]]) is not None}
+    if len(shared) > MAX_WARM:
+        return Order(_worker_by_worker(todo, keys), 1,
+                     f"worker by worker ({len(shared)} worker settings, more than {MAX_WARM} kept warm at once)")
+    settings = {c["cell"]: c["settings"] for c in cells}
+    by_repeat: dict[int, list[dict]] = {}
+    for e in todo:
+        by_repeat.setdefault(e["repeat"], []).append(e)
+    ordered = []
+    for repeat, entries in sorted(by_repeat.items()):
+        works: dict[tuple, list[dict]] = {}
+        for e in entries:
+            works.setdefault(work_key(settings[e["cell"]]), []).append(e)
+        for group in works.values():
+            group.sort(key=lambda e: settings[e["cell"]].get("pool") != BASELINE_POOL)  # solo first, else as stored
+            ordered += group if repeat % 2 == 0 else group[::-1]
+    return Order(ordered, max(1, len(shared)), "each work with its solo baseline, solo first then last in "
+                                               "alternate repeats (S A B, B A S)")
+
+
+def _warm_keys(cells: list[dict]) -> dict[int, tuple | None]:
+    """Per cell: the warm worker it would run on (None: a fresh worker of its own)."""
     from harness.lab.interpreters import worker_interpreter
     from harness.lab.warm import WarmWorkers
     from workloads.protocol import worker_key
@@ -174,8 +219,14 @@ def _worker_by_worker(todo: list[dict], cells: list[dict]) -> list[dict]:
         spec = build_spec(**cell["settings"])
         if spec.interpreter not in pythons:
             pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
-        shared = WarmWorkers.shareable(spec)
-        keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter]) if shared else None
+        keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter]) \
+            if WarmWorkers.shareable(spec) else None
+    return keys
+
+
+def _worker_by_worker(todo: list[dict], keys: dict[int, tuple | None]) -> list[dict]:
+    """The pending entries ordered so that runs sharing a warm worker follow each other (each group at
+    the place of its first entry); a run on a fresh worker keeps its own place."""
     group = [keys[e["cell"]] or ("fresh", i) for i, e in enumerate(todo)]
     first: dict = {}
     for key in group:

@@ -88,19 +88,34 @@ def _memory(row: pd.Series) -> float:
     return float(pss) if pss is not None and pd.notna(pss) else float(row.get("rss_peak_mib") or math.nan)
 
 
+def ranking_metric(table: pd.DataFrame) -> str:
+    """What the candidates are ranked by: their speedup, each against the same task timed alone in the same
+    run, where every cell has one; else tasks/s.
+
+    Both order the cells alike on a machine of constant speed (the speedup is tasks/s times the time alone).
+    On one whose speed drifts (2x within seconds here) they do not: tasks/s of cells measured minutes apart
+    compares the moments as much as the pools, and a solo cell run in a fast moment outran prefork in a slow
+    one (the advisor then recommended solo for CPU work). The speedup's reference was timed beside the cell's
+    own batch, at the same speed."""
+    if "speedup" in table and len(table) and table["speedup"].notna().all():
+        return "speedup"
+    return "throughput_per_s"
+
+
 def candidates(table: pd.DataFrame) -> pd.DataFrame:
-    """The sweep table's cells, best throughput first, with the columns the advice shows."""
+    """The sweep table's cells, best first (ranking_metric), with the columns the advice shows."""
     rows = table.copy()
     for column in COLUMNS:
         if column not in rows:
             rows[column] = math.nan
     shown = [c for c in COLUMNS if c in ("pool", "concurrency") or rows[c].notna().any()]
-    return rows.sort_values("throughput_per_s", ascending=False, kind="stable")[shown].reset_index(drop=True)
+    return rows.sort_values(ranking_metric(rows), ascending=False, kind="stable")[shown].reset_index(drop=True)
 
 
 def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
-    """The pool and concurrency with the highest measured throughput; among settings within CLOSE of it
-    (any pool, any concurrency), the one with the least memory. A close call is one between pools.
+    """The pool and concurrency with the highest measured speedup (or tasks/s: ranking_metric); among settings
+    within CLOSE of it (any pool, any concurrency), the one with the least memory. A close call is one between
+    pools.
 
     `table` is the advisor sweep's per-cell table (medians over repeats; stats.sweep_table) with
     pool and concurrency columns; `cpu_share` the task's own CPU over its run time, alone.
@@ -108,9 +123,10 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
     ranked = candidates(table)
     if ranked.empty or ranked["throughput_per_s"].isna().all():
         raise ValueError("no cell of the advisor's sweep completed: nothing to recommend")
+    metric = ranking_metric(ranked)
     leader = ranked.iloc[0]
     # Every setting as fast as the leader within the noise; of those, the one that costs the least memory.
-    close = ranked[ranked["throughput_per_s"] >= (1 - CLOSE) * leader["throughput_per_s"]]
+    close = ranked[ranked[metric] >= (1 - CLOSE) * leader[metric]]
     chosen = close.loc[close.apply(_memory, axis=1).fillna(math.inf).idxmin()] if len(close) > 1 else leader
     close_call = close["pool"].nunique() > 1
     best_per_pool = ranked.groupby("pool", sort=False).head(1).reset_index(drop=True)

@@ -15,12 +15,10 @@ import pandas as pd
 
 from harness.analysis import trust
 from harness.analysis.summary import PHANTOM_MARGIN_CORES
+from harness.model.experiment import WORK_SETTINGS, work_key
 from harness.model.pools import pool
 from harness.model.workloads import KINDS, workload
 
-# Settings that define the work itself; every other axis (pool, concurrency, workers, prefetch,
-# switch interval, ...) is a way to run it, among which the decision chooses.
-WORK_SETTINGS = ("workload", "task", "args", "kwargs", "cpu_fraction", "background", "interpreter", "gil")
 # Below this best speedup nothing ran the work in parallel: the choice is then about cost alone.
 NO_PARALLELISM = 1.2
 
@@ -75,7 +73,7 @@ def _with_settings(table: pd.DataFrame, cells: list[dict], axes: list[str]) -> p
         s = settings[row["cell"]]
         rows.append({**{k: s.get(k) for k in (*WORK_SETTINGS, "pool", "concurrency", "workers")}, **row,
                      "_axes": tuple(axes), "_work": _work_text(s),
-                     "_work_key": tuple(str(s.get(k)) for k in WORK_SETTINGS)})
+                     "_work_key": work_key(s)})
     return pd.DataFrame(rows)
 
 

@@ -11,7 +11,7 @@ METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "effici
            "mean_cores_used", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s", "gil_wait_mean_s",
            "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
            "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib", "task_stretch",
-           "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores"]
+           "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores", "vs_solo"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}
@@ -31,9 +31,37 @@ def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
         row.update({m: r["summary"].get(m) for m in METRICS})
         row["disturbed"] = bool(r["summary"].get("disturbed"))
         row["unsteady"] = bool(r["summary"].get("unsteady"))
-        row["finished_t"] = r.get("finished_t")
+        row["batch_started_t"] = r["summary"].get("batch_started_t")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "finished_t"])
+    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "batch_started_t"])
+
+
+# The pool every other is compared with, cell against cell: one task at a time.
+BASELINE_POOL = "solo"
+
+
+def against_nearest_baseline(runs: pd.DataFrame, cells: list[dict]) -> pd.Series:
+    """Per run: its tasks/s over that of the solo run of the same work nearest to it in time (NaN without
+    one). On a machine whose speed drifts, a ratio between runs seconds apart holds where one between cells'
+    medians, measured minutes apart, does not; a cell's figure is the median of its runs' ratios."""
+    from harness.model.experiment import work_key
+
+    settings = {c["cell"]: c["settings"] for c in cells}
+    work = runs["cell"].map(lambda c: work_key(settings[c]))
+    is_base = runs["cell"].map(lambda c: settings[c].get("pool") == BASELINE_POOL)
+    out = pd.Series(np.nan, index=runs.index, dtype=float)
+    for key in set(work):
+        same = runs[work == key]
+        base = same[is_base[same.index] & same["batch_started_t"].notna()]
+        if base.empty:
+            continue
+        for idx, row in same.iterrows():
+            if is_base[idx] or pd.isna(row["batch_started_t"]) or not row["throughput_per_s"]:
+                continue
+            nearest = base.loc[(base["batch_started_t"] - row["batch_started_t"]).abs().idxmin()]
+            if nearest["throughput_per_s"]:
+                out[idx] = float(row["throughput_per_s"]) / float(nearest["throughput_per_s"])
+    return out
 
 
 def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
@@ -73,6 +101,8 @@ def sweep_table(entries: list[dict], axes: list[str], cells: list[dict]) -> pd.D
     """summary.csv of a sweep: one row per cell (with its label), from its entries' run summaries."""
     columns = [*axes, *(c for c in SHAPE if c not in axes and all(c in e["settings"] for e in entries))]
     runs = runs_table(entries, columns)
+    if not runs.empty:
+        runs["vs_solo"] = against_nearest_baseline(runs, cells)
     table = cell_stats(runs, columns) if not runs.empty else runs
     labels = {c["cell"]: c["label"] for c in cells}
     if not table.empty:

@@ -175,6 +175,8 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "tasks_done": int(len(ok)),
         "tasks_failed": int(len(t) - len(ok)),
         "makespan_s": makespan,
+        # When the batch began (epoch s): a sweep compares each run with its solo baseline nearest in time.
+        "batch_started_t": t0,
         "throughput_per_s": len(t) / makespan if makespan > 0 else float("nan"),
         "serial_s": serial,
         "serial_basis": serial_basis,

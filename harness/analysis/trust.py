@@ -83,9 +83,10 @@ def speed_change(summary: dict) -> str:
 
 def above_ideal(summary: dict) -> bool:
     """Whether the speedup exceeds the pool's physical ideal by more than the run's measured drift: a number
-    beyond physics, which only an unsteady reference gives."""
+    beyond physics, which only an unsteady reference gives. Only a speedup against a task timed alone: a
+    wall-clock spin's "speedup" against its nominal duration is phantom parallelism, said as such."""
     speedup, ideal = summary.get("speedup"), summary.get("ideal_speedup")
-    if speedup is None or ideal is None or not math.isfinite(speedup) or not ideal:
+    if speedup is None or ideal is None or not math.isfinite(speedup) or not ideal or summary.get("alone_s") is None:
         return False
     margin = max(summary.get("machine_drift") or 0.0, ABOVE_IDEAL_FLOOR)
     return speedup > ideal * (1 + margin)

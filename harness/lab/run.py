@@ -206,8 +206,7 @@ def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str |
             broker = stack.enter_context(Broker(redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
             if workers is not None and not WarmWorkers.shareable(spec):
-                workers.step_aside()
-                workers = None
+                workers = None  # a worker of its own; the warm ones wait, idle, for the runs that alternate with it
             calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers,
                                                                   calibrations or Calibrations())
             run_id = new_run_id(spec.pool_rules.label, spec.workload)

@@ -26,12 +26,16 @@ from workloads.protocol import worker_key
 
 
 class WarmWorkers:
-    """Hands out a warm worker for a run's settings; at most one is alive, the last one asked for."""
+    """Hands out a warm worker for a run's settings; at most `keep` are alive, the ones last asked for.
 
-    def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._worker: Worker | None = None
-        self._runs = 0
+    A sweep that alternates its pools (each run beside its solo baseline, harness.sweeps) keeps one worker
+    per pool warm; an idle warm worker waits on the broker and uses next to no CPU (it is one of the lab's
+    own processes, so the analysis never counts it as another process)."""
+
+    def __init__(self, keep: int = 1) -> None:
+        self.keep = max(1, keep)
+        self._warm: dict[tuple, tuple[Worker, int]] = {}  # oldest first: key -> (worker, runs it served)
+        self._current: tuple | None = None
         self._echo: EchoServer | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="gil-lab-warm-"))
         self.started = 0
@@ -49,30 +53,43 @@ class WarmWorkers:
     def worker_for(self, spec: RunSpec, broker_url: str, python: str) -> tuple[Worker, int]:
         """A ready worker for these settings, and how many runs it served before this one."""
         key = (broker_url, *worker_key(spec.to_dict(), python))
-        if self._worker is not None and (key != self._key or not self._worker.alive()):
-            self.discard()
-        if self._worker is None:
+        if key in self._warm and not self._warm[key][0].alive():
+            self._stop(key)
+        if key in self._warm:
+            worker, runs = self._warm.pop(key)
+            runs += 1
+        else:
+            while len(self._warm) >= self.keep:  # the one asked for longest ago makes room
+                self._stop(next(iter(self._warm)))
             echo = self.echo()
             worker = Worker(spec, broker_url, f"warm-{spec.pool}-{secrets.token_hex(3)}",
                             self._dir / f"worker-{self.started}.log", python=python, echo=(echo.host, echo.port))
-            self._worker = worker.__enter__()
-            self._key, self._runs = key, 0
+            worker, runs = worker.__enter__(), 0
             self.started += 1
-        else:
-            self._runs += 1
-        return self._worker, self._runs
+        self._warm[key] = (worker, runs)  # now the newest
+        self._current = key
+        return worker, runs
+
+    def _stop(self, key: tuple, failed: bool = False) -> None:
+        worker, _runs = self._warm.pop(key)
+        if self._current == key:
+            self._current = None
+        worker.stop(warm=not failed)
+        forget_worker_keys(worker)
 
     def discard(self, failed: bool = False) -> None:
-        """Stop the current worker: before a run with other settings, or (`failed`, stopped cold) after a
-        failed or interrupted run."""
-        worker, self._worker, self._key = self._worker, None, None
-        if worker is not None:
-            worker.stop(warm=not failed)
-            forget_worker_keys(worker)
+        """Stop the worker of the last run: before a run that cannot share one, or (`failed`, stopped cold) after
+        a failed or interrupted run, so the next run starts on a fresh one."""
+        if self._current is not None and self._current in self._warm:
+            self._stop(self._current, failed)
+
+    def discard_all(self) -> None:
+        while self._warm:
+            self._stop(next(iter(self._warm)))
 
     def close(self) -> None:
         try:
-            self.discard()
+            self.discard_all()
         finally:
             if self._echo is not None:
                 self._echo.__exit__(None, None, None)

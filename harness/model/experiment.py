@@ -40,6 +40,17 @@ from harness.model.spec import RunSpec, build_spec
 TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 # Bounds of a sweep: a typo should not start days of runs or a sweep.json of a hundred megabytes.
+# Settings that define the work itself; every other axis (pool, concurrency, workers, prefetch, switch
+# interval, ...) is a way to run it. A sweep's decision chooses among the ways for each work
+# (harness.analysis.decision), and its runs are ordered so that each way runs near its work's solo baseline.
+WORK_SETTINGS = ("workload", "task", "args", "kwargs", "cpu_fraction", "background", "interpreter", "gil")
+
+
+def work_key(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The work a cell's settings run, as a key: cells with equal keys ran the same work."""
+    return tuple(str(settings.get(k)) for k in WORK_SETTINGS)
+
+
 MAX_REPEATS = 100
 MAX_RUNS = 2000
 _CORES = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?cores\s*$")

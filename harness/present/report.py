@@ -108,14 +108,16 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
                                                  for e in failed) + "</p>"
     settings = ("<h2>Settings</h2>" + settings_table({"fixed": exp["fixed"], "repeats": exp["repeats"]})
                 + settings_table({"axes": {k: ", ".join(map(str, v)) for k, v in exp["axes"].items()}}))
-    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "unsteady", "ideal_speedup", "efficiency", "makespan_s",
+    shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "unsteady", "vs_solo", "ideal_speedup", "efficiency",
+             "makespan_s",
              "mean_tasks_running", "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch",
              "second_start_delay_s", "rtt_mean_s", "warning"]
-    optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch")
+    optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch", "vs_solo")
     table = _with_interval(table)
     cols = [c for c in shown if c in table and (c not in optional or table[c].notna().any())]
     table_html = ("<h2>Results (median over repeats)</h2>" + numbers_table(table, cols)
                   if not table.empty else "<p>No cell completed.</p>")
+    table_html += _how_compared(manifest)
     cautions = _cautions(judgement.cautions) if judgement else ""
     sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
@@ -125,6 +127,22 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     out = folder / "report.html"
     out.write_text(page(f"Experiment: {exp['name']}", exp["question"], sections))
     return out
+
+
+def _how_compared(manifest: dict) -> str:
+    """How the sweep's numbers survive a machine whose speed drifts: one calibration, the order its runs
+    ran in, and what the solo comparison is."""
+    parts = []
+    if manifest.get("calibrations"):
+        parts.append(f"Every cell ran the same work: its fixed work was sized from one rate per workload and "
+                     f"interpreter, measured before the first cell ({len(manifest['calibrations'])} in all).")
+    if manifest.get("order"):
+        parts.append(f"Runs ran {html.escape(manifest['order'])}.")
+    parts.append("Each speedup is against the same task timed alone before and after its own batch (their median); "
+                 "<i>tasks/s vs solo nearest in time</i> is the median over a cell's runs of its tasks/s over that of "
+                 "the solo run of the same work nearest to it in time (a ratio of runs seconds apart, which the "
+                 "machine's drift moves less than a ratio of medians).")
+    return "<p>" + " ".join(parts) + "</p>"
 
 
 def run_report(run: Run, figures: list[Path]) -> Path:

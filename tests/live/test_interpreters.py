@@ -12,7 +12,7 @@ from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded
 from harness.model.machine import usable_cores
 
-from lab_process import pyenv_python
+from lab_process import measured_steadily, pyenv_python
 
 FT = find_free_threaded()
 needs_ft = pytest.mark.skipif(FT is None, reason="no free-threaded interpreter found: set LAB_FREETHREADED_PYTHON "
@@ -25,7 +25,8 @@ def test_the_worker_runs_on_another_interpreter_with_its_own_gil(bench, minor):
     python = pyenv_python(minor)
     if python is None:
         pytest.skip(f"pyenv has no CPython {minor} here")
-    run = bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.2, interpreter=python)
+    run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.2,
+                                          interpreter=python))
     info = run.manifest["settings"]["worker_interpreter"]
     assert info["version"].startswith(minor + ".") and not info["free_threaded"] and info["requested"] == python
     assert info["python"].endswith("bin/python") and ".lab/envs/" in info["python"]
@@ -43,8 +44,10 @@ def _seconds_per_iteration(run) -> float:
 @needs_ft
 @needs_2_cores
 def test_free_threaded_threads_run_cpu_work_in_parallel_and_the_speedup_agrees_with_the_makespans(bench):
-    one = bench(pool="threads", workload="cpu", concurrency=1, tasks=4, duration=0.25, interpreter=FT)
-    two = bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25, interpreter=FT)
+    one = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=1, tasks=4, duration=0.25,
+                                          interpreter=FT))
+    two = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25,
+                                          interpreter=FT))
     assert two.manifest["settings"]["worker_interpreter"]["free_threaded"]
     assert not two.foreground["gil_enabled"].astype(bool).any()
     assert 0.85 < one.summary["speedup"] < 1.1
@@ -56,7 +59,8 @@ def test_free_threaded_threads_run_cpu_work_in_parallel_and_the_speedup_agrees_w
 
 @needs_ft
 def test_the_gil_forced_on_in_a_free_threaded_worker_serialises_threads_again(bench):
-    run = bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25, interpreter=FT, gil="on")
+    run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25,
+                                          interpreter=FT, gil="on"))
     assert run.manifest["settings"]["worker_interpreter"]["PYTHON_GIL"] == "1"
     assert run.foreground["gil_enabled"].astype(bool).all()
     assert run.summary["speedup"] < 1.25

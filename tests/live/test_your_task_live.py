@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lab_process import ROOT, harness
+from lab_process import ROOT, harness, measured_steadily
 
 OWN = ROOT / "tests" / "data" / "own_tasks"
 
@@ -71,7 +71,9 @@ def test_the_advisor_recommends_prefork_for_cpu_work_and_an_overlapping_pool_for
 
 def test_mixed_work_gains_on_threads_only_as_far_as_its_cpu_allows(bench):
     # threads at concurrency 4 on 2 cores: ideal 4x at 20 % CPU, 1.25x at 80 %
-    light = bench(pool="threads", workload="mixed", cpu_fraction=0.2, concurrency=4, tasks=8, duration=0.25)
-    heavy = bench(pool="threads", workload="mixed", cpu_fraction=0.8, concurrency=4, tasks=8, duration=0.25)
+    light = measured_steadily(lambda: bench(pool="threads", workload="mixed", cpu_fraction=0.2, concurrency=4,
+                                            tasks=8, duration=0.25))
+    heavy = measured_steadily(lambda: bench(pool="threads", workload="mixed", cpu_fraction=0.8, concurrency=4,
+                                            tasks=8, duration=0.25))
     assert light.summary["speedup"] > 2.8 and heavy.summary["speedup"] < 1.6
     assert 0.1 < light.summary["alone_cpu_share"] < 0.35 and heavy.summary["alone_cpu_share"] > 0.65

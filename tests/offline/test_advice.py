@@ -63,8 +63,20 @@ def test_a_close_call_says_so_and_takes_the_smaller_memory():
     assert "a close call" in a.reason and "under the GIL" not in a.reason
     assert any("within 10%" in note and "eventlet" in note for note in a.notes)
     # Further apart than the margin, the faster one wins whatever its memory.
-    io.loc[io["pool"] == "gevent", "throughput_per_s"] = 200
+    io.loc[io["pool"] == "gevent", ["throughput_per_s", "speedup"]] = (200, 20.8)
     assert advice.recommend(io, cpu_share=0.01).pool == "eventlet"
+
+
+def test_cells_are_ranked_by_their_speedup_not_by_tasks_per_second_measured_at_other_moments():
+    # The machine ran twice as fast while the solo cell ran: its tasks/s beat prefork's, measured in a slow
+    # minute. Each cell's speedup is against the task alone in its own run, at its own moment: prefork wins.
+    drifted = CPU_TABLE.copy()
+    drifted.loc[drifted["pool"] == "solo", "throughput_per_s"] = 19.0
+    drifted.loc[drifted["pool"] == "prefork", "throughput_per_s"] = (10.1, 9.8)
+    assert advice.ranking_metric(drifted) == "speedup"
+    assert advice.recommend(drifted, cpu_share=0.99).pool == "prefork"
+    # Without a speedup for every cell (no reference), tasks/s is all there is.
+    assert advice.ranking_metric(drifted.assign(speedup=[1.0, None, 1.8, 1.0, 1.0])) == "throughput_per_s"
 
 
 def test_no_completed_cell_is_said_not_guessed():

@@ -80,6 +80,8 @@ def test_a_speedup_above_the_pools_ideal_is_no_finding():
     assert not trust.above_ideal({**s, "speedup": 1.04})
     assert trust.above_ideal({**s, "speedup": 1.08}) and not trust.above_ideal({**s, "speedup": 1.08,
                                                                                  "machine_drift": 0.09})
+    # busy_wait's phantom 2x on threads is against its nominal duration, not a task alone: said as phantom.
+    assert not trust.above_ideal({"speedup": 2.0, "ideal_speedup": 1, "alone_s": None, "phantom": True})
 
 
 def test_steal_is_read_from_the_samples_and_marks_the_hypervisor():
@@ -172,3 +174,31 @@ def test_a_sweeps_rates_give_every_cell_the_same_work_and_nothing_else_is_read(t
     assert all(c == {"iterations": 2_500_000, "iterations_per_s": 10_000_000.0, "source": "sweep"} for c in cells)
     assert not (tmp_path / "never.json").exists()  # a sweep's runs neither read nor write the machine's cache
     assert calibrate.key(cpu, None, "on") != k  # the GIL asked is part of what a rate belongs to
+
+
+def test_each_run_is_compared_with_the_solo_run_of_the_same_work_nearest_in_time():
+    cells = [{"cell": 0, "settings": {"pool": "solo", "workload": "cpu"}},
+             {"cell": 1, "settings": {"pool": "prefork", "workload": "cpu"}},
+             {"cell": 2, "settings": {"pool": "prefork", "workload": "io_sleep"}}]
+    # The machine was twice as fast at t=100 as at t=0: solo did 4 tasks/s then 8; prefork next to each
+    # did 7.6 and 15.2. Against the nearest solo run both are 1.9x; a ratio of medians would say 1.5-3x.
+    runs = pd.DataFrame({"cell": [0, 1, 0, 1, 2], "throughput_per_s": [4.0, 7.6, 8.0, 15.2, 30.0],
+                         "batch_started_t": [0.0, 5.0, 100.0, 104.0, 50.0]})
+    ratios = stats.against_nearest_baseline(runs, cells)
+    assert ratios[1] == pytest.approx(1.9) and ratios[3] == pytest.approx(1.9)
+    assert pd.isna(ratios[0]) and pd.isna(ratios[4])  # solo itself; io_sleep has no solo run
+
+
+def test_a_sweeps_runs_alternate_each_work_with_its_solo_baseline():
+    from harness.sweeps import MAX_WARM, _plan_order
+
+    cells = [{"cell": i, "settings": {"pool": p, "workload": w, "concurrency": 2, "duration": 0.1}}
+             for i, (p, w) in enumerate([(p, w) for p in ("prefork", "threads", "solo") for w in ("cpu", "io_sleep")])]
+    todo = [{"cell": c["cell"], "repeat": r, "status": "pending"} for r in range(2) for c in cells]
+    order = _plan_order(todo, cells, fresh_workers=False)
+    names = [(cells[e["cell"]]["settings"]["pool"], cells[e["cell"]]["settings"]["workload"], e["repeat"])
+             for e in order.entries]
+    assert names[:3] == [("solo", "cpu", 0), ("prefork", "cpu", 0), ("threads", "cpu", 0)]
+    assert names[6:9] == [("threads", "cpu", 1), ("prefork", "cpu", 1), ("solo", "cpu", 1)]  # mirrored
+    assert order.keep == 3 <= MAX_WARM and sorted(map(str, order.entries)) == sorted(map(str, todo))
+    assert _plan_order(todo, cells, fresh_workers=True).entries == todo

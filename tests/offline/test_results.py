@@ -70,7 +70,7 @@ def test_summarize_reproduces_the_summary_the_run_stored(v1, name):
         f"{c}_{s}_mib" for c in ("rss", "uss", "pss") for s in ("peak", "mean")}
     added_in_3 |= {"other_cores_used", "disturbed"}  # analysis 4: None where the lab's processes were not sampled
     # analysis 6: whether the tasks could contend, and the machine's speed (nothing to say without a reference)
-    added_in_3 |= {"shares_nothing", "unsteady_cause"}
+    added_in_3 |= {"shares_nothing", "unsteady_cause", "batch_started_t"}
     assert [c for c in summary_changes(old, new["summary"])
             if not c.startswith("gil_probe.gil_") and c not in added_in_3] == []
     # v1 samples have RSS (no USS or PSS): the tree's peak is there
