@@ -80,8 +80,9 @@ def _sweep_parser(sub) -> None:
                             "worker the same way share a warm one)")
     sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
     sweep.add_argument("--rerun-disturbed", action="store_true",
-                       help="after the pending runs, run again once every disturbed run (other processes busy, or the worker stopped) "
-                            "(with --resume: of an earlier sweep)")
+                       help="after the pending runs, run again once every disturbed or unsteady run (other processes "
+                            "busy, the worker stopped, or the machine's own speed changing) (with --resume: of an "
+                            "earlier sweep)")
     sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sweep.add_argument("--yes", action="store_true",
                        help="start a sweep estimated at over 30 minutes without asking (asked at a terminal; "

@@ -79,10 +79,11 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
 
     Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
-    one after another for that: the entries are taken worker by worker, each worker's cells with
-    their repeats interleaved (runs that get a fresh worker keep their place). `fresh_workers`: a
-    worker of its own for every run, in the stored order. `rerun_disturbed`: then every complete run
-    that other processes disturbed is run once more, and the new run replaces it in the sweep.
+    in the order _plan_order gives (each work beside its solo baseline, a warm worker per pool; or worker
+    by worker where there are too many worker settings), every cell's fixed work sized from the sweep's
+    one rate per workload and interpreter. `fresh_workers`: a worker of its own for every run, in the
+    stored order. `rerun_disturbed`: then every complete run that was disturbed or unsteady
+    (harness.analysis.trust.unreliable) is run once more, and the new run replaces it in the sweep.
     `max_s`: no run starts after that many seconds; the rest stay pending, for a resume.
     """
     folder = Path(folder)
@@ -160,6 +161,8 @@ def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str
                 # A failed cell is recorded and the sweep goes on; a resume retries it.
                 entry.update(status="failed", reason=str(exc))
                 log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
+            if calibrations.given != manifest.get("calibrations"):  # a rate measured at a resume: kept for the rest
+                manifest["calibrations"] = dict(calibrations.given)
             write_sweep_manifest(folder, manifest)
             bar.update(1)
             if not show_progress:

@@ -1,17 +1,25 @@
 """Shared fixtures: one real private Redis for the session, and a guard that nothing is left running."""
 from __future__ import annotations
 
+import atexit
 import glob
 import os
+import shutil
 import tempfile
 
-import psutil
-import pytest
-from lab_process import is_broker
+# The suite's calibrations are its own (harness.lab.calibrate reads LAB_CALIBRATIONS at import, so this comes
+# first): a rate the tests cache never sizes a user's runs for the next hour, nor a user's the tests'.
+_CALIBRATIONS = tempfile.mkdtemp(prefix="lab-test-calibrations-")
+os.environ["LAB_CALIBRATIONS"] = os.path.join(_CALIBRATIONS, "calibrations.json")
+atexit.register(shutil.rmtree, _CALIBRATIONS, True)
 
-from harness.lab.broker import Broker
-from harness.model.spec import build_spec
-from harness.pipeline import run_bench
+import psutil  # noqa: E402
+import pytest  # noqa: E402
+from lab_process import is_broker  # noqa: E402
+
+from harness.lab.broker import Broker  # noqa: E402
+from harness.model.spec import build_spec  # noqa: E402
+from harness.pipeline import run_bench  # noqa: E402
 
 
 def lab_processes() -> set[int]:

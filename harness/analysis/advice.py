@@ -15,8 +15,8 @@ import pandas as pd
 # A task that spends less than this share of its time alone on its own CPU mostly waits: the advisor
 # then also tries a high concurrency, where waits overlap by the dozen.
 MOSTLY_WAITS = 0.5
-# Two candidates whose throughputs are within this share of each other are a close call (the
-# repeats of one cell differ by about this much on a quiet 2-core machine).
+# Two candidates whose speedups (or throughputs: ranking_metric) are within this share of each other are a
+# close call (the repeats of one cell differ by about this much on a quiet 2-core machine).
 CLOSE = 0.10
 # Pools the advisor compares; solo only at concurrency 1, as the one-at-a-time baseline.
 CANDIDATE_POOLS = ("prefork", "threads", "gevent", "eventlet")
@@ -102,6 +102,24 @@ def ranking_metric(table: pd.DataFrame) -> str:
     return "throughput_per_s"
 
 
+def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
+    """Best first: cells with a repeat the lab trusts before cells whose every repeat was disturbed or unsteady,
+    then by the ranking metric, a speedup counted no higher than its pool's physical ideal (more is an unsteady
+    reference's doing, harness.analysis.trust.above_ideal)."""
+    metric = ranking_metric(rows)
+    value = rows[metric].astype(float)
+    if metric == "speedup" and "ideal_speedup" in rows:
+        ideal = pd.to_numeric(rows["ideal_speedup"], errors="coerce")
+        value = value.where(ideal.isna(), value.clip(upper=ideal))
+    marked = pd.Series(0, index=rows.index)
+    if {"n", "disturbed", "unsteady"} <= set(rows.columns):
+        bad = pd.to_numeric(rows["disturbed"], errors="coerce").fillna(0) + \
+            pd.to_numeric(rows["unsteady"], errors="coerce").fillna(0)
+        marked = (bad >= pd.to_numeric(rows["n"], errors="coerce").fillna(1)).astype(int)
+    order = pd.DataFrame({"marked": marked, "value": -value}, index=rows.index)
+    return rows.assign(_rank_value=value).loc[order.sort_values(["marked", "value"], kind="stable").index]
+
+
 def candidates(table: pd.DataFrame) -> pd.DataFrame:
     """The sweep table's cells, best first (ranking_metric), with the columns the advice shows."""
     rows = table.copy()
@@ -109,7 +127,7 @@ def candidates(table: pd.DataFrame) -> pd.DataFrame:
         if column not in rows:
             rows[column] = math.nan
     shown = [c for c in COLUMNS if c in ("pool", "concurrency") or rows[c].notna().any()]
-    return rows.sort_values(ranking_metric(rows), ascending=False, kind="stable")[shown].reset_index(drop=True)
+    return _ranked(rows)[shown + ["_rank_value"]].reset_index(drop=True).drop(columns="_rank_value")
 
 
 def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
@@ -120,10 +138,15 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
     `table` is the advisor sweep's per-cell table (medians over repeats; stats.sweep_table) with
     pool and concurrency columns; `cpu_share` the task's own CPU over its run time, alone.
     """
-    ranked = candidates(table)
-    if ranked.empty or ranked["throughput_per_s"].isna().all():
+    if table.empty or "throughput_per_s" not in table or table["throughput_per_s"].isna().all():
         raise ValueError("no cell of the advisor's sweep completed: nothing to recommend")
-    metric = ranking_metric(ranked)
+    by_speedup = ranking_metric(table) == "speedup"
+    rows = table.copy()
+    for column in COLUMNS:
+        if column not in rows:
+            rows[column] = math.nan
+    ranked = _ranked(rows).reset_index(drop=True)
+    metric = "_rank_value"
     leader = ranked.iloc[0]
     # Every setting as fast as the leader within the noise; of those, the one that costs the least memory.
     close = ranked[ranked[metric] >= (1 - CLOSE) * leader[metric]]
@@ -136,14 +159,16 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
     reason = _reason(chosen, best_per_pool, cpu_share, close_call)
     notes = []
     if len(close) > 1:
-        names = ", ".join(f"{r.pool} at {r.concurrency} ({r.throughput_per_s:.3g} tasks/s)" for r in close.itertuples())
+        names = ", ".join(f"{r.pool} at {r.concurrency} ("
+                          + (f"{r.speedup:.2f}x, " if by_speedup else "") + f"{r.throughput_per_s:.3g} tasks/s)"
+                          for r in close.itertuples())
         notes.append(f"{'A close call: ' if close_call else ''}{names} are within {CLOSE:.0%} of the fastest; "
                      f"{chosen['pool']} at {int(chosen['concurrency'])} is chosen for its memory."
                      + (" Rerun with more repeats to separate them." if close_call else ""))
     inflation = chosen.get("work_inflation")
     if inflation is not None and pd.notna(inflation) and inflation > 1.25:
         notes.append(f"Each task burned {inflation:.2f}x its CPU alone at this setting: the tasks contend.")
-    return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, close_call, ranked,
+    return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, close_call, candidates(table),
                   {k: _plain(runner[k]) for k in ("pool", "concurrency", "throughput_per_s")} if runner is not None
                   else None, notes)
 

@@ -31,9 +31,11 @@ def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
         row.update({m: r["summary"].get(m) for m in METRICS})
         row["disturbed"] = bool(r["summary"].get("disturbed"))
         row["unsteady"] = bool(r["summary"].get("unsteady"))
+        row["reliable"] = not (row["disturbed"] or row["unsteady"])
         row["batch_started_t"] = r["summary"].get("batch_started_t")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "batch_started_t"])
+    return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "reliable",
+                                       "batch_started_t"])
 
 
 # The pool every other is compared with, cell against cell: one task at a time.
@@ -43,16 +45,23 @@ BASELINE_POOL = "solo"
 def against_nearest_baseline(runs: pd.DataFrame, cells: list[dict]) -> pd.Series:
     """Per run: its tasks/s over that of the solo run of the same work nearest to it in time (NaN without
     one). On a machine whose speed drifts, a ratio between runs seconds apart holds where one between cells'
-    medians, measured minutes apart, does not; a cell's figure is the median of its runs' ratios."""
+    medians, measured minutes apart, does not; a cell's figure is the median of its runs' ratios. The same
+    work here is the same work settings and the same task length (tasks/s over tasks/s allows other counts);
+    a solo run marked disturbed or unsteady is no baseline."""
     from harness.model.experiment import work_key
 
     settings = {c["cell"]: c["settings"] for c in cells}
-    work = runs["cell"].map(lambda c: work_key(settings[c]))
+    same_task = ("duration", "background_tasks", "background_duration")
+    work = runs["cell"].map(lambda c: (work_key(settings[c]), tuple(str(settings[c].get(k)) for k in same_task)))
     is_base = runs["cell"].map(lambda c: settings[c].get("pool") == BASELINE_POOL)
+    if "reliable" in runs:
+        usable = runs["reliable"].fillna(True).astype(bool)
+    else:
+        usable = pd.Series(True, index=runs.index)
     out = pd.Series(np.nan, index=runs.index, dtype=float)
     for key in set(work):
         same = runs[work == key]
-        base = same[is_base[same.index] & same["batch_started_t"].notna()]
+        base = same[is_base[same.index] & usable[same.index] & same["batch_started_t"].notna()]
         if base.empty:
             continue
         for idx, row in same.iterrows():

@@ -53,6 +53,7 @@ class RunContext:
     gil: str | None = None       # the GIL asked of it: "on", "off", or None for the build's default
     cpu_fraction: float | None = None  # mixed work: the share of a task's time alone that is CPU
     workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
+    physical_cores: int | None = None  # the machine's cores, not counting SMT siblings (None: as many as `cores`)
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,9 @@ def alone(reference: pd.DataFrame | None) -> Alone | None:
 def batch_windows(tasks: pd.DataFrame, reference: pd.DataFrame | None) -> list[tuple[float, float]]:
     """The spans during which the measured tasks ran, first submit to last finish: one, or one per part
     of a long batch, whose parts a task run alone separated (its time belongs to no pool)."""
-    cuts = [float(x) for x in references(reference)["submitted"]
-            if tasks["submitted"].min() < x < tasks["finished"].max()]
+    every = reference if reference is not None and not reference.empty else references(None)
+    cuts = sorted(float(x) for x in every["submitted"]  # a task alone that raised cut the batch all the same
+                  if tasks["submitted"].min() < x < tasks["finished"].max())
     windows, rest = [], tasks
     for cut in cuts:
         part, rest = rest[rest["submitted"] < cut], rest[rest["submitted"] >= cut]
@@ -103,6 +105,10 @@ def batch_windows(tasks: pd.DataFrame, reference: pd.DataFrame | None) -> list[t
     if len(rest):
         windows.append((float(rest["submitted"].min()), float(rest["finished"].max())))
     return windows
+
+
+# When a run's tasks alone ran, by how many there were (and say so in the console).
+WHEN_ALONE = {2: "before and after", 3: "before, between the parts of, and after the batch"}
 
 
 def serial_seconds(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame | None = None) -> tuple[float, str]:
@@ -120,7 +126,7 @@ def serial_seconds(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame
     if one is not None:
         n = len(one.runs_s)
         return ctx.tasks * one.run_s, ("tasks x one task run alone (measured)" if n == 1 else
-                                       f"tasks x the median of {n} tasks run alone (measured before and after)")
+                                       f"tasks x the median of {n} tasks run alone (measured {WHEN_ALONE[min(n, 3)]})")
     if workload(ctx.workload).fixed_work and tasks["cpu_s"].notna().all():
         return float(tasks["cpu_s"].sum()), "own CPU time of the tasks"
     return ctx.tasks * ctx.duration, "tasks x duration"
@@ -141,17 +147,23 @@ def work_inflation(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame
 
 def shares_nothing(ctx: RunContext, max_running: int) -> bool:
     """Whether the run's tasks could not have contended with each other: a pool that runs them one at a time
-    or in processes of their own, tasks that never overlapped, or work that touches only its own objects.
-    Their CPU beyond (or below) the same task's alone is then the machine's speed changing, never contention."""
-    rules = pool(ctx.pool)
-    return rules.isolates_tasks or max_running <= 1 or not workload(ctx.workload).may_share
+    or in processes of their own, tasks that never overlapped, or work that touches only its own objects; and
+    never more of them at once than the machine has physical cores (beyond those, two tasks share a core's
+    SMT siblings, and each runs slower for it, steadily). Their CPU beyond (or below) the same task's alone
+    is then the machine's speed changing, never contention."""
+    if max_running <= 1:
+        return True
+    if max_running > (ctx.physical_cores or ctx.cores):
+        return False
+    return pool(ctx.pool).isolates_tasks or not workload(ctx.workload).may_share
 
 
 def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
               reference: pd.DataFrame | None = None) -> dict:
     """The run's summary numbers (see README, 'How to read the numbers').
 
-    `tasks` are the measured tasks; `reference` the one task run alone before them, where the run has one.
+    `tasks` are the measured tasks; `reference` the tasks run alone (before, between the parts of and after
+    the batch), where the run has them.
     """
     t = with_timings(tasks)
     ok = t[t["error"].isna()] if "error" in t else t
@@ -307,10 +319,6 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
         out.append(f"WORK INFLATION {inflation:.2f}x: each task used {inflation:.2f}x the CPU it used alone. The cores "
                    "were busy but the work did not go faster: the tasks contended (for an object they share, on a "
                    "free-threaded build; for SMT siblings or memory bandwidth).")
-    elif speed_change(summary):  # work that shares nothing: only the machine can have changed
-        out.append(f"Each task used {inflation:.2f}x the CPU it used alone, on work that shares nothing "
-                   f"({ctx.pool} pool): the machine ran {speed_change(summary)} during the batch than alone "
-                   "(its clock, an SMT sibling or another VM on the host), not contention.")
     if summary["efficiency"] is not None and summary["efficiency"] < 0.7:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
@@ -331,12 +339,14 @@ def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[st
     """The RunContext of a stored run: its spec, the cores it could use (recorded in its environment),
     and the worker's interpreter (recorded in its settings)."""
     cores = environment.get("cpu_affinity") or environment.get("cpu_count_logical") or 1
+    physical = environment.get("cpu_count_physical")
     interpreter = (settings or {}).get("worker_interpreter") or {}
     return RunContext(pool=spec["pool"], workload=spec["workload"], kind=workload(spec["workload"]).kind,
                       concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
                       switch_interval=spec["switch_interval"], cores=int(cores),
                       free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"),
-                      cpu_fraction=spec.get("cpu_fraction"), workers=spec.get("workers", 1))
+                      cpu_fraction=spec.get("cpu_fraction"), workers=spec.get("workers", 1),
+                      physical_cores=int(physical) if physical else None)
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,

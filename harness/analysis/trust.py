@@ -106,8 +106,9 @@ def unsteady_causes(summary: dict) -> list[str]:
         causes.append(f"hypervisor: it took {steal:.2f} cores for other guests (steal)")
     change = speed_change(summary)
     if change:
-        causes.append(f"speed drift: the machine ran {change} during the batch than alone "
-                      f"(work inflation {summary['work_inflation']:.2f}x on work that shares nothing)")
+        causes.append(f"speed drift: the machine ran {change} during the batch than alone (each task needed "
+                      f"{summary['work_inflation']:.2f}x its CPU alone, on work that shares nothing: its clock, "
+                      "another VM on the host, not contention)")
     if above_ideal(summary):
         causes.append(f"speedup {summary['speedup']:.2f}x above the physical ideal {summary['ideal_speedup']:g}x: "
                       "the reference was unsteady")
@@ -129,6 +130,21 @@ def unsteady_note(summary: dict) -> str:
             "after the batch to see this).")
 
 
+def departure(summary: dict) -> float:
+    """How far a run's measurement is from steady, as one share: the largest of its drift, its work inflation's
+    distance from 1 on work that shares nothing (in either direction), its speedup's excess over the ideal, and
+    its steal in cores; 1 more when it was disturbed. 0 for a steady, quiet run. Of several measurements of the
+    same thing, the one with the least is the one to read."""
+    parts = [summary.get("machine_drift") or 0.0, summary.get("steal_cores") or 0.0]
+    inflation = summary.get("work_inflation")
+    if summary.get("shares_nothing") and inflation and math.isfinite(inflation) and inflation > 0:
+        parts.append(abs(math.log(inflation)))
+    speedup, ideal = summary.get("speedup"), summary.get("ideal_speedup")
+    if summary.get("alone_s") is not None and ideal and speedup is not None and math.isfinite(speedup):
+        parts.append(max(0.0, speedup / ideal - 1))
+    return max(parts) + (1.0 if summary.get("disturbed") else 0.0)
+
+
 def unreliable(summary: dict) -> bool:
     """Whether a run's numbers cannot be read: DISTURBED (other processes, a stopped worker) or UNSTEADY (the
     machine's own speed). What --rerun-disturbed reruns, and what lowers a cell's trust."""
@@ -139,15 +155,14 @@ def disturbance_cause(summary: dict) -> str:
     """What disturbed a run or made it unsteady, in a few words (for titles, tables and the console); "" for a
     run that was neither."""
     causes = []
+    if summary.get("disturbed"):
+        if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
+            causes.append(f"worker stopped {summary['worker_stopped_s']:.1f} s")
+        other = summary.get("other_cores_used")
+        if other is not None and other >= disturbance_threshold(int(summary.get("cores") or 1)):
+            causes.append(f"{other:.1f} other cores busy")
     if summary.get("unsteady"):
         causes.append(summary.get("unsteady_cause") or "unsteady")
-    if not summary.get("disturbed"):
-        return ", ".join(causes)
-    if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
-        causes.append(f"worker stopped {summary['worker_stopped_s']:.1f} s")
-    other = summary.get("other_cores_used")
-    if other is not None and other >= disturbance_threshold(int(summary.get("cores") or 1)):
-        causes.append(f"{other:.1f} other cores busy")
     return ", ".join(causes)
 
 

@@ -84,7 +84,8 @@ def calibrate(w: Workload, duration: float, python: str | None = None, timeout_s
 # A rate measured on this machine is reused by lone runs for this long: long enough that a session's runs
 # do the same work, short enough that a machine that changed (another host, a new build) is measured again.
 CACHE_MAX_AGE_S = 3600.0
-CACHE_PATH = PROJECT_ROOT / ".lab" / "calibrations.json"
+# LAB_CALIBRATIONS names another file (the test suite keeps its own, so it never sizes a user's runs).
+CACHE_PATH = Path(os.environ.get("LAB_CALIBRATIONS") or PROJECT_ROOT / ".lab" / "calibrations.json")
 
 
 def at_duration(w: Workload, rate: dict, duration: float) -> dict:
@@ -120,7 +121,8 @@ class Calibrations:
     """The rates a run's fixed work is sized from: given (a sweep's, one per workload, interpreter and GIL),
     cached on this machine for an hour (a lone run's), or measured anew (`recalibrate`).
 
-    `used` holds every rate handed out, by key, with whether it was reused: what run.json records.
+    A sweep's rate missing from `given` (a resumed sweep whose interpreter was rebuilt since) is measured once
+    and added to `given`, so the cells after it still share one; the sweep stores `given` again.
     """
 
     def __init__(self, given: dict[str, dict] | None = None, cache: Path | None = CACHE_PATH,
@@ -128,27 +130,27 @@ class Calibrations:
         self.given = dict(given or {})
         self.cache = None if given is not None else cache
         self.recalibrate = recalibrate
-        self.used: dict[str, dict] = {}
 
     def _cached(self, k: str) -> dict | None:
         if self.cache is None or self.recalibrate:
             return None
-        try:
-            entry = json.loads(self.cache.read_text()).get(k) or {}
-        except (OSError, ValueError, AttributeError):
+        try:  # a damaged or hand-edited cache is no cache
+            entry = json.loads(self.cache.read_text()).get(k)
+            fresh = (entry["machine"] == _machine() and 0 <= time.time() - float(entry["measured_at"]) < CACHE_MAX_AGE_S
+                     and isinstance(entry["rate"], dict) and float(next(iter(entry["rate"].values()))) > 0)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, StopIteration):
             return None
-        fresh = entry.get("machine") == _machine() and 0 <= time.time() - entry.get("measured_at", 0) < CACHE_MAX_AGE_S
-        return entry.get("rate") if fresh else None
+        return entry["rate"] if fresh else None
 
     def _store(self, k: str, rate: dict) -> None:
         if self.cache is None:
             return
         try:
             entries = json.loads(self.cache.read_text()) if self.cache.exists() else {}
-        except (OSError, ValueError):
+            entries = {name: e for name, e in entries.items() if isinstance(e, dict)
+                       and time.time() - float(e.get("measured_at", 0)) < CACHE_MAX_AGE_S}
+        except (OSError, ValueError, TypeError, AttributeError):
             entries = {}
-        entries = {name: e for name, e in entries.items() if isinstance(e, dict)
-                   and time.time() - e.get("measured_at", 0) < CACHE_MAX_AGE_S}
         entries[k] = {"rate": rate, "machine": _machine(), "measured_at": time.time()}
         try:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -168,8 +170,9 @@ class Calibrations:
             source = "cached"
         else:
             rate, source = calibrate(w, 1.0, python, gil=gil), "measured"
+            if self.cache is None:  # a sweep's: the cells after this one share it
+                self.given[k] = rate
             self._store(k, rate)
-        self.used[k] = {**rate, "source": source}
         return rate, source
 
     def for_duration(self, w: Workload, duration: float, python: str | None, gil: str | None) -> dict:

@@ -36,6 +36,11 @@ class Measurement:
         self.snapshot: machine_load.Snapshot | None = None
         self.machine_load: dict | None = None  # load averages and the busiest other processes
         self.broker_lost = False  # then clean-up does not wait on it again
+        self.alone_ids: set[str] = set()  # the tasks run alone (the reference), which a live view leaves out
+
+    def batch_records(self, first: int) -> list[dict]:
+        """The records from index `first` on, without those of the tasks run alone."""
+        return [r for r in self.records[first:] if r.get("task_id") not in self.alone_ids]
 
     def tasks_frame(self) -> pd.DataFrame:
         sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
@@ -80,18 +85,20 @@ def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:
 
 
 def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
-            m: Measurement, show_progress: bool, watch: "Watch | None" = None) -> None:
+            m: Measurement, show_progress: bool, watch: "Watch | None" = None, first: int | None = None) -> None:
     """Take records off the run's list until all arrived; fail fast on anything that means they won't.
-    `watch` (a live view) sees the records and the cores in use several times a second."""
+    `watch` (a live view) sees the records from index `first` on (default: those this call collects), but
+    not the tasks run alone (m.alone_ids), and the cores in use, several times a second."""
     deadline = time.monotonic() + deadline_s
     children = worker.children()
-    shown, first = 0.0, len(m.records)  # the watch sees this batch's records (not the task run alone first)
+    shown = 0.0
+    first = len(m.records) if first is None else first
     with tqdm(total=expected, initial=len(m.records), desc="tasks", unit="task",
               disable=not show_progress or watch is not None, leave=False) as bar:
         while len(m.records) < expected:
             if watch is not None and time.monotonic() - shown >= 0.2:
                 shown = time.monotonic()
-                watch(m.records[first:], m.sampler.cores_now() if m.sampler is not None else None)
+                watch(m.batch_records(first), m.sampler.cores_now() if m.sampler is not None else None)
             try:
                 item = client.blpop([key], timeout=0.25)
             except (redis.RedisError, OSError) as exc:
@@ -114,4 +121,4 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
                 raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
                                 f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
     if watch is not None:
-        watch(m.records[first:], m.sampler.cores_now() if m.sampler is not None else None)
+        watch(m.batch_records(first), m.sampler.cores_now() if m.sampler is not None else None)

@@ -111,19 +111,21 @@ def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run
            m: Measurement) -> float:
     """Run one reference task with nothing beside it and wait for it; returns how long it took."""
     _send(app, queue, [reference], run_id, m)
+    m.alone_ids.add(m.submitted[-1]["task_id"])
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress=False)
     alone = m.records[-1]
     return float(alone["finished"] - alone["started"])
 
 
-def _waves(spec: RunSpec, foreground: Batch, task_s: float) -> list[Batch]:
+def _waves(spec: RunSpec, foreground: Batch) -> list[Batch]:
     """The measured tasks in one part, or in two parts of whole waves (one task per slot each) when the
-    batch is long enough for the machine's speed to drift within it: a task alone runs between them."""
+    batch is long enough for the machine's speed to drift within it: a task alone runs between them.
+    Decided from the settings (DURATION, not the time measured alone), so every repeat of a cell is cut alike."""
     slots = spec.concurrency * spec.workers
     best = spec.pool_rules.ideal_speedup(spec.kind, spec.concurrency, spec.tasks, usable_cores(),
                                          cpu_fraction=spec.cpu_fraction, workers=spec.workers) or 1.0
     waves = -(-spec.tasks // slots)
-    if task_s * spec.tasks / max(best, 1.0) < BETWEEN_WAVES_AFTER_S or waves < 4 or spec.background:
+    if spec.duration * spec.tasks / max(best, 1.0) < BETWEEN_WAVES_AFTER_S or waves < 4 or spec.background:
         return [foreground]
     first = (waves // 2) * slots
     return [replace(foreground, count=first), replace(foreground, count=spec.tasks - first)]
@@ -153,18 +155,22 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
     foreground = batch(batches, "foreground")
-    parts = _waves(spec, foreground, task_s) if task_s is not None else [foreground]
+    parts = _waves(spec, foreground) if reference is not None else [foreground]
+    first = len(m.records)  # the live view shows the batch from here on, its parts together
     t0 = time.monotonic()
     _send(app, queue, [b for b in batches if b.role == "background"] + [parts[0]], run_id, m)
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
+        + (f" (in {len(parts)} parts, one alone between them)" if len(parts) > 1 else "")
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
-    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
+    deadline = t0 + spec.deadline_s(task_s)  # one limit for the whole batch, however many parts
+    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch, first)
     for part in parts[1:]:  # a long batch: one task alone between its waves, then the rest
         _alone(app, client, queue, key, reference, run_id, spec, m)
         _send(app, queue, [part], run_id, m)
-        collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch)
+        collect(client, key, len(m.submitted), m.worker, max(1.0, deadline - time.monotonic()), m, show_progress,
+                watch, first)
     m.timings["collect_s"] = time.monotonic() - t0
     if reference is not None:
         _alone(app, client, queue, key, reference, run_id, spec, m)

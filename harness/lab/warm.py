@@ -84,8 +84,15 @@ class WarmWorkers:
             self._stop(self._current, failed)
 
     def discard_all(self) -> None:
+        """Stop every warm worker; one that fails to stop does not keep the others running."""
+        error = None
         while self._warm:
-            self._stop(next(iter(self._warm)))
+            try:
+                self._stop(next(iter(self._warm)))
+            except Exception as exc:  # noqa: BLE001 - raised once all are stopped
+                error = error or exc
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         try:

@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from harness.analysis import trust
+from harness.analysis.summary import WHEN_ALONE
 from harness.results.run_folder import Run
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def summary_table(run: Run, where: bool = True) -> str:
         inflation = s.get("work_inflation")
         runs = s.get("alone_runs_s") or []
         rows.append(("one task alone", _num(s["alone_s"], ".3f", " s"),
-                     (f"median of {len(runs)} ({', '.join(f'{x:.3f}' for x in runs)}) before and after the batch, "
+                     (f"median of {len(runs)} ({', '.join(f'{x:.3f}' for x in runs)}) "
+                      f"{WHEN_ALONE[min(len(runs), 3)]}{' the batch' if len(runs) == 2 else ''}, "
                       if len(runs) > 1 else "measured first, ")
                      + "on the same worker: the speedup's reference"
                      + (f"; work inflation {inflation:.2f}x" if inflation is not None else "")))

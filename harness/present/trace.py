@@ -60,6 +60,8 @@ def _num(value: object) -> float | None:
 
 def _drift(reference: pd.DataFrame, t0: float) -> list[dict]:
     """The machine's drift as a counter: each task run alone, at its start, as a share of their median."""
+    if "error" in reference:
+        reference = reference[reference["error"].isna()]
     runs = (reference["finished"] - reference["started"]).astype(float)
     if len(runs) < 2 or not runs.median() > 0:
         return []

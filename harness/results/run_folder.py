@@ -21,9 +21,10 @@ Schema versions:
   1 - first version.
   2 - adds `analysis_version`, and `settings.gil_probe_cost`: the probes' own cost, a measurement
       that cannot be recomputed (version 1 kept it only inside `summary.gil_probe`).
-  3 - tasks.csv starts with one row of role "reference": a measured task run alone before the
-      others (`settings.reference_tasks`), the serial reference of the speedup. Older folders have
-      none, and their summaries fall back to the earlier serial rule.
+  3 - tasks.csv has rows of role "reference": measured tasks run alone (`settings.reference_tasks`
+      of them), the serial reference of the speedup: one before the others (runs until analysis 5),
+      then also one after them and one between the parts of a long batch (analysis 6 on). Older
+      folders have none, and their summaries fall back to the earlier serial rule.
 """
 from __future__ import annotations
 

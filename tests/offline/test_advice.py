@@ -155,3 +155,15 @@ def test_a_dip_that_recovers_is_not_where_a_pool_stops_paying_off():
     assert stops_paying_off(table)["prefork"] is None
     table.loc[table["pool"] == "gevent", "speedup"] = 0.5  # below everywhere: it never kept up
     assert stops_paying_off(table)["gevent"] == 0.0
+
+
+def test_a_speedup_beyond_its_ideal_or_a_cell_never_measured_steadily_does_not_lead():
+    # solo's 1.47x (ideal 1) came from an unsteady reference: counted at 1x, prefork's 1.4x wins.
+    drifted = CPU_TABLE.assign(ideal_speedup=[1, 2, 2, 1, 1], n=2, disturbed=0, unsteady=[2, 0, 0, 0, 0])
+    drifted.loc[drifted["pool"] == "solo", "speedup"] = 1.47
+    drifted.loc[drifted["pool"] == "prefork", "speedup"] = (1.4, 1.35)
+    assert advice.recommend(drifted, cpu_share=0.99).pool == "prefork"
+    # A prefork cell whose two repeats were both unsteady goes behind every cell measured steadily.
+    marked = drifted.assign(unsteady=[0, 2, 2, 0, 0])
+    assert advice.recommend(marked, cpu_share=0.99).pool != "prefork"
+    assert list(advice.candidates(marked)["pool"])[-2:] == ["prefork", "prefork"]

@@ -123,7 +123,8 @@ def test_a_long_batchs_makespan_leaves_out_the_task_run_alone_between_its_waves(
     s = summary.summarize(batch, _samples(4.3, 1.0), _ctx(tasks=8), refs)
     assert s["makespan_s"] == pytest.approx(2.0) and s["speedup"] == pytest.approx(1.0)
     assert s["alone_runs_s"] == [0.25, 0.25, 0.25] and s["mean_cores_used"] == pytest.approx(1.0)
-    assert s["serial_basis"] == "tasks x the median of 3 tasks run alone (measured before and after)"
+    assert s["serial_basis"] == ("tasks x the median of 3 tasks run alone (measured before, between the parts of, "
+                                 "and after the batch)")
 
 
 def test_a_sweep_counts_unsteady_repeats_apart_from_disturbed_ones_and_cautions():
@@ -202,3 +203,16 @@ def test_a_sweeps_runs_alternate_each_work_with_its_solo_baseline():
     assert names[6:9] == [("threads", "cpu", 1), ("prefork", "cpu", 1), ("solo", "cpu", 1)]  # mirrored
     assert order.keep == 3 <= MAX_WARM and sorted(map(str, order.entries)) == sorted(map(str, todo))
     assert _plan_order(todo, cells, fresh_workers=True).entries == todo
+
+
+def test_of_several_marked_measurements_the_steadiest_departs_least():
+    steady = {"machine_drift": 0.03, "steal_cores": 0.01, "work_inflation": 1.02, "shares_nothing": True,
+              "speedup": 0.98, "ideal_speedup": 1, "alone_s": 0.25}
+    assert trust.departure(steady) == pytest.approx(0.03)
+    drifted = {**steady, "machine_drift": 0.4}
+    faster = {**steady, "work_inflation": 0.67}  # solo at 1.47x: the batch ran on a faster machine
+    beyond = {**steady, "speedup": 1.13}
+    disturbed = {**steady, "disturbed": True}
+    ranked = sorted([drifted, faster, beyond, disturbed, steady], key=trust.departure)
+    assert ranked[0] is steady and ranked[1] is beyond and ranked[-1] is disturbed
+    assert trust.departure(faster) == pytest.approx(0.40, abs=0.01)
