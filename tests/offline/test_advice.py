@@ -163,7 +163,8 @@ def test_a_speedup_beyond_its_ideal_or_a_cell_never_measured_steadily_does_not_l
     drifted.loc[drifted["pool"] == "solo", "speedup"] = 1.47
     drifted.loc[drifted["pool"] == "prefork", "speedup"] = (1.4, 1.35)
     assert advice.recommend(drifted, cpu_share=0.99).pool == "prefork"
-    # A prefork cell whose two repeats were both unsteady goes behind every cell measured steadily.
-    marked = drifted.assign(unsteady=[0, 2, 2, 0, 0])
-    assert advice.recommend(marked, cpu_share=0.99).pool != "prefork"
-    assert list(advice.candidates(marked)["pool"])[-2:] == ["prefork", "prefork"]
+    # Unsteady cells are not ranked down (most runs here are); the advice says how many there were.
+    marked = drifted.assign(unsteady=[0, 2, 1, 0, 0])
+    a = advice.recommend(marked, cpu_share=0.99)
+    assert a.pool == "prefork" and list(advice.candidates(marked)["pool"])[0] == "prefork"
+    assert any(n.startswith("2 of 5 settings had a repeat measured while") for n in a.notes), a.notes
