@@ -7,7 +7,7 @@ same records:
 - now: against the median of the tasks timed alone before and after the batch, runs marked UNSTEADY or
   DISTURBED set apart.
 The physical expectation is solo 1, threads 1 (a GIL build), prefork min(2, cores). Target: every unmarked
-speedup within 10 % of it. Writes its section of BENCHMARKS.md, with the machine it ran on.
+speedup within 10 % of it. An argument sets the number of rounds (default 10). Writes its section of BENCHMARKS.md, with the machine it ran on.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from harness.pipeline import run_bench  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402
 
-ROUNDS = 10
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10  # `python benchmarks/fidelity.py 20`: more rounds
 POOLS = ("solo", "threads", "prefork")
 TARGET = 0.10
 

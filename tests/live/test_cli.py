@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from lab_process import finish, harness, start, wait_for, worker_of
+from lab_process import Watched, harness, wait_for, worker_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,11 +42,12 @@ LONG_PREFORK = ["bench", "--pool", "prefork", "--workload", "io_sleep", "--concu
 
 
 def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
-    proc = start(LONG_PREFORK, workdir)
+    proc = Watched(LONG_PREFORK, workdir)
     worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
-    time.sleep(1.0)  # let it take tasks
+    proc.wait_for_line("submitted 4 io_sleep tasks")  # the worker is up and has tasks (not a guessed moment)
+    time.sleep(0.5)
     worker.send_signal(signal.SIGKILL)
-    code, _, err = finish(proc, timeout=30)
+    code, err = proc.finish(timeout=30)
     assert code == 1
     assert "the prefork worker died" in err
     assert "Traceback" not in err
@@ -54,11 +55,11 @@ def test_a_worker_that_dies_ends_the_run_with_a_message(workdir):
 
 def test_ctrl_c_stops_everything_and_marks_the_run_interrupted(workdir):
     # Its own process group, so SIGINT goes to the whole group, as a terminal's Ctrl-C does.
-    proc = start(LONG_PREFORK, workdir, start_new_session=True)
-    wait_for(lambda: worker_of(proc.pid), what="the worker")
-    time.sleep(1.0)
+    proc = Watched(LONG_PREFORK, workdir, start_new_session=True)
+    proc.wait_for_line("submitted 4 io_sleep tasks")
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
-    code, _, err = finish(proc, timeout=30)
+    code, err = proc.finish(timeout=30)
     assert code == 130
     assert "interrupted" in err and "Traceback" not in err
     (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir()]

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from lab_process import finish, is_broker, start, wait_for, worker_of
+from lab_process import Watched, finish, is_broker, start, wait_for, worker_of
 
 from harness.errors import RunFailed, RunLoadError
 from harness.results import load_run
@@ -55,12 +55,13 @@ def test_a_prefork_child_killed_mid_task_ends_the_run_at_once(tmp_path):
 
 
 def test_redis_killed_mid_run_ends_the_run_and_the_next_run_works(tmp_path):
-    proc = start(LONG_PREFORK, tmp_path)
+    proc = Watched(LONG_PREFORK, tmp_path)
     wait_for(lambda: worker_of(proc.pid), what="the worker")
     server = next(p for p in psutil.Process(proc.pid).children() if is_broker(p.name()))
-    time.sleep(1.0)
+    proc.wait_for_line("submitted")  # mid-run: the worker is up and has its tasks (not a guessed moment)
+    time.sleep(0.5)
     server.kill()
-    code, _, err = finish(proc)
+    code, err = proc.finish()
     assert code == 1
     assert "lost the Redis broker mid-run" in err
     assert "Traceback" not in err
