@@ -53,18 +53,14 @@ def calibrate_once(specs: list[RunSpec], pythons: dict[str | None, str]) -> dict
     """One rate per (workload, interpreter, GIL) the sweep's fixed work needs, measured now, before any
     cell: every cell then sizes the same work from it (harness.lab.calibrate), so makespans and tasks/s
     compare across cells, and a resume reuses it."""
-    from harness.lab import calibrate
+    from harness.lab.calibrate import Calibrations
 
-    rates: dict[str, dict] = {}
+    rates = Calibrations(given={})  # a sweep's: each rate missing from it is measured once and added
     for spec in specs:
-        python = pythons[spec.interpreter]
         for name in (spec.workload, spec.background):
-            w = workload(name) if name else None
-            if w is not None and w.calibration is not None:
-                k = calibrate.key(w, python, spec.gil)
-                if k not in rates:
-                    rates[k] = calibrate.calibrate(w, 1.0, python, gil=spec.gil)
-    return rates
+            if name and workload(name).calibration is not None:
+                rates.rate(workload(name), pythons[spec.interpreter], spec.gil)
+    return rates.given
 
 
 def pending_specs(folder: Path) -> list[RunSpec]:

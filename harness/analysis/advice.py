@@ -117,12 +117,14 @@ def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
 
 def candidates(table: pd.DataFrame) -> pd.DataFrame:
     """The sweep table's cells, best first (ranking_metric), with the columns the advice shows."""
-    rows = table.copy()
-    for column in COLUMNS:
-        if column not in rows:
-            rows[column] = math.nan
+    rows = _with_columns(table)
     shown = [c for c in COLUMNS if c in ("pool", "concurrency") or rows[c].notna().any()]
-    return _ranked(rows)[shown + ["_rank_value"]].reset_index(drop=True).drop(columns="_rank_value")
+    return _ranked(rows)[shown].reset_index(drop=True)
+
+
+def _with_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column the advice reads (NaN where the sweep had none)."""
+    return table.assign(**{c: math.nan for c in COLUMNS if c not in table})
 
 
 def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
@@ -136,11 +138,7 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
     if table.empty or "throughput_per_s" not in table or table["throughput_per_s"].isna().all():
         raise ValueError("no cell of the advisor's sweep completed: nothing to recommend")
     by_speedup = ranking_metric(table) == "speedup"
-    rows = table.copy()
-    for column in COLUMNS:
-        if column not in rows:
-            rows[column] = math.nan
-    ranked = _ranked(rows).reset_index(drop=True)
+    ranked = _ranked(_with_columns(table)).reset_index(drop=True)
     metric = "_rank_value"
     leader = ranked.iloc[0]
     # Every setting as fast as the leader within the noise; of those, the one that costs the least memory.

@@ -94,9 +94,8 @@ def alone(reference: pd.DataFrame | None) -> Alone | None:
 def batch_windows(tasks: pd.DataFrame, reference: pd.DataFrame | None) -> list[tuple[float, float]]:
     """The spans during which the measured tasks ran, first submit to last finish: one, or one per part
     of a long batch, whose parts a task run alone separated (its time belongs to no pool)."""
-    every = reference if reference is not None and not reference.empty else references(None)
-    cuts = sorted(float(x) for x in every["submitted"]  # a task alone that raised cut the batch all the same
-                  if tasks["submitted"].min() < x < tasks["finished"].max())
+    alone_at = reference["submitted"] if reference is not None else []  # one that raised cut the batch all the same
+    cuts = sorted(float(x) for x in alone_at if tasks["submitted"].min() < x < tasks["finished"].max())
     windows, rest = [], tasks
     for cut in cuts:
         part, rest = rest[rest["submitted"] < cut], rest[rest["submitted"] >= cut]
@@ -247,8 +246,8 @@ def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: in
     lab_cpu = used("lab") if lab_sampled else float("nan")
     other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
     other_cores = max(0.0, other) if np.isfinite(other) else None
-    stopped = sum(stopped_seconds(samples, start, end) or 0.0 for start, end in windows) \
-        if stopped_seconds(samples, windows[0][0], windows[-1][1]) is not None else None
+    stopped_parts = [stopped_seconds(samples, start, end) for start, end in windows]
+    stopped = None if None in stopped_parts else sum(stopped_parts)
     stolen = [steal_seconds_between(samples, start, end) for start, end in windows]
     steal = sum(stolen) / span if span > 0 and all(x is not None for x in stolen) else None
     return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),

@@ -165,12 +165,12 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
     t0 = time.monotonic()
     deadline = t0 + spec.deadline_s(task_s)  # one limit for the whole batch, however many parts
-    collect(client, key, len(m.submitted), m.worker, spec.deadline_s(task_s), m, show_progress, watch, first)
-    for part in parts[1:]:  # a long batch: one task alone between its waves, then the rest
-        _alone(app, client, queue, key, reference, run_id, spec, m)
-        _send(app, queue, [part], run_id, m)
-        collect(client, key, len(m.submitted), m.worker, max(1.0, deadline - time.monotonic()), m, show_progress,
-                watch, first)
+    for i, part in enumerate(parts):  # a long batch: one task alone between its waves, then the rest
+        if i:
+            _alone(app, client, queue, key, reference, run_id, spec, m)
+            _send(app, queue, [part], run_id, m)
+        left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
+        collect(client, key, len(m.submitted), m.worker, left, m, show_progress, watch, first)
     m.timings["collect_s"] = time.monotonic() - t0
     if reference is not None:
         _alone(app, client, queue, key, reference, run_id, spec, m)
