@@ -66,13 +66,14 @@ def switch_interval_delays_second_task(short: dict, long: dict, short_s: float, 
 
 
 def green_pools_overlap_io_but_cpu_blocks(io: dict, with_cpu: dict, gap: dict, concurrency: int,
-                                          cpu_duration: float) -> Verdict:
+                                          cpu_task_s: float) -> Verdict:
+    """`cpu_task_s`: how long the CPU task ran (measured), which the I/O tasks behind it wait for."""
     overlap = io["speedup"] > 0.5 * concurrency
-    blocked = with_cpu["queue_wait_p50_s"] > 0.7 * cpu_duration
+    blocked = with_cpu["queue_wait_p50_s"] > 0.7 * cpu_task_s
     dispatch_gap = gap["queue_wait_p95_s"] > 1.5
     return Verdict(6, "gevent overlaps many I/O tasks in one thread; a CPU task blocks them all; "
                       "prefetch 1 adds a 2 s dispatch gap",
-                   f"I/O speedup > {0.5 * concurrency:.0f}x; I/O tasks wait > {0.7 * cpu_duration:.2f} s behind a "
+                   f"I/O speedup > {0.5 * concurrency:.0f}x; I/O tasks wait > {0.7 * cpu_task_s:.2f} s behind a "
                    f"CPU task; a task waits > 1.5 s at prefetch 1",
                    f"{io['speedup']:.1f}x at concurrency {concurrency}; median wait behind CPU "
                    f"{with_cpu['queue_wait_p50_s']:.2f} s; p95 wait at prefetch 1 {gap['queue_wait_p95_s']:.2f} s",

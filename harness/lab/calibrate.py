@@ -38,9 +38,11 @@ def _rate(fn: Callable[[int], object], probe_units: int, timing_s: float = 0.05,
     """Units per second: the fastest of a few timings of about `timing_s` each.
 
     A short probe sizes the timings (and pays for first-call costs). The rate is reused for an hour, and
-    this VM runs the same work at two speeds 1.7x apart, switching within seconds: the fastest timing is
-    the machine at its best, which drift only slows, so a task lasts about DURATION or longer, never much
-    less (a median taken in a slow second made tasks in a fast one 0.31 s for 0.6 s asked).
+    this VM runs the same work at two speeds about 1.9x apart: the fastest timing is the machine at its
+    best, which drift only slows, so a task lasts about DURATION or longer more often than not. Not always:
+    a 12 ms loop timed for 20 s here was slow 70 % of the time, in spells of up to 3.8 s, so even a second
+    of timings missed the fast speed in 7 of 22 windows (and a task sized then lasts about half DURATION).
+    What must know how long a task ran measures it (a lesson's wait behind a CPU task, the tests).
     """
     probe = _timed(fn, probe_units)
     units = max(1, round(probe_units * timing_s / max(probe, 1e-6)))

@@ -34,9 +34,13 @@ def test_green_cpu_attribution_agrees_with_psutil_on_mixed_work(bench, pool):
     run = bench(pool=pool, workload="io_sleep", concurrency=4, tasks=3, duration=0.4, background="cpu",
                 background_tasks=1)
     t = run.tasks
-    cpu_task = t[t["role"] == "background"]["cpu_s"].sum()
+    background = t[t["role"] == "background"]
+    cpu_task = background["cpu_s"].sum()
     io_tasks = t[t["role"] == "foreground"]["cpu_s"]
-    assert cpu_task > 0.4  # calibrated to 1.5 x 0.4 s of work
+    # The CPU task never yields, so its CPU is all of its running time, whatever speed the machine had then
+    # (sized for 1.5 x 0.4 s, it ran 0.33 s in a fast second of CI's VM); the hypervisor steals up to 15 %.
+    ran = float((background["finished"] - background["started"]).sum())
+    assert ran > 0.2 and cpu_task > 0.85 * ran, (cpu_task, ran)
     assert io_tasks.max() < 0.05  # sleeping greenlets used next to nothing, whatever ran meanwhile
     # The summary's window covers the foreground tasks only; this one covers every task.
     total = cpu_seconds_between(run.samples, t["started"].min(), t["finished"].max())

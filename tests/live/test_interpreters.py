@@ -12,7 +12,7 @@ from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded
 from harness.model.machine import usable_cores
 
-from lab_process import measured_steadily, pyenv_python
+from lab_process import assert_speedup_physical_or_marked, measured_steadily, pyenv_python
 
 FT = find_free_threaded()
 needs_ft = pytest.mark.skipif(FT is None, reason="no free-threaded interpreter found: set LAB_FREETHREADED_PYTHON "
@@ -33,7 +33,8 @@ def test_the_worker_runs_on_another_interpreter_with_its_own_gil(bench, minor):
     if minor >= "3.13":  # sys._is_gil_enabled exists from 3.13: the tasks ran there
         assert run.foreground["gil_enabled"].astype(bool).all()
     s = run.summary
-    assert s["speedup"] < 1.25 and s["mean_cores_used"] < 1.25  # one GIL there too
+    assert s["mean_cores_used"] < 1.25  # one GIL there too
+    assert_speedup_physical_or_marked(s, high=1.25)
     assert 0.8 < s["work_inflation"] < 1.25
 
 
@@ -50,8 +51,10 @@ def test_free_threaded_threads_run_cpu_work_in_parallel_and_the_speedup_agrees_w
                                           interpreter=FT))
     assert two.manifest["settings"]["worker_interpreter"]["free_threaded"]
     assert not two.foreground["gil_enabled"].astype(bool).any()
-    assert 0.85 < one.summary["speedup"] < 1.1
-    assert two.summary["speedup"] >= 1.4 and two.summary["work_inflation"] < 1.25
+    assert one.summary["mean_cores_used"] < 1.1 and two.summary["mean_cores_used"] > 1.4
+    assert_speedup_physical_or_marked(one.summary, 0.85, 1.1)
+    assert_speedup_physical_or_marked(two.summary, low=1.4)
+    assert two.summary["work_inflation"] < 1.25 or two.summary["unsteady"]
     # The same work per iteration, timed at concurrency 1 and 2, gives the speedup the summary reports.
     measured = _seconds_per_iteration(one) / _seconds_per_iteration(two)
     assert two.summary["speedup"] == pytest.approx(measured, rel=0.2)
@@ -63,7 +66,8 @@ def test_the_gil_forced_on_in_a_free_threaded_worker_serialises_threads_again(be
                                           interpreter=FT, gil="on"))
     assert run.manifest["settings"]["worker_interpreter"]["PYTHON_GIL"] == "1"
     assert run.foreground["gil_enabled"].astype(bool).all()
-    assert run.summary["speedup"] < 1.25
+    assert run.summary["mean_cores_used"] < 1.25
+    assert_speedup_physical_or_marked(run.summary, high=1.25)
 
 
 @needs_ft

@@ -12,7 +12,7 @@ from harness.model.machine import usable_cores
 from harness.pipeline import report
 from harness.sweeps import run_sweep, start_sweep
 from harness.present.page import FIGURE_ALT
-from lab_process import ROOT, harness, pyenv_python, measured_steadily
+from lab_process import ROOT, assert_speedup_physical_or_marked, harness, pyenv_python, measured_steadily
 
 PY313 = pyenv_python("3.13")
 needs_313 = pytest.mark.skipif(PY313 is None, reason="the interpreters pool needs CPython 3.13+: pyenv has none here")
@@ -53,7 +53,8 @@ def test_two_threads_workers_are_two_processes_with_a_gil_each(bench):
     run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=1, workers=2, tasks=8,
                                           duration=0.2))
     s = run.summary
-    assert s["ideal_speedup"] == 2 and s["speedup"] > 1.5 and s["mean_cores_used"] > 1.5
+    assert s["ideal_speedup"] == 2 and s["mean_cores_used"] > 1.5
+    assert_speedup_physical_or_marked(s, low=1.5)
     fg = run.foreground
     assert sorted(fg["worker"].unique()) == [1, 2] and fg["pid"].nunique() == 2
     assert set(fg["slot"].str.split(":").str[0]) == {"worker 1", "worker 2"}
@@ -71,8 +72,9 @@ def test_subinterpreters_run_cpu_work_in_parallel_in_one_process(bench):
     fg = run.foreground
     assert fg["pid"].nunique() == 1  # one worker process ...
     assert sorted(fg["slot"].unique()) == ["interpreter 1", "interpreter 2"]  # ... two subinterpreters
-    assert s["speedup"] >= 1.5 and s["mean_cores_used"] > 1.5  # the bar: 2 cores, a GIL each
-    assert 0.8 < s["work_inflation"] < 1.25
+    assert s["mean_cores_used"] > 1.5  # the bar: 2 cores, a GIL each
+    assert_speedup_physical_or_marked(s, low=1.5)
+    assert 0.8 < s["work_inflation"] < 1.25 or s["unsteady"]
     started = run.manifest["settings"]["worker_ready"]["interpreters"]
     assert started["interpreters"] == 2 and started["startup_s"] > 0
     prefork = measured_steadily(lambda: bench(pool="prefork", workload="cpu", concurrency=2, tasks=8, duration=0.25,
