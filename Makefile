@@ -14,6 +14,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 
 EXP ?= experiments/pools.toml
 QUICK ?=
+ONCE ?=
 RESUME ?=
 RERUN_DISTURBED ?=
 STRICT ?=
@@ -29,7 +30,7 @@ SAVE_REFERENCE ?=
 export EXP RESUME RUN A B N MAX_HOURS
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark check test clean
+.PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark lint check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -43,7 +44,7 @@ help:
 # file naming the checkout, see pyproject.toml): the checkout is what runs.
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "the lab needs Python >= 3.10; set PYTHON=python3.X")'
+	@$(PYTHON) harness/project.py
 	@echo "set-up: a virtual environment in $(VENV) with $$($(PYTHON) -c 'import platform; print(platform.python_version())') (first run only)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "set-up: installing Celery, gevent, eventlet, pandas, matplotlib, scipy and an embedded Redis-protocol server (about a minute)"
@@ -53,7 +54,7 @@ $(STAMP): pyproject.toml
 	@echo "set-up: done; later runs skip it"
 
 $(DEV_STAMP): $(STAMP)
-	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel (first time only, about 20 s)"
+	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel, ruff, mypy (first time only, about 30 s)"
 	@$(PIP) -e '.[dev]'
 	@touch $(DEV_STAMP)
 
@@ -61,9 +62,10 @@ $(DEV_STAMP): $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate)
 
-## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', QUICK=1 for one repeat)
+## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', ONCE=1 for one repeat)
 advise: $(STAMP)
-	$(BIN)/python -m harness advise --from-make $(if $(QUICK),--quick) $(if $(STRICT),--strict)
+	@test -z "$(QUICK)" || { echo 'make advise takes ONCE=1 for one repeat per setting; QUICK=1 is for make sweep' >&2; exit 2; }
+	$(BIN)/python -m harness advise --from-make $(if $(ONCE),--once) $(if $(STRICT),--strict)
 
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1, YES=1 or MAX_HOURS=H for one over 30 min)
 sweep: $(STAMP)
@@ -115,9 +117,14 @@ benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/events_cost.py
 	$(BIN)/python benchmarks/fidelity.py
 
-## check: the offline tests only (analysis, results, reports, figures, bad input): no Redis, no worker, under a minute
-check: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q tests/offline $(PYTEST_ARGS)
+## lint: ruff (errors, import order, modern syntax) and mypy (types) on the code, as configured in pyproject.toml
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## check: lint, then the offline tests (analysis, results, reports, figures, bad input) on every core: no Redis, no worker
+check: lint
+	$(BIN)/python -m pytest -q -n auto tests/offline $(PYTEST_ARGS)
 
 ## test: the whole test suite, offline and live (real Redis, real workers, every notebook)
 test: $(DEV_STAMP)

@@ -12,12 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.lab import environment  # noqa: E402
+from benchmarks.sections import write_section  # noqa: E402
 from harness.advisor import advice_of, advise  # noqa: E402
+from harness.lab import environment  # noqa: E402
 from harness.pipeline import report  # noqa: E402
 from harness.results import load_sweep  # noqa: E402
-
-from benchmarks.sections import write_section  # noqa: E402
 
 TARGET_S = 180.0
 TASKS = ("examples.tasks:parse_logs", "examples.tasks:call_service", "examples.tasks:fetch_and_parse")

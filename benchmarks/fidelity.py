@@ -7,7 +7,8 @@ same records:
 - now: against the median of the tasks timed alone before and after the batch, runs marked UNSTEADY or
   DISTURBED set apart.
 The physical expectation is solo 1, threads 1 (a GIL build), prefork min(2, cores). Target: every unmarked
-speedup within 10 % of it. An argument sets the number of rounds (default 10). Writes its section of BENCHMARKS.md, with the machine it ran on.
+speedup within 10 % of it. An argument sets the number of rounds (default 10). Writes its section of BENCHMARKS.md,
+with the machine it ran on.
 """
 from __future__ import annotations
 
@@ -18,14 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sections import write_section  # noqa: E402
 from harness.analysis.trust import unreliable  # noqa: E402
 from harness.lab import environment  # noqa: E402
 from harness.lab.broker import Broker  # noqa: E402
 from harness.model.machine import usable_cores  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
-
-from benchmarks.sections import write_section  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10  # `python benchmarks/fidelity.py 20`: more rounds
 POOLS = ("solo", "threads", "prefork")

@@ -18,7 +18,8 @@ from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
 
 CASES = [
-    ("10,000 tasks", dict(pool="threads", workload="io_sleep", concurrency=8, tasks=10_000, duration=0.001, sample_hz=10)),
+    ("10,000 tasks", dict(pool="threads", workload="io_sleep", concurrency=8, tasks=10_000, duration=0.001,
+                          sample_hz=10)),
     ("gevent at concurrency 1,000", dict(pool="gevent", workload="io_sleep", concurrency=1000, tasks=1000, duration=1.0,
                                          sample_hz=10)),
 ]
@@ -44,7 +45,8 @@ def main() -> None:
     body = [
         "## Load (issue 5)", "",
         f"`python benchmarks/load.py`, {env['time_utc']}. Machine: {env['cpu_model']}, {env['cpu_count_logical']} "
-        f"logical CPUs, {env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}.",
+        f"logical CPUs, {env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, "
+        f"celery {env['packages']['celery']}.",
         "", "| case | settings | records kept | run wall time | submit | makespan | records collected/s | tasks/s "
             "| worker peak RSS |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
         f"Harness peak RSS over both runs: {harness_rss:.0f} MiB. The tests in `tests/test_load.py` assert that no "

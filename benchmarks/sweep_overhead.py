@@ -17,13 +17,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sections import write_section  # noqa: E402
 from harness.model.estimate import estimate  # noqa: E402
 from harness.model.experiment import load_experiment  # noqa: E402
 from harness.model.machine import usable_cores  # noqa: E402
-from harness.sweeps import run_sweep, start_sweep  # noqa: E402
 from harness.results import load_sweep  # noqa: E402
-
-from benchmarks.sections import write_section  # noqa: E402
+from harness.sweeps import run_sweep, start_sweep  # noqa: E402
 
 TARGET_S = 2.0  # issue 3: harness time per cell
 READY_TARGET_S = 1.5  # issue 6: worker start to ready

@@ -9,17 +9,19 @@ from pathlib import Path
 
 from harness.errors import SpecError, UsageError
 from harness.model.experiment import Experiment
+from harness.model.pools import BASELINE_POOL
 from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
 from harness.pipeline import Log, advice_of, run_bench  # noqa: F401 (advice_of: re-exported)
-from harness.sweeps import run_sweep, start_sweep
+from harness.results.paths import RESULTS_DIR
 from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
+from harness.sweeps import run_sweep, start_sweep
 
 # Settings the advisor chooses itself, so a user may not give them.
 ADVISOR_CHOOSES = ("pool", "concurrency", "tasks")
 
 
-def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, redis_url: str | None = None,
+def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False, redis_url: str | None = None,
            log: Log = print, show_progress: bool = False) -> Path:
     """Measure a task (the user's own, or a built-in workload) under every pool that can run it, at a few
     concurrency levels chosen from how it behaves alone, and recommend one. Returns the sweep folder."""
@@ -32,8 +34,8 @@ def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, 
     if given:
         raise UsageError(f"the advisor chooses {', '.join(ADVISOR_CHOOSES)} itself; leave out "
                          f"{', '.join(SETTINGS[n].make for n in given)}")
-    base = build_spec(**{**raw, "pool": "solo", "concurrency": 1, "tasks": 3})  # every setting checked here
-    pools = ["solo"]
+    base = build_spec(**{**raw, "pool": BASELINE_POOL, "concurrency": 1, "tasks": 3})  # every setting checked here
+    pools = [BASELINE_POOL]
     for name in advising.CANDIDATE_POOLS:
         try:
             check_pool_importable(name)
@@ -44,7 +46,7 @@ def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, 
              if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
     with Broker(redis_url) as broker:
         # One at a time first: how long a task takes alone and how much of that is its own CPU.
-        log(f"advisor: timing {base.task or base.workload} alone on the solo pool")
+        log(f"advisor: timing {base.task or base.workload} alone on the {BASELINE_POOL} pool")
         probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
                           mark_latest=False)
         cpu_share = probe.summary.get("alone_cpu_share")
@@ -53,11 +55,11 @@ def advise(raw: dict, results_dir: str | Path = "results", quick: bool = False, 
         cores = usable_cores()
         plan = advising.plan(cores, float(cpu_share), pools)
         log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
-            + (" once each (quick)" if quick else f" {ADVISOR_REPEATS} times each"))
+            + (" once each" if once else f" {ADVISOR_REPEATS} times each"))
         cells = [{**c, "tasks": advising.tasks_for(c["concurrency"])} for c in plan.cells]
         experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
                                 question=f"Which pool, at which concurrency, for {base.task or base.workload}?",
-                                repeats=1 if quick else ADVISOR_REPEATS, fixed=fixed,
+                                repeats=1 if once else ADVISOR_REPEATS, fixed=fixed,
                                 axes={"pool": list(dict.fromkeys(c["pool"] for c in cells)),
                                       "concurrency": sorted({c["concurrency"] for c in cells}),
                                       "tasks": sorted({c["tasks"] for c in cells})}, only=cells)

@@ -12,20 +12,53 @@ import re
 import signal
 import sys
 import threading
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
-from harness.commands import (cmd_advise, cmd_bench, cmd_compare, cmd_lesson, cmd_report, cmd_summarize, cmd_sweep,
-                               cmd_trace)
+from harness.commands import (
+    cmd_advise,
+    cmd_bench,
+    cmd_compare,
+    cmd_lesson,
+    cmd_report,
+    cmd_summarize,
+    cmd_sweep,
+    cmd_trace,
+)
 from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, LabError
 from harness.model.settings import SETTINGS
-
+from harness.results.paths import LATEST, RESULTS_DIR
 
 # The disk's or the file system's refusals (full, over quota, read-only, a file too big): one line, not a traceback,
 # wherever they strike (a sweep's manifest, the results index) that no command turned into a message first.
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
 
-STRICT_HELP = ("measure the machine for a second first and refuse to start (exit 3) if other processes are busy "
-               "enough to disturb the run")
+
+
+# Flags several subcommands share, each declared once here (as asv's common_args): `what` fills in the words
+# that differ between commands.
+def _results_dir_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR), help=f"where {what} go (default {RESULTS_DIR})")
+
+
+def _strict_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true",
+                        help="measure the machine for a second first and refuse to start (exit 3) if other processes "
+                             "are busy enough to disturb the run")
+
+
+def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout (logs stay on stderr)")
+
+
+def _from_make_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-make", action="store_true",
+                        help="also read settings from make variables (POOL=..., as make passes them); flags given "
+                             "here win")
+
+
+def _folder_arg(parser: argparse.ArgumentParser, what: str = "run or sweep folder") -> None:
+    parser.add_argument("path", nargs="?", default=str(LATEST), help=f"{what} (default {LATEST})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,11 +75,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _setting_flags(bench: argparse.ArgumentParser) -> None:
     for s in SETTINGS.values():
-        default = "" if s.default is None else f" (default {s.default})"
         if s.flag_only:
             bench.add_argument(s.flag, action="store_const", const=True, default=None, help=s.help)
         else:
-            bench.add_argument(s.flag, default=None, metavar=s.name.upper(), help=s.help + default)
+            bench.add_argument(s.flag, default=None, metavar=s.name.upper(), help=s.help + s.default_text)
 
 
 def _bench_parser(sub) -> None:
@@ -54,13 +86,10 @@ def _bench_parser(sub) -> None:
                            description="Start a real Celery worker under one pool, run a batch of tasks, "
                                        "record timings and CPU, print a summary and write results/<run-id>/.")
     _setting_flags(bench)
-    bench.add_argument("--from-make", action="store_true",
-                       help="also read settings from make variables (POOL=..., as `make bench` passes them); "
-                            "flags given here win")
-    bench.add_argument("--results-dir", default="results", help="where run folders go (default results)")
-    bench.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout (logs stay on "
-                                                           "stderr)")
-    bench.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    _from_make_flag(bench)
+    _results_dir_flag(bench, "run folders")
+    _json_flag(bench, "the run's summary")
+    _strict_flag(bench)
     bench.add_argument("--recalibrate", action="store_true",
                        help="measure the fixed work's rate again rather than reuse one this machine measured within "
                             "the hour (.lab/calibrations.json): RECALIBRATE=1 with make")
@@ -78,19 +107,18 @@ def _sweep_parser(sub) -> None:
     sweep.add_argument("--fresh-workers", action="store_true",
                        help="start a worker for every run, in the stored order (default: runs that start their "
                             "worker the same way share a warm one)")
-    sweep.add_argument("--results-dir", default="results", help="where sweep folders go (default results)")
+    _results_dir_flag(sweep, "sweep folders")
     sweep.add_argument("--rerun-disturbed", action="store_true",
                        help="after the pending runs, run again once every disturbed or unsteady run (other processes "
                             "busy, the worker stopped, or the machine's own speed changing) (with --resume: of an "
                             "earlier sweep)")
-    sweep.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    _strict_flag(sweep)
     sweep.add_argument("--yes", action="store_true",
                        help="start a sweep estimated at over 30 minutes without asking (asked at a terminal; "
                             "refused in a script without --yes or --max-hours)")
     sweep.add_argument("--max-hours", metavar="H",
                        help="start no run after H hours; the rest stay pending for --resume")
-    sweep.add_argument("--json", action="store_true",
-                       help="print the cautions, decisions and per-cell table as JSON on stdout")
+    _json_flag(sweep, "the cautions, decisions and per-cell table")
     sweep.set_defaults(func=cmd_sweep, interrupted="interrupted")
 
 
@@ -117,29 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
                                      "few concurrency levels, with repeats; print the recommendation and write a "
                                      "sweep folder with report.html. The advisor chooses pool, concurrency, tasks.")
     _setting_flags(adv)
-    adv.add_argument("--from-make", action="store_true", help="also read settings from make variables")
-    adv.add_argument("--quick", action="store_true", help="one repeat per setting instead of two")
-    adv.add_argument("--results-dir", default="results", help="where the folders go (default results)")
-    adv.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    _from_make_flag(adv)
+    # Not --quick: a sweep's --quick takes an experiment's [quick] settings, which an advice has none of.
+    adv.add_argument("--once", action="store_true", help="one repeat per setting instead of two (ONCE=1 with make)")
+    _results_dir_flag(adv, "the advice's folders")
+    _strict_flag(adv)
     adv.set_defaults(func=cmd_advise, interrupted="interrupted: the worker and broker were stopped")
 
     _sweep_parser(sub)
 
     rep = sub.add_parser("report", help="write report.html for a run or sweep folder")
-    rep.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")
+    _folder_arg(rep)
     rep.set_defaults(func=cmd_report)
 
     summ = sub.add_parser("summarize", help="recompute the summary and figures of a stored run or sweep folder",
                           description="Recompute summaries from a folder's raw records with this lab's analysis "
                                       "(and upgrade its files to the current schema version); figures and, "
                                       "for a sweep, summary.csv and report.html are drawn again.")
-    summ.add_argument("path", nargs="?", default="results/latest", help="run or sweep folder (default results/latest)")
+    _folder_arg(summ)
     summ.set_defaults(func=cmd_summarize)
 
     cmp_ = sub.add_parser("compare", help="tell, cell by cell, whether two runs or two sweeps differ")
     cmp_.add_argument("a", help="run or sweep folder A (the baseline)")
     cmp_.add_argument("b", help="run or sweep folder B")
-    cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    _json_flag(cmp_, "the comparison")
     cmp_.add_argument("--exit-zero", action="store_true",
                       help="exit 0 even when B differs from A (by default a significant difference exits 1, "
                            "so CI can fail on it)")
@@ -149,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Serve a run's trace.json (a track per slot, a slice per task, CPU counters, "
                                        "and with --gil-probe who held the GIL) with viztracer's vizviewer on "
                                        "127.0.0.1; writes the trace first if the folder has none.")
-    trace.add_argument("path", nargs="?", default="results/latest", help="run folder (default results/latest)")
+    _folder_arg(trace, "run folder")
     trace.add_argument("--port", type=int, default=9001, help="port on 127.0.0.1 (default 9001)")
     trace.add_argument("--no-browser", action="store_true", help="only serve it (print the address)")
     trace.add_argument("--write-only", action="store_true", help="write trace.json and print its path")

@@ -65,12 +65,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.analysis.trust import sweep_cautions
-    from harness.model.experiment import load_experiment
     from harness.judge import judge_sweep
+    from harness.model.experiment import load_experiment
     from harness.pipeline import report, update_index
-    from harness.sweeps import pending_specs, run_sweep, start_sweep
     from harness.results.files import link_latest
     from harness.results.sweep_folder import load_sweep, load_sweep_manifest
+    from harness.sweeps import pending_specs, run_sweep, start_sweep
 
     max_s = _max_seconds(args.max_hours)
     if args.resume:
@@ -161,7 +161,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
     _strict(args)
-    folder = advise(raw, results_dir=args.results_dir, quick=args.quick, log=_log, show_progress=sys.stderr.isatty())
+    folder = advise(raw, results_dir=args.results_dir, once=args.once, log=_log, show_progress=sys.stderr.isatty())
     report(folder)
     advice = advice_of(folder)
     if advice is None:
@@ -196,7 +196,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for side, path in (("A", args.a), ("B", args.b)):
         disturbed, total = disturbed_runs(path)
         if disturbed:
-            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED or UNSTEADY (other processes busy, the "
+            _log(f"caution: {disturbed} of {total} runs in {side} were DISTURBED or UNSTEADY (other processes "
+                 "busy, the "
                  "machine's speed changing, or the "
                  "worker stopped): a difference may be theirs")
     if args.json:

@@ -42,10 +42,6 @@ class ResultsError(UsageError):
     """A run or sweep folder that cannot be read: the message names the file."""
 
 
-# The name the loaders have always raised; kept so notebooks and scripts that catch it still work.
-RunLoadError = ResultsError
-
-
 class MachineBusy(LabError):
     """--strict and other processes are busy on the machine: nothing was started."""
 

@@ -24,10 +24,10 @@ class Judgement:
     """What a sweep's reader must know first (cautions) and what it ends with (one decision per kind of work)."""
 
     cautions: list[str]
-    decisions: list["Decision"]
+    decisions: list[Decision]
 
 
-def judge_sweep(folder: Path, table: "pd.DataFrame | None" = None) -> Judgement:
+def judge_sweep(folder: Path, table: pd.DataFrame | None = None) -> Judgement:
     """The cautions and decisions of a stored sweep, from its summary table (harness.analysis.trust, .decision)."""
     from harness.analysis.decision import decide
     from harness.analysis.trust import sweep_cautions

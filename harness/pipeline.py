@@ -10,18 +10,20 @@ its summary and report are made here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from harness.analysis import compare as comparing
 from harness.analysis import stats
 from harness.analysis.summary import ANALYSIS_VERSION, summarize_run
 from harness.errors import ResultsError, RunFailed, UsageError
+from harness.judge import judge_sweep
 from harness.model.spec import RunSpec
 from harness.results import is_sweep
 from harness.results.files import link_latest
+from harness.results.paths import LATEST_NAME, RESULTS_DIR
 from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
-from harness.judge import judge_sweep
 from harness.results.sweep_folder import load_sweep, write_sweep_summary
 
 if TYPE_CHECKING:
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 
     from harness.analysis.advice import Advice
     from harness.lab.calibrate import Calibrations
-    from harness.present.live import Watch
     from harness.lab.warm import WarmWorkers
+    from harness.present.live import Watch
 
 Log = Callable[[str], None]
 # The reason of a run that measured everything but failed while being summarized or drawn (a full disk):
@@ -40,10 +42,10 @@ AFTER_MEASURING = "after measuring: "
 
 # --- one run ---------------------------------------------------------------------------------
 
-def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
+def run_bench(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
               log: Log = print, show_progress: bool = False, mark_latest: bool = True,
-              workers: "WarmWorkers | None" = None, live: "Callable[[RunSpec], Watch] | None" = None,
-              calibrations: "Calibrations | None" = None) -> Run:
+              workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
+              calibrations: Calibrations | None = None) -> Run:
     """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
 
@@ -65,7 +67,7 @@ def run_bench(spec: RunSpec, results_dir: str | Path = "results", redis_url: str
     if reason:
         raise RunFailed(f"{reason} (results kept in {path}, marked failed)")
     if mark_latest:
-        link_latest(path, "latest")
+        link_latest(path, LATEST_NAME)
         update_index(path.parent)
     return load_run(path)
 
@@ -119,7 +121,7 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
 
 # --- a sweep's summary and report -----------------------------------------------------------
 
-def summarize_sweep(folder: Path) -> "pd.DataFrame":
+def summarize_sweep(folder: Path) -> pd.DataFrame:
     """summary.csv of a sweep (one row per cell, over repeats), from its runs' stored summaries."""
     sweep = load_sweep(folder)
     table = stats.sweep_table(sweep.entries(), sweep.axes, sweep.manifest["cells"])
@@ -146,7 +148,7 @@ def _present_sweep(folder: Path) -> Path:
 
 # --- the advisor's sweeps -------------------------------------------------------------------
 
-def advice_of(folder: Path) -> "Advice | None":
+def advice_of(folder: Path) -> Advice | None:
     """The advice for an advisor's sweep folder, recomputed from its summary.csv; None for other sweeps."""
     from harness.analysis.advice import recommend
 
@@ -211,7 +213,7 @@ def _summarize_one(path: Path, log: Log) -> None:
         + (f" ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})" if changed else ""))
 
 
-def compare(a: str | Path, b: str | Path) -> "pd.DataFrame":
+def compare(a: str | Path, b: str | Path) -> pd.DataFrame:
     """Cell by cell, do two runs or two sweeps differ? (harness.analysis.compare)"""
     a, b = Path(a), Path(b)
     a_sweep, b_sweep = is_sweep(a), is_sweep(b)

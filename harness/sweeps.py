@@ -9,18 +9,19 @@ sweep's summary.csv is harness.pipeline.summarize_sweep's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from harness.errors import ResultsError, RunFailed, SpecError
-from harness.analysis.stats import BASELINE_POOL
 from harness.model.experiment import Experiment, work_key
-from harness.model.workloads import workload
+from harness.model.pools import BASELINE_POOL
 from harness.model.spec import RunSpec, build_spec
+from harness.model.workloads import workload
 from harness.pipeline import Log, run_bench, summarize_sweep
 from harness.results.files import check_writable, owner, sweep_lock
 from harness.results.run_folder import read_manifest
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
-                agree: "Callable[[list[RunSpec]], None] | None" = None) -> Path:
+                agree: Callable[[list[RunSpec]], None] | None = None) -> Path:
     """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here and
     `agree` (given every run's spec, repeats included) has not refused it."""
     from harness.lab import environment
@@ -130,12 +131,11 @@ def _disturbed(folder: Path, entry: dict) -> bool:
     return unreliable(read_manifest(folder / "runs" / entry["run"]).get("summary") or {})
 
 
-def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: "WarmWorkers | None",
+def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: WarmWorkers | None,
                  log: Log, show_progress: bool, stop_at: float | None) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
-    from harness.present.live import BarPostfix
-
     from harness.lab.calibrate import Calibrations
+    from harness.present.live import BarPostfix
 
     cells = {c["cell"]: c for c in manifest["cells"]}
     # The sweep's own rates (None for one stored before they were: then this machine's recent ones).

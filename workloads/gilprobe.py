@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from workloads.protocol import contention_key
 

@@ -12,7 +12,8 @@ import importlib
 import inspect
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class TaskProblem(Exception):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from harness.model.settings import SETTINGS
 
@@ -120,7 +121,7 @@ class WorkerConfig:
     worker_index: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "WorkerConfig":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerConfig:
         """Read by the worker; a variable not set (a worker started by hand) gets the setting's default."""
         from harness.model.spec import build_spec
 
@@ -129,4 +130,5 @@ class WorkerConfig:
         run_id = environ.get(RUN_ID, "adhoc")
         return cls(broker_url=environ.get(BROKER_URL, "redis://127.0.0.1:6379/0"), run_id=run_id,
                    queue=environ.get(QUEUE, queue_name(run_id)),
-                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")), **{name: getattr(spec, name) for name in WORKER_SETTINGS})
+                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")),
+                   **{name: getattr(spec, name) for name in WORKER_SETTINGS})

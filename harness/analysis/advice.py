@@ -12,15 +12,17 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.trust import INFLATION_LIMIT
+from harness.model.pools import ADVISED_POOLS, BASELINE_POOL, pool
+
 # A task that spends less than this share of its time alone on its own CPU mostly waits: the advisor
 # then also tries a high concurrency, where waits overlap by the dozen.
 MOSTLY_WAITS = 0.5
 # Two candidates whose speedups (or throughputs: ranking_metric) are within this share of each other are a
 # close call (the repeats of one cell differ by about this much on a quiet 2-core machine).
 CLOSE = 0.10
-# Pools the advisor compares; solo only at concurrency 1, as the one-at-a-time baseline.
-CANDIDATE_POOLS = ("prefork", "threads", "gevent", "eventlet")
-GREEN = ("gevent", "eventlet")
+# Pools the advisor compares (their records say: harness.model.pools); the baseline only at concurrency 1.
+CANDIDATE_POOLS = ADVISED_POOLS
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,13 @@ def plan(cores: int, cpu_share: float, pools: list[str]) -> Plan:
     levels = sorted({cores, 4 * cores})
     waits = cpu_share < MOSTLY_WAITS
     high = high_concurrency(cores, cpu_share) if waits else None
-    cells = [{"pool": "solo", "concurrency": 1}] if "solo" in pools else []
-    for name in (p for p in CANDIDATE_POOLS if p in pools):
-        for level in levels + ([high] if high and name != "prefork" and high > levels[-1] else []):
+    cells = [{"pool": BASELINE_POOL, "concurrency": 1}] if BASELINE_POOL in pools else []
+    candidates = [p for p in CANDIDATE_POOLS if p in pools]
+    cheap = [p for p in candidates if pool(p).cheap_slots]
+    for name in candidates:
+        for level in levels + ([high] if high and name in cheap and high > levels[-1] else []):
             cells.append({"pool": name, "concurrency": level})
-    why = (f"alone a task was {cpu_share:.0%} CPU: " + (f"it mostly waits, so threads and the green pools also run at "
+    why = (f"alone a task was {cpu_share:.0%} CPU: " + (f"it mostly waits, so {', '.join(cheap)} also run at "
                                                         f"{high}" if waits else "it mostly computes"))
     return Plan(cells, levels, high, why)
 
@@ -164,7 +168,7 @@ def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
                      "machine's own speed changed (DISTURBED or UNSTEADY): their numbers are less sure; rerun "
                      "the advice (without QUICK, for more repeats) before a close decision.")
     inflation = chosen.get("work_inflation")
-    if inflation is not None and pd.notna(inflation) and inflation > 1.25:
+    if inflation is not None and pd.notna(inflation) and inflation > INFLATION_LIMIT:
         notes.append(f"Each task burned {inflation:.2f}x its CPU alone at this setting: the tasks contend.")
     return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, close_call, candidates(table),
                   {k: _plain(runner[k]) for k in ("pool", "concurrency", "throughput_per_s")} if runner is not None
@@ -183,11 +187,11 @@ def _plain(value: Any) -> Any:
 
 def _reason(chosen: pd.Series, best_per_pool: pd.DataFrame, cpu_share: float, close: bool) -> str:
     """One sentence from the measurements: the task's CPU share, what each pool gained, at what memory."""
-    base_memory = _memory(best_per_pool.set_index("pool").loc["solo"]) if "solo" in set(best_per_pool["pool"]) \
-        else None
+    base_memory = (_memory(best_per_pool.set_index("pool").loc[BASELINE_POOL])
+                   if BASELINE_POOL in set(best_per_pool["pool"]) else None)
     gains = []
     for row in best_per_pool.itertuples():
-        if row.pool == "solo":
+        if row.pool == BASELINE_POOL:
             continue
         part = f"{row.pool} {row.speedup:.1f}x" if pd.notna(row.speedup) else f"{row.pool} n/a"
         memory = _memory(pd.Series(row._asdict()))

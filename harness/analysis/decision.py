@@ -57,7 +57,7 @@ def _work_text(settings: dict) -> str:
     name = settings.get("task") or settings["workload"]
     kind = workload(settings["workload"]).kind
     text = f"{name} ({KINDS[kind].split(':')[0]})"
-    if settings.get("cpu_fraction") is not None and kind == "mixed":
+    if settings.get("cpu_fraction") is not None:  # mixed work
         text = f"{name} at CPU fraction {settings['cpu_fraction']:g} ({KINDS[kind].split(':')[0]})"
     return text
 

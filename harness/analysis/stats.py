@@ -5,12 +5,14 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.trust import bootstrap_interval
+from harness.model.pools import BASELINE_POOL  # every other is compared with it, cell against cell
 
 # Summary fields that are compared across cells and repeats.
 METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "efficiency", "mean_tasks_running",
            "mean_cores_used", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s", "gil_wait_mean_s",
            "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
-           "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib", "task_stretch",
+           "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib",
+           "task_stretch",
            "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores", "vs_solo"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
@@ -38,8 +40,6 @@ def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
                                        "batch_started_t"])
 
 
-# The pool every other is compared with, cell against cell: one task at a time.
-BASELINE_POOL = "solo"
 
 
 def against_nearest_baseline(runs: pd.DataFrame, cells: list[dict]) -> pd.Series:

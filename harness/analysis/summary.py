@@ -14,9 +14,15 @@ import pandas as pd
 from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.resources import memory, round_trips
-from harness.analysis.trust import (INFLATION_LIMIT, disturbance_note, is_disturbed, speed_change, unsteadiness,
-                                    unsteady_note, was_stopped)
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
+from harness.analysis.trust import (
+    INFLATION_LIMIT,
+    disturbance_note,
+    is_disturbed,
+    unsteadiness,
+    unsteady_note,
+    was_stopped,
+)
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.workloads import workload
 
@@ -54,6 +60,16 @@ class RunContext:
     cpu_fraction: float | None = None  # mixed work: the share of a task's time alone that is CPU
     workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
     physical_cores: int | None = None  # the machine's cores, not counting SMT siblings (None: as many as `cores`)
+
+    def gil_free(self, gil_enabled_tasks: int) -> bool:
+        """Whether the tasks ran without a GIL: a free-threaded worker, not asked for one, and no task saw it on
+        (a C extension not marked safe turns it back on)."""
+        return self.free_threaded and self.gil != "on" and not gil_enabled_tasks
+
+    @property
+    def wall_clock(self) -> bool:
+        """The workload finishes on the wall clock whether or not it got the CPU (its speedup may be phantom)."""
+        return workload(self.workload).wall_clock
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     one = alone(reference)
     speedup = serial / makespan if makespan > 0 else float("nan")
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
-    gil_free = ctx.free_threaded and ctx.gil != "on" and not gil_seen.any()
+    gil_free = ctx.gil_free(int(gil_seen.sum()))
     ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction,
                                          ctx.workers)
     busy = float(t["run_s"].sum())
@@ -271,8 +287,8 @@ def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, c
     # The tutorial's question: how long after the first task does the second one get going?
     out["second_start_delay_s"] = float(starts[1] - starts[0]) if len(starts) > 1 else None
     phantom_cores = mean_running * (1 - cpu_share) if cpu_share is not None else float("nan")
-    out["phantom"] = bool(ctx.workload == "busy_wait" and phantom_cores >= PHANTOM_MARGIN_CORES)
-    out["phantom_cores"] = phantom_cores if ctx.workload == "busy_wait" else None
+    out["phantom"] = bool(ctx.wall_clock and phantom_cores >= PHANTOM_MARGIN_CORES)
+    out["phantom_cores"] = phantom_cores if ctx.wall_clock else None
     return out
 
 
@@ -289,10 +305,10 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
     # had and did not get are the GIL's (or the event loop's) doing.
     running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
     gap = min(running, ctx.cores) - used
-    gil_free = ctx.free_threaded and ctx.gil != "on" and not summary["gil_enabled_tasks"]
+    gil_free = ctx.gil_free(summary["gil_enabled_tasks"])
     if summary["phantom"]:
         out.append(
-            f"PHANTOM PARALLELISM: on average {summary['mean_tasks_running']:.1f} busy_wait tasks were "
+            f"PHANTOM PARALLELISM: on average {summary['mean_tasks_running']:.1f} {ctx.workload} tasks were "
             f"'running' at once, but they got {summary['mean_tasks_running'] * summary['task_cpu_share']:.1f} "
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
@@ -322,7 +338,7 @@ def notes(summary: dict, ctx: RunContext) -> list[str]:
         out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
                    f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
     gil_on = summary["gil_enabled_tasks"]
-    if ctx.free_threaded and ctx.gil != "on" and gil_on:
+    if gil_on and ctx.gil_free(0):
         out.append(f"THE GIL WAS ON in {gil_on} of {summary['tasks_done'] + summary['tasks_failed']} tasks on a "
                    "free-threaded worker that did not ask for it: a C extension not marked free-threading-safe "
                    "turned it back on (the worker's log names it).")

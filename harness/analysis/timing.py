@@ -33,7 +33,7 @@ def contended_windows(tasks: pd.DataFrame, at_least: int = 2) -> list[tuple[floa
         return []
     steps = running_over_time(tasks)
     windows, opened = [], None
-    for t, running in zip(steps["t"], steps["running"]):
+    for t, running in zip(steps["t"], steps["running"], strict=False):
         if running >= at_least and opened is None:
             opened = float(t)
         elif running < at_least and opened is not None:
@@ -62,7 +62,7 @@ def lanes(tasks: pd.DataFrame, concurrency: int) -> pd.Series:
     lane_free_at: list[float] = []
     assigned = pd.Series(0, index=tasks.index)
     for idx, row in tasks.sort_values("started").iterrows():
-        for lane, free_at in enumerate(lane_free_at):
+        for lane, free_at in enumerate(lane_free_at):  # noqa: B007 (the lane found is used after the loop)
             if free_at <= row["started"]:
                 break
         else:

@@ -6,7 +6,7 @@ the decision, the console and the report all say the same thing about the same r
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import stats as scistats

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from harness.lab.interpreters import PROJECT_ROOT
+from harness.project import PROJECT_ROOT
 
 START_TIMEOUT_S = 90.0
 

@@ -5,17 +5,17 @@ Used by the lesson notebooks and by `make lesson N=<n>` alike, so both show the 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from harness.analysis.trust import departure, disturbance_cause, unreliable
 from harness.course import verdicts
 from harness.errors import SpecError
-from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
 from harness.lab.broker import Broker
+from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
 from harness.model.machine import usable_cores
 from harness.model.pools import CELERY_POOLS
 from harness.model.spec import build_spec
@@ -59,7 +59,8 @@ class LessonResult:
         out = []
         for name, run in self.runs.items():
             if run.summary.get("disturbed"):
-                out.append(f"run {name!r} was DISTURBED ({disturbance_cause(run.summary)}); rerun the lesson on a quiet "
+                out.append(f"run {name!r} was DISTURBED ({disturbance_cause(run.summary)}); rerun the lesson on a "
+                           "quiet "
                            "machine before trusting its verdict")
             elif run.summary.get("unsteady"):
                 out.append(f"run {name!r} was UNSTEADY ({run.summary['unsteady_cause']}): the machine's own speed "
@@ -158,7 +159,8 @@ def _lesson6(lab: _Lab, cores: int) -> verdicts.Verdict:
 
 def _lesson7(lab: _Lab, cores: int) -> verdicts.Verdict:
     return verdicts.gil_release_runs_in_parallel(
-        lab.run("threads, hashlib", pool="threads", workload="gil_release", concurrency=2, tasks=4, duration=0.3), cores)
+        lab.run("threads, hashlib", pool="threads", workload="gil_release", concurrency=2, tasks=4, duration=0.3),
+        cores)
 
 
 def _lesson8(lab: _Lab, cores: int) -> verdicts.Verdict:

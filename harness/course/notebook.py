@@ -16,7 +16,8 @@ import pandas as pd
 from harness.course import verdicts
 from harness.course.lessons import TITLES, LessonResult, run_lesson
 from harness.errors import LabError
-from harness.lab.interpreters import PROJECT_ROOT
+from harness.project import PROJECT_ROOT
+from harness.results.paths import RESULTS_DIR
 
 REFERENCE = PROJECT_ROOT / "notebooks" / "reference"
 # A reference keeps two figures per lesson, scaled to this width: enough to point at, small to ship.
@@ -68,7 +69,7 @@ def lesson(number: int, live: bool = True) -> LessonResult:
 
     pd.set_option("display.precision", 3)
     try:
-        result = run_lesson(number, results_dir=PROJECT_ROOT / "results" / "lessons", log=lambda _line: None,
+        result = run_lesson(number, results_dir=PROJECT_ROOT / RESULTS_DIR / "lessons", log=lambda _line: None,
                             live=live_views.notebook if live else None)
         for line in result.cautions:
             print(f"caution: {line}")

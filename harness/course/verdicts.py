@@ -104,7 +104,8 @@ def free_threading(free: dict, gil_on: dict, shared: dict, cores: int) -> Verdic
                        "contend",
                    f"threads >= {expected}x on cpu with no work inflation; < 1.25x with the GIL forced on; "
                    "cpu_shared's tasks each burn > 1.25x their CPU alone",
-                   f"cpu {free['speedup']:.2f}x (inflation {free['work_inflation']:.2f}); GIL on {gil_on['speedup']:.2f}x; "
+                   f"cpu {free['speedup']:.2f}x (inflation {free['work_inflation']:.2f}); "
+                   f"GIL on {gil_on['speedup']:.2f}x; "
                    f"cpu_shared {shared['speedup']:.2f}x on {shared['mean_cores_used']:.2f} cores (inflation "
                    f"{shared['work_inflation']:.2f})", held)
 
@@ -135,7 +136,7 @@ def decision_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def choosing_a_pool(table: pd.DataFrame, cores: int) -> Verdict:
-    best = dict(zip(table["workload"], table["best pool"]))
+    best = dict(zip(table["workload"], table["best pool"], strict=False))
     cpu_ok = best.get("cpu") == "prefork" if cores > 1 else True
     io_ok = best.get("io_sleep") not in (None, "solo")
     c_ok = best.get("gil_release") in ("threads", "prefork") if cores > 1 else True

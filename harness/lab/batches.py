@@ -31,7 +31,7 @@ def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
     measured = workload(spec.workload)
     foreground_args = measured.task_args(spec.duration, calibration, echo, spec.cpu_fraction, spec.task_args)
     kwargs = spec.task_kwargs or None
-    batches = [Batch("reference", spec.workload, 1, foreground_args, kwargs)] if measured.measured_alone else []
+    batches = [Batch("reference", spec.workload, 1, foreground_args, kwargs)] if measured.fixed_work else []
     if spec.background:
         batches.append(Batch("background", spec.background, spec.background_tasks,
                              workload(spec.background).task_args(spec.background_duration, background_calibration,
@@ -46,7 +46,7 @@ def batch(batches: list[Batch], role: str) -> Batch | None:
 
 def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_index: int = 0) -> list[dict]:
     """Send every task, marked as the run's; returns one row per task: task_id, index, role, submitted."""
-    rows = []
+    rows: list[dict] = []
     with app.producer_or_acquire() as producer:
         for b in batches:
             for _ in range(b.count):

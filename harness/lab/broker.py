@@ -93,7 +93,7 @@ class Broker:
         self._watchdog = None
         self._tmp: str | None = None
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         if self.private:
             try:
                 self._start_private()
@@ -141,7 +141,8 @@ class Broker:
                 return
             except BrokerError:
                 if time.monotonic() > deadline:
-                    raise BrokerError(f"private redis-server did not answer within {self.start_timeout_s:g} s") from None
+                    raise BrokerError("private redis-server did not answer within "
+                                      f"{self.start_timeout_s:g} s") from None
                 time.sleep(0.05)
 
     def close(self) -> None:

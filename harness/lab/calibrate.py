@@ -18,14 +18,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import SpecError
-from harness.lab.interpreters import PROJECT_ROOT, project_env
+from harness.lab.interpreters import project_env
 from harness.model.workloads import Workload
+from harness.project import PROJECT_ROOT
 from workloads import functions
-
 
 
 def _timed(fn: Callable[[int], object], units: int) -> float:

@@ -31,7 +31,7 @@ class EchoServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="lab-echo", daemon=True)
 
-    def __enter__(self) -> "EchoServer":
+    def __enter__(self) -> EchoServer:
         self._thread.start()
         return self
 

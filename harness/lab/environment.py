@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from harness.lab.interpreters import PROJECT_ROOT
 from harness.lab.machine_load import cpu_governor
+from harness.project import PROJECT_ROOT
 
 PACKAGES = ("celery", "kombu", "billiard", "gevent", "eventlet", "greenlet", "redis", "psutil", "pandas")
 

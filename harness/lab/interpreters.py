@@ -16,13 +16,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import SpecError
+from harness.project import MIN_PYTHON, MIN_PYTHON_TEXT, PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENVS = PROJECT_ROOT / ".lab" / "envs"
 
 
@@ -97,21 +97,22 @@ def describe(python: str, timeout_s: float = 30.0) -> dict:
     try:
         out = subprocess.run([python, "-c", DESCRIBE], capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
-        raise SpecError(f"interpreter {python!r} not found; give the path of a CPython 3.10 or newer") from None
+        raise SpecError(f"interpreter {python!r} not found; give the path of a CPython {MIN_PYTHON_TEXT} "
+                        "or newer") from None
     except PermissionError:
         raise SpecError(f"interpreter {python!r} is not executable") from None
     except subprocess.TimeoutExpired:
         raise SpecError(f"interpreter {python!r} did not answer within {timeout_s:g} s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SpecError(f"interpreter {python!r} does not run ({last}); give a CPython 3.10 or newer")
+        raise SpecError(f"interpreter {python!r} does not run ({last}); give a CPython {MIN_PYTHON_TEXT} or newer")
     try:
         info = json.loads(out.stdout)
     except json.JSONDecodeError:
         raise SpecError(f"interpreter {python!r} is not a Python (it did not answer as one)") from None
-    if info["implementation"] != "CPython" or minor_version(info["version"]) < (3, 10):
+    if info["implementation"] != "CPython" or minor_version(info["version"]) < MIN_PYTHON:
         raise SpecError(f"interpreter {python!r} is {info['implementation']} {info['version']}; "
-                        "the lab's workers run on CPython 3.10 or newer")
+                        f"the lab's workers run on CPython {MIN_PYTHON_TEXT} or newer")
     return info
 
 
@@ -161,7 +162,8 @@ def _pip(python: Path, *packages: str) -> subprocess.CompletedProcess:
 
 def _wanted(info: dict) -> list[str]:
     """The optional packages this interpreter's environment should try to have."""
-    minor = "%d.%d" % minor_version(info["version"])
+    major, minor_ = minor_version(info["version"])
+    minor = f"{major}.{minor_}"
     return [m for m in OPTIONAL if m not in ONLY_ON or minor in ONLY_ON[m]]
 
 

@@ -5,14 +5,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from harness.errors import SpecError
 from harness.lab import gilprobe
-from harness.lab.interpreters import PROJECT_ROOT, Interpreter, minor_version, project_env, worker_interpreter
+from harness.lab.interpreters import Interpreter, minor_version, project_env, worker_interpreter
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
+from harness.project import MIN_PYTHON, PROJECT_ROOT
 
 
 def _ask(python: str, argv: list[str], what: str, timeout_s: float, also: list[str] | None = None) -> dict:
@@ -69,7 +70,7 @@ def check_pool_importable(name: str, interpreter: Interpreter | None = None, tim
         raise SpecError(f"pool {name!r}: importing {module} took over {timeout_s:g} s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
-        others = [p.name for p in POOLS.values() if p.requires_module is None and p.min_python == (3, 10)]
+        others = [p.name for p in POOLS.values() if p.requires_module is None and p.min_python == MIN_PYTHON]
         raise SpecError(f"pool {name!r} needs the {module} package, which does not import here ({last}); "
                         f"install it (pip install {module}) or choose {', '.join(others[:-1])} or {others[-1]}")
 

@@ -10,10 +10,11 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import kombu.exceptions
 import pandas as pd
@@ -39,6 +40,7 @@ from harness.model.workloads import workload
 if TYPE_CHECKING:
     from harness.present.live import Watch
 from harness.results.files import check_writable, owner
+from harness.results.paths import RESULTS_DIR
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
@@ -121,7 +123,7 @@ def _waves(spec: RunSpec, foreground: Batch) -> list[Batch]:
     """The measured tasks in one part, or in two parts of whole waves (one task per slot each) when the
     batch is long enough for the machine's speed to drift within it: a task alone runs between them.
     Decided from the settings (DURATION, not the time measured alone), so every repeat of a cell is cut alike."""
-    slots = spec.concurrency * spec.workers
+    slots = spec.slots
     best = spec.pool_rules.ideal_speedup(spec.kind, spec.concurrency, spec.tasks, usable_cores(),
                                          cpu_fraction=spec.cpu_fraction, workers=spec.workers) or 1.0
     waves = -(-spec.tasks // slots)
@@ -133,7 +135,7 @@ def _waves(spec: RunSpec, foreground: Batch) -> list[Batch]:
 
 def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
                  batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool,
-                 watch: "Watch | None" = None) -> None:
+                 watch: Watch | None = None) -> None:
     """Sample the worker, time one task alone, submit the batches, collect every record, time one task alone
     again, stop the worker.
 
@@ -186,9 +188,9 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         m.timings["worker_stop_s"] = time.monotonic() - t0
 
 
-def measure(spec: RunSpec, results_dir: str | Path = "results", redis_url: str | None = None,
+def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
             log: Callable[[str], None] = print, show_progress: bool = False,
-            workers: WarmWorkers | None = None, live: "Callable[[RunSpec], Watch] | None" = None,
+            workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
             calibrations: Calibrations | None = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 

@@ -25,7 +25,8 @@ TREE_REFRESH_S = 1.0  # listing children reads every /proc entry: once a second 
 # parse of /proc/<pid>/status), RSS and per-thread times (one /proc file per thread) are read on
 # every DETAIL_EVERY-th sample only (10 Hz at 50 Hz): together they were most of the sampler's cost.
 DETAIL_EVERY = 5
-# USS (memory no other process shares) and PSS (shared pages split between their sharers) need /proc/<pid>/smaps_rollup, ~0.13 ms a process: on every
+# USS (memory no other process shares) and PSS (shared pages split between their sharers) need
+# /proc/<pid>/smaps_rollup, ~0.13 ms a process: on every
 # USS_EVERY-th sample (2 Hz at 50 Hz), where the OS gives it.
 USS_EVERY = 25
 

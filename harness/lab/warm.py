@@ -103,7 +103,7 @@ class WarmWorkers:
                 self._echo = None
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> "WarmWorkers":
+    def __enter__(self) -> WarmWorkers:
         return self
 
     def __exit__(self, *_: object) -> None:

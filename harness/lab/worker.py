@@ -17,11 +17,11 @@ import redis
 
 from harness.errors import WorkerError
 from harness.lab.client import client_app
-from harness.lab.interpreters import PROJECT_ROOT, project_env
+from harness.lab.interpreters import project_env
 from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 from harness.model.spec import RunSpec
+from harness.project import PROJECT_ROOT
 from workloads.protocol import ECHO_ADDR, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
-
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -83,7 +83,7 @@ class Worker:
         })
         return env
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         self.start()
         try:
             self.wait_ready()

@@ -27,7 +27,7 @@ class WorkerGroup:
         self.queue = self.members[0].queue
         self.start_to_ready_s: float | None = None
 
-    def __enter__(self) -> "WorkerGroup":
+    def __enter__(self) -> WorkerGroup:
         started = time.monotonic()
         try:
             for member in self.members:
@@ -98,4 +98,5 @@ class WorkerGroup:
 
     def died_message(self) -> str:
         dead = [m for m in self.members if not m.alive()]
-        return (f"worker {dead[0].index} of {len(self.members)}: " + dead[0].died_message()) if dead else "no worker died"
+        return ((f"worker {dead[0].index} of {len(self.members)}: " + dead[0].died_message()) if dead
+                else "no worker died")

@@ -7,8 +7,8 @@ starts only when the user agrees (a prompt at a terminal, `--yes` in a script) o
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from harness.model.spec import RUN_OVERHEAD_S, RunSpec
 

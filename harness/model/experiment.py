@@ -74,7 +74,7 @@ class Experiment:
         return {"path": self.path, "name": self.name, "question": self.question, "repeats": self.repeats,
                 "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only}
 
-    def shrunk(self) -> "Experiment":
+    def shrunk(self) -> Experiment:
         """The --quick version: the [quick] table applied, one repeat unless it says otherwise."""
         fixed, axes = dict(self.fixed), dict(self.axes)
         for key, value in self.quick.items():
@@ -94,7 +94,7 @@ class Experiment:
         combos = ([tuple(cell[n] for n in names) for cell in self.only] if self.only is not None
                   else itertools.product(*(self.axes[n] for n in names)))
         for combo in combos:
-            settings = {**self.fixed, **dict(zip(names, combo))}
+            settings = {**self.fixed, **dict(zip(names, combo, strict=False))}
             if "concurrency" in settings:
                 settings["concurrency"] = resolve_concurrency(settings["concurrency"],
                                                               workers=settings.get("workers", 1))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.project import MIN_PYTHON
+
 # Kinds of work (see harness.model.workloads.KINDS) whose parallel limit is the cores, not the slots.
 CPU_KINDS = ("python-cpu", "c-cpu")
 
@@ -36,9 +38,16 @@ class Pool:
     # (celery/concurrency/__init__.py reads it); None: a pool Celery knows by this record's name.
     celery_class: str | None = None
     # The oldest worker interpreter it runs on.
-    min_python: tuple[int, int] = (3, 10)
+    min_python: tuple[int, int] = MIN_PYTHON
     # Why a recommendation of this pool comes with a warning: its maintainers discourage it for new code.
     deprecated: str | None = None
+    # The one-at-a-time reference: every speedup in a sweep is against it, and the advisor measures it at 1.
+    baseline: bool = False
+    # Compared by the advisor (harness.analysis.advice) at the cores and 4x the cores.
+    advised: bool = False
+    # Its slots are cheap (threads, greenlets, not processes): the advisor also tries it at a high concurrency
+    # when the task mostly waits.
+    cheap_slots: bool = False
 
     @property
     def celery_pool(self) -> str:
@@ -48,7 +57,7 @@ class Pool:
     @property
     def label(self) -> str:
         """A short name fit for a folder name: a custom pool by its class (custom-TaskPool)."""
-        return f"custom-{self.celery_class.rpartition(':')[2]}" if self.custom else self.name
+        return f"custom-{(self.celery_class or '').rpartition(':')[2]}" if self.custom else self.name
 
     @property
     def custom(self) -> bool:
@@ -151,16 +160,17 @@ CUSTOM_PREFIX = "custom:"
 _ALL = frozenset({"io", "python-cpu", "c-cpu"})  # (mixed and own work are derived from these: ideal_speedup)
 POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("prefork", "child processes, each with its own interpreter and GIL", green=False, slot="process",
-         tasks_in_main_process=False, parallel_kinds=_ALL, color="#1b9e77"),
+         tasks_in_main_process=False, parallel_kinds=_ALL, color="#1b9e77", advised=True),
     Pool("threads", "a thread pool in one process, sharing one GIL", green=False, slot="thread",
-         tasks_in_main_process=True, parallel_kinds=frozenset({"io", "c-cpu"}), color="#d95f02"),
+         tasks_in_main_process=True, parallel_kinds=frozenset({"io", "c-cpu"}), color="#d95f02", advised=True,
+         cheap_slots=True),
     Pool("solo", "the worker's own thread, one task at a time", green=False, slot="thread",
-         tasks_in_main_process=True, parallel_kinds=frozenset(), color="#7570b3"),
+         tasks_in_main_process=True, parallel_kinds=frozenset(), color="#7570b3", baseline=True),
     Pool("gevent", "greenlets in one OS thread", green=True, slot="greenlet", tasks_in_main_process=True,
-         parallel_kinds=frozenset({"io"}), requires_module="gevent", color="#e7298a"),
+         parallel_kinds=frozenset({"io"}), requires_module="gevent", color="#e7298a", advised=True, cheap_slots=True),
     Pool("eventlet", "greenlets in one OS thread (eventlet is deprecated upstream)", green=True, slot="greenlet",
          tasks_in_main_process=True, parallel_kinds=frozenset({"io"}), requires_module="eventlet",
-         color="#66a61e",
+         color="#66a61e", advised=True, cheap_slots=True,
          # eventlet's own README and PyPI page: "New usages of eventlet are now heavily discouraged!"
          deprecated="deprecated: eventlet's maintainers discourage it for new code (use gevent or threads)"),
     # The lab's own pool (workloads/interpreter_pool.py), run through Celery's custom pool: a thread per
@@ -174,7 +184,9 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
 POOL_NAMES = tuple(POOLS)
 # The pools Celery itself names (`-P <name>`), as opposed to the lab's own run through `-P custom`.
 CELERY_POOLS = tuple(name for name, p in POOLS.items() if p.celery_class is None)
-GREEN_POOLS = tuple(name for name, pool in POOLS.items() if pool.green)
+# The one-at-a-time reference pool, and the pools the advisor compares with it.
+BASELINE_POOL = next(name for name, p in POOLS.items() if p.baseline)
+ADVISED_POOLS = tuple(name for name, p in POOLS.items() if p.advised)
 
 
 def custom_pool(reference: str) -> Pool:

@@ -12,12 +12,14 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import SpecError
-from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES
-from harness.model.workloads import BACKGROUND_WORKLOADS, WORKLOAD_NAMES
+from harness.model.machine import usable_cores
+from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
+from harness.model.workloads import BACKGROUND_WORKLOADS, WITH_CPU_FRACTION, WORKLOAD_NAMES, workload
 
 # Physical bounds, so a typo cannot ask for a run of days, a sampler that never samples or a switch
 # interval Python would not keep (sys.setswitchinterval takes values far above these silently).
@@ -137,7 +139,7 @@ def pool_name(name: str, raw: Any) -> str:
     raise SpecError(f"unknown {name} {raw!r}{did_you_mean(value, POOL_NAMES)}; {allowed}")
 
 
-def json_of(kind: type) -> Callable[[str, Any], str]:
+def json_of(kind: type[list] | type[dict]) -> Callable[[str, Any], str]:
     """JSON text of a list or an object (given as text, or as the value itself from code), kept compact."""
     noun = {list: "a JSON list, such as '[1, \"a\"]'", dict: "a JSON object, such as '{\"n\": 3}'"}[kind]
 
@@ -171,17 +173,34 @@ def one_of(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
     return parse
 
 
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str          # the RunSpec field and the experiment-file key
     type: type         # what an experiment file must give: str, int, float or bool
-    default: Any       # None: derived from other settings, as `help` says
+    default: Any       # None: derived from the other settings (`derive`), or none at all
     help: str
     parse: Callable[[str, Any], Any]
     make: str          # the make variable of `make bench`
     label: str = ""    # how error messages name it; the name with spaces by default
     to_worker: bool = False  # the worker needs it: passed as LAB_<NAME> (see workloads.protocol)
     flag_only: bool = False  # a switch on the command line (`--gil-probe`), not `--x VALUE`
+    # A default that follows from the settings before it (build_spec applies it, in SETTINGS's order), and how
+    # the help says it; `derived` alone: decided later, by what the help says (the run's deadline).
+    derive: Callable[[dict[str, Any]], Any] | None = None
+    derived: str = ""
+
+    @property
+    def default_text(self) -> str:
+        """How a help text says the default: " (default 0.25)", " (default: the number of usable CPU cores)"."""
+        if self.derived:
+            return f" (default: {self.derived})"
+        if self.default is None:
+            return ""
+        return f" (default {str(self.default).lower() if self.type is bool else self.default})"
 
     @property
     def flag(self) -> str:
@@ -207,17 +226,18 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}, or {CUSTOM_PREFIX}package.module:Class",
             pool_name, "POOL", to_worker=True),
     Setting("workload", str, "cpu", f"task kind: {', '.join(WORKLOAD_NAMES)}", one_of(WORKLOAD_NAMES), "WORKLOAD"),
-    Setting("concurrency", int, None, "pool size (default: the number of usable CPU cores)",
-            at_most(whole(1), MAX_CONCURRENCY, "slots per worker"),
-            "CONCURRENCY", to_worker=True),
+    Setting("concurrency", int, None, "pool size", at_most(whole(1), MAX_CONCURRENCY, "slots per worker"),
+            "CONCURRENCY", to_worker=True, derive=lambda v: usable_cores(), derived="the number of usable CPU cores"),
     Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
             f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
-    Setting("tasks", int, None, "number of measured tasks (default: 4 x concurrency x workers)",
-            at_most(whole(1), MAX_TASKS, "tasks in one run"), "TASKS"),
+    Setting("tasks", int, None, "number of measured tasks", at_most(whole(1), MAX_TASKS, "tasks in one run"), "TASKS",
+            derive=lambda v: 4 * v["concurrency"] * v["workers"], derived="4 x concurrency x workers"),
     Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
             positive(maximum=MAX_DURATION_S), "DURATION"),
-    Setting("cpu_fraction", float, None, "mixed workload: the share of a task's time alone that is CPU, 0 to 1 "
-            "(default 0.5)", fraction, "CPU_FRACTION", label="CPU fraction"),
+    Setting("cpu_fraction", float, None, f"{' and '.join(WITH_CPU_FRACTION)} workload: the share of a task's time "
+            "alone that is CPU, 0 to 1", fraction, "CPU_FRACTION", label="CPU fraction",
+            derive=lambda v: workload(v["workload"]).default_cpu_fraction,
+            derived=", ".join(f"{n} {workload(n).default_cpu_fraction:g}" for n in WITH_CPU_FRACTION)),
     Setting("task", str, None, "your own task, package.module:function (a Celery task object works too); it "
             "becomes the workload", task_reference, "TASK", label="TASK", to_worker=True),
     Setting("args", str, None, "your task's positional arguments, a JSON list (default [])", json_of(list), "ARGS",
@@ -228,13 +248,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
     Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks",
             positive(maximum=MAX_SWITCH_INTERVAL_S), "SWITCH", to_worker=True),
-    Setting("prefetch", int, None, "worker_prefetch_multiplier (default: 1, or 0 = no limit for gevent and "
-            "eventlet)", at_most(whole(0), MAX_PREFETCH, "messages reserved per slot"), "PREFETCH", to_worker=True),
+    Setting("prefetch", int, None, "worker_prefetch_multiplier", at_most(whole(0), MAX_PREFETCH,
+            "messages reserved per slot"), "PREFETCH", to_worker=True,
+            derive=lambda v: pool(v["pool"]).default_prefetch,
+            derived="; ".join(f"{n or '0 = no limit'} for "
+                              f"{_names([p for p in POOL_NAMES if POOLS[p].default_prefetch == n])}"
+                              for n in sorted({p.default_prefetch for p in POOLS.values()}, reverse=True))),
     Setting("sample_hz", float, 50.0, "CPU samples of the worker per second",
             at_least(positive("Hz", MAX_SAMPLE_HZ), MIN_SAMPLE_HZ, "fewer would miss short runs"),
             "SAMPLE_HZ", label="sample rate (Hz)"),
-    Setting("timeout", float, None, "seconds the tasks may take before the run is called stuck (default: "
-            "derived from the work)", positive(maximum=MAX_TIMEOUT_S), "TIMEOUT"),
+    Setting("timeout", float, None, "seconds the tasks may take before the run is called stuck",
+            positive(maximum=MAX_TIMEOUT_S), "TIMEOUT", derived="derived from the work"),
     Setting("background", str, None, f"a workload run beside the measured tasks: {', '.join(BACKGROUND_WORKLOADS)}",
             lambda name, raw: None if str(raw).strip() == "none" else one_of(BACKGROUND_WORKLOADS)(name, raw),
             "BACKGROUND", label="background workload"),
@@ -262,8 +286,7 @@ def make_help() -> str:
     width = max(len(s.make) for s in SETTINGS.values())
     lines = ["  settings of bench (make variables; the same as python -m harness bench flags):"]
     for s in SETTINGS.values():
-        default = "" if s.default is None else f" (default {str(s.default).lower() if s.type is bool else s.default})"
-        lines.append(f"    {s.make:<{width}}  {s.help}{default}")
+        lines.append(f"    {s.make:<{width}}  {s.help}{s.default_text}")
     return "\n".join(lines)
 
 

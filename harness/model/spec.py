@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, make_dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, make_dataclass
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import SpecError
-from harness.model.machine import usable_cores
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import SETTINGS
-from harness.model.workloads import BACKGROUND_STRETCH, Workload, workload
-
+from harness.model.workloads import BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
 OWN_TASK_ALONE_LIMIT_S = 300.0
@@ -24,6 +22,12 @@ OWN_TASK_ALONE_LIMIT_S = 300.0
 # the calibration, the broker's round trips, the summary and figures. Fitted to 6 stored sweeps
 # (12-36 runs each): 1.3-2.1 s a run.
 RUN_OVERHEAD_S = 2.0
+
+
+def slots(concurrency: int, workers: int) -> int:
+    """Tasks held at once by `workers` workers of `concurrency` slots each (one rule for the spec, the lab and
+    a stored run's analysis)."""
+    return concurrency * workers
 
 
 class _RunSpecRules:
@@ -40,6 +44,11 @@ class _RunSpecRules:
     @property
     def kind(self) -> str:
         return self.workload_rules.kind
+
+    @property
+    def slots(self) -> int:
+        """How many tasks the workers can hold at once: each worker's concurrency, times the workers."""
+        return slots(self.concurrency, self.workers)
 
     @property
     def background_duration(self) -> float:
@@ -60,7 +69,7 @@ class _RunSpecRules:
             return OWN_TASK_ALONE_LIMIT_S
         per_task = (task_s if task_s is not None else self.duration) + min(self.switch_interval, 60.0)
         overlaps = self.kind == "io" and "io" in (self.pool_rules.parallel_kinds or ())  # unknown: one at a time
-        waves = math.ceil(self.tasks / (self.concurrency * self.workers)) if overlaps else self.tasks
+        waves = math.ceil(self.tasks / self.slots) if overlaps else self.tasks
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
         return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
 
@@ -93,25 +102,52 @@ class _RunSpecRules:
         return asdict(self)
 
 
-RunSpec = make_dataclass("RunSpec", [(s.name, s.type if s.default is not None else s.type | None)
-                                     for s in SETTINGS.values()], bases=(_RunSpecRules,), frozen=True)
-RunSpec.__doc__ = "One run's settings (fields: harness.model.settings.SETTINGS); make one with build_spec."
-RunSpec.__module__ = __name__
+if TYPE_CHECKING:
+    # What a type checker sees: the fields SETTINGS makes below, as build_spec leaves them (a derived default is
+    # always filled in). tests/offline/test_model.py checks that this list agrees with SETTINGS.
+    @dataclass(frozen=True)
+    class RunSpec(_RunSpecRules):
+        pool: str
+        workload: str
+        concurrency: int
+        workers: int
+        tasks: int
+        duration: float
+        cpu_fraction: float | None
+        task: str | None
+        args: str | None
+        kwargs: str | None
+        task_path: str | None
+        switch_interval: float
+        prefetch: int
+        sample_hz: float
+        timeout: float | None
+        background: str | None
+        background_tasks: int
+        interpreter: str | None
+        gil: str | None
+        gil_probe: bool
+        events: bool
+else:
+    RunSpec = make_dataclass("RunSpec", [(s.name, s.type if s.default is not None else s.type | None)
+                                         for s in SETTINGS.values()], bases=(_RunSpecRules,), frozen=True)
+    RunSpec.__doc__ = "One run's settings (fields: harness.model.settings.SETTINGS); make one with build_spec."
+    RunSpec.__module__ = __name__
 
 
 def _own_task_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
     """TASK makes the user's function the workload; its arguments and path mean nothing without it."""
     if v["task"] is None:
-        if v["workload"] == "task":
-            raise SpecError("workload 'task' runs your own function: give TASK=package.module:function")
+        if v["workload"] == OWN_TASK:
+            raise SpecError(f"workload {OWN_TASK!r} runs your own function: give TASK=package.module:function")
         given = [name for name in ("args", "kwargs", "task_path") if v[name] is not None]
         if given:
             raise SpecError(f"{', '.join(SETTINGS[n].make for n in given)} apply only to your own task: "
                             "give TASK=package.module:function too")
         return
-    if raw.get("workload") not in (None, "", "task"):
+    if raw.get("workload") not in (None, "", OWN_TASK):
         raise SpecError(f"TASK runs your own function as the workload; leave WORKLOAD out (it is {raw['workload']!r})")
-    v["workload"] = "task"
+    v["workload"] = OWN_TASK
     v["args"] = v["args"] if v["args"] is not None else "[]"
     v["kwargs"] = v["kwargs"] if v["kwargs"] is not None else "{}"
     v["task_path"] = v["task_path"] if v["task_path"] is not None else os.getcwd()
@@ -122,19 +158,16 @@ def build_spec(**raw: Any) -> RunSpec:
     unknown = set(raw) - set(SETTINGS)
     if unknown:
         raise SpecError(f"unknown setting {', '.join(sorted(unknown))}; allowed: {', '.join(SETTINGS)}")
-    v = {name: setting.validate(raw.get(name)) for name, setting in SETTINGS.items()}
-    if v["concurrency"] is None:
-        v["concurrency"] = usable_cores()
-    if v["tasks"] is None:
-        v["tasks"] = 4 * v["concurrency"] * v["workers"]
+    v: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        v[name] = setting.validate(raw.get(name))
+        if v[name] is None and setting.derive is not None:  # from the settings before it
+            v[name] = setting.derive(v)
     _own_task_rules(v, raw)
-    if v["cpu_fraction"] is not None and v["workload"] != "mixed":
-        raise SpecError(f"CPU fraction applies to the mixed workload only, not to {v['workload']!r}")
-    if v["workload"] == "mixed" and v["cpu_fraction"] is None:
-        v["cpu_fraction"] = 0.5
+    if raw.get("cpu_fraction") not in (None, "") and workload(v["workload"]).default_cpu_fraction is None:
+        raise SpecError(f"CPU fraction applies to the {' and '.join(WITH_CPU_FRACTION)} workload only, "
+                        f"not to {v['workload']!r}")
     rules = pool(v["pool"])
-    if v["prefetch"] is None:
-        v["prefetch"] = rules.default_prefetch
     if v["background"] is None:
         v["background_tasks"] = 0
     elif v["background_tasks"] == 0:

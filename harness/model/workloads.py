@@ -6,8 +6,9 @@ arguments and reads results from the same record.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from workloads import functions
 
@@ -57,6 +58,11 @@ class Workload:
     # Its tasks touch objects they share (cpu_shared: contention on a free-threaded build is its lesson).
     # The user's own task may: nothing is known of it.
     shares_objects: bool = False
+    # Finishes on the wall clock whether or not it got the CPU (busy_wait, the tutorials' spin): its "speedup"
+    # beside others is phantom parallelism, said as such (harness.analysis.summary) and drawn dashed.
+    wall_clock: bool = False
+    # The share of a task's time alone that is CPU, when the workload takes one (CPU_FRACTION): its default.
+    default_cpu_fraction: float | None = None
 
     @property
     def own(self) -> bool:
@@ -75,28 +81,21 @@ class Workload:
         (assumed to do the same work on every call with the same arguments)."""
         return self.calibration is not None or self.own
 
-    @property
-    def measured_alone(self) -> bool:
-        """Whether a run first times one task alone: its serial reference.
-
-        Fixed work must be timed alone, since how long it takes is what is measured. A task defined
-        by its duration (a sleep, a wall-clock spin, timed round trips) takes that duration alone.
-        """
-        return self.fixed_work
-
     def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None,
                   cpu_fraction: float | None = None, own_args: list | None = None) -> list:
         """The Celery task's arguments: the calibrated amount of work, or a duration (and where to talk),
         or for the user's own task the arguments the user gave."""
         if self.own:
             return list(own_args or [])
-        if self.kind == "mixed":
+        if self.default_cpu_fraction is not None:
+            cpu_fraction = self.default_cpu_fraction if cpu_fraction is None else cpu_fraction
             rounds = max(1, round(duration / MIXED_ROUND_S))
             burst = round(calibration["iterations_per_s"] * cpu_fraction * duration / rounds)
             return [burst, (1 - cpu_fraction) * duration / rounds, rounds]
         if self.calibration is not None:
             return [calibration[self.calibration.unit]]
         if self.needs_echo:
+            assert echo is not None, f"{self.name} talks to the echo service: its address is needed"
             host, port = echo
             return [duration, host, port]
         return [duration]
@@ -104,7 +103,8 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("busy_wait", "python-cpu", functions.busy_wait,
-             "the tutorials' wall-clock spin: finishes on time whether or not it got the CPU", background_ok=True),
+             "the tutorials' wall-clock spin: finishes on time whether or not it got the CPU", background_ok=True,
+             wall_clock=True),
     Workload("cpu", "python-cpu", functions.cpu, "a fixed amount of pure-Python arithmetic",
              calibration=Calibration("iterations", 100_000), background_ok=True),
     Workload("cpu_shared", "python-cpu", functions.cpu_shared,
@@ -116,10 +116,13 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("gil_release", "c-cpu", functions.gil_release, "hashlib.sha256 over a 4 MiB buffer, GIL released",
              calibration=Calibration("rounds", 4, {"chunk_bytes": functions.GIL_RELEASE_CHUNK}), background_ok=True),
     Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
-             "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu")),
+             "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
 )}
 WORKLOAD_NAMES = tuple(WORKLOADS)
+# The workload that runs the user's own function (TASK=...), and those that take a CPU_FRACTION.
+OWN_TASK = next(name for name, w in WORKLOADS.items() if w.own)
+WITH_CPU_FRACTION = tuple(name for name, w in WORKLOADS.items() if w.default_cpu_fraction is not None)
 BACKGROUND_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.background_ok)
 # Background tasks last this many times the measured tasks' duration, to cover them.
 BACKGROUND_STRETCH = 1.5

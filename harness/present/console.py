@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-
 from typing import TYPE_CHECKING
 
 from harness.analysis import trust
@@ -18,7 +17,9 @@ if TYPE_CHECKING:
 def slots_text(spec: dict) -> str:
     """"concurrency 4", or with several workers "2 workers x concurrency 2"."""
     workers = spec.get("workers", 1)
-    return f"{workers} workers x concurrency {spec['concurrency']}" if workers > 1 else f"concurrency {spec['concurrency']}"
+    return (f"{workers} workers x concurrency {spec['concurrency']}" if workers > 1
+            else f"concurrency {spec['concurrency']}")
+
 
 def _num(value: object, fmt: str, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -92,7 +93,7 @@ def summary_table(run: Run, where: bool = True) -> str:
                  "as requested" if s["switch_interval_ok"] else "NOT as requested"))
     if spec.get("task"):
         what = f"{spec['tasks']} x {spec['task']}({_call_args(spec)})"
-    elif spec["workload"] == "mixed":
+    elif spec.get("cpu_fraction") is not None:  # mixed work
         what = f"{spec['tasks']} tasks of {spec['duration']:g} s, {spec['cpu_fraction']:.0%} CPU"
     else:
         what = f"{spec['tasks']} tasks of {spec['duration']:g} s"
@@ -101,7 +102,8 @@ def summary_table(run: Run, where: bool = True) -> str:
     interpreter = run.manifest["settings"].get("worker_interpreter") or {}
     if interpreter.get("requested"):
         head += (f", worker on {interpreter['implementation']} {interpreter['version']}"
-                 + (f" free-threaded (GIL {spec.get('gil') or 'off by default'})" if interpreter["free_threaded"] else ""))
+                 + (f" free-threaded (GIL {spec.get('gil') or 'off by default'})" if interpreter["free_threaded"]
+                    else ""))
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     lines = [head, "-" * len(head)]
@@ -124,7 +126,7 @@ def machine_text(manifest: dict) -> str:
     return "; ".join(parts) or "nothing else recorded"
 
 
-def advice_text(advice: "Advice", folder: object) -> str:
+def advice_text(advice: Advice, folder: object) -> str:
     """The advisor's answer for a terminal: the recommendation, why, then every candidate measured."""
     from harness.analysis.advice import COLUMNS
 

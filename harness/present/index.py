@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from harness.analysis.trust import disturbance_cause
-from harness.results.files import settle_running
+from harness.present.console import slots_text
 from harness.present.page import page
+from harness.results.files import settle_running
 
 COLUMNS = ("when", "kind", "what", "status", "result", "trust", "open")
 
@@ -21,9 +22,7 @@ def _run_row(folder: Path, manifest: dict) -> dict:
     spec, s = manifest.get("spec") or {}, manifest.get("summary") or {}
     if not spec:  # a run that failed before its settings were stored
         return {"kind": "run", "what": folder.name, "result": "", "trust": ""}
-    slots = f"concurrency {spec.get('concurrency')}" + (f" x {spec['workers']} workers" if spec.get("workers", 1) > 1
-                                                          else "")
-    what = f"{spec.get('pool')} pool, {spec.get('task') or spec.get('workload')}, {slots}"
+    what = f"{spec.get('pool')} pool, {spec.get('task') or spec.get('workload')}, {slots_text(spec)}"
     result = (f"{s['speedup']:.2f}x on {s.get('mean_cores_used', float('nan')):.2f} cores"
               if isinstance(s.get("speedup"), (int, float)) else "")
     if s.get("disturbed"):
@@ -42,7 +41,8 @@ def _sweep_row(folder: Path, manifest: dict) -> dict:
     runs = manifest.get("runs") or []
     done = sum(e.get("status") == "complete" for e in runs)
     marks = ["quick" if manifest.get("quick") else f"{exp.get('repeats')} repeats"]
-    return {"kind": "advisor" if manifest.get("advisor") else "sweep", "what": f"{exp.get('name')}: {exp.get('question')}",
+    return {"kind": "advisor" if manifest.get("advisor") else "sweep",
+            "what": f"{exp.get('name')}: {exp.get('question')}",
             "result": f"{done} of {len(runs)} runs", "trust": ", ".join(marks)}
 
 

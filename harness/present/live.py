@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Watch = Callable[[list[dict], "float | None"], None]
 BLOCK = "█"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.lab.interpreters import PROJECT_ROOT
+from harness.project import PROJECT_ROOT
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;
 font-size:17px;line-height:1.45}h1{font-size:1.8em}table{border-collapse:collapse;font-size:.88em;margin:1em 0;
@@ -25,7 +25,8 @@ img{max-width:100%;margin:1em 0}.reading li{margin:.4em 0;font-size:1.08em}
 COLUMN_NAMES = {
     "label": "cell", "n": "repeats", "speedup": "speedup (x)", "speedup_95ci": "95% interval",
     "disturbed": "disturbed repeats", "unsteady": "unsteady repeats", "machine_drift": "machine drift",
-    "steal_cores": "steal (cores)", "vs_solo": "tasks/s vs solo nearest in time (x)", "ideal_speedup": "ideal (x)", "efficiency": "efficiency",
+    "steal_cores": "steal (cores)", "vs_solo": "tasks/s vs solo nearest in time (x)", "ideal_speedup": "ideal (x)",
+    "efficiency": "efficiency",
     "makespan_s": "makespan (s)", "mean_tasks_running": "tasks running", "mean_cores_used": "CPU cores used",
     "pss_peak_mib": "memory (MiB PSS)", "gil_wait_mean_s": "GIL wait per task (s)",
     "task_stretch": "task time vs alone (x)", "second_start_delay_s": "2nd task starts after (s)",

@@ -62,11 +62,12 @@ def by_switch_interval(table: pd.DataFrame, axes: list[str]) -> list[str]:
     groups = table.groupby(others, sort=False) if others else [((), table)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        name = " ".join(f"{a}={v}" for a, v in zip(others, key)) or "all"
+        name = " ".join(f"{a}={v}" for a, v in zip(others, key, strict=False)) or "all"
         group = group.sort_values("switch_interval")
         lo, hi = group.iloc[0], group.iloc[-1]
         text = (f"{name}: the second task started {_s(lo['second_start_delay_s'])} after the first at "
-                f"interval {lo['switch_interval']:g} s, {_s(hi['second_start_delay_s'])} at {hi['switch_interval']:g} s")
+                f"interval {lo['switch_interval']:g} s, {_s(hi['second_start_delay_s'])} at "
+                f"{hi['switch_interval']:g} s")
         if group["rtt_mean_s"].notna().any():
             text += (f"; I/O round trips averaged {_s(lo['rtt_mean_s'])} at {lo['switch_interval']:g} s and "
                      f"{_s(hi['rtt_mean_s'])} at {hi['switch_interval']:g} s")

@@ -43,7 +43,7 @@ def sweep_cores(sweep: Sweep) -> int:
     return int(env.get("cpu_affinity") or env.get("cpu_count_logical") or 1)
 
 
-def _advice(advice: "Advice") -> str:
+def _advice(advice: Advice) -> str:
     lines = "".join(f"<li>{html.escape(note)}</li>" for note in advice.notes)
     candidates = advice.candidates.rename(columns=ADVICE_COLUMNS)
     table = numbers_table(candidates, list(candidates.columns))
@@ -73,7 +73,7 @@ def _with_interval(table: pd.DataFrame) -> pd.DataFrame:
     if "speedup_ci_low" not in table:
         return table
     ci = [f"{lo:.2f}-{hi:.2f}" if pd.notna(lo) else "" for lo, hi in zip(table["speedup_ci_low"],
-                                                                         table["speedup_ci_high"])]
+                                                                         table["speedup_ci_high"], strict=False)]
     return table.assign(speedup_95ci=ci)
 
 
@@ -85,7 +85,8 @@ def _runs(manifest: dict) -> str:
         run = e.get("run")
         links = (f"<a href='runs/{html.escape(run)}/trace.json'>trace.json</a> · "
                  f"<a href='runs/{html.escape(run)}/parallelism.png'>parallelism</a> · "
-                 f"<a href='runs/{html.escape(run)}/timeline.png'>timeline</a>") if run and e["status"] == "complete" else ""
+                 f"<a href='runs/{html.escape(run)}/timeline.png'>"
+                 "timeline</a>") if run and e["status"] == "complete" else ""
         rows.append(f"<tr><td style='text-align:left'>{html.escape(labels[e['cell']])}</td><td>{e['repeat'] + 1}</td>"
                     f"<td>{html.escape(e['status'])}</td><td style='text-align:left'>{links}</td></tr>")
     return ("<details><summary>Every run, with its zoomable timeline (open one with "
@@ -93,8 +94,8 @@ def _runs(manifest: dict) -> str:
             f"<th>repeat</th><th>status</th><th>files</th></tr>{''.join(rows)}</table></details>")
 
 
-def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice: "Advice | None" = None,
-                 judgement: "Judgement | None" = None) -> Path:
+def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice: Advice | None = None,
+                 judgement: Judgement | None = None) -> Path:
     """report.html for a sweep folder, from its summary table and figures; returns the report's path."""
     manifest, folder = sweep.manifest, sweep.path
     axes, exp = manifest["axes"], manifest["experiment"]

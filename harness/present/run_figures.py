@@ -14,7 +14,6 @@ from harness.analysis.trust import disturbance_cause
 from harness.model.pools import pool
 from harness.present.style import WIDE, legend_below, plt, run_title, save
 
-
 # Fill and edge colour of a task's bar, by its role in the run.
 ROLE_COLORS = {"foreground": ("#9ecae1", "#3182bd"), "background": ("#fdd0a2", "#e6550d"),
                "reference": ("#d9d9d9", "#636363")}
@@ -32,11 +31,11 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     starts = t["started"] - t0
     share = (t["cpu_s"] / t["run_s"]).clip(0, 1).where(t["run_s"] > 0)
     edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
-    colors = [_shade(ROLE_COLORS[r][1], f) for r, f in zip(role, share)]
+    colors = [_shade(ROLE_COLORS[r][1], f) for r, f in zip(role, share, strict=False)]
     ax.barh(lane, t["run_s"], left=starts, height=0.7, color=colors,
             edgecolor=role.map(lambda r: ROLE_COLORS[r][1]) if edge else "none")
     if len(t) <= 40:  # the share written on each bar, where there is room to read it
-        for y, x, w, f in zip(lane, starts, t["run_s"], share):
+        for y, x, w, f in zip(lane, starts, t["run_s"], share, strict=False):
             if pd.notna(f) and w > 0.06 * max(float((t["finished"] - t0).max()), 1e-9):
                 ax.text(x + w / 2, y, f"{f:.0%} CPU", ha="center", va="center", fontsize=12,
                         color="white" if f > 0.55 else "#222")
@@ -51,7 +50,8 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     handles = [Patch(facecolor=_shade("#3182bd", 1.0), label="task running, all of it on a CPU"),
                Patch(facecolor=_shade("#3182bd", 0.2), edgecolor="#3182bd",
                      label="task running, little of it on a CPU (waiting: GIL, I/O)")]
-    for other, label in (("reference", "one task alone, before and after (the reference)"), ("background", "background task")):
+    for other, label in (("reference", "one task alone, before and after (the reference)"),
+                         ("background", "background task")):
         if (role == other).any():
             handles.append(Patch(facecolor=ROLE_COLORS[other][0], edgecolor=ROLE_COLORS[other][1], label=label))
     legend_below(ax, handles, ncol=2)

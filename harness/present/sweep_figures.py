@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from harness.analysis.stats import KEEPS_UP, stops_paying_off
+from harness.model.workloads import workload as workload_record
 from harness.present.style import POOL_COLORS, WIDE, legend_below, plt, save
 
 
@@ -45,7 +46,7 @@ def _line_groups(table: pd.DataFrame, axes: list[str], x: str):
         return
     for key, group in table.groupby(others, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        yield " ".join(f"{a}={v}" for a, v in zip(others, key)), group.sort_values(x)
+        yield " ".join(f"{a}={v}" for a, v in zip(others, key, strict=False)), group.sort_values(x)
 
 
 def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str, ylabel: str, title: str,
@@ -88,7 +89,7 @@ def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
 def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
     panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
     fig, axs = plt.subplots(1, len(panels), figsize=(max(WIDE[0], 6.4 * len(panels)), WIDE[1]), squeeze=False)
-    for ax, workload in zip(axs[0], panels):
+    for ax, workload in zip(axs[0], panels, strict=False):
         part = table if workload is None else table[table["workload"] == workload]
         line_axes = [a for a in axes if a != "workload"]
         if "tasks" in line_axes and part.groupby("concurrency")["tasks"].nunique().max() == 1:
@@ -138,8 +139,10 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
     fig, (left_ax, right_ax) = plt.subplots(1, 2, figsize=(max(WIDE[0], 15), WIDE[1]))
     for label, group in _line_groups(table, axes, "switch_interval"):
         pool = group["pool"].iloc[0] if "pool" in group else None
+        # Dashed: work that finishes on the wall clock (its "speedup" may be phantom), or no background beside it.
+        wall_clock = "workload" in group and workload_record(group["workload"].iloc[0]).wall_clock
         style = dict(marker="o", capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool),
-                     ls="--" if "busy_wait" in label or "background=none" in label else "-")
+                     ls="--" if wall_clock or "background=none" in label else "-")
         left_ax.errorbar(group["switch_interval"], group["second_start_delay_s"],
                          yerr=_err(group, "second_start_delay_s"), **style)
         right_ax.errorbar(group["switch_interval"], group[right], yerr=_err(group, right), **style)
@@ -161,12 +164,13 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
 def topology(table: pd.DataFrame, path: Path) -> Path:
     """Speedup (top) and worker memory (bottom) by how the slots are split among workers, a column per workload."""
     workloads = list(dict.fromkeys(table["workload"])) if "workload" in table else [None]
-    fig, axs = plt.subplots(2, len(workloads), figsize=(max(WIDE[0], 6.5 * len(workloads) + 1), 9), squeeze=False, sharex=True)
+    fig, axs = plt.subplots(2, len(workloads), figsize=(max(WIDE[0], 6.5 * len(workloads) + 1), 9), squeeze=False,
+                            sharex=True)
     for col, name in enumerate(workloads):
         rows = table[table["workload"] == name] if name is not None else table
         for pool, group in rows.groupby("pool", sort=False) if "pool" in rows else [(None, rows)]:
             group = group.sort_values("workers")
-            shape = [f"{w}x{c}" for w, c in zip(group["workers"], group["concurrency"])]
+            shape = [f"{w}x{c}" for w, c in zip(group["workers"], group["concurrency"], strict=False)]
             style = dict(marker="o", capsize=3, lw=2, label=pool, color=POOL_COLORS.get(pool))
             axs[0, col].errorbar(shape, group["speedup"], yerr=_err(group, "speedup"), **style)
             _mark_disturbed(axs[0, col], shape, group["speedup"], group)

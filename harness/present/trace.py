@@ -66,13 +66,14 @@ def _drift(reference: pd.DataFrame, t0: float) -> list[dict]:
     if len(runs) < 2 or not runs.median() > 0:
         return []
     return [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "one task alone (x their median)", "ts": _us(s - t0),
-             "args": {"x": round(float(r / runs.median()), 3)}} for s, r in zip(reference["started"], runs)]
+             "args": {"x": round(float(r / runs.median()), 3)}}
+            for s, r in zip(reference["started"], runs, strict=False)]
 
 
 def _counters(tasks: pd.DataFrame, samples: pd.DataFrame, t0: float) -> list[dict]:
     running = timing.running_over_time(tasks)
     events = [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "tasks running", "ts": _us(t - t0),
-               "args": {"tasks": int(n)}} for t, n in zip(running["t"], running["running"])]
+               "args": {"tasks": int(n)}} for t, n in zip(running["t"], running["running"], strict=False)]
     if samples.empty:
         return events
     series = {"worker's CPU cores": cpu.cores_over_time(samples, "process")}
@@ -88,7 +89,8 @@ def _counters(tasks: pd.DataFrame, samples: pd.DataFrame, t0: float) -> list[dic
             series["other processes' CPU cores"] = pd.DataFrame({"t": machine["t"], "cores": other})
     for name, frame in series.items():  # from the first submit on: the trace's time 0
         events += [{"ph": "C", "pid": MACHINE, "tid": 0, "name": name, "ts": _us(t - t0),
-                    "args": {"cores": round(float(c), 3)}} for t, c in zip(frame["t"], frame["cores"]) if t >= t0]
+                    "args": {"cores": round(float(c), 3)}}
+                   for t, c in zip(frame["t"], frame["cores"], strict=False) if t >= t0]
     return events
 
 

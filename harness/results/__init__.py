@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.results.paths import LATEST
 from harness.results.run_folder import Run, RunFolder, load_run
 from harness.results.sweep_folder import Sweep, load_sweep
 
@@ -15,7 +16,7 @@ def is_sweep(path: str | Path) -> bool:
     return (Path(path) / "sweep.json").exists()
 
 
-def load(path: str | Path = "results/latest") -> Run | Sweep:
+def load(path: str | Path = LATEST) -> Run | Sweep:
     """A run folder or a sweep folder, whichever `path` is."""
     return load_sweep(path) if is_sweep(path) else load_run(path)
 

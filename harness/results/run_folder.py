@@ -39,6 +39,7 @@ import pandas as pd
 
 from harness.errors import ResultsError
 from harness.results.files import read_json, settle_running, write_atomic, write_frame
+from harness.results.paths import LATEST
 from harness.results.versions import upgrade
 
 SCHEMA_VERSION = 3
@@ -173,7 +174,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return settle_running(upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path), "run")
 
 
-def load_run(path: str | Path = "results/latest", allow_incomplete: bool = False) -> Run:
+def load_run(path: str | Path = LATEST, allow_incomplete: bool = False) -> Run:
     """Read a run folder. Refuses an incomplete run unless `allow_incomplete`."""
     path = Path(path)
     manifest = read_manifest(path)

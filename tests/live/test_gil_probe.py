@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+
 @pytest.mark.parametrize("interval", [0.01, 0.05])
 def test_threads_pass_the_gil_at_the_switch_interval(bench, interval):
     run = bench(pool="threads", workload="cpu", concurrency=2, tasks=2, duration=0.8, switch_interval=interval,

@@ -1,18 +1,18 @@
 """The worker's interpreter as an axis: pyenv's GIL builds here, and a free-threaded build where one is found.
 
 A free-threaded interpreter is taken from LAB_FREETHREADED_PYTHON, else python3.14t or python3.13t as
-the lab finds them (PATH, pyenv, uv); without one those tests are skipped, saying so. (On these machines ../shared/tools/freethreaded-python
+the lab finds them (PATH, pyenv, uv); without one those tests are skipped, saying so. (On these machines
+../shared/tools/freethreaded-python
 builds one in about 10 minutes; the tests never build it.)
 """
 from __future__ import annotations
 
 import pytest
+from lab_process import assert_speedup_physical_or_marked, measured_steadily, pyenv_python
 
 from harness.errors import SpecError
 from harness.lab.interpreters import find_free_threaded
 from harness.model.machine import usable_cores
-
-from lab_process import assert_speedup_physical_or_marked, measured_steadily, pyenv_python
 
 FT = find_free_threaded()
 needs_ft = pytest.mark.skipif(FT is None, reason="no free-threaded interpreter found: set LAB_FREETHREADED_PYTHON "

@@ -6,13 +6,13 @@ import shutil
 
 import pandas as pd
 import pytest
+from lab_process import ROOT, assert_speedup_physical_or_marked, harness, measured_steadily, pyenv_python
 
 from harness.model.experiment import load_experiment
 from harness.model.machine import usable_cores
 from harness.pipeline import report
-from harness.sweeps import run_sweep, start_sweep
 from harness.present.page import FIGURE_ALT
-from lab_process import ROOT, assert_speedup_physical_or_marked, harness, pyenv_python, measured_steadily
+from harness.sweeps import run_sweep, start_sweep
 
 PY313 = pyenv_python("3.13")
 needs_313 = pytest.mark.skipif(PY313 is None, reason="the interpreters pool needs CPython 3.13+: pyenv has none here")
@@ -103,7 +103,7 @@ def test_the_topology_experiment_runs_end_to_end(tmp_path, redis_url):
     manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
     assert manifest["status"] == "complete" and len(manifest["runs"]) == 6
     table = pd.read_csv(folder / "summary.csv")
-    shapes = sorted(zip(table["pool"], table["workers"], table["concurrency"]))
+    shapes = sorted(zip(table["pool"], table["workers"], table["concurrency"], strict=False))
     assert shapes == sorted((p, w, 4 // w) for p in ("threads", "prefork") for w in (1, 2, 4))
     # The topology figure is in the report, with its alt text (harness.present.page.FIGURE_ALT).
     assert f'alt="{FIGURE_ALT["topology"]}"' in report(folder).read_text() and (folder / "topology.png").exists()

@@ -12,7 +12,7 @@ import pytest
 import redis
 from lab_process import Watched, finish, is_broker, start, wait_for, worker_of
 
-from harness.errors import RunFailed, RunLoadError
+from harness.errors import ResultsError, RunFailed
 from harness.results import load_run
 
 
@@ -33,7 +33,7 @@ def test_a_task_that_raises_fails_the_run_but_keeps_every_record(bench, monkeypa
     run = load_run(folder, allow_incomplete=True)
     assert run.status == "failed" and "raised an error" in run.manifest["reason"]
     assert len(run.tasks) == 4 and run.tasks["error"].str.contains("fault injected").all()
-    with pytest.raises(RunLoadError, match="run is failed, not complete"):
+    with pytest.raises(ResultsError, match="run is failed, not complete"):
         load_run(folder)
 
 

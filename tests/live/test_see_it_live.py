@@ -35,7 +35,8 @@ def test_the_live_view_follows_a_run_as_its_tasks_finish(redis_url, tmp_path):
     assert cores and 0.5 < max(cores) < 1.6  # threads on Python CPU work: one core at a time
     trace = json.loads((run.path / "trace.json").read_text())
     lanes = [e for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == 1]
-    assert len(lanes) == 2 and sum(e["ph"] == "X" and e["pid"] == 1 for e in trace["traceEvents"]) == 10  # 8, and 2 alone
+    assert len(lanes) == 2 and sum(e["ph"] == "X" and e["pid"] == 1
+                                   for e in trace["traceEvents"]) == 10  # 8, and 2 alone
 
 
 def test_a_bench_in_a_pipe_prints_plain_progress_lines_and_writes_its_trace_and_the_index(workdir):

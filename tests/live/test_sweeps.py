@@ -6,8 +6,8 @@ from pathlib import Path
 
 from harness.model.experiment import load_experiment
 from harness.pipeline import compare, report
-from harness.sweeps import run_sweep, start_sweep
 from harness.results.sweep_folder import load_sweep_manifest
+from harness.sweeps import run_sweep, start_sweep
 
 
 def write(tmp_path, text: str, name="exp.toml") -> Path:

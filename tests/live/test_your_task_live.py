@@ -53,11 +53,11 @@ def test_bad_input_is_refused_before_anything_starts(workdir):
 
 
 def test_the_advisor_recommends_prefork_for_cpu_work_and_an_overlapping_pool_for_io(workdir):
-    cpu = harness("advise", "--task", "examples.tasks:parse_logs", "--quick", cwd=workdir, timeout=300)
+    cpu = harness("advise", "--task", "examples.tasks:parse_logs", "--once", cwd=workdir, timeout=300)
     assert cpu.returncode == 0, cpu.stderr
     assert cpu.stdout.startswith("Recommendation: prefork pool at concurrency"), cpu.stdout
     assert "is CPU under the GIL" in cpu.stdout
-    io = harness("advise", "--task", "examples.tasks:call_service", "--quick", cwd=workdir, timeout=300)
+    io = harness("advise", "--task", "examples.tasks:call_service", "--once", cwd=workdir, timeout=300)
     assert io.returncode == 0, io.stderr
     first = io.stdout.splitlines()[0]
     assert any(first.startswith(f"Recommendation: {p} pool") for p in ("threads", "gevent", "eventlet")), io.stdout

@@ -119,7 +119,8 @@ def test_memory_sums_the_tree_at_each_sample_and_keeps_the_peak():
 
 def crossover_table():
     rows = []
-    for f, thr, pre, gev in [(0.0, 3.8, 3.7, 3.75), (0.25, 3.35, 3.4, 3.2), (0.5, 1.85, 2.9, 1.65), (1.0, 0.97, 1.76, 0.93)]:
+    for f, thr, pre, gev in [(0.0, 3.8, 3.7, 3.75), (0.25, 3.35, 3.4, 3.2), (0.5, 1.85, 2.9, 1.65),
+                             (1.0, 0.97, 1.76, 0.93)]:
         for pool_name, speedup in (("threads", thr), ("prefork", pre), ("gevent", gev)):
             ideal = pool(pool_name).ideal_speedup("mixed", 4, 16, 2, cpu_fraction=f)
             rows.append({"cell": len(rows), "label": f"pool={pool_name} cpu_fraction={f}", "pool": pool_name,

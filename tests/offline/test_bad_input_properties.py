@@ -35,8 +35,10 @@ def not_a_positive_number():
 
 
 INVALID = st.one_of(
-    st.tuples(st.just("--pool"), st.text(min_size=1, max_size=12).filter(lambda t: t.strip() not in POOLS and not t.startswith("-"))),
-    st.tuples(st.just("--workload"), st.text(min_size=1, max_size=12).filter(lambda t: t.strip() not in WORKLOADS and not t.startswith("-"))),
+    st.tuples(st.just("--pool"),
+              st.text(min_size=1, max_size=12).filter(lambda t: t.strip() not in POOLS and not t.startswith("-"))),
+    st.tuples(st.just("--workload"),
+              st.text(min_size=1, max_size=12).filter(lambda t: t.strip() not in WORKLOADS and not t.startswith("-"))),
     st.tuples(st.just("--concurrency"), not_a_whole_number_at_least(1)),
     st.tuples(st.just("--tasks"), not_a_whole_number_at_least(1)),
     st.tuples(st.just("--duration"), not_a_positive_number()),

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BAD_SETTINGS = [
     (["--pool", "forkserver"], "unknown pool 'forkserver'; allowed: prefork, threads, solo, gevent, eventlet"),
-    (["--workload", "sleep"], "unknown workload 'sleep' (did you mean 'io_sleep'?); allowed: busy_wait, cpu, cpu_shared, io_sleep, "
+    (["--workload", "sleep"], "unknown workload 'sleep' (did you mean 'io_sleep'?); allowed: busy_wait, cpu, "
+                                 "cpu_shared, io_sleep, "
                                  "io_net, gil_release"),
     (["--concurrency", "0"], "concurrency must be a whole number >= 1"),
     (["--concurrency", "two"], "concurrency must be a whole number >= 1"),
@@ -78,7 +79,8 @@ def test_green_pool_that_does_not_import_is_refused(workdir, pool):
     shadow = workdir / "shadow"
     shadow.mkdir()
     (shadow / f"{pool}.py").write_text(f"raise ImportError('no {pool} on this machine')\n")
-    out = harness("bench", "--pool", pool, "--tasks", "1", cwd=workdir, env={"PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])})
+    out = harness("bench", "--pool", pool, "--tasks", "1", cwd=workdir,
+                  env={"PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])})
     assert out.returncode == 2
     assert f"pool '{pool}' needs the {pool} package" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -38,13 +38,14 @@ def test_seed_demo_is_the_tutorial_exactly():
     exp = load_experiment(ROOT / "experiments" / "seed-demo.toml")
     assert {c["pool"] for c in exp.cells()} == {"threads", "prefork"}
     for cell in exp.cells():
-        assert (cell["workload"], cell["duration"], cell["tasks"], cell["switch_interval"]) == ("busy_wait", 10.0, 2, 10.0)
+        assert (cell["workload"], cell["duration"], cell["tasks"],
+                cell["switch_interval"]) == ("busy_wait", 10.0, 2, 10.0)
 
 
 def test_switch_interval_axis_is_log_spaced_from_a_microsecond_to_ten_seconds():
     values = load_experiment(ROOT / "experiments" / "switch-interval.toml").axes["switch_interval"]
     assert min(values) == 1e-6 and max(values) == 10.0
-    ratios = {round(b / a) for a, b in zip(values, values[1:])}
+    ratios = {round(b / a) for a, b in zip(values, values[1:], strict=False)}
     assert ratios == {10}
 
 
@@ -55,14 +56,16 @@ def test_concurrency_in_cores_is_resolved_and_duplicates_dropped():
 
 
 BAD_FILES = [
-    ('name = "x"\nquestion = "q"\ncolour = 1\n[axes]\npool = ["threads"]', "unknown key 'colour'; allowed: name, question"),
+    ('name = "x"\nquestion = "q"\ncolour = 1\n[axes]\npool = ["threads"]',
+     "unknown key 'colour'; allowed: name, question"),
     ('name = "x"\nquestion = "q"\n[axes]\nflavour = ["a"]', "unknown axis axes.flavour; allowed: pool, workload"),
     ('name = "x"\nquestion = "q"\n[axes]\npool = []', "axes.pool is empty"),
     ('name = "x"\nquestion = "q"\n[axes]\npool = "threads"', "axes.pool must be a list of values"),
     ('name = "x"\nquestion = "q"\n[axes]\nconcurrency = ["two"]', "axes.concurrency: 'two' is not a whole number"),
     ('name = "x"\nquestion = "q"\n[axes]\nduration = [true]', "axes.duration: True is not a number"),
     ('name = "x"\nquestion = "q"\n[fixed]\npool = 3\n[axes]\nworkload = ["cpu"]', "fixed.pool: 3 is not a string"),
-    ('name = "x"\nquestion = "q"\n[axes]\npool = ["thread"]', "unknown pool 'thread' (did you mean 'threads'?); allowed: prefork"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = ["thread"]',
+     "unknown pool 'thread' (did you mean 'threads'?); allowed: prefork"),
     ('name = "x"\nquestion = "q"\n[axes]\nduration = [-1]', "duration must be a number > 0"),
     ('name = "x"\nquestion = "q"\nrepeats = 0\n[axes]\npool = ["solo"]', "repeats must be a whole number >= 1"),
     ('name = "x"\nquestion = "q"\n[fixed]\npool = "solo"\n[axes]\npool = ["solo"]', "pool is both fixed and an axis"),

@@ -124,8 +124,8 @@ def test_results_that_are_a_file_are_refused_before_anything_starts(tmp_path, cl
 
 def test_one_process_at_a_time_runs_a_sweep_and_a_resume_checks_its_cells_first(tmp_path):
     from harness.errors import UsageError
-    from harness.sweeps import run_sweep
     from harness.results.files import sweep_lock
+    from harness.sweeps import run_sweep
 
     folder = tmp_path / "sweep"
     shutil.copytree(DATA / "sweep-tiny", folder)

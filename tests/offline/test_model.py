@@ -53,7 +53,7 @@ def test_a_pool_and_a_workload_are_each_one_record():
     for w in WORKLOADS.values():
         assert w.kind in KINDS
         assert callable(w.function) or w.own  # the user's own task is imported by the worker
-        assert w.fixed_work == (w.name in ("cpu", "cpu_shared", "gil_release", "mixed", "task")) == w.measured_alone
+        assert w.fixed_work == (w.name in ("cpu", "cpu_shared", "gil_release", "mixed", "task"))
 
 
 def test_celery_task_names_come_from_the_workload_registry():
@@ -82,7 +82,8 @@ def test_the_worker_reads_back_what_the_harness_sends():
 
 
 @pytest.mark.parametrize("error,code", [(SpecError, EXIT_USAGE), (ExperimentError, EXIT_USAGE),
-                                        (BrokerError, EXIT_USAGE), (RunFailed, EXIT_FAILED), (WorkerError, EXIT_FAILED)])
+                                        (BrokerError, EXIT_USAGE), (RunFailed, EXIT_FAILED),
+                                        (WorkerError, EXIT_FAILED)])
 def test_each_error_carries_its_exit_code(error, code):
     assert error("x").exit_code == code
 
@@ -97,3 +98,26 @@ def test_empty_means_the_default_but_spaces_are_refused(setting):
     assert build_spec(**{setting: ""}) == build_spec()
     with pytest.raises(SpecError):
         build_spec(**{setting: " "})
+
+
+def test_the_oldest_python_is_said_once_and_pyproject_agrees():
+
+    from harness.project import MIN_PYTHON_TEXT, PROJECT_ROOT
+
+    assert f'requires-python = ">={MIN_PYTHON_TEXT}"' in (PROJECT_ROOT / "pyproject.toml").read_text()
+
+
+def test_the_run_spec_a_type_checker_sees_has_the_settings_fields_and_types():
+    import ast
+
+    from harness.model.settings import SETTINGS
+    from harness.project import PROJECT_ROOT
+
+    tree = ast.parse((PROJECT_ROOT / "harness" / "model" / "spec.py").read_text())
+    (stub,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "RunSpec"]
+    seen = {f.target.id: ast.unparse(f.annotation) for f in stub.body if isinstance(f, ast.AnnAssign)}
+    assert list(seen) == list(SETTINGS)
+    for s in SETTINGS.values():  # a derived default is filled in, but may be None (CPU fraction, off mixed work)
+        allowed = ({s.type.__name__, f"{s.type.__name__} | None"} if s.derive else
+                   {s.type.__name__ + (" | None" if s.default is None else "")})
+        assert seen[s.name] in allowed, (s.name, seen[s.name], allowed)

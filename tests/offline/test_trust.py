@@ -79,7 +79,8 @@ def test_the_console_names_a_disturbed_run_and_who_disturbed_it(tmp_path):
     shutil.copytree(DATA / "run-threads-cpu-gil", path)
     manifest = json.loads((path / "run.json").read_text())
     manifest["summary"].update(other_cores_used=1.36, disturbed=True)
-    manifest["settings"]["machine_load"] = {"load_average_before": [1.9, 1.0, 0.5], "load_average_after": [2.1, 1.1, 0.5],
+    manifest["settings"]["machine_load"] = {"load_average_before": [1.9, 1.0, 0.5],
+                                            "load_average_after": [2.1, 1.1, 0.5],
                                             "busiest_other_processes": [{"name": "stress", "pid": 4242, "cpu_s": 5.4,
                                                                          "cores": 1.35}]}
     (path / "run.json").write_text(json.dumps(manifest))
@@ -173,7 +174,8 @@ def test_a_deprecated_pool_is_marked_where_it_is_recommended():
                            ("threads", "io_sleep", 8, 7.8, 7.7, 7.9, 2, 47.0, 0)])
     (io,) = decide(table, cells, ["pool"], quick=False)
     assert io.pool == "eventlet" and io.deprecated and io.trust == "medium"
-    assert "choose eventlet at concurrency 128 (deprecated: eventlet's maintainers discourage it for new code" in io.sentence
+    assert ("choose eventlet at concurrency 128 (deprecated: eventlet's maintainers discourage it for new code"
+            in io.sentence)
     # In a tie the pool its maintainers do not discourage is chosen, though it used more memory.
     table, cells = _sweep([("eventlet", "io_sleep", 2, 1.97, 1.96, 1.98, 3, 40.0, 0),
                            ("gevent", "io_sleep", 2, 1.96, 1.95, 1.97, 3, 60.0, 0)])
@@ -185,9 +187,11 @@ def test_when_nothing_ran_in_parallel_the_decision_says_so_and_trust_follows_the
     table, cells = _sweep([("threads", "cpu", 2, 1.02, float("nan"), float("nan"), 1, 47.0, 0),
                            ("solo", "cpu", 1, 0.99, float("nan"), float("nan"), 1, 40.0, 0)])
     (cpu,) = decide(table, cells, ["pool"], quick=True)
-    assert cpu.sentence.startswith("cpu (pure-Python CPU work): no setting ran it in parallel (best 1.02x); choose solo")
+    assert cpu.sentence.startswith("cpu (pure-Python CPU work): no setting ran it in parallel (best 1.02x); "
+                                   "choose solo")
     assert (cpu.trust, cpu.trust_why) == ("low", "quick settings, a first look")
-    table, cells = _sweep([("prefork", "cpu", 2, 1.84, 1.80, 1.88, 3, 84.0, 1), ("threads", "cpu", 2, 0.97, 0.95, 0.99, 3,
+    table, cells = _sweep([("prefork", "cpu", 2, 1.84, 1.80, 1.88, 3, 84.0, 1), ("threads", "cpu", 2, 0.97, 0.95,
+                                                                                  0.99, 3,
                                                                                   47.0, 0)])
     (disturbed,) = decide(table, cells, ["pool"], quick=False)
     assert (disturbed.trust, disturbed.trust_why) == ("low", "1 of 3 repeats disturbed (other processes busy, or "
@@ -270,7 +274,8 @@ def test_a_machine_that_changed_speed_is_told_apart_from_contention_the_lesson_i
     # prefork was seen at 1.19x with inflation 1.76: on work that shares nothing that is the machine.
     assert trust.speed_change({"work_inflation": 1.76, "shares_nothing": True}) == "slower"
     assert trust.speed_change({"work_inflation": 0.58, "shares_nothing": True}) == "faster"  # threads at c=1: 1.76x
-    assert trust.speed_change({"work_inflation": 1.76, "shares_nothing": False}) == ""  # cpu_shared: lesson 10's finding
+    assert trust.speed_change({"work_inflation": 1.76,
+                               "shares_nothing": False}) == ""  # cpu_shared: lesson 10's finding
     assert trust.speed_change({"work_inflation": 1.02, "shares_nothing": True}) == ""
     assert trust.speed_change({"work_inflation": None, "shares_nothing": True}) == ""
 

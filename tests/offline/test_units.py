@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import cpu, summary, timing
-from harness.errors import RunLoadError, SpecError
+from harness.errors import ResultsError, SpecError
 from harness.lab.broker import redact
 from harness.model.pools import pool
 from harness.model.spec import build_spec
@@ -153,7 +153,7 @@ def test_loader_reads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path):
     folder = _folder(tmp_path, {"status": "complete", "spec": {}})
     assert load_run(folder.path).tasks["task_id"].tolist() == ["a"]
     folder.write_manifest({"status": "failed", "reason": "worker died", "spec": {}})
-    with pytest.raises(RunLoadError, match="run is failed, not complete: worker died"):
+    with pytest.raises(ResultsError, match="run is failed, not complete: worker died"):
         load_run(folder.path)
     assert load_run(folder.path, allow_incomplete=True).status == "failed"
 
@@ -162,14 +162,14 @@ def test_loader_refuses_a_newer_schema_and_names_bad_files(tmp_path):
     folder = _folder(tmp_path, {"status": "complete", "spec": {}})
     manifest = json.loads(folder.file("run.json").read_text())
     folder.file("run.json").write_text(json.dumps({**manifest, "schema_version": SCHEMA_VERSION + 1}))
-    with pytest.raises(RunLoadError, match="newer than this lab reads"):
+    with pytest.raises(ResultsError, match="newer than this lab reads"):
         load_run(folder.path)
     folder.file("run.json").write_text("{not json")
-    with pytest.raises(RunLoadError, match="run.json: not valid JSON"):
+    with pytest.raises(ResultsError, match="run.json: not valid JSON"):
         load_run(folder.path)
     folder.file("run.json").write_text(json.dumps(manifest))
     folder.file("tasks.csv").unlink()
-    with pytest.raises(RunLoadError, match="tasks.csv: missing"):
+    with pytest.raises(ResultsError, match="tasks.csv: missing"):
         load_run(folder.path)
 
 
@@ -210,10 +210,10 @@ def test_loader_names_a_truncated_tasks_file(tmp_path):
     assert len(load_run(folder.path).tasks) == 3
     lines = folder.file("tasks.csv").read_text().splitlines()
     folder.file("tasks.csv").write_text("\n".join(lines[:2]) + "\n")  # cut short
-    with pytest.raises(RunLoadError, match=r"tasks.csv: 1 rows, but the run recorded 3 tasks"):
+    with pytest.raises(ResultsError, match=r"tasks.csv: 1 rows, but the run recorded 3 tasks"):
         load_run(folder.path)
     folder.file("tasks.csv").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(RunLoadError, match="tasks.csv"):
+    with pytest.raises(ResultsError, match="tasks.csv"):
         load_run(folder.path)
 
 
