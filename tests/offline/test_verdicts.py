@@ -23,6 +23,8 @@ def test_prefork_scaling():
     assert verdicts.prefork_scales_to_cores(s(speedup=1.85), s(speedup=1.9), cores=2).held
     assert not verdicts.prefork_scales_to_cores(s(speedup=1.0), s(speedup=1.0), cores=2).held
     assert not verdicts.prefork_scales_to_cores(s(speedup=1.8), s(speedup=3.5), cores=2).held  # above cores: impossible
+    assert verdicts.prefork_scales_to_cores(s(speedup=1.48), s(speedup=1.81), cores=2).held  # dispatch gaps hidden
+    assert not verdicts.prefork_scales_to_cores(s(speedup=1.8), s(speedup=2.3), cores=2).held
 
 
 def test_threads_cpu_versus_io():
