@@ -112,6 +112,8 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadli
             if not worker.alive():
                 raise RunFailed(worker.died_message())
             lost = children - worker.children()
+            if lost and not worker.alive():  # killed between the two looks: its children went with it
+                raise RunFailed(worker.died_message())
             if lost:
                 # A prefork child that dies takes its task with it: Celery marks it failed
                 # (WorkerLostError) and the task never reports. Waiting for the deadline would only delay.
