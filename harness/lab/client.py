@@ -14,3 +14,17 @@ def client_app(broker_url: str, name: str = "gil_lab_client", connect_timeout_s:
                     broker_connection_timeout=connect_timeout_s,
                     broker_transport_options={"socket_timeout": 5.0, "socket_connect_timeout": connect_timeout_s})
     return app
+
+
+def warm(app: Celery, queue: str) -> None:
+    """Pay the first publish's one-time costs before any task's submit time is taken: the connection, Celery's
+    message machinery, the router, the queue's declaration. Sends nothing. Measured: a fresh process's first
+    send_task took 100 ms (once 0.5 s in a slow second, counted in an I/O run's makespan), 5 ms after this."""
+    import uuid
+
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1)
+        app.amqp.create_task_message(str(uuid.uuid4()), "lab.warm", [], {})
+        app.amqp.router.route({"queue": queue}, "lab.warm", [], {})
+        producer.maybe_declare(app.amqp.queues[queue])
+        app.AsyncResult(str(uuid.uuid4()))

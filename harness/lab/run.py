@@ -25,7 +25,7 @@ from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.broker import Broker, redact
 from harness.lab.calibrate import Calibrations
-from harness.lab.client import client_app
+from harness.lab.client import client_app, warm
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
 from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
@@ -109,6 +109,16 @@ def _send(app, queue: str, batches: list[Batch], run_id: str, m: Measurement) ->
                         f"{len(m.records)} tasks had reported") from None
 
 
+def _warm(app, queue: str, m: Measurement) -> None:
+    """The client's one-time costs paid before the first submit time is taken (harness.lab.client.warm), with a
+    broker that stops answering meanwhile ending the run in one line, as in _send."""
+    try:
+        warm(app, queue)
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+        m.broker_lost = True
+        raise RunFailed(f"lost the Redis broker before submitting tasks ({redact(str(exc))})") from None
+
+
 def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run_id: str, spec: RunSpec,
            m: Measurement) -> float:
     """Run one reference task with nothing beside it and wait for it; returns how long it took."""
@@ -150,6 +160,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
+    _warm(app, queue, m)
     reference = batch(batches, "reference")
     task_s = None
     if reference is not None:
