@@ -5,7 +5,8 @@
     make advise TASK=examples.tasks:fetch_and_parse  # both: a call, then parsing its answer
 
 The service is the lab's echo server, which holds every reply for 5 ms like a remote API would;
-the lab gives its address to your task's worker as LAB_ECHO_ADDR (host:port). `resize` shows that
+the lab gives its address to your task's worker as LAB_ECHO_ADDR (host:port) and its password as
+LAB_ECHO_PASSWORD, which a client sends as its first line. `resize` shows that
 a Celery task object works too: its body is what the lab runs.
 """
 from __future__ import annotations
@@ -53,6 +54,7 @@ def call_service(calls: int = 20) -> int:
     """`calls` blocking request/reply round trips to a service that answers in about 5 ms: I/O work."""
     answered = 0
     with socket.create_connection(_service(), timeout=30) as conn:
+        conn.sendall(os.environ.get("LAB_ECHO_PASSWORD", "").encode() + b"\n")
         reader = conn.makefile("rb")
         for _ in range(calls):
             conn.sendall(b"GET /item\n")

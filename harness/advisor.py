@@ -14,6 +14,7 @@ from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec, build_spec
 from harness.pipeline import Log, advice_of, run_bench  # noqa: F401 (advice_of: re-exported)
 from harness.results.paths import RESULTS_DIR
+from harness.results.records import AdvisorRecord
 from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
 from harness.sweeps import run_sweep, start_sweep
 
@@ -26,8 +27,8 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
     """Measure a task (the user's own, or a built-in workload) under every pool that can run it, at a few
     concurrency levels chosen from how it behaves alone, and recommend one. Returns the sweep folder."""
     from harness.analysis import advice as advising
-    from harness.lab.broker import Broker
     from harness.lab.preflight import check_pool_importable
+    from harness.lab.services.redis_broker import RedisBroker
     from harness.model.machine import usable_cores
 
     given = [name for name in ADVISOR_CHOOSES if raw.get(name) not in (None, "")]
@@ -44,14 +45,16 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
             log(f"advisor: leaving out {name}: {exc}")
     fixed = {k: v for k, v in base.to_dict().items()
              if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
-    with Broker(redis_url) as broker:
+    with RedisBroker(redis_url) as broker:
         # One at a time first: how long a task takes alone and how much of that is its own CPU.
         log(f"advisor: timing {base.task or base.workload} alone on the {BASELINE_POOL} pool")
         probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
                           mark_latest=False)
-        cpu_share = probe.summary.get("alone_cpu_share")
+        summary = probe.summary
+        assert summary is not None  # run_bench returns a complete run, summarized
+        cpu_share = summary.alone_cpu_share
         if cpu_share is None:
-            cpu_share = probe.summary.get("task_cpu_share")
+            cpu_share = summary.task_cpu_share
         cores = usable_cores()
         plan = advising.plan(cores, float(cpu_share), pools)
         log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
@@ -65,8 +68,8 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
                                       "tasks": sorted({c["tasks"] for c in cells})}, only=cells)
         folder = start_sweep(experiment, False, results_dir)
         manifest = load_sweep_manifest(folder)
-        manifest["advisor"] = {"cpu_share": cpu_share, "alone_s": probe.summary.get("alone_s"),
-                               "probe_run": str(probe.path), "cores": cores, "plan": plan.why}
+        manifest.advisor = AdvisorRecord(cpu_share=float(cpu_share), alone_s=summary.alone_s,
+                                         probe_run=str(probe.path), cores=cores, plan=plan.why)
         write_sweep_manifest(folder, manifest)
         run_sweep(folder, redis_url=broker.url, log=log, show_progress=show_progress)
     return folder

@@ -56,8 +56,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run = run_bench(spec, results_dir=args.results_dir, log=_log, live=live.terminal,
                     calibrations=Calibrations(recalibrate=args.recalibrate))
     if args.json:
-        _print_json({"run": run.run_id, "path": str(run.path), "status": run.manifest["status"], "spec": run.spec,
-                     "summary": run.summary, "machine_load": run.manifest["settings"].get("machine_load")})
+        _print_json({"run": run.run_id, "path": str(run.path), "status": run.status, "spec": run.spec.to_dict(),
+                     "summary": run.summary.to_dict() if run.summary is not None else {},
+                     "machine_load": load.to_dict() if (load := run.manifest.settings.machine_load) else None})
     else:
         print(summary_table(run))
     return 0
@@ -69,6 +70,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.model.experiment import load_experiment
     from harness.pipeline import report, update_index
     from harness.results.files import link_latest
+    from harness.results.records import Status
     from harness.results.sweep_folder import load_sweep, load_sweep_manifest
     from harness.sweeps import pending_specs, run_sweep, start_sweep
 
@@ -87,7 +89,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
     _log(f"sweep folder: {folder}")
     started = load_sweep_manifest(folder)
-    for line in sweep_cautions(bool(started.get("quick")), int(started["experiment"]["repeats"]), 0, {}, str(folder)):
+    for line in sweep_cautions(started.quick, started.repeats, 0, {}, str(folder)):
         _log(f"caution: {line}")
     manifest = run_sweep(folder, log=_log, show_progress=sys.stderr.isatty(), fresh_workers=args.fresh_workers,
                          rerun_disturbed=args.rerun_disturbed, max_s=max_s)
@@ -95,10 +97,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     link_latest(folder, "latest-sweep")
     update_index(folder.parent)
     judgement = judge_sweep(folder)
-    done = sum(e["status"] == "complete" for e in manifest["runs"])
+    done = sum(e.status == Status.COMPLETE for e in manifest.runs)
     if args.json:
-        _print_json({"sweep": str(folder), "status": manifest["status"], "runs_complete": done,
-                     "runs": len(manifest["runs"]), "report": str(path), "cautions": judgement.cautions,
+        _print_json({"sweep": str(folder), "status": manifest.status, "runs_complete": done,
+                     "runs": len(manifest.runs), "report": str(path), "cautions": judgement.cautions,
                      "decisions": [d.to_dict() for d in judgement.decisions],
                      "cells": load_sweep(folder).summary.to_dict("records")})
     else:
@@ -106,8 +108,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"caution: {line}")
         for decision in judgement.decisions:
             print(f"decision: {decision.line()}")
-        print(f"{manifest['status']}: {done} of {len(manifest['runs'])} runs; report: {path}")
-    if manifest["status"] != "complete":
+        print(f"{manifest.status}: {done} of {len(manifest.runs)} runs; report: {path}")
+    if manifest.status != Status.COMPLETE:
         _log(f"resume with: python -m harness sweep --resume {folder}")
         return 1
     return 0
@@ -249,9 +251,10 @@ def cmd_lesson(args: argparse.Namespace) -> int:
     if args.save_reference:
         from harness.course.notebook import save_reference
         from harness.lab.environment import collect
+        from harness.results.records import Environment
 
-        env = collect()
-        path = save_reference(result, f"{env['cpu_model']}, {env['cpu_affinity'] or env['cpu_count_logical']} cores, "
-                                      f"Python {env['python']}, {env['time_utc'][:10]}")
+        env = Environment.from_dict(collect())
+        path = save_reference(result, f"{env.cpu_model}, {env.cores} cores, Python {env.python}, "
+                                      f"{(env.time_utc or '')[:10]}")
         print(f"reference result saved: {path.parent}")
     return 0

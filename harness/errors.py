@@ -34,7 +34,12 @@ class ExperimentError(UsageError, ValueError):
     """A bad experiment file: the message names the file, the key and what is allowed."""
 
 
-class BrokerError(UsageError):
+class ServiceError(UsageError):
+    """A service the lab needs cannot be had (harness.lab.services): not installed, unreachable, or not answering.
+    The message says how to get it."""
+
+
+class BrokerError(ServiceError):
     """The broker cannot be had (unreachable REDIS_URL, no redis-server to start)."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.results import is_sweep
+from harness.results.records import Status, SweepManifest
 from harness.results.run_folder import read_manifest
 from harness.results.sweep_folder import load_sweep
 
@@ -35,25 +36,29 @@ def judge_sweep(folder: Path, table: pd.DataFrame | None = None) -> Judgement:
     sweep = load_sweep(folder)
     table = sweep.summary if table is None else table
     manifest = sweep.manifest
+
     def marked(column: str) -> dict[str, int]:
         return ({row["label"]: int(row[column]) for _, row in table.iterrows() if row[column] > 0}
                 if column in table else {})
 
-    runs = sum(e["status"] == "complete" for e in manifest["runs"])
-    cautions = sweep_cautions(bool(manifest.get("quick")), int(manifest["experiment"]["repeats"]), runs,
+    runs = sum(e.status == Status.COMPLETE for e in manifest.runs)
+    # A sweep stored before cells shared one calibration has none (read as empty): its sized cells each sized
+    # their own work.
+    cautions = sweep_cautions(manifest.quick, manifest.repeats, runs,
                               marked("disturbed"), str(folder), marked("unsteady"),
-                              calibrated_once=manifest.get("calibrations") is not None or not _sized(manifest))
-    decisions = [] if manifest.get("advisor") else decide(table, manifest["cells"], sweep.axes,
-                                                          bool(manifest.get("quick")))
+                              calibrated_once=bool(manifest.calibrations) or not _sized(manifest))
+    decisions = [] if manifest.advisor else decide(table, manifest.cells, sweep.axes, manifest.quick)
     return Judgement(cautions, decisions)
 
 
-def _sized(manifest: dict) -> bool:
-    """Whether any cell runs fixed work whose size is calibrated (so cells could have run different work)."""
+def _sized(manifest: SweepManifest) -> bool:
+    """Whether any cell runs fixed work whose size is calibrated (so cells could have run different work): the
+    cells' settings as given, not validated again (harness.analysis.stats.cell_spec), the user's own task not."""
+    from harness.analysis.stats import cell_spec
     from harness.model.workloads import WORKLOADS
 
-    return any(WORKLOADS.get(c["settings"].get("workload")) is not None
-               and WORKLOADS[c["settings"]["workload"]].calibration is not None for c in manifest["cells"])
+    named = [WORKLOADS.get(spec.workload) for spec in map(cell_spec, manifest.cells) if spec.task is None]
+    return any(w is not None and w.calibration is not None for w in named)  # a workload since retired: not known
 
 
 def disturbed_runs(path: str | Path) -> tuple[int, int]:
@@ -62,5 +67,5 @@ def disturbed_runs(path: str | Path) -> tuple[int, int]:
 
     path = Path(path)
     runs = load_sweep(path).run_paths if is_sweep(path) else [path]
-    marks = [unreliable(read_manifest(p).get("summary") or {}) for p in runs]
+    marks = [unreliable(read_manifest(p).summary) for p in runs]
     return sum(marks), len(marks)

@@ -23,6 +23,7 @@ from harness.model.spec import RunSpec
 from harness.results import is_sweep
 from harness.results.files import link_latest
 from harness.results.paths import LATEST_NAME, RESULTS_DIR
+from harness.results.records import Status
 from harness.results.run_folder import Run, RunFolder, load_run, read_manifest
 from harness.results.sweep_folder import load_sweep, write_sweep_summary
 
@@ -55,8 +56,8 @@ def run_bench(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: s
         status, reason = run_status(run)
     except BaseException as exc:
         # Whatever stops the work after measuring, the folder must not be left "running".
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _mark(path, status, f"{AFTER_MEASURING}{type(exc).__name__}: {exc}" if status == "failed"
+        status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+        _mark(path, status, f"{AFTER_MEASURING}{type(exc).__name__}: {exc}" if status == Status.FAILED
               else "interrupted (Ctrl-C or SIGTERM)")
         if isinstance(exc, OSError):  # a full disk: the records are kept, the summary or figures are not
             raise RunFailed(f"could not write the summary or figures in {path}: {exc.strerror or exc} "
@@ -82,18 +83,18 @@ def update_index(results_dir: Path) -> None:
         pass
 
 
-def run_status(run: Run) -> tuple[str, str | None]:
+def run_status(run: Run) -> tuple[Status, str | None]:
     """complete, or failed when a task raised: every record is kept, but the run measured something else."""
     errors = run.tasks["error"].dropna() if "error" in run.tasks else []
     if len(errors):
-        return "failed", f"{len(errors)} of {len(run.tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
-    return "complete", None
+        return Status.FAILED, f"{len(errors)} of {len(run.tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
+    return Status.COMPLETE, None
 
 
-def _mark(path: Path, status: str, reason: str | None) -> None:
+def _mark(path: Path, status: Status, reason: str | None) -> None:
     """The run's final status in run.json, with the list of files it ended with."""
     folder = RunFolder(path.parent, path.name, existing=True)
-    folder.write_manifest({**read_manifest(path), "status": status, "reason": reason, "files": folder.listing()})
+    folder.write_manifest(read_manifest(path).replace(status=status, reason=reason, files=folder.listing()))
 
 
 def summarize_folder(path: Path, timed: bool = False) -> Run:
@@ -102,20 +103,21 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
     from harness.present.trace import write_trace
 
     run = load_run(path, allow_incomplete=True)
-    if run.manifest.get("partial") or run.tasks.empty:
+    # A run stopped before all its tasks reported (harness.lab.run._write_partial) says how far it got.
+    if run.manifest.partial or run.tasks.empty:
         raise ResultsError(f"{path / 'run.json'}: run is {run.status} and did not record all its tasks; "
                            "there is nothing to summarize")
     t0 = time.monotonic()
-    run.manifest["summary"] = summarize_run(run.manifest, run.tasks, run.samples, run.table("gil_oncpu.csv"),
-                                            run.table("gil_contention.csv"))
-    run.manifest["analysis_version"] = ANALYSIS_VERSION
+    summary = summarize_run(run.manifest, run.tasks, run.samples, run.table("gil_oncpu.csv"),
+                            run.table("gil_contention.csv"))
+    run.manifest = run.manifest.replace(summary=summary, analysis_version=ANALYSIS_VERSION)  # the figures read it
     t1 = time.monotonic()
     draw_run_figures(run)
     write_trace(run)
     if timed:  # a fresh run: what summarizing and drawing cost, beside the measuring timings
-        run.manifest["settings"]["harness_timings"].update(analysis_s=t1 - t0, figures_s=time.monotonic() - t1)
+        run.manifest.settings.harness_timings.update(analysis_s=t1 - t0, figures_s=time.monotonic() - t1)
     folder = RunFolder.of(run)
-    folder.write_manifest({**run.manifest, "files": folder.listing()})
+    folder.write_manifest(run.manifest.replace(files=folder.listing()))
     return run
 
 
@@ -124,7 +126,7 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
 def summarize_sweep(folder: Path) -> pd.DataFrame:
     """summary.csv of a sweep (one row per cell, over repeats), from its runs' stored summaries."""
     sweep = load_sweep(folder)
-    table = stats.sweep_table(sweep.entries(), sweep.axes, sweep.manifest["cells"])
+    table = stats.sweep_table(sweep.entries(), sweep.axes, sweep.manifest.cells)
     write_sweep_summary(folder, table, ANALYSIS_VERSION)
     return table
 
@@ -138,9 +140,9 @@ def _present_sweep(folder: Path) -> Path:
     table = sweep.summary
     if table.empty and sweep.run_paths:  # a version 1 sweep reported before: summary.csv never written
         table = summarize_sweep(folder)
-    labels = {c["cell"]: c["label"] for c in sweep.manifest["cells"]}
-    foregrounds = [(labels[e["cell"]], sweep.run(e).foreground) for e in sweep.manifest["runs"]
-                   if e["status"] == "complete"]
+    labels = sweep.manifest.labels
+    foregrounds = [(labels[e.cell], sweep.run(e).foreground) for e in sweep.manifest.runs
+                   if e.status == Status.COMPLETE]
     figures = sweep_figures(sweep.path, table, sweep.axes, sweep_cores(sweep), stats.latencies_by_cell(foregrounds),
                             "task latency, submit to finish (s)")
     return sweep_report(sweep, table, figures, advice_of(folder), judge_sweep(folder, table))
@@ -153,10 +155,10 @@ def advice_of(folder: Path) -> Advice | None:
     from harness.analysis.advice import recommend
 
     sweep = load_sweep(folder)
-    advisor = sweep.manifest.get("advisor")
+    advisor = sweep.manifest.advisor
     if not advisor or sweep.summary.empty:
         return None
-    return recommend(sweep.summary, advisor["cpu_share"])
+    return recommend(sweep.summary, advisor.cpu_share)
 
 
 # --- commands on stored folders --------------------------------------------------------------
@@ -189,9 +191,8 @@ def summarize(path: str | Path, log: Log = print) -> Path:
     path = Path(path)
     if is_sweep(path):
         sweep = load_sweep(path)
-        for entry in sweep.manifest["runs"]:
-            if entry["status"] == "complete":
-                _summarize_one(sweep.path / "runs" / entry["run"], log)
+        for entry in sweep.complete:
+            _summarize_one(sweep.run_path(entry), log)
         summarize_sweep(path)
         out = _present_sweep(path)
         log(f"{path}: summary.csv recomputed by analysis version {ANALYSIS_VERSION}; report: {out}")
@@ -203,13 +204,13 @@ def summarize(path: str | Path, log: Log = print) -> Path:
 def _summarize_one(path: Path, log: Log) -> None:
     before = load_run(path, allow_incomplete=True)
     after = summarize_folder(path)  # refuses a run that did not record all its tasks
-    if before.status == "failed" and str(before.manifest.get("reason") or "").startswith(AFTER_MEASURING):
+    if before.status == Status.FAILED and (before.manifest.reason or "").startswith(AFTER_MEASURING):
         status, reason = run_status(after)  # its records were whole: now summarized and drawn, it is complete
         _mark(path, status, reason)
-        log(f"{path}: was failed {before.manifest['reason']!r}; now {status}")
-    changed = comparing.summary_changes(before.summary, after.manifest["summary"])
+        log(f"{path}: was failed {before.manifest.reason!r}; now {status}")
+    changed = comparing.summary_changes(before.summary, after.summary)
     log(f"{path}: summary recomputed by analysis version {ANALYSIS_VERSION} (was "
-        f"{before.manifest.get('analysis_version')}); {len(changed)} values changed"
+        f"{before.manifest.analysis_version}); {len(changed)} values changed"
         + (f" ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})" if changed else ""))
 
 

@@ -24,6 +24,7 @@ from harness.model.spec import RunSpec, build_spec
 from harness.model.workloads import workload
 from harness.pipeline import Log, run_bench, summarize_sweep
 from harness.results.files import check_writable, owner, sweep_lock
+from harness.results.records import Cell, Status, SweepEntry, SweepManifest
 from harness.results.run_folder import read_manifest
 from harness.results.sweep_folder import load_sweep_manifest, new_sweep, now_utc, write_sweep_manifest
 
@@ -67,12 +68,12 @@ def calibrate_once(specs: list[RunSpec], pythons: dict[str | None, str]) -> dict
 def pending_specs(folder: Path) -> list[RunSpec]:
     """The spec of every run of a sweep folder that a resume would run (all but the complete ones)."""
     manifest = load_sweep_manifest(folder)
-    cells = {c["cell"]: c for c in manifest["cells"]}
-    return [build_spec(**cells[e["cell"]]["settings"]) for e in manifest["runs"] if e["status"] != "complete"]
+    return [build_spec(**manifest.cell(e.cell).settings) for e in manifest.runs if e.status != Status.COMPLETE]
 
 
 def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show_progress: bool = True,
-              fresh_workers: bool = False, rerun_disturbed: bool = False, max_s: float | None = None) -> dict:
+              fresh_workers: bool = False, rerun_disturbed: bool = False,
+              max_s: float | None = None) -> SweepManifest:
     """Run every pending or failed entry of a sweep folder (so the same call resumes one), then summarize it.
 
     Runs whose worker would be started the same way share a warm worker (harness.lab.warm), and run
@@ -85,84 +86,84 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
     """
     folder = Path(folder)
     manifest = load_sweep_manifest(folder)
-    for cell in manifest["cells"]:  # every cell checked before anything starts, as for a new sweep
+    for cell in manifest.cells:  # every cell checked before anything starts, as for a new sweep
         try:
-            build_spec(**cell["settings"])
+            build_spec(**cell.settings)
         except (SpecError, TypeError) as exc:
-            raise ResultsError(f"{folder / 'sweep.json'}: cell {cell['label']!r} cannot run: {exc}") from None
+            raise ResultsError(f"{folder / 'sweep.json'}: cell {cell.label!r} cannot run: {exc}") from None
     with sweep_lock(folder):
         stop_at = None if max_s is None else time.monotonic() + max_s
         return _run_sweep(folder, manifest, redis_url, log, show_progress, fresh_workers, rerun_disturbed, stop_at)
 
 
-def _run_sweep(folder: Path, manifest: dict, redis_url: str | None, log: Log, show_progress: bool,
-               fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> dict:
-    from harness.lab.broker import Broker
+def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log: Log, show_progress: bool,
+               fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> SweepManifest:
+    from harness.lab.services.redis_broker import RedisBroker
     from harness.lab.warm import WarmWorkers
 
-    todo = [e for e in manifest["runs"] if e["status"] != "complete"]
-    manifest.update(status="running", owner=owner())
+    todo = [e for e in manifest.runs if e.status != Status.COMPLETE]
+    manifest.status, manifest.owner = Status.RUNNING, owner()
     write_sweep_manifest(folder, manifest)
     try:
-        order = _plan_order(todo, manifest["cells"], fresh_workers)
-        manifest["order"] = order.how
+        order = _plan_order(todo, manifest.cells, fresh_workers)
+        manifest.order = order.how
         write_sweep_manifest(folder, manifest)
-        with Broker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
+        with RedisBroker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
             _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at)
             if rerun_disturbed:
-                again = [e for e in manifest["runs"] if e["status"] == "complete" and _disturbed(folder, e)]
+                again = [e for e in manifest.runs if e.status == Status.COMPLETE and _disturbed(folder, e)]
                 log(f"rerunning {len(again)} disturbed run(s)")
                 _run_entries(folder, manifest, again, broker.url, workers, log, show_progress, stop_at)
     except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
+        manifest.status = Status.INTERRUPTED
         write_sweep_manifest(folder, manifest)
         raise
-    failed = [e for e in manifest["runs"] if e["status"] != "complete"]
-    manifest.update(status="complete" if not failed else "partial", finished_utc=now_utc())
+    failed = [e for e in manifest.runs if e.status != Status.COMPLETE]
+    manifest.status = Status.PARTIAL if failed else Status.COMPLETE
+    manifest.finished_utc = now_utc()
     write_sweep_manifest(folder, manifest)
     summarize_sweep(folder)
     return load_sweep_manifest(folder)
 
 
-def _disturbed(folder: Path, entry: dict) -> bool:
+def _disturbed(folder: Path, entry: SweepEntry) -> bool:
     """Whether a run's numbers cannot be read: disturbed or unsteady (harness.analysis.trust.unreliable)."""
     from harness.analysis.trust import unreliable
 
-    return unreliable(read_manifest(folder / "runs" / entry["run"]).get("summary") or {})
+    return unreliable(read_manifest(folder / "runs" / str(entry.run)).summary)
 
 
-def _run_entries(folder: Path, manifest: dict, todo: list[dict], broker_url: str, workers: WarmWorkers | None,
-                 log: Log, show_progress: bool, stop_at: float | None) -> None:
+def _run_entries(folder: Path, manifest: SweepManifest, todo: list[SweepEntry], broker_url: str,
+                 workers: WarmWorkers | None, log: Log, show_progress: bool, stop_at: float | None) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
     from harness.lab.calibrate import Calibrations
     from harness.present.live import BarPostfix
 
-    cells = {c["cell"]: c for c in manifest["cells"]}
-    # The sweep's own rates (None for one stored before they were: then this machine's recent ones).
-    calibrations = Calibrations(given=manifest.get("calibrations"))
+    # The sweep's own rates (none for one stored before they were: then this machine's recent ones).
+    calibrations = Calibrations(given=manifest.calibrations or None)
     with tqdm(total=len(todo), unit="run", disable=not show_progress) as bar:
         for done, entry in enumerate(todo, start=1):
             if stop_at is not None and time.monotonic() > stop_at:
                 log(f"--max-hours reached: {len(todo) - done + 1} run(s) not started, left for a resume")
                 return
-            cell = cells[entry["cell"]]
-            bar.set_description(f"{cell['label']} #{entry['repeat'] + 1}")
+            cell = manifest.cell(entry.cell)
+            bar.set_description(f"{cell.label} #{entry.repeat + 1}")
             live = (lambda spec: BarPostfix(bar, spec.tasks + spec.background_tasks)) if show_progress else None
             try:
-                run = run_bench(build_spec(**cell["settings"]), results_dir=folder / "runs", redis_url=broker_url,
+                run = run_bench(build_spec(**cell.settings), results_dir=folder / "runs", redis_url=broker_url,
                                 log=lambda _line: None, mark_latest=False, workers=workers, live=live,
                                 calibrations=calibrations)
-                entry.update(status="complete", run=run.run_id, reason=None)
+                entry.status, entry.run, entry.reason = Status.COMPLETE, run.run_id, None
             except RunFailed as exc:
                 # A failed cell is recorded and the sweep goes on; a resume retries it.
-                entry.update(status="failed", reason=str(exc))
-                log(f"cell {cell['label']} repeat {entry['repeat'] + 1} failed: {exc}")
-            if calibrations.given != manifest.get("calibrations"):  # a rate measured at a resume: kept for the rest
-                manifest["calibrations"] = dict(calibrations.given)
+                entry.status, entry.reason = Status.FAILED, str(exc)
+                log(f"cell {cell.label} repeat {entry.repeat + 1} failed: {exc}")
+            if calibrations.given != manifest.calibrations:  # a rate measured at a resume: kept for the rest
+                manifest.calibrations = dict(calibrations.given)
             write_sweep_manifest(folder, manifest)
             bar.update(1)
             if not show_progress:
-                log(f"[{done}/{len(todo)}] {cell['label']} #{entry['repeat'] + 1}: {entry['status']}")
+                log(f"[{done}/{len(todo)}] {cell.label} #{entry.repeat + 1}: {entry.status}")
 
 # Warm workers a sweep keeps alive at once so that its runs can alternate pools: enough for the pools that
 # stay warm (prefork, threads, solo, the interpreters pool) at one setting each.
@@ -171,12 +172,12 @@ MAX_WARM = 4
 
 @dataclass(frozen=True)
 class Order:
-    entries: list[dict]
+    entries: list[SweepEntry]
     keep: int  # warm workers kept alive at once
     how: str   # said in sweep.json and the report
 
 
-def _plan_order(todo: list[dict], cells: list[dict], fresh_workers: bool) -> Order:
+def _plan_order(todo: list[SweepEntry], cells: list[Cell], fresh_workers: bool) -> Order:
     """The order a sweep's pending runs are run in, so that speedups and cross-cell ratios survive drift.
 
     Repeats are interleaved (every cell once, then again). Within a repeat, the cells of one work run
@@ -187,27 +188,28 @@ def _plan_order(todo: list[dict], cells: list[dict], fresh_workers: bool) -> Ord
     if fresh_workers:
         return Order(todo, 1, "as stored (a fresh worker for every run)")
     keys = _warm_keys(cells)
-    shared = {k for e in todo if (k := keys[e["cell"]]) is not None}
+    shared = {k for e in todo if (k := keys[e.cell]) is not None}
     if len(shared) > MAX_WARM:
         return Order(_worker_by_worker(todo, keys), 1,
                      f"worker by worker ({len(shared)} worker settings, more than {MAX_WARM} kept warm at once)")
-    settings = {c["cell"]: c["settings"] for c in cells}
-    by_repeat: dict[int, list[dict]] = {}
+    settings = {c.cell: c.settings for c in cells}
+    pools = {c.cell: build_spec(**c.settings).pool for c in cells}
+    by_repeat: dict[int, list[SweepEntry]] = {}
     for e in todo:
-        by_repeat.setdefault(e["repeat"], []).append(e)
+        by_repeat.setdefault(e.repeat, []).append(e)
     ordered = []
     for repeat, entries in sorted(by_repeat.items()):
-        works: dict[tuple, list[dict]] = {}
+        works: dict[tuple, list[SweepEntry]] = {}
         for e in entries:
-            works.setdefault(work_key(settings[e["cell"]]), []).append(e)
+            works.setdefault(work_key(settings[e.cell]), []).append(e)
         for group in works.values():
-            group.sort(key=lambda e: settings[e["cell"]].get("pool") != BASELINE_POOL)  # solo first, else as stored
+            group.sort(key=lambda e: pools[e.cell] != BASELINE_POOL)  # solo first, else as stored
             ordered += group if repeat % 2 == 0 else group[::-1]
     return Order(ordered, max(1, len(shared)), "each work with its solo baseline, solo first then last in "
                                                "alternate repeats (S A B, B A S)")
 
 
-def _warm_keys(cells: list[dict]) -> dict[int, tuple | None]:
+def _warm_keys(cells: list[Cell]) -> dict[int, tuple | None]:
     """Per cell: the warm worker it would run on (None: a fresh worker of its own)."""
     from harness.lab.interpreters import worker_interpreter
     from harness.lab.warm import WarmWorkers
@@ -215,18 +217,18 @@ def _warm_keys(cells: list[dict]) -> dict[int, tuple | None]:
 
     pythons, keys = {}, {}
     for cell in cells:
-        spec = build_spec(**cell["settings"])
+        spec = build_spec(**cell.settings)
         if spec.interpreter not in pythons:
             pythons[spec.interpreter] = worker_interpreter(spec.interpreter, log=lambda _l: None).python
-        keys[cell["cell"]] = worker_key(spec.to_dict(), pythons[spec.interpreter]) \
+        keys[cell.cell] = worker_key(spec.to_dict(), pythons[spec.interpreter]) \
             if WarmWorkers.shareable(spec) else None
     return keys
 
 
-def _worker_by_worker(todo: list[dict], keys: dict[int, tuple | None]) -> list[dict]:
+def _worker_by_worker(todo: list[SweepEntry], keys: dict[int, tuple | None]) -> list[SweepEntry]:
     """The pending entries ordered so that runs sharing a warm worker follow each other (each group at
     the place of its first entry); a run on a fresh worker keeps its own place."""
-    group = [keys[e["cell"]] or ("fresh", i) for i, e in enumerate(todo)]
+    group = [keys[e.cell] or ("fresh", i) for i, e in enumerate(todo)]
     first: dict = {}
     for key in group:
         first.setdefault(key, len(first))

@@ -17,7 +17,7 @@ import psutil  # noqa: E402
 import pytest  # noqa: E402
 from lab_process import is_broker  # noqa: E402
 
-from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
 
@@ -39,7 +39,7 @@ def lab_tempdirs() -> set[str]:
 
 @pytest.fixture(scope="session")
 def redis_url():
-    with Broker(url=None) as broker:
+    with RedisBroker(url=None) as broker:
         yield broker.url
 
 

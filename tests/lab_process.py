@@ -7,8 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from harness.results.records import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +102,7 @@ def measured_steadily(measure, tries: int = 4):
     return runs[-1] if not unreliable(runs[-1].summary) else min(runs, key=lambda r: departure(r.summary))
 
 
-def assert_speedup_physical_or_marked(summary: dict, low: float | None = None, high: float | None = None) -> None:
+def assert_speedup_physical_or_marked(summary: Summary, low: float | None = None, high: float | None = None) -> None:
     """The lab's promise for a speedup: within physics [low, high], or the run is marked (UNSTEADY, or DISTURBED).
 
     A speedup is a ratio of times taken at two moments (tasks alone, then the batch), and this VM's speed switches
@@ -107,10 +111,10 @@ def assert_speedup_physical_or_marked(summary: dict, low: float | None = None, h
     (`mean_cores_used`), which each test checks beside this one, marked or not."""
     from harness.analysis.trust import unreliable
 
-    speedup = summary["speedup"]
+    speedup = summary.speedup
     physical = (low is None or speedup > low) and (high is None or speedup < high)
     assert physical or unreliable(summary), (
-        f"speedup {speedup:.2f} outside ({low}, {high}) and the run is not marked", summary.get("machine_drift"))
+        f"speedup {speedup:.2f} outside ({low}, {high}) and the run is not marked", summary.machine_drift)
 
 
 class Watched:

@@ -6,8 +6,13 @@ and tests can run them directly.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
+
+# The environment variable holding the lab's echo service's password, sent as a client's first line (declared here,
+# not in workloads.protocol, because this module imports nothing of the lab's: subinterpreters load it alone).
+ECHO_PASSWORD = "LAB_ECHO_PASSWORD"
 
 # The tutorials' wall-clock spin, kept faithful: it stops at a wall-clock deadline, so two of
 # them sharing one core under the GIL both finish "on time" while each did half the work.
@@ -87,6 +92,7 @@ def io_net(duration: float, host: str, port: int) -> dict:
     rtts = []
     end = time.perf_counter() + duration
     with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(os.environ.get(ECHO_PASSWORD, "").encode() + b"\n")  # the service's first line: no reply
         reader = conn.makefile("rb")
         while time.perf_counter() < end:
             t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.model.settings import SETTINGS
+from workloads.functions import ECHO_PASSWORD as ECHO_PASSWORD  # its password's variable, beside ECHO_ADDR
 
 PREFIX = "LAB_"
 BROKER_URL = "LAB_BROKER_URL"
@@ -22,7 +23,8 @@ QUEUE = "LAB_QUEUE"
 FAULT = "LAB_FAULT"
 # Which of the run's worker processes this is (WORKERS=N starts N, numbered from 1).
 WORKER_INDEX = "LAB_WORKER_INDEX"
-# Where the lab's echo service listens (host:port), for the user's own task: examples/ use it.
+# Where the lab's echo service listens (host:port), for the user's own task: examples/ use it. A client's first
+# line to it is its password (a connection without it is closed unanswered).
 ECHO_ADDR = "LAB_ECHO_ADDR"
 # The message header naming the run a task belongs to: its record goes to that run's list. A warm
 # worker serves several runs of a sweep in turn, each on its own queue (harness.lab.warm).

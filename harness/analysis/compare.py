@@ -7,11 +7,15 @@ significant (p < 0.05) and at least MIN_EFFECT of the median, so noise and trivi
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import stats as scistats
 
 from harness.analysis.timing import with_timings
+from harness.results.records import Summary
+from harness.results.sweep_folder import SweepRun
 
 ALPHA = 0.05
 MIN_EFFECT = 0.05
@@ -56,21 +60,21 @@ def compare_runs(tasks_a: pd.DataFrame, tasks_b: pd.DataFrame) -> pd.DataFrame:
                          for m in TASK_METRICS])
 
 
-def compare_sweeps(entries_a: list[dict], entries_b: list[dict]) -> pd.DataFrame:
+def compare_sweeps(entries_a: list[SweepRun], entries_b: list[SweepRun]) -> pd.DataFrame:
     """Two sweeps' entries (label and run summary each), cell by cell (Welch's t-test over repeats)."""
     rows = []
-    by_label = {}
+    by_label: dict[str, dict[str, list[Summary]]] = {}
     for side, entries in (("a", entries_a), ("b", entries_b)):
         for entry in entries:
-            if entry["summary"]:
-                by_label.setdefault(entry["label"], {"a": [], "b": []})[side].append(entry["summary"])
+            if entry.summary is not None:
+                by_label.setdefault(entry.label, {"a": [], "b": []})[side].append(entry.summary)
     for label, sides in by_label.items():
         if not sides["a"] or not sides["b"]:
             rows.append({"cell": label, "metric": "-", "verdict": "only in " + ("A" if sides["a"] else "B")})
             continue
         for m in SWEEP_METRICS:
-            rows.append({"cell": label, "metric": m, **compare_samples([s.get(m) for s in sides["a"]],
-                                                                       [s.get(m) for s in sides["b"]])})
+            rows.append({"cell": label, "metric": m, **compare_samples([s.metric(m) for s in sides["a"]],
+                                                                       [s.metric(m) for s in sides["b"]])})
     return pd.DataFrame(rows)
 
 
@@ -100,12 +104,17 @@ def format_comparison(table: pd.DataFrame) -> str:
     return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
 
 
-def summary_changes(old: dict, new: dict, rel_tol: float = 1e-6, prefix: str = "") -> list[str]:
-    """The keys (dotted for nested ones) whose values differ between two summaries.
+def summary_changes(old: Summary | dict[str, Any] | None, new: Summary | dict[str, Any] | None,
+                    rel_tol: float = 1e-6, prefix: str = "") -> list[str]:
+    """The fields (dotted for nested ones) whose values differ between two summaries, compared as their
+    to_dict()s (a dict is compared as it is: the nested ones, such as gil_probe, are; None, a run not yet
+    summarized, has no fields).
 
     Numbers within `rel_tol` of each other are the same: a summary computed from in-memory tables
     and one recomputed from their CSV files (9 decimals) differ in the last bits only.
     """
+    old = old.to_dict() if isinstance(old, Summary) else old or {}
+    new = new.to_dict() if isinstance(new, Summary) else new or {}
     changed = []
     for key in sorted(set(old) | set(new), key=str):
         a, b, name = old.get(key), new.get(key), f"{prefix}{key}"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from harness.analysis import trust
+from harness.analysis.stats import cell_spec
 from harness.analysis.summary import PHANTOM_MARGIN_CORES
 from harness.model.experiment import WORK_SETTINGS, work_key
 from harness.model.pools import pool
+from harness.model.spec import RunSpec, slots
 from harness.model.workloads import KINDS, workload
+from harness.results.records import Cell
 
 # Below this best speedup nothing ran the work in parallel: the choice is then about cost alone.
 NO_PARALLELISM = 1.2
@@ -53,12 +57,13 @@ def _setting_text(row: pd.Series) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _work_text(settings: dict) -> str:
-    name = settings.get("task") or settings["workload"]
-    kind = workload(settings["workload"]).kind
+def _work_text(spec: RunSpec) -> str:
+    """The work a cell ran, from its settings as given (stats.cell_spec): a CPU fraction only where it named one."""
+    name = spec.task or spec.workload
+    kind = workload(spec.workload).kind
     text = f"{name} ({KINDS[kind].split(':')[0]})"
-    if settings.get("cpu_fraction") is not None:  # mixed work
-        text = f"{name} at CPU fraction {settings['cpu_fraction']:g} ({KINDS[kind].split(':')[0]})"
+    if spec.cpu_fraction is not None:  # mixed work
+        text = f"{name} at CPU fraction {spec.cpu_fraction:g} ({KINDS[kind].split(':')[0]})"
     return text
 
 
@@ -66,23 +71,26 @@ def _x(value: float) -> str:
     return f"{value:.2f}x"
 
 
-def _with_settings(table: pd.DataFrame, cells: list[dict], axes: list[str]) -> pd.DataFrame:
-    settings = {c["cell"]: c["settings"] for c in cells}
-    rows = []
+def _with_settings(table: pd.DataFrame, cells: list[Cell], axes: list[str]) -> pd.DataFrame:
+    """The table's rows with their cells' work and slots (where the table has no column of them)."""
+    by_number = {c.cell: c for c in cells}
+    rows: list[dict[str, Any]] = []
     for row in table.to_dict("records"):
-        s = settings[row["cell"]]
-        rows.append({**{k: s.get(k) for k in (*WORK_SETTINGS, "pool", "concurrency", "workers")}, **row,
-                     "_axes": tuple(axes), "_work": _work_text(s),
-                     "_work_key": work_key(s)})
+        cell = by_number[row["cell"]]
+        spec = cell_spec(cell)
+        rows.append({**{k: getattr(spec, k) for k in (*WORK_SETTINGS, "pool", "concurrency", "workers")}, **row,
+                     "_axes": tuple(axes), "_work": _work_text(spec),
+                     "_work_key": work_key(cell.settings)})
     return pd.DataFrame(rows)
 
 
 def _cheaper_first(rows: pd.DataFrame) -> pd.DataFrame:
     """Tied settings, the one to choose first: not deprecated, then less memory, then fewer slots."""
     memory = rows["pss_peak_mib"] if "pss_peak_mib" in rows else pd.Series(math.nan, index=rows.index)
-    slots = rows["concurrency"].astype(float) * rows["workers"].fillna(1).astype(float)
+    held = [slots(int(c), 1 if pd.isna(w) else int(w)) for c, w in zip(rows["concurrency"], rows["workers"],
+                                                                       strict=True)]
     order = pd.DataFrame({"deprecated": rows["pool"].map(lambda p: pool(p).deprecated is not None),
-                          "memory": memory.fillna(math.inf), "slots": slots, "speed": -rows["speedup"]},
+                          "memory": memory.fillna(math.inf), "slots": held, "speed": -rows["speedup"]},
                          index=rows.index)
     return rows.loc[order.sort_values(["deprecated", "memory", "slots", "speed"]).index]
 
@@ -148,7 +156,7 @@ def decide_one(group: pd.DataFrame, quick: bool) -> Decision:
                     trust=level, trust_why=why, deprecated=mark)
 
 
-def decide(table: pd.DataFrame, cells: list[dict], axes: list[str], quick: bool) -> list[Decision]:
+def decide(table: pd.DataFrame, cells: list[Cell], axes: list[str], quick: bool) -> list[Decision]:
     """One decision per kind of work in a sweep's summary table (its cells' settings from sweep.json)."""
     if table.empty or "speedup" not in table or not table["speedup"].notna().any():
         return []

@@ -6,6 +6,9 @@ import pandas as pd
 
 from harness.analysis.trust import bootstrap_interval
 from harness.model.pools import BASELINE_POOL  # every other is compared with it, cell against cell
+from harness.model.spec import RunSpec
+from harness.results.records import Cell, stored_spec
+from harness.results.sweep_folder import SweepRun
 
 # Summary fields that are compared across cells and repeats.
 METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "efficiency", "mean_tasks_running",
@@ -20,29 +23,36 @@ STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}
 SPREAD_WARNING = 0.25
 
 
-def runs_table(runs: list[dict], axes: list[str]) -> pd.DataFrame:
+def cell_spec(cell: Cell) -> RunSpec:
+    """The settings a cell gave, typed, as given: a setting it left out reads as its default, and one derived
+    from the others as None (it was derived when the run ran: harness.results.records.stored_spec). Not
+    validated again, so a cell of an older lab still reads."""
+    return stored_spec(cell.settings)[0]
+
+
+def runs_table(runs: list[SweepRun], axes: list[str]) -> pd.DataFrame:
     """One row per finished run: cell, repeat, axis values and summary metrics.
 
-    `runs` holds dicts with keys cell, repeat, settings, summary (None for a failed run).
+    `runs` are a sweep's entries (harness.results.sweep_folder.Sweep.entries); a run without a summary (not
+    complete) has no row. The axes are columns named after settings, read from each cell's settings as given.
     """
     rows = []
     for r in runs:
-        if not r.get("summary"):
+        summary = r.summary
+        if summary is None:
             continue
-        row = {"cell": r["cell"], "repeat": r["repeat"], **{a: r["settings"][a] for a in axes}}
-        row.update({m: r["summary"].get(m) for m in METRICS})
-        row["disturbed"] = bool(r["summary"].get("disturbed"))
-        row["unsteady"] = bool(r["summary"].get("unsteady"))
+        row = {"cell": r.entry.cell, "repeat": r.entry.repeat, **{a: r.settings[a] for a in axes}}
+        row.update({m: summary.metric(m) for m in METRICS})
+        row["disturbed"] = bool(summary.disturbed)
+        row["unsteady"] = bool(summary.unsteady)
         row["reliable"] = not (row["disturbed"] or row["unsteady"])
-        row["batch_started_t"] = r["summary"].get("batch_started_t")
+        row["batch_started_t"] = summary.batch_started_t
         rows.append(row)
     return pd.DataFrame(rows, columns=["cell", "repeat", *axes, *METRICS, "disturbed", "unsteady", "reliable",
                                        "batch_started_t"])
 
 
-
-
-def against_nearest_baseline(runs: pd.DataFrame, cells: list[dict]) -> pd.Series:
+def against_nearest_baseline(runs: pd.DataFrame, cells: list[Cell]) -> pd.Series:
     """Per run: its tasks/s over that of the solo run of the same work nearest to it in time (NaN without
     one). On a machine whose speed drifts, a ratio between runs seconds apart holds where one between cells'
     medians, measured minutes apart, does not; a cell's figure is the median of its runs' ratios. The same
@@ -50,10 +60,15 @@ def against_nearest_baseline(runs: pd.DataFrame, cells: list[dict]) -> pd.Series
     a solo run marked disturbed or unsteady is no baseline."""
     from harness.model.experiment import work_key
 
-    settings = {c["cell"]: c["settings"] for c in cells}
-    same_task = ("duration", "background_tasks", "background_duration")
-    work = runs["cell"].map(lambda c: (work_key(settings[c]), tuple(str(settings[c].get(k)) for k in same_task)))
-    is_base = runs["cell"].map(lambda c: settings[c].get("pool") == BASELINE_POOL)
+    by_number = {c.cell: c for c in cells}
+    specs = {n: cell_spec(c) for n, c in by_number.items()}
+
+    def same_work(n: int) -> tuple[tuple[str, ...], tuple[str, str]]:
+        # The task length: the duration (the background tasks' follows from it) and the background tasks.
+        return work_key(by_number[n].settings), (str(specs[n].duration), str(specs[n].background_tasks))
+
+    work = runs["cell"].map(same_work)
+    is_base = runs["cell"].map(lambda n: specs[n].pool == BASELINE_POOL)
     if "reliable" in runs:
         usable = runs["reliable"].fillna(True).astype(bool)
     else:
@@ -106,14 +121,14 @@ def cell_stats(runs: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 SHAPE = ("concurrency", "workers")
 
 
-def sweep_table(entries: list[dict], axes: list[str], cells: list[dict]) -> pd.DataFrame:
+def sweep_table(entries: list[SweepRun], axes: list[str], cells: list[Cell]) -> pd.DataFrame:
     """summary.csv of a sweep: one row per cell (with its label), from its entries' run summaries."""
-    columns = [*axes, *(c for c in SHAPE if c not in axes and all(c in e["settings"] for e in entries))]
+    columns = [*axes, *(c for c in SHAPE if c not in axes and all(c in e.settings for e in entries))]
     runs = runs_table(entries, columns)
     if not runs.empty:
         runs["vs_solo"] = against_nearest_baseline(runs, cells)
     table = cell_stats(runs, columns) if not runs.empty else runs
-    labels = {c["cell"]: c["label"] for c in cells}
+    labels = {c.cell: c.label for c in cells}
     if not table.empty:
         table.insert(1, "label", table["cell"].map(labels))
     return table

@@ -5,6 +5,7 @@ The summary is stamped with ANALYSIS_VERSION: raise it whenever a change here ch
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,10 @@ from harness.analysis.trust import (
     was_stopped,
 )
 from harness.model.pools import CPU_KINDS, pool
+from harness.model.spec import RunSpec
 from harness.model.workloads import workload
+from harness.results.records import Environment, GilProbe, Role, RunManifest, RunSettings, Summary
+from harness.results.run_folder import tasks_of
 
 # 1: serial time inferred (own CPU of fixed-work tasks, else tasks x duration).
 # 2: serial time measured from the reference task run alone; work inflation.
@@ -174,7 +178,7 @@ def shares_nothing(ctx: RunContext, max_running: int) -> bool:
 
 
 def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
-              reference: pd.DataFrame | None = None) -> dict:
+              reference: pd.DataFrame | None = None) -> Summary:
     """The run's summary numbers (see README, 'How to read the numbers').
 
     `tasks` are the measured tasks; `reference` the tasks run alone (before, between the parts of and after
@@ -198,7 +202,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     cpu_share = float(t["cpu_s"].sum() / busy) if cpu_known and busy > 0 else float("nan")
     intervals = sorted(set(float(x) for x in t["switch_interval"].dropna()))
 
-    summary = {
+    fields: dict[str, Any] = {
         "tasks_done": int(len(ok)),
         "tasks_failed": int(len(t) - len(ok)),
         "makespan_s": makespan,
@@ -238,15 +242,16 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "switch_intervals_seen": intervals,
         "switch_interval_ok": bool(intervals) and all(np.isclose(x, ctx.switch_interval) for x in intervals),
     }
-    summary.update(_waits(t, ctx, busy, mean_running, cpu_share if cpu_known else None))
-    summary["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
-    summary.update(memory(samples, t0, t1))
-    summary.update(unsteadiness(summary))
-    summary["notes"] = notes(summary, ctx)
+    fields.update(_waits(t, ctx, busy, mean_running, cpu_share if cpu_known else None))
+    fields["gil_enabled_tasks"] = int(gil_seen.sum()) if len(gil_seen) else None
+    fields.update(memory(samples, t0, t1))
+    summary = Summary(**fields)
+    summary = dataclasses.replace(summary, **unsteadiness(summary))
+    summary.notes = notes(summary, ctx)
     return summary
 
 
-def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: int) -> dict:
+def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: int) -> dict[str, Any]:
     """Cores used while the measured tasks ran (`windows`) by the worker, by the whole machine, and by other
     processes: what neither the worker nor the lab (harness, broker) used; None where the lab's own processes
     were not sampled (runs stored before analysis 4) or too few samples fell in a short run. Whether that
@@ -272,9 +277,10 @@ def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: in
             "disturbed": is_disturbed(other_cores, cores, stopped, span), "worker_cpu_s": tree_cpu}
 
 
-def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float, cpu_share: float | None) -> dict:
+def _waits(t: pd.DataFrame, ctx: RunContext, busy: float, mean_running: float,
+           cpu_share: float | None) -> dict[str, Any]:
     """What the tasks waited for: the GIL (CPU work), round trips, free slots, the second start; and
-    whether busy_wait's parallelism was phantom."""
+    whether busy_wait's parallelism was phantom. Summary fields, by name."""
     out: dict[str, Any] = {}
     if ctx.kind in CPU_KINDS and cpu_share is not None:  # mixed and own tasks also wait on purpose: see task_stretch
         out["gil_wait_mean_s"] = float(t["wait_s"].mean())
@@ -296,94 +302,89 @@ def _share(part: float, whole: float) -> float | None:
     return float(part / whole) if whole > 0 and pd.notna(part) else None
 
 
-def notes(summary: dict, ctx: RunContext) -> list[str]:
+def notes(summary: Summary, ctx: RunContext) -> list[str]:
     """Plain-language reading of the summary: what a teacher would point at."""
-    out = [disturbance_note(summary)] if summary.get("disturbed") else []
-    if summary.get("unsteady"):
+    out = [disturbance_note(summary)] if summary.disturbed else []
+    if summary.unsteady:
         out.append(unsteady_note(summary))
     # Tasks beyond the cores take turns on them whatever the pool: only the cores they could have
     # had and did not get are the GIL's (or the event loop's) doing.
-    running, used = summary["mean_tasks_running"], summary["mean_cores_used"]
+    running, used = summary.mean_tasks_running, summary.mean_cores_used
     gap = min(running, ctx.cores) - used
-    gil_free = ctx.gil_free(summary["gil_enabled_tasks"])
-    if summary["phantom"]:
+    gil_free = ctx.gil_free(summary.gil_enabled_tasks or 0)
+    if summary.phantom:
         out.append(
-            f"PHANTOM PARALLELISM: on average {summary['mean_tasks_running']:.1f} {ctx.workload} tasks were "
-            f"'running' at once, but they got {summary['mean_tasks_running'] * summary['task_cpu_share']:.1f} "
+            f"PHANTOM PARALLELISM: on average {summary.mean_tasks_running:.1f} {ctx.workload} tasks were "
+            f"'running' at once, but they got {summary.mean_tasks_running * summary.task_cpu_share:.1f} "
             "cores between them. A wall-clock spin stops on time whether or not it got the CPU: "
             "measure CPU, not wall time (use the `cpu` workload).")
-    if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary["phantom"]:  # a GIL, or one OS thread
-        who = ("the worker being stopped" if was_stopped(summary.get("worker_stopped_s"), summary["makespan_s"]) else
-               "other processes on the machine" if summary.get("disturbed") else
+    if ctx.kind in CPU_KINDS and gap >= PHANTOM_MARGIN_CORES and not summary.phantom:  # a GIL, or one OS thread
+        who = ("the worker being stopped" if was_stopped(summary.worker_stopped_s, summary.makespan_s) else
+               "other processes on the machine" if summary.disturbed else
                "locks the tasks share, or the OS (no GIL on this worker)" if gil_free else pool(ctx.pool).waiter)
         out.append(f"{running:.1f} tasks running on average but {used:.1f} cores used: "
                    f"{who} took the difference.")
-    elif ctx.kind in CPU_KINDS and running - ctx.cores >= PHANTOM_MARGIN_CORES and not summary["phantom"]:
+    elif ctx.kind in CPU_KINDS and running - ctx.cores >= PHANTOM_MARGIN_CORES and not summary.phantom:
         out.append(f"{running:.1f} tasks running on average on {ctx.cores} cores: they took turns on the cores "
                    "(more tasks than cores), which no pool can avoid.")
-    share = summary.get("alone_cpu_share")
+    share = summary.alone_cpu_share
     if ctx.kind in ("mixed", "own") and share is not None:
         # Such a task waits on purpose part of the time: it wants its share of a core while it runs.
-        wanted = min(summary["mean_tasks_running"] * share, ctx.cores)
-        if wanted - summary["mean_cores_used"] >= PHANTOM_MARGIN_CORES:
-            out.append(f"{summary['mean_tasks_running']:.1f} tasks running on average, each {share:.0%} CPU alone, "
-                       f"wanted {wanted:.1f} cores but got {summary['mean_cores_used']:.1f}: "
+        wanted = min(summary.mean_tasks_running * share, ctx.cores)
+        if wanted - summary.mean_cores_used >= PHANTOM_MARGIN_CORES:
+            out.append(f"{summary.mean_tasks_running:.1f} tasks running on average, each {share:.0%} CPU alone, "
+                       f"wanted {wanted:.1f} cores but got {summary.mean_cores_used:.1f}: "
                        f"{pool(ctx.pool).waiter} (or the cores) took the difference.")
-    inflation = summary.get("work_inflation")
-    if inflation is not None and inflation > INFLATION_LIMIT and not summary.get("shares_nothing"):
+    inflation = summary.work_inflation
+    if inflation is not None and inflation > INFLATION_LIMIT and not summary.shares_nothing:
         out.append(f"WORK INFLATION {inflation:.2f}x: each task used {inflation:.2f}x the CPU it used alone. The cores "
                    "were busy but the work did not go faster: the tasks contended (for an object they share, on a "
                    "free-threaded build; for SMT siblings or memory bandwidth).")
-    if summary["efficiency"] is not None and summary["efficiency"] < 0.7:
-        out.append(f"Speedup {summary['speedup']:.2f}x is {summary['efficiency']:.0%} of the ideal "
-                   f"{summary['ideal_speedup']}x for {ctx.pool} on {ctx.kind} work.")
-    gil_on = summary["gil_enabled_tasks"]
+    if summary.efficiency is not None and summary.efficiency < 0.7:
+        out.append(f"Speedup {summary.speedup:.2f}x is {summary.efficiency:.0%} of the ideal "
+                   f"{summary.ideal_speedup}x for {ctx.pool} on {ctx.kind} work.")
+    gil_on = summary.gil_enabled_tasks
     if gil_on and ctx.gil_free(0):
-        out.append(f"THE GIL WAS ON in {gil_on} of {summary['tasks_done'] + summary['tasks_failed']} tasks on a "
+        out.append(f"THE GIL WAS ON in {gil_on} of {summary.tasks_done + summary.tasks_failed} tasks on a "
                    "free-threaded worker that did not ask for it: a C extension not marked free-threading-safe "
                    "turned it back on (the worker's log names it).")
-    if not summary["switch_interval_ok"]:
-        out.append(f"WARNING: tasks saw switch intervals {summary['switch_intervals_seen']}, "
+    if not summary.switch_interval_ok:
+        out.append(f"WARNING: tasks saw switch intervals {summary.switch_intervals_seen}, "
                    f"not the requested {ctx.switch_interval:g} s.")
-    if summary["tasks_failed"]:
-        out.append(f"{summary['tasks_failed']} task(s) raised an error: see the error column of tasks.csv.")
+    if summary.tasks_failed:
+        out.append(f"{summary.tasks_failed} task(s) raised an error: see the error column of tasks.csv.")
     return out
 
 
-def context(spec: dict[str, Any], environment: dict[str, Any], settings: dict[str, Any] | None = None) -> RunContext:
+def context(spec: RunSpec, environment: Environment, settings: RunSettings) -> RunContext:
     """The RunContext of a stored run: its spec, the cores it could use (recorded in its environment),
     and the worker's interpreter (recorded in its settings)."""
-    cores = environment.get("cpu_affinity") or environment.get("cpu_count_logical") or 1
-    physical = environment.get("cpu_count_physical")
-    interpreter = (settings or {}).get("worker_interpreter") or {}
-    return RunContext(pool=spec["pool"], workload=spec["workload"], kind=workload(spec["workload"]).kind,
-                      concurrency=spec["concurrency"], tasks=spec["tasks"], duration=spec["duration"],
-                      switch_interval=spec["switch_interval"], cores=int(cores),
-                      free_threaded=bool(interpreter.get("free_threaded")), gil=spec.get("gil"),
-                      cpu_fraction=spec.get("cpu_fraction"), workers=spec.get("workers", 1),
-                      physical_cores=int(physical) if physical else None)
+    return RunContext(pool=spec.pool, workload=spec.workload, kind=workload(spec.workload).kind,
+                      concurrency=spec.concurrency, tasks=spec.tasks, duration=spec.duration,
+                      switch_interval=spec.switch_interval, cores=environment.cores,
+                      free_threaded=settings.free_threaded, gil=spec.gil, cpu_fraction=spec.cpu_fraction,
+                      workers=spec.workers, physical_cores=environment.physical_cores)
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,
-                      cost: dict[str, Any] | None) -> dict[str, Any]:
+                      cost: dict[str, Any] | None) -> GilProbe:
     """The GIL probes' figures while two or more measured tasks ran at once, with what the probes cost."""
     bands = gil_holder_bands(oncpu)
-    return {
+    return GilProbe.from_dict({
         **gil_handoffs(bands, contended_windows(foreground)),
         "contention_mean": float(contention["contention"].mean()) if len(contention) else None,
         **(cost or {}),
-    }
+    })
 
 
-def summarize_run(manifest: dict[str, Any], tasks: pd.DataFrame, samples: pd.DataFrame,
-                  oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None) -> dict[str, Any]:
+def summarize_run(manifest: RunManifest, tasks: pd.DataFrame, samples: pd.DataFrame,
+                  oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None) -> Summary:
     """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
-    foreground = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
-    reference = tasks[tasks["role"] == "reference"] if "role" in tasks else None
-    ctx = context(manifest["spec"], manifest["environment"], manifest.get("settings"))
+    foreground = tasks_of(tasks, Role.FOREGROUND)
+    reference = tasks_of(tasks, Role.REFERENCE) if "role" in tasks else None
+    ctx = context(manifest.spec, manifest.environment, manifest.settings)
     summary = summarize(foreground, samples, ctx, reference)
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
-        summary["gil_probe"] = gil_probe_summary(oncpu, contention, foreground,
-                                                 (manifest.get("settings") or {}).get("gil_probe_cost"))
+        summary.gil_probe = gil_probe_summary(oncpu, contention, foreground, manifest.settings.gil_probe_cost)
     return summary

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from scipy import stats as scistats
+
+from harness.results.records import Summary
 
 # A run is disturbed when other processes used at least this many cores while its tasks ran: half a
 # core is ten times the background of a quiet 2-core machine (0.02-0.05 cores measured), and enough
@@ -70,109 +73,114 @@ STEAL_LIMIT_CORES = 0.10
 ABOVE_IDEAL_FLOOR = 0.05
 
 
-def speed_change(summary: dict) -> str:
+def speed_change(summary: Summary) -> str:
     """"slower" or "faster" when the run's tasks each needed far more (or less) CPU than the same task alone,
-    on work that shares nothing (summary "shares_nothing": harness.analysis.summary): then the machine
+    on work that shares nothing (summary.shares_nothing: harness.analysis.summary): then the machine
     itself ran at another speed during the batch (another VM on the host, an SMT sibling, the CPU's clock),
     which no process list inside this machine shows; "" otherwise."""
-    inflation = summary.get("work_inflation")
-    if inflation is None or not math.isfinite(inflation) or not summary.get("shares_nothing"):
+    inflation = summary.work_inflation
+    if inflation is None or not math.isfinite(inflation) or not summary.shares_nothing:
         return ""
     return "slower" if inflation > INFLATION_LIMIT else "faster" if inflation < 1 / INFLATION_LIMIT else ""
 
 
-def above_ideal(summary: dict) -> bool:
+def above_ideal(summary: Summary) -> bool:
     """Whether the speedup exceeds the pool's physical ideal by more than the run's measured drift: a number
     beyond physics, which only an unsteady reference gives. Only a speedup against a task timed alone: a
     wall-clock spin's "speedup" against its nominal duration is phantom parallelism, said as such."""
-    speedup, ideal = summary.get("speedup"), summary.get("ideal_speedup")
-    if speedup is None or ideal is None or not math.isfinite(speedup) or not ideal or summary.get("alone_s") is None:
+    speedup, ideal = summary.speedup, summary.ideal_speedup
+    if speedup is None or ideal is None or not math.isfinite(speedup) or not ideal or summary.alone_s is None:
         return False
-    margin = max(summary.get("machine_drift") or 0.0, ABOVE_IDEAL_FLOOR)
+    margin = max(summary.machine_drift or 0.0, ABOVE_IDEAL_FLOOR)
     return speedup > ideal * (1 + margin)
 
 
-def unsteady_causes(summary: dict) -> list[str]:
+def unsteady_causes(summary: Summary) -> list[str]:
     """Why the machine's speed cannot be trusted to have held during the run, each in a few words: the
     hypervisor, or speed drift (seen in the tasks run alone, in the batch's CPU, or in a speedup beyond
     physics); [] for a steady run."""
     causes = []
-    drift = summary.get("machine_drift")
-    runs = summary.get("alone_runs_s") or []
+    drift = summary.machine_drift
+    runs = summary.alone_runs_s or []
     if drift is not None and drift > DRIFT_LIMIT:
         causes.append(f"speed drift: one task alone took {min(runs):.3g}-{max(runs):.3g} s ({drift:.0%} apart)")
-    steal = summary.get("steal_cores")
+    steal = summary.steal_cores
     if steal is not None and steal > STEAL_LIMIT_CORES:
         causes.append(f"hypervisor: it took {steal:.2f} cores for other guests (steal)")
     change = speed_change(summary)
     if change:
         causes.append(f"speed drift: the machine ran {change} during the batch than alone (each task needed "
-                      f"{summary['work_inflation']:.2f}x its CPU alone, on work that shares nothing: its clock, "
+                      f"{summary.work_inflation:.2f}x its CPU alone, on work that shares nothing: its clock, "
                       "another VM on the host, not contention)")
     if above_ideal(summary):
-        causes.append(f"speedup {summary['speedup']:.2f}x above the physical ideal {summary['ideal_speedup']:g}x: "
+        causes.append(f"speedup {summary.speedup:.2f}x above the physical ideal {summary.ideal_speedup:g}x: "
                       "the reference was unsteady")
     return causes
 
 
-def unsteadiness(summary: dict) -> dict:
-    """The summary's UNSTEADY mark and its cause; None where nothing of the machine's speed was measured
-    (a run stored before analysis 6, with one task alone and no steal)."""
+def unsteadiness(summary: Summary) -> dict[str, Any]:
+    """The summary's UNSTEADY mark and its cause (its fields `unsteady` and `unsteady_cause`); None where nothing
+    of the machine's speed was measured (a run stored before analysis 6, with one task alone and no steal)."""
     causes = unsteady_causes(summary)
-    measured = summary.get("machine_drift") is not None or summary.get("steal_cores") is not None
+    measured = summary.machine_drift is not None or summary.steal_cores is not None
     return {"unsteady": True if causes else (False if measured else None), "unsteady_cause": "; ".join(causes)}
 
 
-def unsteady_note(summary: dict) -> str:
+def unsteady_note(summary: Summary) -> str:
     """The run's note when the machine's speed changed under it: what was seen, and why its numbers cannot be read."""
-    return (f"UNSTEADY: {summary['unsteady_cause']}. The machine's speed changed during this run, so its speedup "
+    return (f"UNSTEADY: {summary.unsteady_cause}. The machine's speed changed during this run, so its speedup "
             "and times rest on an unsteady reference; rerun it (the lab measures one task alone before and "
             "after the batch to see this).")
 
 
-def departure(summary: dict) -> float:
+def departure(summary: Summary | None) -> float:
     """How far a run's measurement is from steady, as one share: the largest of its drift, its work inflation's
     distance from 1 on work that shares nothing (in either direction), its speedup's excess over the ideal, and
     its steal in cores; 1 more when it was disturbed. 0 for a steady, quiet run. Of several measurements of the
-    same thing, the one with the least is the one to read."""
-    parts = [summary.get("machine_drift") or 0.0, summary.get("steal_cores") or 0.0]
-    inflation = summary.get("work_inflation")
-    if summary.get("shares_nothing") and inflation and math.isfinite(inflation) and inflation > 0:
+    same thing, the one with the least is the one to read. A run without a summary measured nothing: 0."""
+    if summary is None:
+        return 0.0
+    parts = [summary.machine_drift or 0.0, summary.steal_cores or 0.0]
+    inflation = summary.work_inflation
+    if summary.shares_nothing and inflation and math.isfinite(inflation) and inflation > 0:
         parts.append(abs(math.log(inflation)))
-    speedup, ideal = summary.get("speedup"), summary.get("ideal_speedup")
-    if summary.get("alone_s") is not None and ideal and speedup is not None and math.isfinite(speedup):
+    speedup, ideal = summary.speedup, summary.ideal_speedup
+    if summary.alone_s is not None and ideal and speedup is not None and math.isfinite(speedup):
         parts.append(max(0.0, speedup / ideal - 1))
-    return max(parts) + (1.0 if summary.get("disturbed") else 0.0)
+    return max(parts) + (1.0 if summary.disturbed else 0.0)
 
 
-def unreliable(summary: dict) -> bool:
+def unreliable(summary: Summary | None) -> bool:
     """Whether a run's numbers cannot be read: DISTURBED (other processes, a stopped worker) or UNSTEADY (the
-    machine's own speed). What --rerun-disturbed reruns, and what lowers a cell's trust."""
-    return bool(summary.get("disturbed") or summary.get("unsteady"))
+    machine's own speed). What --rerun-disturbed reruns, and what lowers a cell's trust. A run without a
+    summary is neither."""
+    return summary is not None and bool(summary.disturbed or summary.unsteady)
 
 
-def disturbance_cause(summary: dict) -> str:
+def disturbance_cause(summary: Summary | None) -> str:
     """What disturbed a run or made it unsteady, in a few words (for titles, tables and the console); "" for a
-    run that was neither."""
+    run that was neither, or has no summary."""
+    if summary is None:
+        return ""
     causes = []
-    if summary.get("disturbed"):
-        if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
-            causes.append(f"worker stopped {summary['worker_stopped_s']:.1f} s")
-        other = summary.get("other_cores_used")
-        if other is not None and other >= disturbance_threshold(int(summary.get("cores") or 1)):
+    if summary.disturbed:
+        if was_stopped(summary.worker_stopped_s, summary.makespan_s):
+            causes.append(f"worker stopped {summary.worker_stopped_s:.1f} s")
+        other = summary.other_cores_used
+        if other is not None and other >= disturbance_threshold(int(summary.cores or 1)):
             causes.append(f"{other:.1f} other cores busy")
-    if summary.get("unsteady"):
-        causes.append(summary.get("unsteady_cause") or "unsteady")
+    if summary.unsteady:
+        causes.append(summary.unsteady_cause or "unsteady")
     return ", ".join(causes)
 
 
-def disturbance_note(summary: dict) -> str:
+def disturbance_note(summary: Summary) -> str:
     """The run's first note when it was disturbed: what happened and why its speedup cannot be read."""
-    if was_stopped(summary.get("worker_stopped_s"), summary.get("makespan_s")):
+    if was_stopped(summary.worker_stopped_s, summary.makespan_s):
         return (f"DISTURBED: the worker was stopped (SIGSTOP, Ctrl-Z or a debugger) for "
-                f"{summary['worker_stopped_s']:.1f} s of the {summary['makespan_s']:.1f} s its tasks ran: its speedup "
+                f"{summary.worker_stopped_s:.1f} s of the {summary.makespan_s:.1f} s its tasks ran: its speedup "
                 "is not reliable (a stopped worker runs no task, whatever the pool or the GIL; rerun it).")
-    return (f"DISTURBED: {summary['other_cores_used']:.1f} other cores were busy during this run: its speedup is not "
+    return (f"DISTURBED: {summary.other_cores_used:.1f} other cores were busy during this run: its speedup is not "
             "reliable (other processes competed for the CPU; rerun on a quiet machine).")
 
 

@@ -13,14 +13,15 @@ import pandas as pd
 
 from harness.analysis.trust import departure, disturbance_cause, unreliable
 from harness.course import verdicts
-from harness.errors import SpecError
-from harness.lab.broker import Broker
+from harness.errors import ResultsError, SpecError
 from harness.lab.interpreters import find_free_threaded, find_subinterpreter_python
+from harness.lab.services.redis_broker import RedisBroker
 from harness.model.machine import usable_cores
 from harness.model.pools import CELERY_POOLS
 from harness.model.spec import build_spec
 from harness.pipeline import run_bench
-from harness.results.run_folder import Run
+from harness.results.records import Role, Summary
+from harness.results.run_folder import Run, tasks_of
 
 TITLES = {
     1: "solo runs one task at a time",
@@ -35,6 +36,7 @@ TITLES = {
     10: "free-threaded Python: threads in parallel, and contention instead of a GIL",
     11: "subinterpreters: a GIL each, parallel CPU work in one process",
 }
+# Summary fields, a column each in a lesson's table of runs.
 TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
                  "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom",
                  "work_inflation", "pss_peak_mib"]
@@ -58,12 +60,15 @@ class LessonResult:
         the verdict rests on a number that is not reliable."""
         out = []
         for name, run in self.runs.items():
-            if run.summary.get("disturbed"):
-                out.append(f"run {name!r} was DISTURBED ({disturbance_cause(run.summary)}); rerun the lesson on a "
+            s = run.summary
+            if s is None:
+                continue
+            if s.disturbed:
+                out.append(f"run {name!r} was DISTURBED ({disturbance_cause(s)}); rerun the lesson on a "
                            "quiet "
                            "machine before trusting its verdict")
-            elif run.summary.get("unsteady"):
-                out.append(f"run {name!r} was UNSTEADY ({run.summary['unsteady_cause']}): the machine's own speed "
+            elif s.unsteady:
+                out.append(f"run {name!r} was UNSTEADY ({s.unsteady_cause}): the machine's own speed "
                            "changed under it; rerun the lesson before trusting its verdict")
         return out
 
@@ -72,6 +77,13 @@ class LessonResult:
         if self.saved_figures:
             return list(self.saved_figures)
         return [run.path / name for run in self.runs.values() for name in ("timeline.png", "parallelism.png")]
+
+
+def _summary(run: Run) -> Summary:
+    """A lesson's run, summarized as harness.pipeline.run_bench returns every run it measured."""
+    if run.summary is None:
+        raise ResultsError(f"{run.path / 'run.json'}: the lesson's run has no summary")
+    return run.summary
 
 
 class _Lab:
@@ -85,7 +97,7 @@ class _Lab:
         self.runs: dict[str, Run] = {}
         self.decision: pd.DataFrame | None = None  # lesson 9's table, in place of the runs table
 
-    def run(self, name: str, **settings) -> dict:
+    def run(self, name: str, **settings) -> Summary:
         """One of the lesson's measurements; measured once more when the lab marks it (disturbed, or unsteady:
         this VM's speed switched between 0.15 s and 0.26 s for the same task within seconds), keeping the
         steadier of the two (harness.analysis.trust.departure). A run still marked is cautioned (`cautions`)."""
@@ -95,15 +107,15 @@ class _Lab:
             self.log(f"running: {name} once more ({disturbance_cause(run.summary)})")
             run = min((run, self._measure(settings)), key=lambda r: departure(r.summary))
         self.runs[name] = run
-        return run.summary
+        return _summary(run)
 
     def _measure(self, settings: dict) -> Run:
         return run_bench(build_spec(**settings), results_dir=self.results_dir, redis_url=self.broker_url,
                          log=lambda _line: None, mark_latest=False, live=self.live)
 
     def table(self) -> pd.DataFrame:
-        rows = [{"run": name, "pool": r.spec["pool"], "workload": r.spec["workload"],
-                 "concurrency": r.spec["concurrency"], **{k: r.summary.get(k) for k in TABLE_COLUMNS}}
+        rows = [{"run": name, "pool": r.spec.pool, "workload": r.spec.workload,
+                 "concurrency": r.spec.concurrency, **{k: _summary(r).metric(k) for k in TABLE_COLUMNS}}
                 for name, r in self.runs.items()]
         return pd.DataFrame(rows).set_index("run")
 
@@ -152,7 +164,7 @@ def _lesson6(lab: _Lab, cores: int) -> verdicts.Verdict:
     # The wait is judged against how long the CPU task ran in this run, not the duration it was sized for: a
     # rate reused from a slower second makes it shorter (this VM runs the same work at two speeds 1.7x apart).
     t = lab.runs["gevent, sleeps behind a CPU task"].tasks
-    background = t[t["role"] == "background"]
+    background = tasks_of(t, Role.BACKGROUND)
     cpu_task_s = float((background["finished"] - background["started"]).max())
     return verdicts.green_pools_overlap_io_but_cpu_blocks(io, blocked, gap, 20, cpu_task_s)
 
@@ -176,8 +188,8 @@ def _lesson9(lab: _Lab, cores: int) -> verdicts.Verdict:
     for workload in ("cpu", "io_sleep", "gil_release"):
         for pool in CELERY_POOLS:
             s = lab.run(f"{pool}, {workload}", pool=pool, workload=workload, concurrency=2, tasks=4, duration=0.15)
-            rows.append({"pool": pool, "workload": workload, "speedup": s["speedup"],
-                         "mean_cores_used": s["mean_cores_used"]})
+            rows.append({"pool": pool, "workload": workload, "speedup": s.speedup,
+                         "mean_cores_used": s.mean_cores_used})
     lab.decision = verdicts.decision_table(pd.DataFrame(rows))
     return verdicts.choosing_a_pool(lab.decision, cores)
 
@@ -217,7 +229,7 @@ def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_u
     (harness.present.live.terminal or .notebook)."""
     if number not in LESSONS:
         raise ValueError(f"unknown lesson {number}; lessons are 1 to {len(LESSONS)}")
-    with Broker(redis_url) as broker:  # one Redis for all of the lesson's runs
+    with RedisBroker(redis_url) as broker:  # one Redis for all of the lesson's runs
         lab = _Lab(broker.url, Path(results_dir), log, live)
         verdict = LESSONS[number](lab, usable_cores())
     table = lab.decision if lab.decision is not None else lab.table()

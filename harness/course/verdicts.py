@@ -1,6 +1,6 @@
 """Lesson verdicts: a prediction, the measured value, and whether it held. Pure functions on run summaries.
 
-Each takes the `summary` dicts of the lesson's runs (see harness.analysis.summary.summarize) and decides
+Each takes the `Summary` of the lesson's runs (see harness.analysis.summary.summarize) and decides
 from the numbers alone; notebooks and `make lesson` only print what these return. Thresholds are
 margins for a noisy 2-core machine, the same spirit as the tests' physics assertions.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
+from harness.results.records import Summary
 
 
 @dataclass(frozen=True)
@@ -24,107 +26,117 @@ class Verdict:
                 f"Predicted {self.prediction}; measured {self.measured}.")
 
 
-def solo_one_at_a_time(solo: dict) -> Verdict:
+def _measured(value: float | None) -> float:
+    """A figure the verdict reads that the summary may leave unmeasured (None): every lesson's runs measure it,
+    and a run that did not has no verdict (a TypeError, as comparing None would raise)."""
+    if value is None:
+        raise TypeError("the lesson's run did not measure a figure its verdict needs")
+    return value
+
+
+def solo_one_at_a_time(solo: Summary) -> Verdict:
     return Verdict(1, "solo runs one task at a time", "at most 1 task running at any moment",
-                   f"at most {solo['max_tasks_running']} running, speedup {solo['speedup']:.2f}x",
-                   solo["max_tasks_running"] == 1 and solo["speedup"] < 1.2)
+                   f"at most {solo.max_tasks_running} running, speedup {solo.speedup:.2f}x",
+                   solo.max_tasks_running == 1 and solo.speedup < 1.2)
 
 
-def prefork_scales_to_cores(at_cores: dict, above: dict, cores: int) -> Verdict:
+def prefork_scales_to_cores(at_cores: Summary, above: Summary, cores: int) -> Verdict:
     expected = 0.65 * cores if cores > 1 else 0.8
     # Above the cores the limit is the cores, not the speedup at the cores: with short tasks, more processes than
     # cores hide prefork's dispatch gaps (measured here: 1.48x at 2, 1.81x at 4 on 2 cores, both runs steady), and
     # a second run is a second moment of a drifting machine.
     limit = 1.1 * cores
-    held = at_cores["speedup"] >= expected and above["speedup"] <= limit
+    held = at_cores.speedup >= expected and above.speedup <= limit
     return Verdict(2, "prefork gives real parallelism for CPU work up to the cores, and no more above them",
                    f"speedup >= {expected:.2f}x at concurrency {cores}, at most the {cores} cores ({limit:.1f}x) at "
                    f"{2 * cores}",
-                   f"{at_cores['speedup']:.2f}x on {at_cores['mean_cores_used']:.2f} cores at concurrency {cores}, "
-                   f"{above['speedup']:.2f}x at {2 * cores}", held)
+                   f"{at_cores.speedup:.2f}x on {at_cores.mean_cores_used:.2f} cores at concurrency {cores}, "
+                   f"{above.speedup:.2f}x at {2 * cores}", held)
 
 
-def threads_cpu_versus_io(cpu: dict, io: dict, io_concurrency: int) -> Verdict:
-    held = cpu["speedup"] < 1.25 and io["speedup"] > 0.6 * io_concurrency
+def threads_cpu_versus_io(cpu: Summary, io: Summary, io_concurrency: int) -> Verdict:
+    held = cpu.speedup < 1.25 and io.speedup > 0.6 * io_concurrency
     return Verdict(3, "threads do not speed up pure-Python CPU work, but overlap I/O",
                    f"CPU speedup < 1.25x; I/O speedup > {0.6 * io_concurrency:.1f}x",
-                   f"CPU {cpu['speedup']:.2f}x on {cpu['mean_cores_used']:.2f} cores; I/O {io['speedup']:.2f}x "
-                   f"with {io['max_tasks_running']} at once", held)
+                   f"CPU {cpu.speedup:.2f}x on {cpu.mean_cores_used:.2f} cores; I/O {io.speedup:.2f}x "
+                   f"with {io.max_tasks_running} at once", held)
 
 
-def busy_wait_is_phantom(busy: dict, cpu: dict) -> Verdict:
-    held = busy["phantom"] and busy["speedup"] > 1.5 and busy["mean_cores_used"] < 1.25 and cpu["speedup"] < 1.25
+def busy_wait_is_phantom(busy: Summary, cpu: Summary) -> Verdict:
+    held = busy.phantom and busy.speedup > 1.5 and busy.mean_cores_used < 1.25 and cpu.speedup < 1.25
     return Verdict(4, "a wall-clock busy_wait fakes parallelism on threads: measure CPU, not wall time",
                    "busy_wait 'speeds up' in wall time on about one core; fixed work (cpu) does not",
-                   f"busy_wait {busy['speedup']:.2f}x on {busy['mean_cores_used']:.2f} cores "
-                   f"(phantom: {busy['phantom']}); cpu {cpu['speedup']:.2f}x", held)
+                   f"busy_wait {busy.speedup:.2f}x on {busy.mean_cores_used:.2f} cores "
+                   f"(phantom: {busy.phantom}); cpu {cpu.speedup:.2f}x", held)
 
 
-def switch_interval_delays_second_task(short: dict, long: dict, short_s: float, long_s: float,
+def switch_interval_delays_second_task(short: Summary, long: Summary, short_s: float, long_s: float,
                                        duration: float) -> Verdict:
     floor = 0.5 * min(long_s, duration)
-    held = long["second_start_delay_s"] > floor and short["second_start_delay_s"] < 0.1
+    short_delay, long_delay = _measured(short.second_start_delay_s), _measured(long.second_start_delay_s)
+    held = long_delay > floor and short_delay < 0.1
     return Verdict(5, "the switch interval decides when a second CPU thread gets to start",
                    f"second task starts within 0.1 s at {short_s:g} s, after > {floor:.2f} s at {long_s:g} s",
-                   f"{short['second_start_delay_s']:.3f} s at {short_s:g} s, "
-                   f"{long['second_start_delay_s']:.3f} s at {long_s:g} s", held)
+                   f"{short_delay:.3f} s at {short_s:g} s, {long_delay:.3f} s at {long_s:g} s", held)
 
 
-def green_pools_overlap_io_but_cpu_blocks(io: dict, with_cpu: dict, gap: dict, concurrency: int,
+def green_pools_overlap_io_but_cpu_blocks(io: Summary, with_cpu: Summary, gap: Summary, concurrency: int,
                                           cpu_task_s: float) -> Verdict:
     """`cpu_task_s`: how long the CPU task ran (measured), which the I/O tasks behind it wait for."""
-    overlap = io["speedup"] > 0.5 * concurrency
-    blocked = with_cpu["queue_wait_p50_s"] > 0.7 * cpu_task_s
-    dispatch_gap = gap["queue_wait_p95_s"] > 1.5
+    overlap = io.speedup > 0.5 * concurrency
+    blocked = with_cpu.queue_wait_p50_s > 0.7 * cpu_task_s
+    dispatch_gap = gap.queue_wait_p95_s > 1.5
     return Verdict(6, "gevent overlaps many I/O tasks in one thread; a CPU task blocks them all; "
                       "prefetch 1 adds a 2 s dispatch gap",
                    f"I/O speedup > {0.5 * concurrency:.0f}x; I/O tasks wait > {0.7 * cpu_task_s:.2f} s behind a "
                    f"CPU task; a task waits > 1.5 s at prefetch 1",
-                   f"{io['speedup']:.1f}x at concurrency {concurrency}; median wait behind CPU "
-                   f"{with_cpu['queue_wait_p50_s']:.2f} s; p95 wait at prefetch 1 {gap['queue_wait_p95_s']:.2f} s",
+                   f"{io.speedup:.1f}x at concurrency {concurrency}; median wait behind CPU "
+                   f"{with_cpu.queue_wait_p50_s:.2f} s; p95 wait at prefetch 1 {gap.queue_wait_p95_s:.2f} s",
                    overlap and blocked and dispatch_gap)
 
 
-def gil_release_runs_in_parallel(threads: dict, cores: int) -> Verdict:
+def gil_release_runs_in_parallel(threads: Summary, cores: int) -> Verdict:
     expected = 1.3 if cores > 1 else 0.8
     return Verdict(7, "C code that releases the GIL (hashlib) runs in parallel on threads",
-                   f"more than {expected} cores used", f"{threads['mean_cores_used']:.2f} cores, "
-                   f"speedup {threads['speedup']:.2f}x", threads["mean_cores_used"] > expected)
+                   f"more than {expected} cores used", f"{threads.mean_cores_used:.2f} cores, "
+                   f"speedup {threads.speedup:.2f}x", threads.mean_cores_used > expected)
 
 
-def convoy_effect(alone: dict, beside_cpu: dict, prefork_beside_cpu: dict) -> Verdict:
-    held = (beside_cpu["rtt_mean_s"] > 1.5 * alone["rtt_mean_s"]
-            and prefork_beside_cpu["rtt_mean_s"] < 1.3 * alone["rtt_mean_s"])
+def convoy_effect(alone: Summary, beside_cpu: Summary, prefork_beside_cpu: Summary) -> Verdict:
+    rtt = [_measured(s.rtt_mean_s) for s in (alone, beside_cpu, prefork_beside_cpu)]
+    held = rtt[1] > 1.5 * rtt[0] and rtt[2] < 1.3 * rtt[0]
     return Verdict(8, "a CPU task in the same process ruins the latency of I/O tasks (the convoy effect)",
                    "round trips > 1.5x slower beside a CPU thread; not slower beside a CPU process (prefork)",
-                   f"{alone['rtt_mean_s'] * 1000:.1f} ms alone, {beside_cpu['rtt_mean_s'] * 1000:.1f} ms beside CPU "
-                   f"on threads, {prefork_beside_cpu['rtt_mean_s'] * 1000:.1f} ms on prefork", held)
+                   f"{rtt[0] * 1000:.1f} ms alone, {rtt[1] * 1000:.1f} ms beside CPU "
+                   f"on threads, {rtt[2] * 1000:.1f} ms on prefork", held)
 
 
-def free_threading(free: dict, gil_on: dict, shared: dict, cores: int) -> Verdict:
+def free_threading(free: Summary, gil_on: Summary, shared: Summary, cores: int) -> Verdict:
     expected = 1.4 if cores > 1 else 0.8
-    held = (free["speedup"] >= expected and free["work_inflation"] < 1.25 and gil_on["speedup"] < 1.25
-            and shared["work_inflation"] > 1.25)
+    free_inflation, shared_inflation = _measured(free.work_inflation), _measured(shared.work_inflation)
+    held = (free.speedup >= expected and free_inflation < 1.25 and gil_on.speedup < 1.25
+            and shared_inflation > 1.25)
     return Verdict(10, "without the GIL threads run Python CPU work in parallel, but objects they share still "
                        "contend",
                    f"threads >= {expected}x on cpu with no work inflation; < 1.25x with the GIL forced on; "
                    "cpu_shared's tasks each burn > 1.25x their CPU alone",
-                   f"cpu {free['speedup']:.2f}x (inflation {free['work_inflation']:.2f}); "
-                   f"GIL on {gil_on['speedup']:.2f}x; "
-                   f"cpu_shared {shared['speedup']:.2f}x on {shared['mean_cores_used']:.2f} cores (inflation "
-                   f"{shared['work_inflation']:.2f})", held)
+                   f"cpu {free.speedup:.2f}x (inflation {free_inflation:.2f}); "
+                   f"GIL on {gil_on.speedup:.2f}x; "
+                   f"cpu_shared {shared.speedup:.2f}x on {shared.mean_cores_used:.2f} cores (inflation "
+                   f"{shared_inflation:.2f})", held)
 
 
-def subinterpreters_in_parallel(interpreters: dict, threads: dict, prefork: dict, processes: int,
+def subinterpreters_in_parallel(interpreters: Summary, threads: Summary, prefork: Summary, processes: int,
                                 cores: int) -> Verdict:
     """Lesson 11: the interpreters pool runs CPU work in parallel in one process; threads in one process do not."""
     expected = 1.4 if cores > 1 else 0.8
-    held = interpreters["speedup"] >= expected and processes == 1 and threads["speedup"] < 1.25
+    held = interpreters.speedup >= expected and processes == 1 and threads.speedup < 1.25
+    memory = [_measured(s.pss_peak_mib) for s in (interpreters, prefork)]
     return Verdict(11, "subinterpreters, each with its own GIL, run Python CPU work in parallel inside one process",
                    f"the interpreters pool >= {expected}x on cpu in a single worker process; threads < 1.25x",
-                   f"interpreters {interpreters['speedup']:.2f}x on {interpreters['mean_cores_used']:.2f} cores in "
-                   f"{processes} process(es), {interpreters['pss_peak_mib']:.0f} MiB; threads "
-                   f"{threads['speedup']:.2f}x; prefork {prefork['speedup']:.2f}x in {prefork['pss_peak_mib']:.0f} MiB",
+                   f"interpreters {interpreters.speedup:.2f}x on {interpreters.mean_cores_used:.2f} cores in "
+                   f"{processes} process(es), {memory[0]:.0f} MiB; threads "
+                   f"{threads.speedup:.2f}x; prefork {prefork.speedup:.2f}x in {memory[1]:.0f} MiB",
                    held)
 
 

@@ -8,16 +8,15 @@ from celery import Celery
 
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
+from harness.results.records import Role
 from workloads.protocol import RUN_HEADER
-
-ROLES = ("reference", "background", "foreground")
 
 
 @dataclass(frozen=True)
 class Batch:
-    # "reference": one measured task run alone (before the batch, then again after it), the serial reference;
-    # "background": run beside the measured tasks; "foreground": the measured tasks.
-    role: str
+    # REFERENCE: one measured task run alone (before the batch, then again after it), the serial reference;
+    # BACKGROUND: run beside the measured tasks; FOREGROUND: the measured tasks. tasks.csv's `role` is its value.
+    role: Role
     workload: str
     count: int
     args: list
@@ -31,16 +30,16 @@ def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
     measured = workload(spec.workload)
     foreground_args = measured.task_args(spec.duration, calibration, echo, spec.cpu_fraction, spec.task_args)
     kwargs = spec.task_kwargs or None
-    batches = [Batch("reference", spec.workload, 1, foreground_args, kwargs)] if measured.fixed_work else []
+    batches = [Batch(Role.REFERENCE, spec.workload, 1, foreground_args, kwargs)] if measured.fixed_work else []
     if spec.background:
-        batches.append(Batch("background", spec.background, spec.background_tasks,
+        batches.append(Batch(Role.BACKGROUND, spec.background, spec.background_tasks,
                              workload(spec.background).task_args(spec.background_duration, background_calibration,
                                                                   echo)))
-    batches.append(Batch("foreground", spec.workload, spec.tasks, foreground_args, kwargs))
+    batches.append(Batch(Role.FOREGROUND, spec.workload, spec.tasks, foreground_args, kwargs))
     return batches
 
 
-def batch(batches: list[Batch], role: str) -> Batch | None:
+def batch(batches: list[Batch], role: Role) -> Batch | None:
     return next((b for b in batches if b.role == role), None)
 
 

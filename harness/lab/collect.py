@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from harness.errors import RunFailed
 from harness.lab import gilprobe, machine_load
-from harness.lab.broker import redact
 from harness.lab.sampler import Sampler
+from harness.lab.services.base import redact
 from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
 from workloads.protocol import done_key, queue_keys

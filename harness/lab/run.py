@@ -23,13 +23,14 @@ import redis
 from harness.errors import RunFailed, WorkerError
 from harness.lab import environment, gilprobe, machine_load
 from harness.lab.batches import Batch, batch, plan_batches, submit
-from harness.lab.broker import Broker, redact
 from harness.lab.calibrate import Calibrations
 from harness.lab.client import client_app, warm
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
-from harness.lab.echo import EchoServer
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
+from harness.lab.services.base import redact
+from harness.lab.services.echo import EchoService
+from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
@@ -41,12 +42,13 @@ if TYPE_CHECKING:
     from harness.present.live import Watch
 from harness.results.files import check_writable, owner
 from harness.results.paths import RESULTS_DIR
+from harness.results.records import Environment, Role, RunManifest, RunSettings, Status
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
 
-def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, bg_calibration: dict,
-              batches: list[Batch], echo: EchoServer | None) -> dict:
+def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker, calibration: dict, bg_calibration: dict,
+              batches: list[Batch], echo: EchoService | None) -> dict:
     """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
     return {
         "broker": {"url": broker.redacted_url, "private": broker.private},
@@ -56,14 +58,14 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
         "task_acks_late": True,
         "serializer": "json",
         "calibration": calibration,
-        "task_args": batch(batches, "foreground").args,
-        "task_kwargs": batch(batches, "foreground").kwargs,
+        "task_args": batch(batches, Role.FOREGROUND).args,
+        "task_kwargs": batch(batches, Role.FOREGROUND).kwargs,
         # Tasks run alone: one before the batch and one after it, and one between the waves of a long batch
         # (counted once they ran: _write_records).
         "reference_tasks": 0,
         "background": {"workload": spec.background, "tasks": spec.background_tasks,
                        "duration": spec.background_duration, "calibration": bg_calibration,
-                       "task_args": batch(batches, "background").args} if spec.background else None,
+                       "task_args": batch(batches, Role.BACKGROUND).args} if spec.background else None,
         "echo_reply_delay_s": echo.reply_delay_s if echo else None,
         "worker_argv": worker.argv()[1:],
         "worker_start_to_ready_s": worker.start_to_ready_s,
@@ -75,7 +77,7 @@ def _settings(spec: RunSpec, broker: Broker, worker: Worker, calibration: dict, 
 
 
 def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, workers: WarmWorkers | None,
-             calibrations: Calibrations) -> tuple[dict, dict, list[Batch], EchoServer | None]:
+             calibrations: Calibrations) -> tuple[dict, dict, list[Batch], EchoService | None]:
     """Size the fixed work from the rate measured on the worker's interpreter (a sweep's, a recent one of
     this machine's, or measured now, before the worker starts, so nothing competes) and plan the batches."""
     t0 = time.monotonic()
@@ -87,8 +89,8 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
     needs_echo = any(workload(w).needs_echo or workload(w).own for w in (spec.workload, spec.background) if w)
     echo = None
     if needs_echo:
-        echo = workers.echo() if workers is not None else stack.enter_context(EchoServer())
-    batches = plan_batches(spec, calibration, bg_calibration, (echo.host, echo.port) if echo else None)
+        echo = workers.echo() if workers is not None else stack.enter_context(EchoService())
+    batches = plan_batches(spec, calibration, bg_calibration, echo.address if echo else None)
     return calibration, bg_calibration, batches, echo
 
 
@@ -161,17 +163,17 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
     _warm(app, queue, m)
-    reference = batch(batches, "reference")
+    reference = batch(batches, Role.REFERENCE)
     task_s = None
     if reference is not None:
         t0 = time.monotonic()
         task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
-    foreground = batch(batches, "foreground")
+    foreground = batch(batches, Role.FOREGROUND)
     parts = _waves(spec, foreground) if reference is not None else [foreground]
     first = len(m.records)  # the live view shows the batch from here on, its parts together
     t0 = time.monotonic()
-    _send(app, queue, [b for b in batches if b.role == "background"] + [parts[0]], run_id, m)
+    _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + [parts[0]], run_id, m)
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f" (in {len(parts)} parts, one alone between them)" if len(parts) > 1 else "")
@@ -219,10 +221,10 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     t_begin = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="gil-lab-run-"))
     folder: RunFolder | None = None
-    manifest: dict = {}
+    manifest: RunManifest | None = None
     try:
         with ExitStack() as stack:
-            broker = stack.enter_context(Broker(redis_url))
+            broker = stack.enter_context(RedisBroker(redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
             if workers is not None and not WarmWorkers.shareable(spec):
                 workers = None  # a worker of its own; the warm ones wait, idle, for the runs that alternate with it
@@ -238,13 +240,13 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
+            settings = {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
+                        "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get("PYTHON_GIL")},
+                        "own_task": checked.own_task, "pool_check": checked.pool}
+            manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
+                                   settings=RunSettings.from_dict(settings),
+                                   environment=Environment.from_dict(environment.collect()))
             folder = RunFolder(Path(results_dir), run_id)
-            manifest = {"status": "running", "owner": owner(), "reason": None, "spec": spec.to_dict(),
-                        "settings": {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
-                                     "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get(
-                                         "PYTHON_GIL")},
-                                     "own_task": checked.own_task, "pool_check": checked.pool},
-                        "environment": environment.collect(), "summary": None, "analysis_version": None}
             folder.write_manifest(manifest)
             watch = live(spec) if live is not None else None
             if watch is not None:
@@ -254,9 +256,9 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     except BaseException as exc:
         if workers is not None:
             workers.discard(failed=True)  # the next run starts on a fresh worker, not on one that just failed
-        if folder is not None:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            reason = ("interrupted (Ctrl-C or SIGTERM)" if status == "interrupted" else
+        if folder is not None and manifest is not None:
+            status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+            reason = ("interrupted (Ctrl-C or SIGTERM)" if status == Status.INTERRUPTED else
                       f"the run's records could not be written ({exc.strerror or exc})" if isinstance(exc, OSError)
                       else str(exc))
             _write_partial(folder, manifest, m, scratch, status, reason)
@@ -272,14 +274,14 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
 
 
 def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, scratch: Path, python: str,
-                 echo: EchoServer | None, workers: WarmWorkers | None, m: Measurement,
+                 echo: EchoService | None, workers: WarmWorkers | None, m: Measurement,
                  log: Callable[[str], None]) -> None:
     """m.worker: a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
     consuming the run's queue until the stack closes."""
     if workers is None:
         kind = WorkerGroup if spec.workers > 1 else Worker
         m.worker = stack.enter_context(kind(spec, broker_url, run_id, scratch / "worker.log", python=python,
-                                            echo=(echo.host, echo.port) if echo else None))
+                                            echo=echo))
         log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
             f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
         return
@@ -290,7 +292,7 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
     log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} on it)")
 
 
-def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path, t_begin: float) -> None:
+def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scratch: Path, t_begin: float) -> None:
     """The raw records of a run that measured everything it asked for; its status is decided later."""
     folder.write_frame("tasks.csv", m.tasks_frame())
     folder.write_frame("samples.csv", m.sampler.frame())
@@ -300,13 +302,20 @@ def _write_records(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     _keep_worker_log(folder, m, scratch)
     m.timings["total_s"] = time.monotonic() - t_begin
     warm = m.warm_runs_before is not None
-    manifest["settings"].update({"reference_tasks": sum(r["role"] == "reference" for r in m.submitted),
-                                 "worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
-                                 "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
-                                 "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,
-                                 "harness_timings": m.timings, "sampler": m.sampler.own_cost(),
-                                 "gil_probe_cost": m.oncpu.own_cost() if m.oncpu is not None else None})
+    settings = manifest.settings
+    settings.reference_tasks = _reference_tasks(m)
+    settings.harness_timings = m.timings
+    settings.gil_probe_cost = m.oncpu.own_cost() if m.oncpu is not None else None
+    settings.extra.update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
+                           "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
+                           "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,
+                           "sampler": m.sampler.own_cost()})
     folder.write_manifest(manifest)
+
+
+def _reference_tasks(m: Measurement) -> int:
+    """How many tasks ran alone, as submitted so far."""
+    return sum(r["role"] == Role.REFERENCE for r in m.submitted)
 
 
 def _release(workers: WarmWorkers, worker: Worker, queue: str) -> None:
@@ -327,8 +336,8 @@ def _keep_worker_log(folder: RunFolder, m: Measurement, scratch: Path) -> None:
         shutil.move(str(scratch / "worker.log"), folder.file("worker.log"))
 
 
-def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: Path,
-                   status: str, reason: str) -> None:
+def _write_partial(folder: RunFolder, manifest: RunManifest, m: Measurement, scratch: Path,
+                   status: Status, reason: str) -> None:
     """Keep what was measured before a failure, under a manifest that says the run is not complete.
 
     The manifest is written last and whatever happened to the records (a full disk): a run.json left
@@ -343,7 +352,8 @@ def _write_partial(folder: RunFolder, manifest: dict, m: Measurement, scratch: P
     except OSError as exc:
         reason = f"{reason}; its records could not all be written ({exc.strerror or exc})"
     finally:
-        manifest["settings"]["reference_tasks"] = sum(r["role"] == "reference" for r in m.submitted)
-        manifest.update(status=status, reason=reason,
-                        partial={"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)})
+        manifest.settings.reference_tasks = _reference_tasks(m)
+        manifest.status, manifest.reason = status, reason
+        # How far the run got: harness.pipeline refuses to summarize a run that says it.
+        manifest.partial = {"tasks_submitted": len(m.submitted), "tasks_recorded": len(m.records)}
         folder.write_manifest(manifest)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from harness.lab.collect import forget_worker_keys
-from harness.lab.echo import EchoServer
+from harness.lab.services.echo import EchoService
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
 from workloads.protocol import worker_key
@@ -36,7 +36,7 @@ class WarmWorkers:
         self.keep = max(1, keep)
         self._warm: dict[tuple, tuple[Worker, int]] = {}  # oldest first: key -> (worker, runs it served)
         self._current: tuple | None = None
-        self._echo: EchoServer | None = None
+        self._echo: EchoService | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="gil-lab-warm-"))
         self.started = 0
 
@@ -44,10 +44,10 @@ class WarmWorkers:
     def shareable(spec: RunSpec) -> bool:
         return spec.pool_rules.stays_warm and not spec.gil_probe and spec.workers == 1
 
-    def echo(self) -> EchoServer:
+    def echo(self) -> EchoService:
         """One echo service for every run the warm workers serve: a worker is told its address once."""
         if self._echo is None:
-            self._echo = EchoServer().__enter__()
+            self._echo = EchoService().__enter__()
         return self._echo
 
     def worker_for(self, spec: RunSpec, broker_url: str, python: str) -> tuple[Worker, int]:
@@ -63,7 +63,7 @@ class WarmWorkers:
                 self._stop(next(iter(self._warm)))
             echo = self.echo()
             worker = Worker(spec, broker_url, f"warm-{spec.pool}-{secrets.token_hex(3)}",
-                            self._dir / f"worker-{self.started}.log", python=python, echo=(echo.host, echo.port))
+                            self._dir / f"worker-{self.started}.log", python=python, echo=echo)
             worker, runs = worker.__enter__(), 0
             self.started += 1
         self._warm[key] = (worker, runs)  # now the newest

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import redis
@@ -21,7 +22,10 @@ from harness.lab.interpreters import project_env
 from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 from harness.model.spec import RunSpec
 from harness.project import PROJECT_ROOT
-from workloads.protocol import ECHO_ADDR, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
+from workloads.protocol import ECHO_ADDR, ECHO_PASSWORD, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
+
+if TYPE_CHECKING:
+    from harness.lab.services.echo import EchoService
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -36,7 +40,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
                  ready_timeout_s: float = 60.0, python: str | None = None,
-                 echo: tuple[str, int] | None = None, index: int = 1) -> None:
+                 echo: EchoService | None = None, index: int = 1) -> None:
         self.spec = spec
         self.index = index  # which of the run's workers (WORKERS=N): its node name, ready key, slot names
         self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
@@ -73,7 +77,8 @@ class Worker:
         if self.spec.pool_rules.celery_class:  # Celery's custom pool reads the class from here
             env["CELERY_CUSTOM_WORKER_POOL"] = self.spec.pool_rules.celery_class
         if self.echo is not None:
-            env[ECHO_ADDR] = f"{self.echo[0]}:{self.echo[1]}"
+            env[ECHO_ADDR] = f"{self.echo.host}:{self.echo.port}"
+            env[ECHO_PASSWORD] = self.echo.password
         if self.spec.gil is not None:  # checked before: only a free-threaded worker gets it
             env["PYTHON_GIL"] = "1" if self.spec.gil == "on" else "0"
         env.update({

@@ -4,10 +4,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.lab.processes import interrupts_deferred
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
+
+if TYPE_CHECKING:
+    from harness.lab.services.echo import EchoService
 
 
 class WorkerGroup:
@@ -20,7 +24,7 @@ class WorkerGroup:
     """
 
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path, python: str | None = None,
-                 echo: tuple[str, int] | None = None) -> None:
+                 echo: EchoService | None = None) -> None:
         self.spec, self.run_id, self.log_path = spec, run_id, log_path
         self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i)
                         for i in range(1, spec.workers + 1)]

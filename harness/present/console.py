@@ -7,18 +7,20 @@ from typing import TYPE_CHECKING
 
 from harness.analysis import trust
 from harness.analysis.summary import WHEN_ALONE
+from harness.errors import ResultsError
+from harness.results.records import MachineLoad
 from harness.results.run_folder import Run
 
 if TYPE_CHECKING:
     from harness.analysis.advice import Advice
+    from harness.model.spec import RunSpec
+    from harness.results.records import RunManifest, Summary
 
 
-
-def slots_text(spec: dict) -> str:
+def slots_text(spec: RunSpec) -> str:
     """"concurrency 4", or with several workers "2 workers x concurrency 2"."""
-    workers = spec.get("workers", 1)
-    return (f"{workers} workers x concurrency {spec['concurrency']}" if workers > 1
-            else f"concurrency {spec['concurrency']}")
+    return (f"{spec.workers} workers x concurrency {spec.concurrency}" if spec.workers > 1
+            else f"concurrency {spec.concurrency}")
 
 
 def _num(value: object, fmt: str, unit: str = "") -> str:
@@ -27,102 +29,108 @@ def _num(value: object, fmt: str, unit: str = "") -> str:
     return f"{value:{fmt}}{unit}"
 
 
-def _call_args(spec: dict) -> str:
-    args = [json.dumps(a) for a in json.loads(spec.get("args") or "[]")]
-    args += [f"{k}={json.dumps(v)}" for k, v in json.loads(spec.get("kwargs") or "{}").items()]
+def _call_args(spec: RunSpec) -> str:
+    args = [json.dumps(a) for a in spec.task_args]
+    args += [f"{k}={json.dumps(v)}" for k, v in spec.task_kwargs.items()]
     return ", ".join(args)
+
+
+def _summary(run: Run) -> Summary:
+    if run.summary is None:  # a complete run always has one (harness.pipeline)
+        raise ResultsError(f"{run.path / 'run.json'}: no summary; `python -m harness summarize {run.path}` makes it")
+    return run.summary
 
 
 def summary_table(run: Run, where: bool = True) -> str:
     """The run's summary for a terminal; `where`: end with the folder's path (not in a report, which is in it)."""
-    s, spec = run.summary, run.spec
+    s, spec = _summary(run), run.spec
     rows = [
-        ("makespan", _num(s["makespan_s"], ".2f", " s"), "first submit to last finish"),
-        ("throughput", _num(s["throughput_per_s"], ".2f", " tasks/s"), ""),
-        ("speedup vs one at a time", _num(s["speedup"], ".2f", "x"),
-         f"ideal for {spec['pool']} on this work: {_num(s['ideal_speedup'], '.3g', 'x')}"
-         + ("" if s["ideal_speedup"] is not None else
+        ("makespan", _num(s.makespan_s, ".2f", " s"), "first submit to last finish"),
+        ("throughput", _num(s.throughput_per_s, ".2f", " tasks/s"), ""),
+        ("speedup vs one at a time", _num(s.speedup, ".2f", "x"),
+         f"ideal for {spec.pool} on this work: {_num(s.ideal_speedup, '.3g', 'x')}"
+         + ("" if s.ideal_speedup is not None else
             " (not assumed, for your own task or a custom pool)")),
-        ("efficiency", _num(s["efficiency"], ".0%"), "speedup / ideal"),
-        ("tasks running (mean)", _num(s["mean_tasks_running"], ".2f"), f"max {s['max_tasks_running']}"),
-        ("CPU cores used (mean)", _num(s["mean_cores_used"], ".2f"),
-         f"by the worker's processes; machine has {s['cores']} cores"),
-        ("queue wait p50 / p95", f"{_num(s['queue_wait_p50_s'], '.3f')} / {_num(s['queue_wait_p95_s'], '.3f')} s",
+        ("efficiency", _num(s.efficiency, ".0%"), "speedup / ideal"),
+        ("tasks running (mean)", _num(s.mean_tasks_running, ".2f"), f"max {s.max_tasks_running}"),
+        ("CPU cores used (mean)", _num(s.mean_cores_used, ".2f"),
+         f"by the worker's processes; machine has {s.cores} cores"),
+        ("queue wait p50 / p95", f"{_num(s.queue_wait_p50_s, '.3f')} / {_num(s.queue_wait_p95_s, '.3f')} s",
          "submit to start"),
-        ("run time p50 / p95", f"{_num(s['run_time_p50_s'], '.3f')} / {_num(s['run_time_p95_s'], '.3f')} s",
+        ("run time p50 / p95", f"{_num(s.run_time_p50_s, '.3f')} / {_num(s.run_time_p95_s, '.3f')} s",
          "start to finish"),
     ]
-    if s.get("alone_s") is not None:
-        inflation = s.get("work_inflation")
-        runs = s.get("alone_runs_s") or []
-        rows.append(("one task alone", _num(s["alone_s"], ".3f", " s"),
+    if s.alone_s is not None:
+        inflation = s.work_inflation
+        runs = s.alone_runs_s or []
+        rows.append(("one task alone", _num(s.alone_s, ".3f", " s"),
                      (f"median of {len(runs)} ({', '.join(f'{x:.3f}' for x in runs)}) "
                       f"{WHEN_ALONE[min(len(runs), 3)]}{' the batch' if len(runs) == 2 else ''}, "
                       if len(runs) > 1 else "measured first, ")
                      + "on the same worker: the speedup's reference"
                      + (f"; work inflation {inflation:.2f}x" if inflation is not None else "")))
-    if s.get("machine_drift") is not None or s.get("steal_cores") is not None:
-        rows.append(("machine drift / steal", f"{_num(s.get('machine_drift'), '.0%')} / "
-                                               f"{_num(s.get('steal_cores'), '.2f', ' cores')}",
-                     (f"UNSTEADY: {s['unsteady_cause']}" if s.get("unsteady") else
+    if s.machine_drift is not None or s.steal_cores is not None:
+        rows.append(("machine drift / steal", f"{_num(s.machine_drift, '.0%')} / "
+                                               f"{_num(s.steal_cores, '.2f', ' cores')}",
+                     (f"UNSTEADY: {s.unsteady_cause}" if s.unsteady else
                       f"steady: within {trust.DRIFT_LIMIT:.0%} and {trust.STEAL_LIMIT_CORES:g} cores of steal")))
-    if s.get("task_stretch") is not None:
-        rows.append(("task time vs alone", _num(s["task_stretch"], ".2f", "x"),
+    if s.task_stretch is not None:
+        rows.append(("task time vs alone", _num(s.task_stretch, ".2f", "x"),
                      f"a task's run time beside the others over alone; alone it was "
-                     f"{_num(s.get('alone_cpu_share'), '.0%')} CPU"))
-    if s.get("rss_peak_mib") is not None:
-        rows.append(("worker memory (peak)", _num(s.get("pss_peak_mib"), ".0f", " MiB PSS"),
-                     f"summed over the worker's processes, shared pages split; RSS {_num(s['rss_peak_mib'], '.0f')}, "
-                     f"USS {_num(s.get('uss_peak_mib'), '.0f')} MiB"))
-    if "gil_wait_mean_s" in s:
-        rows.append(("GIL wait per task (mean)", _num(s["gil_wait_mean_s"], ".3f", " s"),
-                     f"run time minus own CPU; {_num(s['gil_wait_fraction'], '.0%')} of run time"))
-    probe = s.get("gil_probe")
-    if probe:
-        rows.append(("GIL held per turn (median)", _num(probe["gil_hold_median_s"], ".4f", " s"),
-                     f"{_num(probe['gil_handoffs_per_s'], '.0f')} handovers/s; contention "
-                     f"{_num(probe['contention_mean'], '.0%')} (see gil.png)"))
-    if trust.was_stopped(s.get("worker_stopped_s"), s.get("makespan_s")):
-        rows.append(("worker stopped", _num(s["worker_stopped_s"], ".1f", " s"),
+                     f"{_num(s.alone_cpu_share, '.0%')} CPU"))
+    if s.rss_peak_mib is not None:
+        rows.append(("worker memory (peak)", _num(s.pss_peak_mib, ".0f", " MiB PSS"),
+                     f"summed over the worker's processes, shared pages split; RSS {_num(s.rss_peak_mib, '.0f')}, "
+                     f"USS {_num(s.uss_peak_mib, '.0f')} MiB"))
+    if s.gil_wait_mean_s is not None:  # measured for CPU work only
+        rows.append(("GIL wait per task (mean)", _num(s.gil_wait_mean_s, ".3f", " s"),
+                     f"run time minus own CPU; {_num(s.gil_wait_fraction, '.0%')} of run time"))
+    probe = s.gil_probe
+    if probe is not None:
+        rows.append(("GIL held per turn (median)", _num(probe.gil_hold_median_s, ".4f", " s"),
+                     f"{_num(probe.gil_handoffs_per_s, '.0f')} handovers/s; contention "
+                     f"{_num(probe.contention_mean, '.0%')} (see gil.png)"))
+    if trust.was_stopped(s.worker_stopped_s, s.makespan_s):
+        rows.append(("worker stopped", _num(s.worker_stopped_s, ".1f", " s"),
                      "DISTURBED: SIGSTOP, Ctrl-Z or a debugger; no task ran meanwhile"))
-    if s.get("other_cores_used") is not None:
-        rows.append(("other processes' CPU", _num(s["other_cores_used"], ".2f", " cores"),
-                     ("DISTURBED: " if trust.is_disturbed(s["other_cores_used"], int(s.get("cores") or 1))
+    if s.other_cores_used is not None:
+        rows.append(("other processes' CPU", _num(s.other_cores_used, ".2f", " cores"),
+                     ("DISTURBED: " if trust.is_disturbed(s.other_cores_used, int(s.cores or 1))
                       else "quiet enough; ") + machine_text(run.manifest)))
-    rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s["switch_intervals_seen"]) + " s",
-                 "as requested" if s["switch_interval_ok"] else "NOT as requested"))
-    if spec.get("task"):
-        what = f"{spec['tasks']} x {spec['task']}({_call_args(spec)})"
-    elif spec.get("cpu_fraction") is not None:  # mixed work
-        what = f"{spec['tasks']} tasks of {spec['duration']:g} s, {spec['cpu_fraction']:.0%} CPU"
+    rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s.switch_intervals_seen) + " s",
+                 "as requested" if s.switch_interval_ok else "NOT as requested"))
+    if spec.task:
+        what = f"{spec.tasks} x {spec.task}({_call_args(spec)})"
+    elif spec.cpu_fraction is not None:  # mixed work
+        what = f"{spec.tasks} tasks of {spec.duration:g} s, {spec.cpu_fraction:.0%} CPU"
     else:
-        what = f"{spec['tasks']} tasks of {spec['duration']:g} s"
-    head = (f"{run.run_id}: {spec['pool']} pool, {spec['workload']}, {slots_text(spec)}, "
-            f"{what}, switch interval {spec['switch_interval']:g} s")
-    interpreter = run.manifest["settings"].get("worker_interpreter") or {}
-    if interpreter.get("requested"):
-        head += (f", worker on {interpreter['implementation']} {interpreter['version']}"
-                 + (f" free-threaded (GIL {spec.get('gil') or 'off by default'})" if interpreter["free_threaded"]
-                    else ""))
+        what = f"{spec.tasks} tasks of {spec.duration:g} s"
+    head = (f"{run.run_id}: {spec.pool} pool, {spec.workload}, {slots_text(spec)}, "
+            f"{what}, switch interval {spec.switch_interval:g} s")
+    interpreter = run.manifest.settings.worker_interpreter
+    if interpreter is not None and interpreter.requested:
+        head += (f", worker on {interpreter.implementation} {interpreter.version}"
+                 + (f" free-threaded (GIL {spec.gil or 'off by default'})" if interpreter.free_threaded else ""))
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     lines = [head, "-" * len(head)]
     lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
-    lines += [f"  * {note}" for note in s.get("notes", [])]
+    lines += [f"  * {note}" for note in s.notes]
     if where:
         lines.append(f"  results: {run.path}")
     return "\n".join(lines)
 
 
-def machine_text(manifest: dict) -> str:
-    """Load before and after the run, and the busiest other processes: who else used the machine."""
-    load = (manifest.get("settings") or {}).get("machine_load") or {}
+def machine_text(manifest: RunManifest) -> str:
+    """Load before and after the run, and the busiest other processes: who else used the machine (the lab's
+    record of it, harness.lab.machine_load, kept in the run's settings)."""
+    load = manifest.settings.machine_load or MachineLoad()
     parts = []
-    if load.get("load_average_before"):
-        parts.append(f"load {load['load_average_before'][0]:.2f} before, {load['load_average_after'][0]:.2f} after")
-    busiest = load.get("busiest_other_processes") or []
+    if load.load_average_before and load.load_average_after:
+        parts.append(f"load {load.load_average_before[0]:.2f} before, {load.load_average_after[0]:.2f} after")
+    busiest = load.busiest_other_processes
     if busiest:
-        parts.append("busiest: " + ", ".join(f"{p['name']} ({_num(p['cores'], '.2f')})" for p in busiest))
+        parts.append("busiest: " + ", ".join(f"{p.name} ({_num(p.cores, '.2f')})" for p in busiest))
     return "; ".join(parts) or "nothing else recorded"
 
 

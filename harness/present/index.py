@@ -14,36 +14,39 @@ from harness.analysis.trust import disturbance_cause
 from harness.present.console import slots_text
 from harness.present.page import page
 from harness.results.files import settle_running
+from harness.results.records import Environment, RunManifest, Status, SweepManifest
 
 COLUMNS = ("when", "kind", "what", "status", "result", "trust", "open")
 
 
-def _run_row(folder: Path, manifest: dict) -> dict:
-    spec, s = manifest.get("spec") or {}, manifest.get("summary") or {}
-    if not spec:  # a run that failed before its settings were stored
-        return {"kind": "run", "what": folder.name, "result": "", "trust": ""}
-    what = f"{spec.get('pool')} pool, {spec.get('task') or spec.get('workload')}, {slots_text(spec)}"
-    result = (f"{s['speedup']:.2f}x on {s.get('mean_cores_used', float('nan')):.2f} cores"
-              if isinstance(s.get("speedup"), (int, float)) else "")
-    if s.get("disturbed"):
+def _run_row(manifest: RunManifest) -> dict:
+    spec, s = manifest.spec, manifest.summary
+    what = f"{spec.pool} pool, {spec.task or spec.workload}, {slots_text(spec)}"
+    result = (f"{s.speedup:.2f}x on {s.mean_cores_used:.2f} cores"
+              if s is not None and isinstance(s.speedup, (int, float)) else "")
+    if s is None:
+        trust = "not measured"
+    elif s.disturbed:
         trust = f"DISTURBED ({disturbance_cause(s)})"
-    elif s.get("unsteady"):
-        trust = f"UNSTEADY ({s.get('unsteady_cause')})"
-    elif s.get("disturbed") is False:
+    elif s.unsteady:
+        trust = f"UNSTEADY ({s.unsteady_cause})"
+    elif s.disturbed is False:
         trust = "quiet"
     else:
         trust = "not measured"
-    return {"kind": "run", "what": what, "result": result, "trust": trust}
+    return {"kind": "run", "what": what, "result": result, "trust": trust,
+            "when": manifest.environment.time_utc, "status": manifest.status}
 
 
-def _sweep_row(folder: Path, manifest: dict) -> dict:
-    exp = manifest.get("experiment") or {}
-    runs = manifest.get("runs") or []
-    done = sum(e.get("status") == "complete" for e in runs)
-    marks = ["quick" if manifest.get("quick") else f"{exp.get('repeats')} repeats"]
-    return {"kind": "advisor" if manifest.get("advisor") else "sweep",
+def _sweep_row(manifest: SweepManifest) -> dict:
+    exp = manifest.experiment  # the experiment as sweep.json keeps it (Experiment.to_dict)
+    done = sum(e.status == Status.COMPLETE for e in manifest.runs)
+    marks = ["quick" if manifest.quick else f"{exp.get('repeats')} repeats"]
+    return {"kind": "advisor" if manifest.advisor else "sweep",
             "what": f"{exp.get('name')}: {exp.get('question')}",
-            "result": f"{done} of {len(runs)} runs", "trust": ", ".join(marks)}
+            "result": f"{done} of {len(manifest.runs)} runs", "trust": ", ".join(marks),
+            "when": manifest.started_utc or Environment.from_dict(manifest.environment).time_utc,
+            "status": manifest.status}
 
 
 def _stamp(name: str) -> str:
@@ -52,23 +55,26 @@ def _stamp(name: str) -> str:
     return "{}-{}-{}T{}:{}:{}".format(*match.groups()) if match else ""
 
 
+def _read(path: Path) -> dict:
+    """A manifest's row, its file read as the loaders read it but without their checks (an older or damaged
+    folder is still listed), and a run whose harness died read as interrupted, not "running"."""
+    if path.name == "sweep.json":
+        return _sweep_row(SweepManifest.from_dict(settle_running(json.loads(path.read_text()), "sweep")))
+    return _run_row(RunManifest.from_dict(settle_running(json.loads(path.read_text()), "run")))
+
+
 def _row(folder: Path) -> dict | None:
-    for name, kind in (("sweep.json", _sweep_row), ("run.json", _run_row)):
+    for name in ("sweep.json", "run.json"):
         path = folder / name
         if path.exists():
             try:
-                # Read as the loaders read it, without their checks: a run whose harness died is not "running".
-                manifest = settle_running(json.loads(path.read_text()), "run" if name == "run.json" else "sweep")
-                row = kind(folder, manifest)
+                row = _read(path)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 return {"when": "", "kind": "?", "what": folder.name, "status": f"unreadable: {type(exc).__name__}",
                         "result": "", "trust": "", "open": folder.name}
-            when = (manifest.get("started_utc") or (manifest.get("environment") or {}).get("time_utc")
-                    or _stamp(folder.name))
             report = folder / "report.html"
             target = f"{folder.name}/report.html" if report.exists() else f"{folder.name}/"
-            return {**row, "when": str(when)[:19].replace("T", " "), "status": manifest.get("status", "?"),
-                    "open": target}
+            return {**row, "when": str(row["when"] or _stamp(folder.name))[:19].replace("T", " "), "open": target}
     return None
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.model.spec import RunSpec
 
 Watch = Callable[[list[dict], "float | None"], None]
 BLOCK = "█"
@@ -151,10 +155,10 @@ def view_for_terminal(title: str, total: int, cores: int) -> TerminalView | Plai
     return TerminalView(title, total, cores) if sys.stderr.isatty() else PlainLines(title, total, cores)
 
 
-def _title(spec) -> str:
+def _title(spec: RunSpec) -> str:
     from harness.present.console import slots_text
 
-    return f"{spec.pool} pool · {spec.task or spec.workload} · {slots_text(spec.to_dict())}"
+    return f"{spec.pool} pool · {spec.task or spec.workload} · {slots_text(spec)}"
 
 
 def _cores() -> int:
@@ -163,12 +167,12 @@ def _cores() -> int:
     return usable_cores()
 
 
-def terminal(spec) -> TerminalView | PlainLines:
-    """The live view of a run (a harness.model.spec.RunSpec) for a terminal or a log."""
+def terminal(spec: RunSpec) -> TerminalView | PlainLines:
+    """The live view of a run for a terminal or a log."""
     return view_for_terminal(_title(spec), spec.tasks + spec.background_tasks, _cores())
 
 
-def notebook(spec) -> NotebookView:
+def notebook(spec: RunSpec) -> NotebookView:
     """The live view of a run in a notebook cell."""
     return NotebookView(_title(spec), spec.tasks + spec.background_tasks, _cores())
 

@@ -16,19 +16,25 @@ from harness.analysis.decision import Decision
 from harness.present import reading
 from harness.present.console import machine_text, slots_text, summary_table
 from harness.present.page import img, numbers_table, page, settings_table, tidy_path
+from harness.results.records import Environment, RunManifest, Status, SweepManifest
 from harness.results.run_folder import Run
 from harness.results.sweep_folder import Sweep
 
 if TYPE_CHECKING:
     from harness.judge import Judgement
 
-def _environment(env: dict, manifest: dict | None = None) -> str:
-    keep = {k: env.get(k) for k in ("time_utc", "hostname", "cpu_model", "cpu_count_logical", "cpu_governor",
-                                    "load_average", "python", "git_commit", "git_dirty")}
-    keep["packages"] = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
-    if manifest is not None and (manifest.get("settings") or {}).get("machine_load"):
+
+def _environment(env: Environment, manifest: RunManifest | None = None) -> str:
+    """The machine and software, as harness.lab.environment recorded them, and for a run who else used the
+    machine."""
+    load_average = env.load_average
+    keep = {"time_utc": env.time_utc, "hostname": env.hostname, "cpu_model": env.cpu_model,
+            "cpu_count_logical": env.cpu_count_logical, "cpu_governor": env.cpu_governor,
+            "load_average": ", ".join(f"{x:.2f}" for x in load_average) if load_average else None,
+            "python": env.python, "git_commit": env.git_commit, "git_dirty": env.git_dirty,
+            "packages": ", ".join(f"{k} {v}" for k, v in (env.packages or {}).items() if v)}
+    if manifest is not None and manifest.settings.machine_load:
         keep["other processes during the run"] = machine_text(manifest)
-    keep["load_average"] = ", ".join(f"{x:.2f}" for x in keep["load_average"]) if keep["load_average"] else None
     return f"<h2>Environment</h2>{settings_table(keep)}"
 
 
@@ -39,8 +45,7 @@ def _reading(lines: list[str]) -> str:
 
 def sweep_cores(sweep: Sweep) -> int:
     """The cores the sweep's machine let it use, as its environment recorded them."""
-    env = sweep.manifest["environment"]
-    return int(env.get("cpu_affinity") or env.get("cpu_count_logical") or 1)
+    return Environment.from_dict(sweep.manifest.environment).cores
 
 
 def _advice(advice: Advice) -> str:
@@ -77,18 +82,18 @@ def _with_interval(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(speedup_95ci=ci)
 
 
-def _runs(manifest: dict) -> str:
+def _runs(manifest: SweepManifest) -> str:
     """Every run of the sweep, with links to its folder's trace and figures (relative: the folder can move)."""
-    labels = {c["cell"]: c["label"] for c in manifest["cells"]}
+    labels = manifest.labels
     rows = []
-    for e in manifest["runs"]:
-        run = e.get("run")
+    for e in manifest.runs:
+        run = e.run
         links = (f"<a href='runs/{html.escape(run)}/trace.json'>trace.json</a> · "
                  f"<a href='runs/{html.escape(run)}/parallelism.png'>parallelism</a> · "
                  f"<a href='runs/{html.escape(run)}/timeline.png'>"
-                 "timeline</a>") if run and e["status"] == "complete" else ""
-        rows.append(f"<tr><td style='text-align:left'>{html.escape(labels[e['cell']])}</td><td>{e['repeat'] + 1}</td>"
-                    f"<td>{html.escape(e['status'])}</td><td style='text-align:left'>{links}</td></tr>")
+                 "timeline</a>") if run and e.status == Status.COMPLETE else ""
+        rows.append(f"<tr><td style='text-align:left'>{html.escape(labels[e.cell])}</td><td>{e.repeat + 1}</td>"
+                    f"<td>{html.escape(str(e.status))}</td><td style='text-align:left'>{links}</td></tr>")
     return ("<details><summary>Every run, with its zoomable timeline (open one with "
             "<code>make trace RUN=&lt;this folder&gt;/runs/&lt;run-id&gt;</code>)</summary><table><tr><th>cell</th>"
             f"<th>repeat</th><th>status</th><th>files</th></tr>{''.join(rows)}</table></details>")
@@ -98,14 +103,14 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
                  judgement: Judgement | None = None) -> Path:
     """report.html for a sweep folder, from its summary table and figures; returns the report's path."""
     manifest, folder = sweep.manifest, sweep.path
-    axes, exp = manifest["axes"], manifest["experiment"]
+    axes, exp = manifest.axes, manifest.experiment  # the experiment as sweep.json keeps it (Experiment.to_dict)
     cores = sweep_cores(sweep)
-    done = sum(e["status"] == "complete" for e in manifest["runs"])
-    status = (f"<p><b>Status:</b> {manifest['status']} — {done} of {len(manifest['runs'])} runs complete"
-              f"{' (quick settings)' if manifest.get('quick') else ''}.</p>")
-    failed = [e for e in manifest["runs"] if e["status"] == "failed"]
+    done = sum(e.status == Status.COMPLETE for e in manifest.runs)
+    status = (f"<p><b>Status:</b> {manifest.status} — {done} of {len(manifest.runs)} runs complete"
+              f"{' (quick settings)' if manifest.quick else ''}.</p>")
+    failed = [e for e in manifest.runs if e.status == Status.FAILED]
     if failed:
-        status += "<p>Failed runs: " + "; ".join(html.escape(f"cell {e['cell']} #{e['repeat'] + 1}: {e['reason']}")
+        status += "<p>Failed runs: " + "; ".join(html.escape(f"cell {e.cell} #{e.repeat + 1}: {e.reason}")
                                                  for e in failed) + "</p>"
     settings = ("<h2>Settings</h2>" + settings_table({"fixed": exp["fixed"], "repeats": exp["repeats"]})
                 + settings_table({"axes": {k: ", ".join(map(str, v)) for k, v in exp["axes"].items()}}))
@@ -123,22 +128,22 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
                 "<h2>Figures</h2>" + "".join(img(p) for p in figures), _runs(manifest), settings,
-                _environment(manifest["environment"]),
+                _environment(Environment.from_dict(manifest.environment)),
                 _decisions(judgement.decisions) if judgement else ""]
     out = folder / "report.html"
     out.write_text(page(f"Experiment: {exp['name']}", exp["question"], sections))
     return out
 
 
-def _how_compared(manifest: dict) -> str:
+def _how_compared(manifest: SweepManifest) -> str:
     """How the sweep's numbers survive a machine whose speed drifts: one calibration, the order its runs
     ran in, and what the solo comparison is."""
     parts = []
-    if manifest.get("calibrations"):
+    if manifest.calibrations:
         parts.append(f"Every cell ran the same work: its fixed work was sized from one rate per workload and "
-                     f"interpreter, measured before the first cell ({len(manifest['calibrations'])} in all).")
-    if manifest.get("order"):
-        parts.append(f"Runs ran {html.escape(manifest['order'])}.")
+                     f"interpreter, measured before the first cell ({len(manifest.calibrations)} in all).")
+    if manifest.order:
+        parts.append(f"Runs ran {html.escape(manifest.order)}.")
     parts.append("Each speedup is against the same task timed alone before and after its own batch (their median); "
                  "<i>tasks/s vs solo nearest in time</i> is the median over a cell's runs of its tasks/s over that of "
                  "the solo run of the same work nearest to it in time (a ratio of runs seconds apart, which the "
@@ -149,15 +154,16 @@ def _how_compared(manifest: dict) -> str:
 def run_report(run: Run, figures: list[Path]) -> Path:
     """report.html for a run folder, from its summary and figures; returns the report's path."""
     s, spec = run.summary, run.spec
-    sections = [_reading(s.get("notes") or ["Nothing unusual: see the table."]),
+    sections = [_reading((s.notes if s is not None else None) or ["Nothing unusual: see the table."]),
                 f"<h2>Summary</h2><pre>{html.escape(summary_table(run, where=False))}</pre>",
                 "<h2>Figures</h2>" + "".join(img(p) for p in figures)
                 + "<p>Zoom into this run: <code>make trace RUN=" + html.escape(str(tidy_path(str(run.path))))
                 + "</code> opens its <a href='trace.json'>trace.json</a>.</p>",
-                "<h2>Settings</h2>" + settings_table({"spec": spec, "settings": run.manifest["settings"]},
+                "<h2>Settings</h2>" + settings_table({"spec": {**spec.to_dict(), **run.manifest.spec_extra},
+                                                      "settings": run.manifest.settings.to_dict()},
                                                      skip=("settings.machine_load.busiest_other_processes",)),
-                _environment(run.manifest["environment"], run.manifest)]
-    question = (f"How much real parallelism does the {spec['pool']} pool give {spec['tasks']} {spec['workload']} "
+                _environment(run.manifest.environment, run.manifest)]
+    question = (f"How much real parallelism does the {spec.pool} pool give {spec.tasks} {spec.workload} "
                 f"tasks at {slots_text(spec)}?")
     out = run.path / "report.html"
     out.write_text(page(f"Run {run.run_id}", question, sections))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,29 +12,35 @@ from matplotlib.patches import Patch
 from harness.analysis import cpu, timing
 from harness.analysis.gil import gil_holder_bands
 from harness.analysis.trust import disturbance_cause
-from harness.model.pools import pool
+from harness.errors import ResultsError
 from harness.present.style import WIDE, legend_below, plt, run_title, save
+from harness.results.records import Role
+
+if TYPE_CHECKING:
+    from harness.model.spec import RunSpec
+    from harness.results.records import Summary
+    from harness.results.run_folder import Run
 
 # Fill and edge colour of a task's bar, by its role in the run.
-ROLE_COLORS = {"foreground": ("#9ecae1", "#3182bd"), "background": ("#fdd0a2", "#e6550d"),
-               "reference": ("#d9d9d9", "#636363")}
+ROLE_COLORS = {Role.FOREGROUND: ("#9ecae1", "#3182bd"), Role.BACKGROUND: ("#fdd0a2", "#e6550d"),
+               Role.REFERENCE: ("#d9d9d9", "#636363")}
 
 
-def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+def timeline(tasks: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
     """One lane per execution slot, one bar per task from its start to its finish, shaded by how much of
     that time was its own CPU (own CPU / run time): the CPU is spread over the run, not a phase of it."""
     t = timing.with_timings(tasks)
     t0 = float(t["submitted"].min())
-    lane = timing.lanes(t, spec["concurrency"])
+    lane = timing.lanes(t, spec.concurrency)
     n_lanes = int(lane.max()) + 1 if len(lane) else 1
     fig, ax = plt.subplots(figsize=(WIDE[0], min(16.0, max(WIDE[1], 0.6 * n_lanes + 3))))
-    role = t["role"] if "role" in t else pd.Series("foreground", index=t.index)
+    role = t["role"] if "role" in t else pd.Series(Role.FOREGROUND.value, index=t.index)
     starts = t["started"] - t0
     share = (t["cpu_s"] / t["run_s"]).clip(0, 1).where(t["run_s"] > 0)
     edge = len(t) <= 200  # outlines blur into noise on a timeline of thousands of tasks
-    colors = [_shade(ROLE_COLORS[r][1], f) for r, f in zip(role, share, strict=False)]
+    colors = [_shade(ROLE_COLORS[Role(r)][1], f) for r, f in zip(role, share, strict=False)]
     ax.barh(lane, t["run_s"], left=starts, height=0.7, color=colors,
-            edgecolor=role.map(lambda r: ROLE_COLORS[r][1]) if edge else "none")
+            edgecolor=role.map(lambda r: ROLE_COLORS[Role(r)][1]) if edge else "none")
     if len(t) <= 40:  # the share written on each bar, where there is room to read it
         for y, x, w, f in zip(lane, starts, t["run_s"], share, strict=False):
             if pd.notna(f) and w > 0.06 * max(float((t["finished"] - t0).max()), 1e-9):
@@ -50,9 +57,9 @@ def timeline(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     handles = [Patch(facecolor=_shade("#3182bd", 1.0), label="task running, all of it on a CPU"),
                Patch(facecolor=_shade("#3182bd", 0.2), edgecolor="#3182bd",
                      label="task running, little of it on a CPU (waiting: GIL, I/O)")]
-    for other, label in (("reference", "one task alone, before and after (the reference)"),
-                         ("background", "background task")):
-        if (role == other).any():
+    for other, label in ((Role.REFERENCE, "one task alone, before and after (the reference)"),
+                         (Role.BACKGROUND, "background task")):
+        if (role == other.value).any():
             handles.append(Patch(facecolor=ROLE_COLORS[other][0], edgecolor=ROLE_COLORS[other][1], label=label))
     legend_below(ax, handles, ncol=2)
     ax.grid(axis="x", alpha=0.3)
@@ -84,8 +91,8 @@ def _other_cores(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"t": t, "cores": others.clip(min=0)})
 
 
-def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: int, path: Path,
-                summary: dict | None = None) -> Path:
+def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec, cores: int, path: Path,
+                summary: Summary | None = None) -> Path:
     """Tasks running vs CPU cores the worker used, over time; the machine's cores marked, and what other
     processes used (a disturbed run says so in its title)."""
     t0 = float(tasks["submitted"].min())
@@ -111,11 +118,10 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)
     ax.set_xlabel("seconds since the first task was submitted")
     ax.set_ylabel("tasks running · CPU cores used")
-    disturbed = (summary or {}).get("disturbed")
-    if disturbed:
+    if summary is not None and summary.disturbed:
         ax.set_title(f"{run_title(spec)}\nDISTURBED: {disturbance_cause(summary)}", color="#b00020")
-    elif (summary or {}).get("unsteady"):
-        ax.set_title(f"{run_title(spec)}\nUNSTEADY: {summary['unsteady_cause']}", color="#b00020", fontsize="small")
+    elif summary is not None and summary.unsteady:
+        ax.set_title(f"{run_title(spec)}\nUNSTEADY: {summary.unsteady_cause}", color="#b00020", fontsize="small")
     else:
         ax.set_title(run_title(spec))
     legend_below(ax)
@@ -123,7 +129,7 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, cores: i
     return save(fig, path)
 
 
-def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
+def breakdown(tasks: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
     """One stacked bar per task: queued, running but off the CPU, on its own CPU."""
     parts = timing.time_breakdown(tasks)
     fig, ax = plt.subplots(figsize=(WIDE[0], min(16.0, max(WIDE[1], 0.35 * len(parts) + 3))))
@@ -141,13 +147,13 @@ def breakdown(tasks: pd.DataFrame, spec: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFrame, spec: dict,
+def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFrame, spec: RunSpec,
                  path: Path) -> Path:
     """Who held the GIL: a band per thread while it ran on a CPU, tasks as thin bars beneath,
     ticks every switch interval; below, gilknocker's contention over time."""
     t0 = float(tasks["submitted"].min())
     end = float(tasks["finished"].max())
-    rules = pool(spec["pool"])
+    rules = spec.pool_rules
     labels = {}
     for slot in tasks.sort_values("started")["slot"].astype(str):
         labels.setdefault(slot, len(labels))
@@ -162,7 +168,7 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
     for row in tasks.itertuples():
         ax.barh(labels[str(row.slot)] + 0.38, row.finished - row.started, left=row.started - t0, height=0.12,
                 color="#fd8d3c")
-    interval = spec["switch_interval"]
+    interval = spec.switch_interval
     n_ticks = (end - t0) / interval
     if n_ticks <= 60:  # a line every switch interval while they can be told apart; past that, a hatch
         for k in range(int(n_ticks) + 1):
@@ -190,11 +196,13 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
     return save(fig, path)
 
 
-def draw_run_figures(run) -> list[Path]:
-    """Every figure of a stored run (a harness.results.Run with its summary), into its folder."""
-    spec, tasks = run.spec, run.tasks
+def draw_run_figures(run: Run) -> list[Path]:
+    """Every figure of a stored run with its summary, into its folder."""
+    spec, tasks, summary = run.spec, run.tasks, run.summary
+    if summary is None:  # the figures are drawn once the run is summarized (harness.pipeline)
+        raise ResultsError(f"{run.path / 'run.json'}: no summary to draw the figures from")
     out = [timeline(tasks, spec, run.path / "timeline.png"),
-           parallelism(tasks, run.samples, spec, run.summary["cores"], run.path / "parallelism.png", run.summary)]
+           parallelism(tasks, run.samples, spec, summary.cores, run.path / "parallelism.png", summary)]
     oncpu = run.table("gil_oncpu.csv")
     if oncpu is not None:
         contention = run.table("gil_contention.csv")

@@ -1,6 +1,8 @@
 """The figure style every figure shares: sized and lettered for a projector, files only (no display)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a server or in CI
@@ -8,6 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.model.pools import POOLS  # noqa: E402
 from harness.present.console import slots_text  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness.model.spec import RunSpec
 
 # For a projector: 1280x720 is the screen to be read from the back of a room. Figures are drawn at
 # 12.8 x 7.2 inches (or taller for many lanes) at 150 dpi, lettered so that the smallest text is 13 pt.
@@ -22,9 +27,9 @@ plt.rcParams.update({"font.size": 15, "axes.titlesize": 17, "axes.labelsize": 15
 POOL_COLORS = {name: p.color for name, p in POOLS.items()}
 
 
-def run_title(spec: dict) -> str:
-    return (f"{spec['pool']} pool · {spec.get('task') or spec['workload']} · {slots_text(spec)} · "
-            f"switch interval {spec['switch_interval']:g} s")
+def run_title(spec: RunSpec) -> str:
+    return (f"{spec.pool} pool · {spec.task or spec.workload} · {slots_text(spec)} · "
+            f"switch interval {spec.switch_interval:g} s")
 
 
 def legend_below(ax, handles: list | None = None, ncol: int = 3) -> None:

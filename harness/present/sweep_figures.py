@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from harness.analysis.stats import KEEPS_UP, stops_paying_off
+from harness.model.workloads import WITH_CPU_FRACTION
 from harness.model.workloads import workload as workload_record
 from harness.present.style import POOL_COLORS, WIDE, legend_below, plt, save
 
@@ -125,7 +126,8 @@ def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
             ax.annotate(f"{pool} falls behind past {stops[pool]:.2f}", (stops[pool], 1), color=color, fontsize=10,
                         ha="left", va="bottom", xytext=(4, 4 + 16 * i), textcoords="offset points")
     ax.axhline(1, color="gray", lw=1)
-    ax.set_xlabel("share of a task's time alone that is CPU (mixed workload, CPU_FRACTION)")
+    ax.set_xlabel(f"share of a task's time alone that is CPU ({' and '.join(WITH_CPU_FRACTION)} workload, "
+                  "CPU_FRACTION)")
     ax.set_ylabel("speedup over one at a time")
     ax.set_title(f"Where each pool stops paying off (dotted: ideal; dashed: below {KEEPS_UP:.0%} of the best)")
     ax.grid(alpha=0.3)

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import cpu, timing
 from harness.analysis.gil import gil_holder_bands
+from harness.results.records import Role
+from harness.results.run_folder import tasks_of
+
+if TYPE_CHECKING:
+    from harness.model.spec import RunSpec
+    from harness.results.run_folder import Run
 
 SLOTS, MACHINE, GIL = 1, 2, 3
 US = 1e6
@@ -42,14 +49,14 @@ def _task_slices(tasks: pd.DataFrame, t0: float, label: str) -> list[dict]:
     events = [{"ph": "M", "pid": SLOTS, "tid": tid, "name": "thread_name", "args": {"name": slot}}
               for slot, tid in slots.items()]
     for row in t.itertuples():
-        role = getattr(row, "role", "foreground")
+        role = getattr(row, "role", Role.FOREGROUND.value)
         error = getattr(row, "error", None)
         args = {"task_id": row.task_id, "own_cpu_s": _num(row.cpu_s), "gil_wait_s": _num(row.wait_s),
                 "queue_wait_s": _num(row.queue_wait_s)}
         if isinstance(error, str) and error:
             args["error"] = error
         events.append({"ph": "X", "pid": SLOTS, "tid": slots[str(row.slot)], "cat": str(role),
-                       "name": f"{label} (alone)" if role == "reference" else label,
+                       "name": f"{label} (alone)" if role == Role.REFERENCE.value else label,
                        "ts": _us(row.started - t0), "dur": _us(row.finished - row.started), "args": args})
     return events
 
@@ -109,23 +116,23 @@ def _gil_tracks(oncpu: pd.DataFrame, t0: float) -> list[dict]:
     return events
 
 
-def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: dict, oncpu: pd.DataFrame | None = None) -> dict:
+def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec,
+                 oncpu: pd.DataFrame | None = None) -> dict:
     """The trace of a run as a dict in the Trace Event Format (time 0: the first task submitted)."""
     t0 = float(tasks["submitted"].min())
-    label = spec.get("task") or spec["workload"]
-    measured = tasks[tasks["role"] == "foreground"] if "role" in tasks else tasks
-    events = (_name(SLOTS, f"{spec['pool']} pool: a track per slot", 1) + _name(MACHINE, "machine", 2)
-              + _task_slices(tasks, t0, label) + _counters(measured, samples, t0)
-              + (_drift(tasks[tasks["role"] == "reference"], t0) if "role" in tasks else []))
+    label = spec.task or spec.workload
+    events = (_name(SLOTS, f"{spec.pool} pool: a track per slot", 1) + _name(MACHINE, "machine", 2)
+              + _task_slices(tasks, t0, label) + _counters(tasks_of(tasks, Role.FOREGROUND), samples, t0)
+              + _drift(tasks_of(tasks, Role.REFERENCE), t0))
     if oncpu is not None and not oncpu.empty:
         events += _name(GIL, "GIL holder (on a CPU)", 3) + _gil_tracks(oncpu, t0)
     return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"pool": spec["pool"], "workload": label, "concurrency": spec["concurrency"],
-                          "tasks": spec["tasks"], "switch_interval": spec["switch_interval"]}}
+            "otherData": {"pool": spec.pool, "workload": label, "concurrency": spec.concurrency,
+                          "tasks": spec.tasks, "switch_interval": spec.switch_interval}}
 
 
-def write_trace(run, path: Path | None = None) -> Path:
-    """trace.json in a stored run's folder (a harness.results.Run)."""
+def write_trace(run: Run, path: Path | None = None) -> Path:
+    """trace.json in a stored run's folder."""
     path = path or run.path / "trace.json"
     trace = trace_events(run.tasks, run.samples, run.spec, run.table("gil_oncpu.csv"))
     path.write_text(json.dumps(trace, separators=(",", ":")))

@@ -33,17 +33,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from harness.errors import ResultsError
 from harness.results.files import read_json, settle_running, write_atomic, write_frame
 from harness.results.paths import LATEST
+from harness.results.records import Role, RunManifest, Status, Summary
 from harness.results.versions import upgrade
 
+if TYPE_CHECKING:
+    from harness.model.spec import RunSpec
+
 SCHEMA_VERSION = 3
-STATUSES = ("running", "complete", "failed", "interrupted")
 GIL_PROBE_COST_KEYS = ("oncpu_sampler_cpu_s", "oncpu_sampler_core_fraction", "oncpu_rate_hz", "oncpu_sweeps_dropped")
 
 
@@ -88,18 +91,18 @@ class RunFolder:
             self.file(RESERVE).write_bytes(bytes(RESERVE_BYTES))
 
     @classmethod
-    def of(cls, run: "Run") -> "RunFolder":
+    def of(cls, run: Run) -> RunFolder:
         return cls(run.path.parent, run.path.name, existing=True)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        if manifest.get("status") != "running":  # the last word on the run: the space kept for it is freed
+    def write_manifest(self, manifest: RunManifest) -> None:
+        if manifest.status != Status.RUNNING:  # the last word on the run: the space kept for it is freed
             self.file(RESERVE).unlink(missing_ok=True)
-        body = {k: v for k, v in manifest.items() if k not in ("schema_version", "run_id")}
-        manifest = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **body}
-        write_atomic(self.file("run.json"), json.dumps(manifest, indent=2, default=str) + "\n")
+        body = {k: v for k, v in manifest.to_dict().items() if k not in ("schema_version", "run_id")}
+        data = {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **body}
+        write_atomic(self.file("run.json"), json.dumps(data, indent=2, default=str) + "\n")
 
     def write_frame(self, name: str, df: pd.DataFrame) -> None:
         write_frame(self.file(name), df)
@@ -115,40 +118,48 @@ class Run:
     """A run as read back: the manifest (at the current schema version) and its tables."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest
     tasks: pd.DataFrame
     samples: pd.DataFrame
 
     @property
     def run_id(self) -> str:
-        return self.manifest["run_id"]
+        return self.manifest.run_id
 
     @property
-    def spec(self) -> dict[str, Any]:
-        return self.manifest["spec"]
+    def spec(self) -> RunSpec:
+        return self.manifest.spec
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return self.manifest.get("summary") or {}
+    def summary(self) -> Summary | None:
+        return self.manifest.summary
 
     @property
-    def status(self) -> str:
-        return self.manifest["status"]
+    def status(self) -> Status:
+        return self.manifest.status
 
     @property
     def reference(self) -> pd.DataFrame:
-        """The task run alone before the others (empty before schema version 3)."""
-        return self.tasks[self.tasks["role"] == "reference"] if "role" in self.tasks else self.tasks.iloc[0:0]
+        """The tasks run alone (empty before schema version 3)."""
+        return tasks_of(self.tasks, Role.REFERENCE)
 
     @property
     def foreground(self) -> pd.DataFrame:
         """The measured tasks, without the background ones run beside them."""
-        return self.tasks[self.tasks["role"] == "foreground"] if "role" in self.tasks else self.tasks
+        return tasks_of(self.tasks, Role.FOREGROUND)
 
     def table(self, name: str) -> pd.DataFrame | None:
         """An optional table of the folder (gil_oncpu.csv, gil_contention.csv), or None when absent."""
         path = self.path / name
         return _read_csv(path) if path.exists() else None
+
+
+def tasks_of(tasks: pd.DataFrame, role: Role) -> pd.DataFrame:
+    """A run's tasks of one role. Folders before schema version 3 have no role column: all their tasks were
+    measured ones, and none ran alone."""
+    if "role" in tasks:
+        return tasks[tasks["role"] == role.value]
+    return tasks if role == Role.FOREGROUND else tasks.iloc[0:0]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -168,29 +179,33 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> RunManifest:
     """run.json of a run folder, upgraded to the current schema version."""
-    manifest_path = path / "run.json"
-    return settle_running(upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path), "run")
+    manifest_path = Path(path) / "run.json"
+    data = settle_running(upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path), "run")
+    try:
+        return RunManifest.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultsError(f"{manifest_path}: not a run manifest this lab reads ({exc}): the file is damaged") from None
 
 
 def load_run(path: str | Path = LATEST, allow_incomplete: bool = False) -> Run:
     """Read a run folder. Refuses an incomplete run unless `allow_incomplete`."""
     path = Path(path)
     manifest = read_manifest(path)
-    status = manifest.get("status")
-    if status != "complete" and not allow_incomplete:
+    status = manifest.status
+    complete = status == Status.COMPLETE
+    if not complete and not allow_incomplete:
         raise ResultsError(f"{path / 'run.json'}: run is {status}, not complete"
-                           f"{': ' + manifest['reason'] if manifest.get('reason') else ''}")
-    tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or status == "complete" else pd.DataFrame()
+                           f"{': ' + manifest.reason if manifest.reason else ''}")
+    tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or complete else pd.DataFrame()
     if len(tasks) and "worker" not in tasks:  # recorded before WORKERS: one worker, number 1
         tasks["worker"] = 1
-    spec = manifest.get("spec") or {}
-    if status == "complete" and "tasks" in spec:
-        reference = (manifest.get("settings") or {}).get("reference_tasks", 0)
-        expected = spec["tasks"] + spec.get("background_tasks", 0) + reference
+    spec = manifest.spec
+    if complete and spec.tasks is not None:
+        expected = spec.tasks + (spec.background_tasks or 0) + manifest.settings.reference_tasks
         if len(tasks) != expected:
             raise ResultsError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
                                "(truncated or edited?)")
-    samples = _read_csv(path / "samples.csv") if (path / "samples.csv").exists() or status == "complete" else pd.DataFrame()
+    samples = _read_csv(path / "samples.csv") if (path / "samples.csv").exists() or complete else pd.DataFrame()
     return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples)

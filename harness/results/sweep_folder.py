@@ -26,6 +26,7 @@ import pandas as pd
 from harness.errors import ResultsError
 from harness.model.experiment import Experiment, cell_label
 from harness.results.files import owner, read_json, settle_running, write_atomic, write_frame
+from harness.results.records import Cell, Status, Summary, SweepEntry, SweepManifest
 from harness.results.run_folder import Run, load_run
 from harness.results.versions import upgrade
 
@@ -44,12 +45,14 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_sweep_manifest(folder: Path, manifest: dict) -> None:
-    manifest = {**manifest, "schema_version": SWEEP_SCHEMA_VERSION}
-    write_atomic(Path(folder) / "sweep.json", json.dumps(manifest, indent=2, default=str) + "\n")
+def write_sweep_manifest(folder: Path, manifest: SweepManifest) -> None:
+    """sweep.json, atomically: the one writer of the file (harness.sweeps and the advisor change the typed
+    manifest and hand it here)."""
+    data = {**manifest.to_dict(), "schema_version": SWEEP_SCHEMA_VERSION}
+    write_atomic(Path(folder) / "sweep.json", json.dumps(data, indent=2, default=str) + "\n")
 
 
-def load_sweep_manifest(folder: str | Path) -> dict:
+def load_sweep_manifest(folder: str | Path) -> SweepManifest:
     """sweep.json of a sweep folder, upgraded to the current schema version."""
     path = Path(folder) / "sweep.json"
     manifest = upgrade(read_json(path, "sweep"), SWEEP_SCHEMA_VERSION, UPGRADES, path)
@@ -62,7 +65,10 @@ def load_sweep_manifest(folder: str | Path) -> dict:
     for cell in manifest["cells"]:
         if not isinstance(cell, dict) or not {"cell", "label", "settings"} <= set(cell):
             raise ResultsError(f"{path}: a cell lacks cell, label or settings: the file is damaged")
-    return settle_running(manifest, "sweep")
+    try:
+        return SweepManifest.from_dict(settle_running(manifest, "sweep"))
+    except (TypeError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a sweep manifest this lab reads ({exc}): the file is damaged") from None
 
 
 # What every sweep.json holds, whatever wrote it: a file without them is damaged, said in one line.
@@ -79,16 +85,13 @@ def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environmen
     folder = Path(results_dir) / f"sweep-{stamp}-{exp.name}{'-quick' if quick else ''}-{secrets.token_hex(2)}"
     folder.mkdir(parents=True)
     axes = list(exp.axes)
-    cells = [{"cell": i, "label": cell_label(s, axes), "settings": s} for i, s in enumerate(exp.cells())]
+    cells = [Cell(cell=i, label=cell_label(s, axes), settings=s) for i, s in enumerate(exp.cells())]
     # Interleaved: every cell once, then every cell again, so slow drift spreads over all cells.
-    entries = [{"cell": c["cell"], "repeat": r, "status": "pending", "run": None, "reason": None}
-               for r in range(exp.repeats) for c in cells]
-    write_sweep_manifest(folder, {
-        "kind": "sweep", "sweep_id": folder.name, "status": "running", "owner": owner(),
-        "quick": quick, "experiment": exp.to_dict(), "axes": axes, "cells": cells, "runs": entries,
-        "environment": environment, "started_utc": now_utc(), "finished_utc": None, "analysis_version": None,
-        "calibrations": calibrations or {},
-    })
+    entries = [SweepEntry(cell=c.cell, repeat=r) for r in range(exp.repeats) for c in cells]
+    write_sweep_manifest(folder, SweepManifest(
+        sweep_id=folder.name, status=Status.RUNNING, owner=owner(), quick=quick, experiment=exp.to_dict(),
+        axes=axes, cells=cells, runs=entries, environment=environment, started_utc=now_utc(),
+        calibrations=calibrations or {}))
     return folder
 
 
@@ -96,7 +99,26 @@ def write_sweep_summary(folder: Path, table: pd.DataFrame, analysis_version: int
     """summary.csv, and the analysis that made it in sweep.json."""
     write_frame(Path(folder) / "summary.csv", table, float_format="%.6g")
     manifest = load_sweep_manifest(folder)
-    write_sweep_manifest(folder, {**manifest, "analysis_version": analysis_version})
+    manifest.analysis_version = analysis_version
+    write_sweep_manifest(folder, manifest)
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One (cell, repeat) of a sweep as read back: its entry, its cell, and its run's summary (None until the
+    run is complete)."""
+
+    entry: SweepEntry
+    cell: Cell
+    summary: Summary | None
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    @property
+    def settings(self) -> dict:
+        return self.cell.settings
 
 
 @dataclass
@@ -104,11 +126,11 @@ class Sweep:
     """A sweep as read back: its manifest, its per-cell summary and where its runs are."""
 
     path: Path
-    manifest: dict
+    manifest: SweepManifest
 
     @property
     def axes(self) -> list[str]:
-        return self.manifest["axes"]
+        return self.manifest.axes
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -124,25 +146,28 @@ class Sweep:
         return table
 
     @property
+    def complete(self) -> list[SweepEntry]:
+        return [e for e in self.manifest.runs if e.status == Status.COMPLETE and e.run]
+
+    @property
     def run_paths(self) -> list[Path]:
-        return [self.path / "runs" / e["run"] for e in self.manifest["runs"] if e["status"] == "complete"]
+        return [self.run_path(e) for e in self.complete]
 
     @property
     def figures(self) -> list[Path]:
         return sorted(self.path.glob("*.png"))
 
-    def run(self, entry: dict) -> Run:
-        return load_run(self.path / "runs" / entry["run"])
+    def run_path(self, entry: SweepEntry) -> Path:
+        return self.path / "runs" / str(entry.run)
 
-    def entries(self) -> list[dict]:
-        """Every (cell, repeat) entry joined with its cell's settings and label, and its run's summary."""
-        cells = {c["cell"]: c for c in self.manifest["cells"]}
-        out = []
-        for entry in self.manifest["runs"]:
-            summary = self.run(entry).summary if entry["status"] == "complete" else None
-            out.append({**entry, "settings": cells[entry["cell"]]["settings"],
-                        "label": cells[entry["cell"]]["label"], "summary": summary})
-        return out
+    def run(self, entry: SweepEntry) -> Run:
+        return load_run(self.run_path(entry))
+
+    def entries(self) -> list[SweepRun]:
+        """Every (cell, repeat) entry with its cell (settings and label) and its run's summary."""
+        cells = {c.cell: c for c in self.manifest.cells}
+        return [SweepRun(e, cells[e.cell], self.run(e).summary if e.status == Status.COMPLETE else None)
+                for e in self.manifest.runs]
 
 
 def load_sweep(folder: str | Path) -> Sweep:

@@ -5,8 +5,9 @@ so code past the loader sees only the current layout. A file newer than this lab
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import ResultsError
 

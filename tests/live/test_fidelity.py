@@ -10,7 +10,7 @@ from harness.analysis.cpu import cpu_seconds_between
 def test_task_cpu_adds_up_to_the_worker_trees_cpu_from_psutil(bench, pool):
     # CPU-bound tasks: nearly all the worker's CPU is theirs, so the two figures are within 10 %.
     run = bench(pool=pool, workload="cpu", concurrency=2, tasks=4, duration=0.3)
-    tasks_cpu, worker_cpu = run.summary["task_cpu_s"], run.summary["worker_cpu_s"]
+    tasks_cpu, worker_cpu = run.summary.task_cpu_s, run.summary.worker_cpu_s
     assert abs(tasks_cpu - worker_cpu) <= 0.10 * worker_cpu, (tasks_cpu, worker_cpu)
 
 
@@ -51,5 +51,5 @@ def test_dispatch_gap_metric_sees_the_green_pools_synloop_wait_and_its_removal(b
     # Celery's synloop waits up to 2 s in drain_events before fetching more at prefetch multiplier 1.
     gap = bench(pool="gevent", workload="io_sleep", concurrency=2, tasks=4, duration=0.1, prefetch=1)
     none = bench(pool="gevent", workload="io_sleep", concurrency=2, tasks=4, duration=0.1, prefetch=0)
-    assert gap.summary["dispatch_gap_max_s"] > 1.5
-    assert none.summary["dispatch_gap_max_s"] < 0.2
+    assert gap.summary.dispatch_gap_max_s > 1.5
+    assert none.summary.dispatch_gap_max_s < 0.2

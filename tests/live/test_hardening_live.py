@@ -12,6 +12,7 @@ import pytest
 from lab_process import Watched, finish, is_broker, start, wait_for, worker_of
 
 from harness.results import load_run
+from harness.results.records import Status
 
 # A worker busy in one long task: Celery's warm shutdown would wait for it to end.
 LONG_SOLO = ["bench", "--pool", "solo", "--workload", "busy_wait", "--concurrency", "1", "--tasks", "2",
@@ -93,7 +94,7 @@ def test_a_harness_killed_outright_takes_its_busy_worker_with_it(workdir):
     # run.json could not be marked by anyone, but it is not read as running: its harness is gone.
     (folder,) = [p for p in (workdir / "results").iterdir() if p.is_dir() and not p.is_symlink()]
     run = load_run(folder, allow_incomplete=True)
-    assert run.status == "interrupted" and "killed (SIGKILL)" in run.manifest["reason"], run.manifest["status"]
+    assert run.status == Status.INTERRUPTED and "killed (SIGKILL)" in run.manifest.reason, run.manifest.status
 
 
 def test_a_hang_up_stops_the_run_in_order_and_marks_it(workdir):

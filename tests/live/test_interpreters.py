@@ -27,19 +27,19 @@ def test_the_worker_runs_on_another_interpreter_with_its_own_gil(bench, minor):
         pytest.skip(f"pyenv has no CPython {minor} here")
     run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.2,
                                           interpreter=python))
-    info = run.manifest["settings"]["worker_interpreter"]
-    assert info["version"].startswith(minor + ".") and not info["free_threaded"] and info["requested"] == python
-    assert info["python"].endswith("bin/python") and ".lab/envs/" in info["python"]
+    info = run.manifest.settings.worker_interpreter
+    assert info.version.startswith(minor + ".") and not info.free_threaded and info.requested == python
+    assert info.python.endswith("bin/python") and ".lab/envs/" in info.python
     if minor >= "3.13":  # sys._is_gil_enabled exists from 3.13: the tasks ran there
         assert run.foreground["gil_enabled"].astype(bool).all()
     s = run.summary
-    assert s["mean_cores_used"] < 1.25  # one GIL there too
+    assert s.mean_cores_used < 1.25  # one GIL there too
     assert_speedup_physical_or_marked(s, high=1.25)
-    assert 0.8 < s["work_inflation"] < 1.25
+    assert 0.8 < s.work_inflation < 1.25
 
 
 def _seconds_per_iteration(run) -> float:
-    return run.summary["makespan_s"] / (run.manifest["settings"]["calibration"]["iterations"] * run.spec["tasks"])
+    return run.summary.makespan_s / (run.manifest.settings.calibration["iterations"] * run.spec.tasks)
 
 
 @needs_ft
@@ -49,24 +49,24 @@ def test_free_threaded_threads_run_cpu_work_in_parallel_and_the_speedup_agrees_w
                                           interpreter=FT))
     two = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25,
                                           interpreter=FT))
-    assert two.manifest["settings"]["worker_interpreter"]["free_threaded"]
+    assert two.manifest.settings.free_threaded
     assert not two.foreground["gil_enabled"].astype(bool).any()
-    assert one.summary["mean_cores_used"] < 1.1 and two.summary["mean_cores_used"] > 1.4
+    assert one.summary.mean_cores_used < 1.1 and two.summary.mean_cores_used > 1.4
     assert_speedup_physical_or_marked(one.summary, 0.85, 1.1)
     assert_speedup_physical_or_marked(two.summary, low=1.4)
-    assert two.summary["work_inflation"] < 1.25 or two.summary["unsteady"]
+    assert two.summary.work_inflation < 1.25 or two.summary.unsteady
     # The same work per iteration, timed at concurrency 1 and 2, gives the speedup the summary reports.
     measured = _seconds_per_iteration(one) / _seconds_per_iteration(two)
-    assert two.summary["speedup"] == pytest.approx(measured, rel=0.2)
+    assert two.summary.speedup == pytest.approx(measured, rel=0.2)
 
 
 @needs_ft
 def test_the_gil_forced_on_in_a_free_threaded_worker_serialises_threads_again(bench):
     run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.25,
                                           interpreter=FT, gil="on"))
-    assert run.manifest["settings"]["worker_interpreter"]["PYTHON_GIL"] == "1"
+    assert run.manifest.settings.worker_interpreter.extra["PYTHON_GIL"] == "1"
     assert run.foreground["gil_enabled"].astype(bool).all()
-    assert run.summary["mean_cores_used"] < 1.25
+    assert run.summary.mean_cores_used < 1.25
     assert_speedup_physical_or_marked(run.summary, high=1.25)
 
 

@@ -42,11 +42,11 @@ def test_a_run_slowed_after_its_reference_is_marked_unsteady_with_speed_drift(re
         slow.stop()
     s = run.summary
     assert slow.hogs, "the slow-down never started"
-    before, after = s["alone_runs_s"]
+    before, after = s.alone_runs_s
     # Alone before the hogs, alone again beside them: the second took far longer, and the lab says why.
-    assert after > 1.2 * before, s["alone_runs_s"]
-    assert s["unsteady"] is True and "speed drift" in s["unsteady_cause"], s["unsteady_cause"]
-    assert any(n.startswith("UNSTEADY: speed drift") for n in s["notes"]), s["notes"]
+    assert after > 1.2 * before, s.alone_runs_s
+    assert s.unsteady is True and "speed drift" in s.unsteady_cause, s.unsteady_cause
+    assert any(n.startswith("UNSTEADY: speed drift") for n in s.notes), s.notes
     # Other processes busy would make the run DISTURBED as well; the UNSTEADY mark does not rest on that: it
     # comes from the machine's speed as the tasks alone saw it.
-    assert s["machine_drift"] > 0.1
+    assert s.machine_drift > 0.1

@@ -12,6 +12,7 @@ from harness.model.experiment import load_experiment
 from harness.model.machine import usable_cores
 from harness.pipeline import report
 from harness.present.page import FIGURE_ALT
+from harness.results.records import Status
 from harness.sweeps import run_sweep, start_sweep
 
 PY313 = pyenv_python("3.13")
@@ -22,14 +23,14 @@ needs_2_cores = pytest.mark.skipif(usable_cores() < 2, reason="parallelism needs
 def test_a_custom_pool_class_runs_through_celerys_custom_pool(bench):
     run = bench(pool="custom:celery.concurrency.thread:TaskPool", workload="io_sleep", concurrency=4, tasks=8,
                 duration=0.2)
-    settings = run.manifest["settings"]
+    settings = run.manifest.settings.extra  # what the lab recorded of the worker it started
     assert settings["worker_argv"][settings["worker_argv"].index("-P") + 1] == "custom"
     assert settings["pool_check"]["class"] == "celery.concurrency.thread:TaskPool"
     s = run.summary
-    assert s["tasks_done"] == 8 and s["ideal_speedup"] is None  # nothing is assumed of a pool class
-    assert s["speedup"] > 2.5  # four sleeping threads: 4x ideal, wide margin
+    assert s.tasks_done == 8 and s.ideal_speedup is None  # nothing is assumed of a pool class
+    assert s.speedup > 2.5  # four sleeping threads: 4x ideal, wide margin
     # Slots named from where tasks ran: the worker's own process, so threads.
-    assert run.foreground["slot"].str.startswith("thread ").all() and s["slots_used"] == 4
+    assert run.foreground["slot"].str.startswith("thread ").all() and s.slots_used == 4
 
 
 def test_a_pool_class_is_found_in_the_current_directory_and_a_wrong_one_refused(workdir):
@@ -53,14 +54,14 @@ def test_two_threads_workers_are_two_processes_with_a_gil_each(bench):
     run = measured_steadily(lambda: bench(pool="threads", workload="cpu", concurrency=1, workers=2, tasks=8,
                                           duration=0.2))
     s = run.summary
-    assert s["ideal_speedup"] == 2 and s["mean_cores_used"] > 1.5
+    assert s.ideal_speedup == 2 and s.mean_cores_used > 1.5
     assert_speedup_physical_or_marked(s, low=1.5)
     fg = run.foreground
     assert sorted(fg["worker"].unique()) == [1, 2] and fg["pid"].nunique() == 2
     assert set(fg["slot"].str.split(":").str[0]) == {"worker 1", "worker 2"}
     sampled = set(run.samples.loc[run.samples["kind"] == "process", "pid"].dropna().astype(int))
     assert set(fg["pid"]) <= sampled  # the sampler covered both workers
-    assert len(run.manifest["settings"]["worker_ready"]["workers"]) == 2
+    assert len(run.manifest.settings.extra["worker_ready"]["workers"]) == 2
 
 
 @needs_313
@@ -72,15 +73,15 @@ def test_subinterpreters_run_cpu_work_in_parallel_in_one_process(bench):
     fg = run.foreground
     assert fg["pid"].nunique() == 1  # one worker process ...
     assert sorted(fg["slot"].unique()) == ["interpreter 1", "interpreter 2"]  # ... two subinterpreters
-    assert s["mean_cores_used"] > 1.5  # the issue's bar: 2 cores, a GIL each
+    assert s.mean_cores_used > 1.5  # the issue's bar: 2 cores, a GIL each
     assert_speedup_physical_or_marked(s, low=1.5)
-    assert 0.8 < s["work_inflation"] < 1.25 or s["unsteady"]
-    started = run.manifest["settings"]["worker_ready"]["interpreters"]
+    assert 0.8 < s.work_inflation < 1.25 or s.unsteady
+    started = run.manifest.settings.extra["worker_ready"]["interpreters"]
     assert started["interpreters"] == 2 and started["startup_s"] > 0
     prefork = measured_steadily(lambda: bench(pool="prefork", workload="cpu", concurrency=2, tasks=8, duration=0.25,
                                               interpreter=PY313))
     # Memory beside prefork's: both measured the same way (PSS of the worker tree).
-    assert s["pss_peak_mib"] > 10 and prefork.summary["pss_peak_mib"] > 10
+    assert s.pss_peak_mib > 10 and prefork.summary.pss_peak_mib > 10
 
 
 @needs_313
@@ -101,7 +102,7 @@ def test_the_topology_experiment_runs_end_to_end(tmp_path, redis_url):
     exp.axes["workload"] = ["cpu"]  # the quick version of one kind of work keeps the suite short
     folder = start_sweep(exp, quick=True, results_dir=tmp_path / "results")
     manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert manifest["status"] == "complete" and len(manifest["runs"]) == 6
+    assert manifest.status == Status.COMPLETE and len(manifest.runs) == 6
     table = pd.read_csv(folder / "summary.csv")
     shapes = sorted(zip(table["pool"], table["workers"], table["concurrency"], strict=False))
     assert shapes == sorted((p, w, 4 // w) for p in ("threads", "prefork") for w in (1, 2, 4))

@@ -14,6 +14,7 @@ from lab_process import Watched, finish, is_broker, start, wait_for, worker_of
 
 from harness.errors import ResultsError, RunFailed
 from harness.results import load_run
+from harness.results.records import Status
 
 
 def only_run_folder(results: Path) -> Path:
@@ -31,7 +32,7 @@ def test_a_task_that_raises_fails_the_run_but_keeps_every_record(bench, monkeypa
         bench(pool="threads", workload="io_sleep", concurrency=2, tasks=4, duration=0.05)
     folder = only_run_folder(tmp_path / "results")
     run = load_run(folder, allow_incomplete=True)
-    assert run.status == "failed" and "raised an error" in run.manifest["reason"]
+    assert run.status == Status.FAILED and "raised an error" in run.manifest.reason
     assert len(run.tasks) == 4 and run.tasks["error"].str.contains("fault injected").all()
     with pytest.raises(ResultsError, match="run is failed, not complete"):
         load_run(folder)

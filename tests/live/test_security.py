@@ -11,7 +11,7 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 from lab_process import is_broker
 
-from harness.lab.broker import Broker
+from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.worker import Worker
 from harness.model.spec import build_spec
 from harness.pipeline import report
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_private_redis_listens_on_loopback_only_and_needs_its_password():
-    with Broker(url=None) as broker:
+    with RedisBroker(url=None) as broker:
         port = int(broker.url.rsplit(":", 1)[1].split("/")[0])
         server = next(p for p in psutil.Process().children() if is_broker(p.name()))
         listening = [c.laddr for c in server.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]

@@ -78,7 +78,7 @@ def test_events_on_lets_a_monitor_see_the_tasks(redis_url, tmp_path):
     listener.join(timeout=25)
     assert quiet == 0
     assert len(succeeded) >= 4, succeeded  # the 4 tasks (and the one alone first, for fixed work only)
-    assert run.spec["events"] is True
+    assert run.spec.events is True
 
 
 def test_the_command_line_says_what_it_is(workdir):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from harness.model.experiment import load_experiment
 from harness.pipeline import compare, report
-from harness.results.sweep_folder import load_sweep_manifest
+from harness.results.records import Status
+from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
 from harness.sweeps import run_sweep, start_sweep
 
 
@@ -37,21 +38,21 @@ def test_tiny_real_sweep_then_resume_report_and_compare(tmp_path, redis_url):
     folder = start_sweep(exp, quick=False, results_dir=tmp_path / "results")
     manifest = load_sweep_manifest(folder)
     # Interleaved: every cell once, then every cell again.
-    assert [(e["cell"], e["repeat"]) for e in manifest["runs"]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert [(e.cell, e.repeat) for e in manifest.runs] == [(0, 0), (1, 0), (0, 1), (1, 1)]
 
     manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert manifest["status"] == "complete"
-    finished = {e["run"] for e in manifest["runs"]}
+    assert manifest.status == Status.COMPLETE
+    finished = {e.run for e in manifest.runs}
     assert len(finished) == 4 and all((folder / "runs" / r / "run.json").exists() for r in finished)
 
     # Make one entry look failed, as after a crash: a resume reruns only that one.
-    manifest["runs"][1].update(status="failed", reason="worker died")
-    (folder / "sweep.json").write_text(json.dumps(manifest))
+    manifest.runs[1].status, manifest.runs[1].reason = Status.FAILED, "worker died"
+    write_sweep_manifest(folder, manifest)
     resumed = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert resumed["status"] == "complete"
-    kept = [e["run"] for i, e in enumerate(resumed["runs"]) if i != 1]
-    assert kept == [e["run"] for i, e in enumerate(manifest["runs"]) if i != 1]
-    assert resumed["runs"][1]["run"] != manifest["runs"][1]["run"]
+    assert resumed.status == Status.COMPLETE
+    kept = [e.run for i, e in enumerate(resumed.runs) if i != 1]
+    assert kept == [e.run for i, e in enumerate(manifest.runs) if i != 1]
+    assert resumed.runs[1].run != manifest.runs[1].run
     assert len(list((folder / "runs").iterdir())) == 5
 
     page = report(folder)
@@ -71,9 +72,9 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, redis_url):
         "duration = 0.1", "duration = 3.0").replace("repeats = 2", "repeats = 1")
     folder = start_sweep(load_experiment(write(tmp_path, text)), quick=False, results_dir=tmp_path / "results")
     manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert manifest["status"] == "partial"
-    assert [e["status"] for e in manifest["runs"]] == ["failed", "failed"]
-    assert all("did not finish within 1 s" in e["reason"] for e in manifest["runs"])
+    assert manifest.status == Status.PARTIAL
+    assert [e.status for e in manifest.runs] == [Status.FAILED, Status.FAILED]
+    assert all("did not finish within 1 s" in e.reason for e in manifest.runs)
     assert "Failed runs" in report(folder).read_text()
 
 
@@ -94,8 +95,8 @@ workload = ["io_sleep", "cpu"]
 def test_runs_with_the_same_worker_settings_share_a_warm_worker(tmp_path, redis_url):
     folder = start_sweep(load_experiment(write(tmp_path, WARM)), quick=False, results_dir=tmp_path / "results")
     manifest = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert manifest["status"] == "complete"
-    runs = [json.loads((folder / "runs" / e["run"] / "run.json").read_text()) for e in manifest["runs"]]
+    assert manifest.status == Status.COMPLETE
+    runs = [json.loads((folder / "runs" / e.run / "run.json").read_text()) for e in manifest.runs]
     threads = sorted((r for r in runs if r["spec"]["pool"] == "threads"), key=lambda r: r["settings"]["worker_id"])
     # One threads worker served its four runs in turn; every gevent run had a worker of its own.
     assert len({r["settings"]["worker_id"] for r in threads}) == 1
@@ -116,13 +117,13 @@ def test_a_sweep_given_a_time_limit_starts_no_run_after_it_and_a_resume_finishes
     lines = []
     # One run takes over a second (a worker, two tasks, figures): the limit passes during the first.
     manifest = run_sweep(folder, redis_url=redis_url, log=lines.append, show_progress=False, max_s=0.5)
-    assert manifest["status"] == "partial", manifest
+    assert manifest.status == Status.PARTIAL, manifest
     # One run done (solo first: each work runs beside its solo baseline), the other left for a resume.
-    assert sorted(e["status"] for e in manifest["runs"]) == ["complete", "pending"], manifest["runs"]
-    done = next(i for i, e in enumerate(manifest["runs"]) if e["status"] == "complete")
+    assert sorted(e.status for e in manifest.runs) == [Status.COMPLETE, Status.PENDING], manifest.runs
+    done = next(i for i, e in enumerate(manifest.runs) if e.status == Status.COMPLETE)
     assert any("--max-hours reached: 1 run(s) not started" in line for line in lines), lines
     resumed = run_sweep(folder, redis_url=redis_url, log=lambda _l: None, show_progress=False)
-    assert resumed["status"] == "complete" and resumed["runs"][done]["run"] == manifest["runs"][done]["run"]
+    assert resumed.status == Status.COMPLETE and resumed.runs[done].run == manifest.runs[done].run
 
 
 def test_a_sweep_leaves_no_key_on_a_shared_redis(tmp_path, redis_url):

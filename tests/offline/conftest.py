@@ -11,12 +11,12 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    from harness.lab import broker
+    from harness.lab.services.redis_broker import RedisBroker
 
     def refuse(self):
         raise AssertionError("an offline test tried to use a Redis broker")
 
-    monkeypatch.setattr(broker.Broker, "__enter__", refuse)
+    monkeypatch.setattr(RedisBroker, "__enter__", refuse)
     monkeypatch.delenv("REDIS_URL", raising=False)
 
 

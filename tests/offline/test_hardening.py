@@ -12,6 +12,7 @@ from harness import cli as commandline
 from harness.errors import ExperimentError, ResultsError
 from harness.model.experiment import MAX_REPEATS, MAX_RUNS, load_experiment
 from harness.results import load_run
+from harness.results.records import Status
 from harness.results.sweep_folder import load_sweep_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +144,7 @@ def test_one_process_at_a_time_runs_a_sweep_and_a_resume_checks_its_cells_first(
 def test_a_unix_socket_broker_is_refused_in_one_line():
     # redis-py accepts unix://, but the worker's Celery transport cannot use it: refused before anything.
     from harness.errors import BrokerError
-    from harness.lab.broker import check_reachable
+    from harness.lab.services.redis_broker import check_reachable
 
     with pytest.raises(BrokerError, match=r"the lab takes redis://host:port/db or rediss://\.\.\. \(TCP\)") as err:
         check_reachable("unix://:secret@/tmp/redis.sock")
@@ -243,7 +244,7 @@ def test_summarize_completes_a_run_that_failed_only_while_being_drawn(tmp_path):
     (run / "run.json").write_text(json.dumps(manifest))
     lines = []
     summarize(run, log=lines.append)
-    assert load_run(run).status == "complete" and any("now complete" in line for line in lines), lines
+    assert load_run(run).status == Status.COMPLETE and any("now complete" in line for line in lines), lines
 
 
 def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again(monkeypatch):

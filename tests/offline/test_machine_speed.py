@@ -2,6 +2,7 @@
 physics, and the same work in every cell. Hand-made tables; no worker, no broker."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -10,7 +11,10 @@ import pytest
 
 from harness.analysis import stats, summary, trust
 from harness.lab import calibrate
+from harness.model.spec import build_spec
 from harness.model.workloads import workload
+from harness.results.records import Cell, Status, Summary, SweepEntry
+from harness.results.sweep_folder import SweepRun
 
 
 def _tasks(rows, role="foreground"):
@@ -51,19 +55,19 @@ def _solo(alone_times, task_s=0.25):
 def test_the_reference_is_the_median_of_the_tasks_alone_and_their_spread_is_the_drift():
     batch, refs, span = _solo([0.25, 0.25])
     s = summary.summarize(batch, _samples(span, 1.0), _ctx(), refs)
-    assert s["alone_runs_s"] == [0.25, 0.25] and s["alone_s"] == 0.25 and s["machine_drift"] == 0.0
-    assert s["serial_basis"] == "tasks x the median of 2 tasks run alone (measured before and after)"
-    assert s["speedup"] == pytest.approx(1.0) and s["unsteady"] is False and s["unsteady_cause"] == ""
-    assert not any("UNSTEADY" in n for n in s["notes"])
+    assert s.alone_runs_s == [0.25, 0.25] and s.alone_s == 0.25 and s.machine_drift == 0.0
+    assert s.serial_basis == "tasks x the median of 2 tasks run alone (measured before and after)"
+    assert s.speedup == pytest.approx(1.0) and s.unsteady is False and s.unsteady_cause == ""
+    assert not any("UNSTEADY" in n for n in s.notes)
 
 
 def test_a_drifting_reference_makes_the_run_unsteady_and_says_so():
     # Alone the task took 0.20 s before the batch and 0.30 s after it: the machine slowed by half.
     batch, refs, span = _solo([0.20, 0.30])
     s = summary.summarize(batch, _samples(span, 1.0), _ctx(), refs)
-    assert s["machine_drift"] == pytest.approx(0.4)  # 0.1 s over the median 0.25 s
-    assert s["unsteady"] is True and s["unsteady_cause"].startswith("speed drift: one task alone took 0.2-0.3 s")
-    assert s["notes"][0].startswith("UNSTEADY: speed drift") and s["disturbed"] is False
+    assert s.machine_drift == pytest.approx(0.4)  # 0.1 s over the median 0.25 s
+    assert s.unsteady is True and s.unsteady_cause.startswith("speed drift: one task alone took 0.2-0.3 s")
+    assert s.notes[0].startswith("UNSTEADY: speed drift") and s.disturbed is False
 
 
 def test_a_speedup_above_the_pools_ideal_is_no_finding():
@@ -73,26 +77,26 @@ def test_a_speedup_above_the_pools_ideal_is_no_finding():
     batch = _tasks([(1.0, 1.0, 2.0, 0.25, "t1"), (1.0, 1.0, 2.0, 0.25, "t2"),
                     (1.0, 1.0, 2.0, 0.25, "t1"), (1.0, 1.0, 2.0, 0.25, "t2")])
     s = summary.summarize(batch, _samples(3.5, 1.0), _ctx("threads", concurrency=2), refs)
-    assert s["speedup"] == pytest.approx(1.6) and s["ideal_speedup"] == 1 and s["machine_drift"] == pytest.approx(0)
-    assert trust.above_ideal(s) and s["unsteady"] is True
-    assert "speedup 1.60x above the physical ideal 1x: the reference was unsteady" in s["unsteady_cause"]
+    assert s.speedup == pytest.approx(1.6) and s.ideal_speedup == 1 and s.machine_drift == pytest.approx(0)
+    assert trust.above_ideal(s) and s.unsteady is True
+    assert "speedup 1.60x above the physical ideal 1x: the reference was unsteady" in s.unsteady_cause
     # The same run within the measured drift of its ideal is a finding (1.04x: within the floor of 5 %).
-    assert not trust.above_ideal({**s, "speedup": 1.04})
-    assert trust.above_ideal({**s, "speedup": 1.08}) and not trust.above_ideal({**s, "speedup": 1.08,
-                                                                                 "machine_drift": 0.09})
+    assert not trust.above_ideal(dataclasses.replace(s, speedup=1.04))
+    assert trust.above_ideal(dataclasses.replace(s, speedup=1.08)) and not trust.above_ideal(
+        dataclasses.replace(s, speedup=1.08, machine_drift=0.09))
     # busy_wait's phantom 2x on threads is against its nominal duration, not a task alone: said as phantom.
-    assert not trust.above_ideal({"speedup": 2.0, "ideal_speedup": 1, "alone_s": None, "phantom": True})
+    assert not trust.above_ideal(Summary(speedup=2.0, ideal_speedup=1, alone_s=None, phantom=True))
 
 
 def test_steal_is_read_from_the_samples_and_marks_the_hypervisor():
     batch, refs, span = _solo([0.25, 0.25])
     stolen = summary.summarize(batch, _samples(span, 1.0, steal_cores=0.3), _ctx(), refs)
-    assert stolen["steal_cores"] == pytest.approx(0.3) and stolen["unsteady"] is True
-    assert stolen["unsteady_cause"] == "hypervisor: it took 0.30 cores for other guests (steal)"
+    assert stolen.steal_cores == pytest.approx(0.3) and stolen.unsteady is True
+    assert stolen.unsteady_cause == "hypervisor: it took 0.30 cores for other guests (steal)"
     quiet = summary.summarize(batch, _samples(span, 1.0, steal_cores=0.02), _ctx(), refs)
-    assert quiet["steal_cores"] == pytest.approx(0.02) and quiet["unsteady"] is False
+    assert quiet.steal_cores == pytest.approx(0.02) and quiet.unsteady is False
     unknown = summary.summarize(batch, _samples(span, 1.0, steal_cores=None), _ctx(), refs)
-    assert unknown["steal_cores"] is None and unknown["unsteady"] is False  # drift was still measured
+    assert unknown.steal_cores is None and unknown.unsteady is False  # drift was still measured
 
 
 def test_inflation_on_work_that_shares_nothing_is_the_machine_in_both_directions():
@@ -101,15 +105,15 @@ def test_inflation_on_work_that_shares_nothing_is_the_machine_in_both_directions
     for task_s, change in ((0.175, "faster"), (0.35, "slower")):
         batch, refs, span = _solo([0.25, 0.25], task_s=task_s)
         s = summary.summarize(batch, _samples(span, 1.0), _ctx(), refs)
-        assert s["shares_nothing"] and trust.speed_change(s) == change
-        assert f"the machine ran {change} during the batch than alone" in s["unsteady_cause"]
-        assert not any("contended" in n for n in s["notes"])
+        assert s.shares_nothing and trust.speed_change(s) == change
+        assert f"the machine ran {change} during the batch than alone" in s.unsteady_cause
+        assert not any("contended" in n for n in s.notes)
     # cpu_shared on threads: inflation is the lesson (contention), not the machine.
     refs = _tasks([(0.0, 0.0, 0.25, 0.25, "t1"), (3.0, 3.0, 3.25, 0.25, "t1")], "reference")
     batch = _tasks([(1.0, 1.0, 1.5, 0.5, "t1"), (1.0, 1.0, 1.5, 0.5, "t2")])
     s = summary.summarize(batch, _samples(3.3, 2.0), _ctx("threads", "cpu_shared", 2, 2), refs)
-    assert not s["shares_nothing"] and trust.speed_change(s) == ""
-    assert any(n.startswith("WORK INFLATION 2.00x") and "contended" in n for n in s["notes"])
+    assert not s.shares_nothing and trust.speed_change(s) == ""
+    assert any(n.startswith("WORK INFLATION 2.00x") and "contended" in n for n in s.notes)
 
 
 def test_a_long_batchs_makespan_leaves_out_the_task_run_alone_between_its_waves():
@@ -121,15 +125,16 @@ def test_a_long_batchs_makespan_leaves_out_the_task_run_alone_between_its_waves(
     batch = _tasks(first + second)
     assert summary.batch_windows(batch, refs) == [(1.0, 2.0), (2.5, 3.5)]
     s = summary.summarize(batch, _samples(4.3, 1.0), _ctx(tasks=8), refs)
-    assert s["makespan_s"] == pytest.approx(2.0) and s["speedup"] == pytest.approx(1.0)
-    assert s["alone_runs_s"] == [0.25, 0.25, 0.25] and s["mean_cores_used"] == pytest.approx(1.0)
-    assert s["serial_basis"] == ("tasks x the median of 3 tasks run alone (measured before, between the parts of, "
+    assert s.makespan_s == pytest.approx(2.0) and s.speedup == pytest.approx(1.0)
+    assert s.alone_runs_s == [0.25, 0.25, 0.25] and s.mean_cores_used == pytest.approx(1.0)
+    assert s.serial_basis == ("tasks x the median of 3 tasks run alone (measured before, between the parts of, "
                                  "and after the batch)")
 
 
 def test_a_sweep_counts_unsteady_repeats_apart_from_disturbed_ones_and_cautions():
-    runs = [{"cell": 0, "repeat": r, "settings": {"pool": "solo"},
-             "summary": {"speedup": 1.0, "disturbed": False, "unsteady": r == 1}} for r in range(3)]
+    cell = Cell(cell=0, settings={"pool": "solo"})
+    runs = [SweepRun(SweepEntry(cell=0, repeat=r, status=Status.COMPLETE), cell,
+                     Summary(speedup=1.0, disturbed=False, unsteady=r == 1)) for r in range(3)]
     table = stats.cell_stats(stats.runs_table(runs, ["pool"]), ["pool"])
     assert int(table.loc[0, "unsteady"]) == 1 and int(table.loc[0, "disturbed"]) == 0
     cautions = trust.sweep_cautions(False, 3, 3, {}, "results/sweep-x", {"solo": 1})
@@ -137,7 +142,7 @@ def test_a_sweep_counts_unsteady_repeats_apart_from_disturbed_ones_and_cautions(
     assert "--rerun-disturbed" in cautions[0]
     assert trust.trust_level(3, False, 0, unsteady=1) == ("low", "1 of 3 repeats unsteady (the machine's speed "
                                                           "changed under them)")
-    assert trust.unreliable({"unsteady": True}) and not trust.unreliable({"disturbed": False, "unsteady": False})
+    assert trust.unreliable(Summary(unsteady=True)) and not trust.unreliable(Summary(disturbed=False, unsteady=False))
     old = trust.sweep_cautions(False, 3, 3, {}, "x", calibrated_once=False)
     assert old[0].startswith("DIFFERENT WORK PER CELL")
 
@@ -178,9 +183,9 @@ def test_a_sweeps_rates_give_every_cell_the_same_work_and_nothing_else_is_read(t
 
 
 def test_each_run_is_compared_with_the_solo_run_of_the_same_work_nearest_in_time():
-    cells = [{"cell": 0, "settings": {"pool": "solo", "workload": "cpu"}},
-             {"cell": 1, "settings": {"pool": "prefork", "workload": "cpu"}},
-             {"cell": 2, "settings": {"pool": "prefork", "workload": "io_sleep"}}]
+    cells = [Cell(cell=0, settings={"pool": "solo", "workload": "cpu"}),
+             Cell(cell=1, settings={"pool": "prefork", "workload": "cpu"}),
+             Cell(cell=2, settings={"pool": "prefork", "workload": "io_sleep"})]
     # The machine was twice as fast at t=100 as at t=0: solo did 4 tasks/s then 8; prefork next to each
     # did 7.6 and 15.2. Against the nearest solo run both are 1.9x; a ratio of medians would say 1.5-3x.
     runs = pd.DataFrame({"cell": [0, 1, 0, 1, 2], "throughput_per_s": [4.0, 7.6, 8.0, 15.2, 30.0],
@@ -193,12 +198,12 @@ def test_each_run_is_compared_with_the_solo_run_of_the_same_work_nearest_in_time
 def test_a_sweeps_runs_alternate_each_work_with_its_solo_baseline():
     from harness.sweeps import MAX_WARM, _plan_order
 
-    cells = [{"cell": i, "settings": {"pool": p, "workload": w, "concurrency": 2, "duration": 0.1}}
+    cells = [Cell(cell=i, settings={"pool": p, "workload": w, "concurrency": 2, "duration": 0.1})
              for i, (p, w) in enumerate([(p, w) for p in ("prefork", "threads", "solo") for w in ("cpu", "io_sleep")])]
-    todo = [{"cell": c["cell"], "repeat": r, "status": "pending"} for r in range(2) for c in cells]
+    todo = [SweepEntry(cell=c.cell, repeat=r, status=Status.PENDING) for r in range(2) for c in cells]
     order = _plan_order(todo, cells, fresh_workers=False)
-    names = [(cells[e["cell"]]["settings"]["pool"], cells[e["cell"]]["settings"]["workload"], e["repeat"])
-             for e in order.entries]
+    specs = [build_spec(**c.settings) for c in cells]
+    names = [(specs[e.cell].pool, specs[e.cell].workload, e.repeat) for e in order.entries]
     assert names[:3] == [("solo", "cpu", 0), ("prefork", "cpu", 0), ("threads", "cpu", 0)]
     assert names[6:9] == [("threads", "cpu", 1), ("prefork", "cpu", 1), ("solo", "cpu", 1)]  # mirrored
     assert order.keep == 3 <= MAX_WARM and sorted(map(str, order.entries)) == sorted(map(str, todo))
@@ -206,13 +211,13 @@ def test_a_sweeps_runs_alternate_each_work_with_its_solo_baseline():
 
 
 def test_of_several_marked_measurements_the_steadiest_departs_least():
-    steady = {"machine_drift": 0.03, "steal_cores": 0.01, "work_inflation": 1.02, "shares_nothing": True,
-              "speedup": 0.98, "ideal_speedup": 1, "alone_s": 0.25}
+    steady = Summary(machine_drift=0.03, steal_cores=0.01, work_inflation=1.02, shares_nothing=True,
+                     speedup=0.98, ideal_speedup=1, alone_s=0.25)
     assert trust.departure(steady) == pytest.approx(0.03)
-    drifted = {**steady, "machine_drift": 0.4}
-    faster = {**steady, "work_inflation": 0.67}  # solo at 1.47x: the batch ran on a faster machine
-    beyond = {**steady, "speedup": 1.13}
-    disturbed = {**steady, "disturbed": True}
+    drifted = dataclasses.replace(steady, machine_drift=0.4)
+    faster = dataclasses.replace(steady, work_inflation=0.67)  # solo at 1.47x: the batch ran on a faster machine
+    beyond = dataclasses.replace(steady, speedup=1.13)
+    disturbed = dataclasses.replace(steady, disturbed=True)
     ranked = sorted([drifted, faster, beyond, disturbed, steady], key=trust.departure)
     assert ranked[0] is steady and ranked[1] is beyond and ranked[-1] is disturbed
     assert trust.departure(faster) == pytest.approx(0.40, abs=0.01)

@@ -36,20 +36,20 @@ def test_a_version_1_run_loads_upgraded_without_being_rewritten():
     before = (DATA / "run-threads-cpu-gil" / "run.json").read_text()
     run = load_run(DATA / "run-threads-cpu-gil")
     assert stored(DATA / "run-threads-cpu-gil")["schema_version"] == 1
-    assert run.manifest["schema_version"] == SCHEMA_VERSION == 3
-    assert run.manifest["settings"]["reference_tasks"] == 0 and run.reference.empty
-    assert run.manifest["analysis_version"] == 1
-    probe = run.summary["gil_probe"]
-    assert run.manifest["settings"]["gil_probe_cost"] == {k: probe[k] for k in GIL_PROBE_COST_KEYS}
-    assert load_run(DATA / "run-prefork-io_net").manifest["settings"]["gil_probe_cost"] is None
+    assert run.manifest.schema_version == SCHEMA_VERSION == 3
+    assert run.manifest.settings.reference_tasks == 0 and run.reference.empty
+    assert run.manifest.analysis_version == 1
+    probe = run.summary.gil_probe
+    assert run.manifest.settings.gil_probe_cost == {k: getattr(probe, k) for k in GIL_PROBE_COST_KEYS}
+    assert load_run(DATA / "run-prefork-io_net").manifest.settings.gil_probe_cost is None
     assert (DATA / "run-threads-cpu-gil" / "run.json").read_text() == before  # reading never writes
     assert set(RECORD_FIELDS) <= set(run.tasks.columns)
 
 
 def test_a_version_1_sweep_loads_upgraded_and_is_told_from_a_run():
     sweep = load_sweep(DATA / "sweep-tiny")
-    assert sweep.manifest["schema_version"] == SWEEP_SCHEMA_VERSION == 2
-    assert sweep.manifest["analysis_version"] == 1
+    assert sweep.manifest.schema_version == SWEEP_SCHEMA_VERSION == 2
+    assert sweep.manifest.analysis_version == 1
     assert len(sweep.run_paths) == 4 and len(sweep.summary) == 2
     assert is_sweep(DATA / "sweep-tiny") and not is_sweep(DATA / "run-prefork-io_net")
     assert type(load(DATA / "sweep-tiny")).__name__ == "Sweep"

@@ -63,10 +63,11 @@ def test_a_trace_keeps_the_reference_task_apart():
     tasks = pd.DataFrame({"task_id": ["a", "b"], "role": ["reference", "foreground"], "submitted": [0.0, 1.0],
                           "started": [0.0, 1.0], "finished": [0.5, 1.5], "cpu_s": [0.5, 0.5], "slot": "t1",
                           "error": None})
+    from harness.model.spec import build_spec
     from harness.present.trace import trace_events
 
     trace = trace_events(tasks, pd.DataFrame(columns=["t", "kind", "pid", "tid", "user_s", "system_s"]),
-                         {"pool": "threads", "workload": "cpu", "concurrency": 1, "tasks": 1, "switch_interval": 0.005})
+                         build_spec(pool="threads", workload="cpu", concurrency=1, tasks=1, switch_interval=0.005))
     check_trace_event_format(trace)
     names = sorted(e["name"] for e in trace["traceEvents"] if e["ph"] == "X")
     assert names == ["cpu", "cpu (alone)"]

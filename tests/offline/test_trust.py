@@ -2,6 +2,7 @@
 the sweep's cautions, and compare's exit code and one-line result."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,9 +17,11 @@ from harness.analysis import summary, trust
 from harness.analysis.compare import result_line
 from harness.analysis.decision import decide
 from harness.judge import judge_sweep
+from harness.model.spec import build_spec
 from harness.pipeline import compare, report, summarize
 from harness.present.console import summary_table
 from harness.results import load_run
+from harness.results.records import Cell, Summary
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "v1"
@@ -55,23 +58,23 @@ def _ctx():
 def test_other_processes_cpu_is_what_neither_the_worker_nor_the_lab_used():
     tasks, samples = _run_tables(machine_busy_s=0.8)
     s = summary.summarize(tasks, samples, _ctx())
-    assert s["other_cores_used"] == pytest.approx(0.8) and s["disturbed"] is True
-    assert s["notes"][0].startswith("DISTURBED: 0.8 other cores were busy during this run: its speedup is not reliable")
+    assert s.other_cores_used == pytest.approx(0.8) and s.disturbed is True
+    assert s.notes[0].startswith("DISTURBED: 0.8 other cores were busy during this run: its speedup is not reliable")
     # Two tasks running on one core of two: on a disturbed run the GIL is not blamed for it.
     assert "2.0 tasks running on average but 1.0 cores used: other processes on the machine took the difference." \
-        in s["notes"]
+        in s.notes
     quiet = summary.summarize(*_run_tables(machine_busy_s=0.05), _ctx())
-    assert quiet["other_cores_used"] == pytest.approx(0.05) and quiet["disturbed"] is False
-    assert not any("DISTURBED" in n for n in quiet["notes"])
-    assert any(n.endswith("the GIL took the difference.") for n in quiet["notes"])
+    assert quiet.other_cores_used == pytest.approx(0.05) and quiet.disturbed is False
+    assert not any("DISTURBED" in n for n in quiet.notes)
+    assert any(n.endswith("the GIL took the difference.") for n in quiet.notes)
     prefork = summary.summarize(*_run_tables(machine_busy_s=0.05), summary.RunContext(
         pool="prefork", workload="cpu", kind="python-cpu", concurrency=2, tasks=2, duration=1.0,
         switch_interval=0.005, cores=2))
     assert any(n.endswith("the OS scheduler (processes ready to run got no core) took the difference.")
-               for n in prefork["notes"])
+               for n in prefork.notes)
     # A run stored before the lab sampled its own processes: not known, not called quiet.
     old = summary.summarize(tasks, samples[samples["kind"] != "lab"], _ctx())
-    assert old["other_cores_used"] is None and old["disturbed"] is None
+    assert old.other_cores_used is None and old.disturbed is None
 
 
 def test_the_console_names_a_disturbed_run_and_who_disturbed_it(tmp_path):
@@ -144,8 +147,8 @@ def _sweep(rows):
         table.append({"cell": i, "label": label, "pool": pool, "workload": work, "n": n, "speedup": speedup,
                       "speedup_ci_low": lo, "speedup_ci_high": hi, "ideal_speedup": None, "pss_peak_mib": pss,
                       "disturbed": disturbed, "warning": ""})
-        cells.append({"cell": i, "label": label, "settings": {"pool": pool, "workload": work, "concurrency": c,
-                                                              "workers": 1, "task": None}})
+        cells.append(Cell(cell=i, label=label, settings={"pool": pool, "workload": work, "concurrency": c,
+                                                         "workers": 1, "task": None}))
     return pd.DataFrame(table), cells
 
 
@@ -262,22 +265,22 @@ def test_a_run_too_short_for_two_samples_of_the_lab_is_not_known_and_still_drawn
     tasks, samples = _run_tables(machine_busy_s=0.8)
     one_lab_sample = samples[(samples["kind"] != "lab") | (samples["t"] == 0.0)]
     s = summary.summarize(tasks, one_lab_sample, _ctx())
-    assert s["other_cores_used"] is None and s["disturbed"] is None
+    assert s.other_cores_used is None and s.disturbed is None
     from harness.present.run_figures import parallelism
     frame = one_lab_sample.assign(**{c: None for c in ("idle_s", "vol_ctx", "invol_ctx", "rss", "uss", "pss")})
-    out = parallelism(tasks, frame, {"pool": "threads", "workload": "cpu", "concurrency": 2, "tasks": 2,
-                                     "duration": 1.0, "switch_interval": 0.005}, 2, tmp_path / "p.png", s)
+    out = parallelism(tasks, frame, build_spec(pool="threads", workload="cpu", concurrency=2, tasks=2,
+                                               duration=1.0, switch_interval=0.005), 2, tmp_path / "p.png", s)
     assert out.exists()
 
 
 def test_a_machine_that_changed_speed_is_told_apart_from_contention_the_lesson_is_about():
     # prefork was seen at 1.19x with inflation 1.76: on work that shares nothing that is the machine.
-    assert trust.speed_change({"work_inflation": 1.76, "shares_nothing": True}) == "slower"
-    assert trust.speed_change({"work_inflation": 0.58, "shares_nothing": True}) == "faster"  # threads at c=1: 1.76x
-    assert trust.speed_change({"work_inflation": 1.76,
-                               "shares_nothing": False}) == ""  # cpu_shared: lesson 10's finding
-    assert trust.speed_change({"work_inflation": 1.02, "shares_nothing": True}) == ""
-    assert trust.speed_change({"work_inflation": None, "shares_nothing": True}) == ""
+    assert trust.speed_change(Summary(work_inflation=1.76, shares_nothing=True)) == "slower"
+    assert trust.speed_change(Summary(work_inflation=0.58, shares_nothing=True)) == "faster"  # threads at c=1: 1.76x
+    assert trust.speed_change(Summary(work_inflation=1.76,
+                                      shares_nothing=False)) == ""  # cpu_shared: lesson 10's finding
+    assert trust.speed_change(Summary(work_inflation=1.02, shares_nothing=True)) == ""
+    assert trust.speed_change(Summary(work_inflation=None, shares_nothing=True)) == ""
 
 
 # --- a stopped worker ---------------------------------------------------------------------------
@@ -301,9 +304,9 @@ def test_the_time_a_worker_stood_stopped_is_read_from_its_sampled_states():
 def test_a_worker_stopped_for_a_twentieth_of_the_run_disturbs_it_and_is_not_blamed_on_the_gil():
     assert trust.is_disturbed(0.0, 2, stopped_s=0.6, span_s=10.0) is True
     assert trust.is_disturbed(0.0, 2, stopped_s=0.4, span_s=10.0) is False
-    summary = {"disturbed": True, "worker_stopped_s": 3.0, "makespan_s": 7.0, "other_cores_used": 0.01, "cores": 2}
+    summary = Summary(disturbed=True, worker_stopped_s=3.0, makespan_s=7.0, other_cores_used=0.01, cores=2)
     assert trust.disturbance_cause(summary) == "worker stopped 3.0 s"
     assert trust.disturbance_note(summary).startswith("DISTURBED: the worker was stopped (SIGSTOP, Ctrl-Z or a "
                                                       "debugger) for 3.0 s of the 7.0 s its tasks ran")
-    both = {**summary, "other_cores_used": 0.9}
+    both = dataclasses.replace(summary, other_cores_used=0.9)
     assert trust.disturbance_cause(both) == "worker stopped 3.0 s, 0.9 other cores busy"

@@ -8,10 +8,11 @@ import pytest
 
 from harness.analysis import cpu, summary, timing
 from harness.errors import ResultsError, SpecError
-from harness.lab.broker import redact
+from harness.lab.services.base import redact
 from harness.model.pools import pool
 from harness.model.spec import build_spec
 from harness.results import RunFolder, load_run
+from harness.results.records import RunManifest
 from harness.results.run_folder import SCHEMA_VERSION
 
 
@@ -80,33 +81,33 @@ def test_two_busy_waits_sharing_one_core_are_phantom():
     tasks = tasks_table([(0, 0, 1, 0.5, "t1"), (0, 0, 1, 0.5, "t2")])
     samples = samples_table({1: [(0, 0.0), (1, 1.0)]})
     s = summary.summarize(tasks, samples, ctx(workload="busy_wait"))
-    assert s["phantom"] and s["phantom_cores"] == pytest.approx(1.0)
-    assert s["mean_tasks_running"] == pytest.approx(2.0)
-    assert s["mean_cores_used"] == pytest.approx(1.0)
-    assert any("PHANTOM" in n for n in s["notes"])
+    assert s.phantom and s.phantom_cores == pytest.approx(1.0)
+    assert s.mean_tasks_running == pytest.approx(2.0)
+    assert s.mean_cores_used == pytest.approx(1.0)
+    assert any("PHANTOM" in n for n in s.notes)
 
 
 def test_two_busy_waits_on_two_cores_are_real():
     tasks = tasks_table([(0, 0, 1, 0.98, "p1"), (0, 0, 1, 0.97, "p2")])
     samples = samples_table({1: [(0, 0.0), (1, 0.98)], 2: [(0, 0.0), (1, 0.97)]})
     s = summary.summarize(tasks, samples, ctx(pool="prefork", workload="busy_wait"))
-    assert not s["phantom"]
-    assert s["speedup"] == pytest.approx(2.0)
-    assert s["efficiency"] == pytest.approx(1.0)
+    assert not s.phantom
+    assert s.speedup == pytest.approx(2.0)
+    assert s.efficiency == pytest.approx(1.0)
 
 
 def test_fixed_work_serial_time_is_the_tasks_own_cpu():
     tasks = tasks_table([(0, 0, 2, 1.0, "t1"), (0, 0, 2, 1.0, "t2")])
     s = summary.summarize(tasks, samples_table({1: [(0, 0.0), (2, 2.0)]}), ctx(duration=0.9))
-    assert s["serial_s"] == pytest.approx(2.0) and s["speedup"] == pytest.approx(1.0)
-    assert s["gil_wait_mean_s"] == pytest.approx(1.0) and s["gil_wait_fraction"] == pytest.approx(0.5)
+    assert s.serial_s == pytest.approx(2.0) and s.speedup == pytest.approx(1.0)
+    assert s.gil_wait_mean_s == pytest.approx(1.0) and s.gil_wait_fraction == pytest.approx(0.5)
 
 
 def test_wrong_switch_interval_is_reported():
     tasks = tasks_table([(0, 0, 1, 1.0, "t1")]).assign(switch_interval=0.005)
     s = summary.summarize(tasks, samples_table({1: [(0, 0.0), (1, 1.0)]}), ctx(tasks=1, switch_interval=0.001))
-    assert not s["switch_interval_ok"]
-    assert any("WARNING" in n for n in s["notes"])
+    assert not s.switch_interval_ok
+    assert any("WARNING" in n for n in s.notes)
 
 
 def test_green_lanes_are_packed_and_thread_lanes_follow_slots():
@@ -143,7 +144,7 @@ def test_redact_hides_passwords_only():
 
 def _folder(tmp_path, manifest):
     folder = RunFolder(tmp_path, "r1")
-    folder.write_manifest(manifest)
+    folder.write_manifest(RunManifest.from_dict(manifest))
     folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a"]}))
     folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
     return folder
@@ -152,7 +153,7 @@ def _folder(tmp_path, manifest):
 def test_loader_reads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path):
     folder = _folder(tmp_path, {"status": "complete", "spec": {}})
     assert load_run(folder.path).tasks["task_id"].tolist() == ["a"]
-    folder.write_manifest({"status": "failed", "reason": "worker died", "spec": {}})
+    folder.write_manifest(RunManifest.from_dict({"status": "failed", "reason": "worker died", "spec": {}}))
     with pytest.raises(ResultsError, match="run is failed, not complete: worker died"):
         load_run(folder.path)
     assert load_run(folder.path, allow_incomplete=True).status == "failed"
@@ -204,7 +205,7 @@ def test_reading_names_phantom_parallelism():
 
 def test_loader_names_a_truncated_tasks_file(tmp_path):
     folder = RunFolder(tmp_path, "r1")
-    folder.write_manifest({"status": "complete", "spec": {"tasks": 3, "background_tasks": 0}})
+    folder.write_manifest(RunManifest.from_dict({"status": "complete", "spec": {"tasks": 3, "background_tasks": 0}}))
     folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a", "b", "c"]}))
     folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
     assert len(load_run(folder.path).tasks) == 3
@@ -243,39 +244,39 @@ def test_speedup_is_measured_against_one_task_alone_and_inflation_is_flagged():
     batch = tasks_table([(1.0, 1.0, 3.0, 2.0, "t1"), (1.0, 1.0, 3.0, 2.0, "t2")])
     samples = samples_table({1: [(1.0, 0.0), (3.0, 4.0)]})
     s = summary.summarize(batch, samples, ctx(workload="cpu_shared"), reference)
-    assert s["serial_basis"] == "tasks x one task run alone (measured)" and s["alone_s"] == 1.0
-    assert s["speedup"] == pytest.approx(1.0)  # 2 tasks x 1 s alone / 2 s
-    assert s["work_inflation"] == pytest.approx(2.0)
-    assert any(n.startswith("WORK INFLATION 2.00x") for n in s["notes"])
+    assert s.serial_basis == "tasks x one task run alone (measured)" and s.alone_s == 1.0
+    assert s.speedup == pytest.approx(1.0)  # 2 tasks x 1 s alone / 2 s
+    assert s.work_inflation == pytest.approx(2.0)
+    assert any(n.startswith("WORK INFLATION 2.00x") for n in s.notes)
     # The same numbers on work that shares nothing: no contention is possible, so the machine slowed.
     own = summary.summarize(batch, samples, ctx(workload="cpu"), reference)
-    assert not any("WORK INFLATION" in n or "contended" in n for n in own["notes"])
-    assert any("the machine ran slower during the batch than alone" in n for n in own["notes"])
-    assert own["unsteady"] is True and "speed drift" in own["unsteady_cause"]
+    assert not any("WORK INFLATION" in n or "contended" in n for n in own.notes)
+    assert any("the machine ran slower during the batch than alone" in n for n in own.notes)
+    assert own.unsteady is True and "speed drift" in own.unsteady_cause
     # Inferred from the tasks' own CPU (the rule kept for folders without a reference), it reads 2x.
-    assert summary.summarize(batch, samples, ctx())["speedup"] == pytest.approx(2.0)
+    assert summary.summarize(batch, samples, ctx()).speedup == pytest.approx(2.0)
 
 
 def test_the_gil_serialising_the_same_work_is_no_inflation():
     reference = tasks_table([(0.0, 0.0, 1.0, 1.0, "t1")])
     batch = tasks_table([(1.0, 1.0, 3.0, 1.0, "t1"), (1.0, 1.0, 3.0, 1.0, "t2")])
     s = summary.summarize(batch, samples_table({1: [(1.0, 0.0), (3.0, 2.0)]}), ctx(), reference)
-    assert s["speedup"] == pytest.approx(1.0) and s["work_inflation"] == pytest.approx(1.0)
-    assert not any("INFLATION" in n for n in s["notes"])
+    assert s.speedup == pytest.approx(1.0) and s.work_inflation == pytest.approx(1.0)
+    assert not any("INFLATION" in n for n in s.notes)
     io = summary.summarize(batch, samples_table({1: [(1.0, 0.0), (3.0, 2.0)]}),
                            ctx(workload="io_sleep", kind="io"), reference)
-    assert io["work_inflation"] is None  # a sleep has no fixed amount of work to compare
+    assert io.work_inflation is None  # a sleep has no fixed amount of work to compare
 
 
 def test_a_gil_turned_back_on_in_a_free_threaded_worker_is_said():
     tasks = tasks_table([(0, 0, 1, 1.0, "t1"), (0, 0, 1, 1.0, "t2")]).assign(gil_enabled=[True, False])
     samples = samples_table({1: [(0, 0.0), (1, 2.0)]})
     s = summary.summarize(tasks, samples, ctx(free_threaded=True))
-    assert s["gil_enabled_tasks"] == 1 and any(n.startswith("THE GIL WAS ON in 1 of 2 tasks") for n in s["notes"])
+    assert s.gil_enabled_tasks == 1 and any(n.startswith("THE GIL WAS ON in 1 of 2 tasks") for n in s.notes)
     asked = summary.summarize(tasks, samples, ctx(free_threaded=True, gil="on"))
-    assert not any("THE GIL WAS ON" in n for n in asked["notes"])
+    assert not any("THE GIL WAS ON" in n for n in asked.notes)
     gil_build = summary.summarize(tasks, samples, ctx())
-    assert not any("THE GIL WAS ON" in n for n in gil_build["notes"])
+    assert not any("THE GIL WAS ON" in n for n in gil_build.notes)
 
 
 def test_without_a_gil_python_code_runs_in_parallel_wherever_c_code_releasing_it_does():
@@ -285,7 +286,7 @@ def test_without_a_gil_python_code_runs_in_parallel_wherever_c_code_releasing_it
     assert pool("solo").ideal_speedup("python-cpu", 4, 10, 2, gil_free=True) == 1
     free = summary.summarize(tasks_table([(0, 0, 1, 1.0, "t1"), (0, 0, 1, 1.0, "t2")]).assign(gil_enabled=False),
                              samples_table({1: [(0, 0.0), (1, 2.0)]}), ctx(free_threaded=True))
-    assert free["ideal_speedup"] == 2
+    assert free.ideal_speedup == 2
 
 
 def test_more_tasks_than_cores_is_not_blamed_on_a_gil_the_worker_does_not_have():
@@ -293,12 +294,12 @@ def test_more_tasks_than_cores_is_not_blamed_on_a_gil_the_worker_does_not_have()
     tasks = tasks_table([(0, 0, 1, 0.25, f"t{i}") for i in range(8)]).assign(gil_enabled=False)
     samples = samples_table({1: [(0, 0.0), (1, 2.0)]})
     free = summary.summarize(tasks, samples, ctx(free_threaded=True, concurrency=8))
-    assert not any("GIL" in n for n in free["notes"])
-    assert any(n.startswith("8.0 tasks running on average on 2 cores: they took turns") for n in free["notes"])
+    assert not any("GIL" in n for n in free.notes)
+    assert any(n.startswith("8.0 tasks running on average on 2 cores: they took turns") for n in free.notes)
     # The same eight on a GIL build that got one core of the two: the GIL took the core it could have had.
     held = summary.summarize(tasks.assign(gil_enabled=True), samples_table({1: [(0, 0.0), (1, 1.0)]}),
                              ctx(concurrency=8))
-    assert any(n.endswith("the GIL took the difference.") for n in held["notes"])
+    assert any(n.endswith("the GIL took the difference.") for n in held.notes)
     # Free-threaded but only one core used of two: not a GIL, something the tasks share (or the OS).
     locked = summary.summarize(tasks, samples_table({1: [(0, 0.0), (1, 1.0)]}), ctx(free_threaded=True, concurrency=8))
-    assert any("no GIL on this worker" in n for n in locked["notes"])
+    assert any("no GIL on this worker" in n for n in locked.notes)

@@ -6,12 +6,13 @@ import pytest
 
 from harness.analysis import timing as analysis
 from harness.course import verdicts
+from harness.results.records import Summary
 
 
 def s(**kw):
     base = dict(speedup=1.0, mean_cores_used=1.0, max_tasks_running=1, phantom=False, second_start_delay_s=0.0,
                 queue_wait_p50_s=0.0, queue_wait_p95_s=0.0, rtt_mean_s=0.005)
-    return {**base, **kw}
+    return Summary(**{**base, **kw})
 
 
 def test_solo():
