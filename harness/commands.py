@@ -43,15 +43,15 @@ def _strict(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.model.spec import build_spec
-    from harness.pipeline import run_bench
-    from harness.present import live
-    from harness.present.console import summary_table
 
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
-    spec = build_spec(**raw)
+    spec = build_spec(**raw)  # a bad setting is refused before the lab's heavier modules load (pandas, scipy)
     _strict(args)
     from harness.lab.calibrate import Calibrations
+    from harness.pipeline import run_bench
+    from harness.present import live
+    from harness.present.console import summary_table
 
     run = run_bench(spec, results_dir=args.results_dir, log=_log, live=live.terminal,
                     calibrations=Calibrations(recalibrate=args.recalibrate))

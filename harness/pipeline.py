@@ -85,9 +85,10 @@ def update_index(results_dir: Path) -> None:
 
 def run_status(run: Run) -> tuple[Status, str | None]:
     """complete, or failed when a task raised: every record is kept, but the run measured something else."""
-    errors = run.tasks["error"].dropna() if "error" in run.tasks else []
-    if len(errors):
-        return Status.FAILED, f"{len(errors)} of {len(run.tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
+    if "error" in run.tasks:
+        errors = run.tasks["error"].dropna()
+        if len(errors):
+            return Status.FAILED, f"{len(errors)} of {len(run.tasks)} tasks raised an error, e.g. {errors.iloc[0]}"
     return Status.COMPLETE, None
 
 

@@ -109,6 +109,7 @@ def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log
         manifest.order = order.how
         write_sweep_manifest(folder, manifest)
         with RedisBroker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
+            assert broker.url is not None  # a started broker has its URL (RedisBroker.start)
             _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at)
             if rerun_disturbed:
                 again = [e for e in manifest.runs if e.status == Status.COMPLETE and _disturbed(folder, e)]

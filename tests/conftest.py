@@ -1,4 +1,5 @@
-"""Shared fixtures: one real private Redis for the session, and a guard that nothing is left running."""
+"""Fixtures of every test: the suite's own calibrations, and a guard that nothing is left running (live fixtures:
+tests/live/conftest.py)."""
 from __future__ import annotations
 
 import atexit
@@ -17,10 +18,6 @@ import psutil  # noqa: E402
 import pytest  # noqa: E402
 from lab_process import is_broker  # noqa: E402
 
-from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
-from harness.model.spec import build_spec  # noqa: E402
-from harness.pipeline import run_bench  # noqa: E402
-
 
 def lab_processes() -> set[int]:
     """Celery workers and Redis-protocol servers on this machine."""
@@ -35,12 +32,6 @@ def lab_processes() -> set[int]:
 def lab_tempdirs() -> set[str]:
     tmp = tempfile.gettempdir()
     return set(glob.glob(os.path.join(tmp, "gil-lab-*")))
-
-
-@pytest.fixture(scope="session")
-def redis_url():
-    with RedisBroker(url=None) as broker:
-        yield broker.url
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +49,3 @@ def nothing_left_behind(request):
 def workdir(tmp_path):
     # Run from a scratch folder, so results/ lands there; the project is put on PYTHONPATH.
     return tmp_path
-
-
-@pytest.fixture
-def bench(redis_url, tmp_path):
-    """Run one real measurement against the session's Redis; returns the run as loaded back."""
-    def _bench(**settings):
-        return run_bench(build_spec(**settings), results_dir=tmp_path / "results", redis_url=redis_url,
-                         log=lambda _line: None)
-    return _bench

@@ -96,6 +96,7 @@ def _register(workload: Workload, function: Callable[..., Any], reference: str |
 
 for _workload in WORKLOADS.values():
     if not _workload.own:
+        assert _workload.function is not None  # only the user's own task has none (harness.model.workloads)
         _register(_workload, _workload.function)
 if config.task:
     # The user's own task, imported once here (before prefork forks its children). Their module may

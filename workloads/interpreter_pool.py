@@ -13,15 +13,20 @@ the small dict `workloads.in_interpreter.call` returns.
 """
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import Future
 from typing import Any
 
 from celery.concurrency.thread import TaskPool as ThreadTaskPool
 
-try:  # Python 3.14+
-    from concurrent.futures import InterpreterPoolExecutor
-except ImportError:  # 3.13: the backport (installed in the lab's environments where it runs)
+# The version check (which a type checker understands) first: the standard library has it from 3.14 only.
+if sys.version_info >= (3, 14):
+    try:  # Python 3.14+
+        from concurrent.futures import InterpreterPoolExecutor
+    except ImportError:  # a build without subinterpreters: the backport, as on 3.13
+        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
+else:  # 3.13: the backport (installed in the lab's environments where it runs)
     from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
 
 from workloads.protocol import WorkerConfig

@@ -7,11 +7,11 @@ significant (p < 0.05) and at least MIN_EFFECT of the median, so noise and trivi
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scistats
 
 from harness.analysis.timing import with_timings
 from harness.results.records import Summary
@@ -23,21 +23,23 @@ SWEEP_METRICS = ["makespan_s", "speedup", "mean_cores_used", "throughput_per_s"]
 TASK_METRICS = ["run_s", "queue_wait_s", "latency_s"]
 
 
-def compare_samples(a: list[float], b: list[float], test: str = "welch") -> dict:
+def compare_samples(a: Iterable[float | None], b: Iterable[float | None], test: str = "welch") -> dict:
     """Median of each side, relative change, p-value and a verdict. Pure."""
-    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], dtype=float)
-    b = np.asarray([x for x in b if x is not None and np.isfinite(x)], dtype=float)
-    out = {"n_a": len(a), "n_b": len(b), "median_a": float(np.median(a)) if len(a) else np.nan,
-           "median_b": float(np.median(b)) if len(b) else np.nan}
+    xa = np.asarray([x for x in a if x is not None and np.isfinite(x)], dtype=float)
+    xb = np.asarray([x for x in b if x is not None and np.isfinite(x)], dtype=float)
+    out = {"n_a": len(xa), "n_b": len(xb), "median_a": float(np.median(xa)) if len(xa) else np.nan,
+           "median_b": float(np.median(xb)) if len(xb) else np.nan}
     out["change"] = (out["median_b"] - out["median_a"]) / abs(out["median_a"]) if out["median_a"] else np.nan
-    if min(len(a), len(b)) < 2:
+    if min(len(xa), len(xb)) < 2:
         return {**out, "p": np.nan, "verdict": "too few repeats to test"}
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        p = 0.0 if a[0] != b[0] else 1.0
+    from scipy import stats as scistats  # here, not at import: scipy.stats takes a second to load
+
+    if np.ptp(xa) == 0 and np.ptp(xb) == 0:
+        p = 0.0 if xa[0] != xb[0] else 1.0
     elif test == "welch":
-        p = float(scistats.ttest_ind(a, b, equal_var=False).pvalue)
+        p = float(scistats.ttest_ind(xa, xb, equal_var=False).pvalue)
     else:
-        p = float(scistats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        p = float(scistats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
     if p < ALPHA and abs(out["change"]) >= MIN_EFFECT:
         verdict = f"differs: B is {abs(out['change']):.0%} {'higher' if out['change'] > 0 else 'lower'}"
     elif p < ALPHA:
@@ -129,5 +131,5 @@ def summary_changes(old: Summary | dict[str, Any] | None, new: Summary | dict[st
     return changed
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

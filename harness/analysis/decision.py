@@ -95,7 +95,7 @@ def _cheaper_first(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.loc[order.sort_values(["deprecated", "memory", "slots", "speed"]).index]
 
 
-def _count(value: object) -> int:
+def _count(value: float | None) -> int:
     return 0 if value is None or pd.isna(value) else int(value)
 
 

@@ -26,7 +26,7 @@ from harness.analysis.trust import (
 )
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.spec import RunSpec
-from harness.model.workloads import workload
+from harness.model.workloads import PART_CPU_KINDS, workload
 from harness.results.records import Environment, GilProbe, Role, RunManifest, RunSettings, Summary
 from harness.results.run_folder import tasks_of
 
@@ -268,9 +268,9 @@ def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: in
     other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
     other_cores = max(0.0, other) if np.isfinite(other) else None
     stopped_parts = [stopped_seconds(samples, start, end) for start, end in windows]
-    stopped = None if None in stopped_parts else sum(stopped_parts)
+    stopped = None if None in stopped_parts else sum(x for x in stopped_parts if x is not None)
     stolen = [steal_seconds_between(samples, start, end) for start, end in windows]
-    steal = sum(stolen) / span if span > 0 and all(x is not None for x in stolen) else None
+    steal = sum(x for x in stolen if x is not None) / span if span > 0 and all(x is not None for x in stolen) else None
     return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),
             "machine_cores_used": machine_cpu / span if span > 0 else float("nan"),
             "other_cores_used": other_cores, "worker_stopped_s": stopped, "steal_cores": steal,
@@ -328,7 +328,7 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
         out.append(f"{running:.1f} tasks running on average on {ctx.cores} cores: they took turns on the cores "
                    "(more tasks than cores), which no pool can avoid.")
     share = summary.alone_cpu_share
-    if ctx.kind in ("mixed", "own") and share is not None:
+    if ctx.kind in PART_CPU_KINDS and share is not None:
         # Such a task waits on purpose part of the time: it wants its share of a core while it runs.
         wanted = min(summary.mean_tasks_running * share, ctx.cores)
         if wanted - summary.mean_cores_used >= PHANTOM_MARGIN_CORES:

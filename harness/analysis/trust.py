@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from scipy import stats as scistats
 
 from harness.results.records import Summary
 
@@ -191,6 +190,8 @@ def bootstrap_interval(values: Iterable[float], confidence: float = CONFIDENCE) 
         return float("nan"), float("nan")
     if np.ptp(data) == 0:
         return float(data[0]), float(data[0])
+    from scipy import stats as scistats  # here, not at import: scipy.stats takes a second to load
+
     result = scistats.bootstrap((data,), np.median, confidence_level=confidence, n_resamples=999,
                                 method="percentile", random_state=np.random.default_rng(0))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -230,6 +230,7 @@ def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_u
     if number not in LESSONS:
         raise ValueError(f"unknown lesson {number}; lessons are 1 to {len(LESSONS)}")
     with RedisBroker(redis_url) as broker:  # one Redis for all of the lesson's runs
+        assert broker.url is not None  # a started broker has its URL (RedisBroker.start)
         lab = _Lab(broker.url, Path(results_dir), log, live)
         verdict = LESSONS[number](lab, usable_cores())
     table = lab.decision if lab.decision is not None else lab.table()

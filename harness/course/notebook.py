@@ -54,7 +54,7 @@ def save_reference(result: LessonResult, machine: str) -> Path:
                                 "verdict": result.verdict.__dict__}, indent=1) + "\n")
     figures = result.figures
     for i, figure in enumerate(f for f in (figures[:1] + figures[-1:]) if f.exists()):
-        image = Image.open(figure)
+        image: Image.Image = Image.open(figure)
         image = image.resize((REFERENCE_WIDTH, round(image.height * REFERENCE_WIDTH / image.width)))
         image.convert("P", palette=Image.Palette.ADAPTIVE).save(path.parent / f"{i + 1}-{figure.stem}.png",
                                                                  optimize=True)

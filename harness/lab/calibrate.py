@@ -57,7 +57,9 @@ def calibrate_here(w: Workload, duration: float) -> dict:
     how = w.calibration
     if how is None:
         return {}
-    rate = _rate(getattr(functions, how.timed) if how.timed else w.function, how.probe_units)
+    fn = getattr(functions, how.timed) if how.timed else w.function
+    assert fn is not None  # only the user's own task has no function, and it is not fixed work (no calibration)
+    rate = _rate(fn, how.probe_units)
     return {how.unit: max(1, round(rate * duration)), f"{how.unit}_per_s": rate, **how.extra}
 
 
@@ -167,6 +169,7 @@ class Calibrations:
         """The rate for `w` on `python` with the GIL `gil`, and where it came from: "sweep", "cached" or
         "measured"."""
         k = key(w, python, gil)
+        rate: dict | None
         if k in self.given:
             source, rate = "sweep", self.given[k]
         elif (rate := self._cached(k)) is not None:

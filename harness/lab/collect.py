@@ -84,7 +84,7 @@ def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:
         pass
 
 
-def collect(client: redis.Redis, key: str, expected: int, worker: Worker, deadline_s: float,
+def collect(client: redis.Redis, key: str, expected: int, worker: Worker | WorkerGroup, deadline_s: float,
             m: Measurement, show_progress: bool, watch: Watch | None = None, first: int | None = None) -> None:
     """Take records off the run's list until all arrived; fail fast on anything that means they won't.
     `watch` (a live view) sees the records from index `first` on (default: those this call collects), but

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import psutil
 
@@ -40,6 +41,15 @@ def lab_pids() -> set[int]:
 Usage = dict[int, tuple[str, float, float]]  # pid -> (name, start time, CPU seconds so far)
 
 
+class BusyProcess(TypedDict):
+    """One of the busiest other processes, as run.json keeps it."""
+
+    name: str
+    pid: int
+    cpu_s: float
+    cores: float | None
+
+
 def cpu_by_process() -> Usage:
     """pid -> (name, start time, CPU seconds so far) for every process this user may read."""
     out = {}
@@ -51,11 +61,12 @@ def cpu_by_process() -> Usage:
     return out
 
 
-def busiest_others(before: Usage, after: Usage, exclude: set[int], seconds: float, top: int = TOP) -> list[dict]:
+def busiest_others(before: Usage, after: Usage, exclude: set[int], seconds: float,
+                   top: int = TOP) -> list[BusyProcess]:
     """The processes other than `exclude` that used the most CPU between two snapshots (one that
     started in between counts from zero: a pid is the same process only with the same start time;
     a kernel worker's name changes with its work), as name, pid, CPU seconds and cores."""
-    used = []
+    used: list[BusyProcess] = []
     for pid, (name, started, cpu_after) in after.items():
         if pid in exclude:
             continue
@@ -82,7 +93,7 @@ class Snapshot:
                 "seconds": round(seconds, 2)}
 
 
-def busy_cores(interval_s: float = 1.0) -> tuple[float, list[dict]]:
+def busy_cores(interval_s: float = 1.0) -> tuple[float, list[BusyProcess]]:
     """How many cores the machine is using now (over `interval_s`), and the busiest processes doing it."""
     before_cpu = cpu_by_process()
     before = psutil.cpu_times()

@@ -45,6 +45,7 @@ def check_pool(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 90.0)
                         f"give INTERPRETER=python{need} (or newer)")
     check_pool_importable(rules.name, interpreter)
     if rules.custom:
+        assert rules.celery_class is not None  # a custom pool is the class it names (custom_pool)
         return _ask(interpreter.python, ["workloads.pool_check", "custom", rules.celery_class], f"POOL={rules.name}",
                     timeout_s, also=[os.getcwd()])["pool"]
     if rules.slot == "interpreter":
@@ -95,6 +96,8 @@ def check_own_task(spec: RunSpec, python: str, timeout_s: float = 60.0) -> dict:
     Checked in a child process of that interpreter, from TASK_PATH: the user's imports may be heavy,
     have side effects, or need the other interpreter's packages. Returns what run.json records.
     """
+    # build_spec fills in the others for a TASK (_own_task_rules); this is called only with one.
+    assert spec.task is not None and spec.task_path is not None and spec.args is not None and spec.kwargs is not None
     if not os.path.isdir(spec.task_path):
         raise SpecError(f"TASK_PATH {spec.task_path} is not a directory")
     # workloads.own puts TASK_PATH on sys.path

@@ -39,7 +39,7 @@ def spawn(argv: Sequence[str], env: dict[str, str] | None = None, log_path: str 
             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )
     finally:
-        if log_path:
+        if not isinstance(log, int):  # the log file opened above (not DEVNULL)
             log.close()
 
 

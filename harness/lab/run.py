@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import kombu.exceptions
 import pandas as pd
@@ -47,8 +47,16 @@ from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
 
-def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker, calibration: dict, bg_calibration: dict,
-              batches: list[Batch], echo: EchoService | None) -> dict:
+def _planned(batches: list[Batch], role: Role) -> Batch:
+    """A batch that plan_batches always makes for these settings: the measured tasks, the background ones (with
+    BACKGROUND), the reference (for fixed work)."""
+    found = batch(batches, role)
+    assert found is not None, f"no {role} batch planned"
+    return found
+
+
+def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, calibration: dict,
+              bg_calibration: dict, batches: list[Batch], echo: EchoService | None) -> dict:
     """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
     return {
         "broker": {"url": broker.redacted_url, "private": broker.private},
@@ -58,14 +66,14 @@ def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker, calibration: d
         "task_acks_late": True,
         "serializer": "json",
         "calibration": calibration,
-        "task_args": batch(batches, Role.FOREGROUND).args,
-        "task_kwargs": batch(batches, Role.FOREGROUND).kwargs,
+        "task_args": _planned(batches, Role.FOREGROUND).args,
+        "task_kwargs": _planned(batches, Role.FOREGROUND).kwargs,
         # Tasks run alone: one before the batch and one after it, and one between the waves of a long batch
         # (counted once they ran: _write_records).
         "reference_tasks": 0,
         "background": {"workload": spec.background, "tasks": spec.background_tasks,
                        "duration": spec.background_duration, "calibration": bg_calibration,
-                       "task_args": batch(batches, Role.BACKGROUND).args} if spec.background else None,
+                       "task_args": _planned(batches, Role.BACKGROUND).args} if spec.background else None,
         "echo_reply_delay_s": echo.reply_delay_s if echo else None,
         "worker_argv": worker.argv()[1:],
         "worker_start_to_ready_s": worker.start_to_ready_s,
@@ -126,6 +134,7 @@ def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run
     """Run one reference task with nothing beside it and wait for it; returns how long it took."""
     _send(app, queue, [reference], run_id, m)
     m.alone_ids.add(m.submitted[-1]["task_id"])
+    assert m.worker is not None  # taken (_take_worker) before any task is sent
     collect(client, key, len(m.submitted), m.worker, spec.deadline_s(), m, show_progress=False)
     alone = m.records[-1]
     return float(alone["finished"] - alone["started"])
@@ -157,10 +166,12 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     run (harness.analysis.trust: UNSTEADY). The speedup is measured against it, not inferred from the
     tasks' own CPU, which inflates when threads contend.
     """
+    worker = m.worker
+    assert worker is not None  # taken (_take_worker) before the batches run
     m.snapshot = machine_load.Snapshot()
-    m.sampler = stack.enter_context(Sampler(m.worker.pids, spec.sample_hz))
+    m.sampler = stack.enter_context(Sampler(worker.pids, spec.sample_hz))
     if spec.gil_probe:
-        m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(m.worker.pid))
+        m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
     _warm(app, queue, m)
     reference = batch(batches, Role.REFERENCE)
@@ -169,7 +180,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         t0 = time.monotonic()
         task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
-    foreground = batch(batches, Role.FOREGROUND)
+    foreground = _planned(batches, Role.FOREGROUND)
     parts = _waves(spec, foreground) if reference is not None else [foreground]
     first = len(m.records)  # the live view shows the batch from here on, its parts together
     t0 = time.monotonic()
@@ -182,10 +193,11 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     deadline = t0 + spec.deadline_s(task_s)  # one limit for the whole batch, however many parts
     for i, part in enumerate(parts):  # a long batch: one task alone between its waves, then the rest
         if i:
+            assert reference is not None  # a batch is in parts (_waves) only when a task runs alone between them
             _alone(app, client, queue, key, reference, run_id, spec, m)
             _send(app, queue, [part], run_id, m)
         left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
-        collect(client, key, len(m.submitted), m.worker, left, m, show_progress, watch, first)
+        collect(client, key, len(m.submitted), worker, left, m, show_progress, watch, first)
     m.timings["collect_s"] = time.monotonic() - t0
     if reference is not None:
         _alone(app, client, queue, key, reference, run_id, spec, m)
@@ -197,7 +209,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         client.delete(contention_key(run_id))
     if m.warm_runs_before is None:  # a worker of its own: stopped now (a warm one stays for the next run)
         t0 = time.monotonic()
-        m.worker.stop()
+        worker.stop()
         m.timings["worker_stop_s"] = time.monotonic() - t0
 
 
@@ -232,16 +244,18 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
                                                                   calibrations or Calibrations())
             run_id = new_run_id(spec.pool_rules.label, spec.workload)
             queue = queue_name(run_id)
-            client = redis.Redis.from_url(broker.url, socket_timeout=10)
+            broker_url = broker.url
+            assert broker_url is not None  # a started broker has its URL (RedisBroker.start)
+            client = redis.Redis.from_url(broker_url, socket_timeout=10)
             stack.callback(client.close)
             stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id))
             # Run before the keys go, once the worker has stopped: records that reached Redis are kept.
             stack.callback(take_leftovers, m, client, records_key(run_id))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
-            _take_worker(stack, spec, broker.url, run_id, scratch, interpreter.python, echo, workers, m, log)
-            settings = {**_settings(spec, broker, m.worker, calibration, bg_calibration, batches, echo),
-                        "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": m.worker.env().get("PYTHON_GIL")},
+            worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log)
+            settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
+                        "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
                         "own_task": checked.own_task, "pool_check": checked.pool}
             manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
                                    settings=RunSettings.from_dict(settings),
@@ -251,7 +265,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             watch = live(spec) if live is not None else None
             if watch is not None:
                 stack.callback(watch.close)
-            _run_batches(stack, spec, broker.url, client, run_id, batches, m, log, show_progress, watch)
+            _run_batches(stack, spec, broker_url, client, run_id, batches, m, log, show_progress, watch)
         _write_records(folder, manifest, m, scratch, t_begin)
     except BaseException as exc:
         if workers is not None:
@@ -275,26 +289,29 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
 
 def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, scratch: Path, python: str,
                  echo: EchoService | None, workers: WarmWorkers | None, m: Measurement,
-                 log: Callable[[str], None]) -> None:
-    """m.worker: a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
+                 log: Callable[[str], None]) -> Worker | WorkerGroup:
+    """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
     consuming the run's queue until the stack closes."""
     if workers is None:
-        kind = WorkerGroup if spec.workers > 1 else Worker
-        m.worker = stack.enter_context(kind(spec, broker_url, run_id, scratch / "worker.log", python=python,
-                                            echo=echo))
+        kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 else Worker
+        # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
+        m.worker = cast("Worker | WorkerGroup", stack.enter_context(
+            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo)))
         log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
             f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
-        return
+        return m.worker
     queue = queue_name(run_id)
     m.worker, m.warm_runs_before = workers.worker_for(spec, broker_url, python)
     m.worker.consume(queue)
     stack.callback(_release, workers, m.worker, queue)
     log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} on it)")
+    return m.worker
 
 
 def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scratch: Path, t_begin: float) -> None:
     """The raw records of a run that measured everything it asked for; its status is decided later."""
     folder.write_frame("tasks.csv", m.tasks_frame())
+    assert m.sampler is not None  # started once the batches ran (_run_batches)
     folder.write_frame("samples.csv", m.sampler.frame())
     if m.oncpu is not None:
         folder.write_frame("gil_oncpu.csv", m.oncpu.frame())
@@ -306,6 +323,7 @@ def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     settings.reference_tasks = _reference_tasks(m)
     settings.harness_timings = m.timings
     settings.gil_probe_cost = m.oncpu.own_cost() if m.oncpu is not None else None
+    assert m.worker is not None  # taken before the batches ran (_take_worker)
     settings.extra.update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
                            "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
                            "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,

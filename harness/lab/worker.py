@@ -25,6 +25,8 @@ from harness.project import PROJECT_ROOT
 from workloads.protocol import ECHO_ADDR, ECHO_PASSWORD, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
 
 if TYPE_CHECKING:
+    import subprocess
+
     from harness.lab.services.echo import EchoService
 
 
@@ -50,7 +52,7 @@ class Worker:
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
         self.echo = echo
-        self.proc = None
+        self.proc: subprocess.Popen | None = None  # from start() until stop()
         self.start_to_ready_s: float | None = None
         self.ready_info: dict | None = None
         self.clean_shutdown: bool | None = None
@@ -104,6 +106,11 @@ class Worker:
         scratch = Path(self.log_path).parent
         self._watchdog = start_watchdog(self.proc.pid, [str(scratch)] if scratch.name.startswith("gil-lab-") else [])
 
+    def _running(self) -> subprocess.Popen:
+        """The worker's process, which is there from start() until stop()."""
+        assert self.proc is not None, "the worker is not started"
+        return self.proc
+
     def wait_ready(self) -> None:
         started = self._started
         client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
@@ -114,9 +121,9 @@ class Worker:
                     self.start_to_ready_s = time.monotonic() - started
                     self.ready_info = json.loads(raw)
                     return
-                if self.proc.poll() is not None:
+                if self._running().poll() is not None:
                     raise WorkerError(f"the {self.spec.pool} worker exited at start "
-                                      f"(code {self.proc.returncode}): {_log_tail(self.log_path)}")
+                                      f"(code {self._running().returncode}): {_log_tail(self.log_path)}")
                 if time.monotonic() - started > self.ready_timeout_s:
                     raise WorkerError(f"the {self.spec.pool} worker was not ready within "
                                       f"{self.ready_timeout_s:g} s: {_log_tail(self.log_path)}")
@@ -127,14 +134,16 @@ class Worker:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self._running().pid
 
     @property
     def pids(self) -> list[int]:
-        return [self.proc.pid]
+        return [self._running().pid]
 
     def children(self) -> set[int]:
         """The worker's child processes now: prefork's pool processes (none for the other pools)."""
+        if self.proc is None:  # not started, or stopped
+            return set()
         try:
             return {p.pid for p in psutil.Process(self.proc.pid).children()}
         except (psutil.Error, AttributeError):
@@ -144,7 +153,7 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def died_message(self) -> str:
-        return (f"the {self.spec.pool} worker died (exit code {self.proc.returncode}): "
+        return (f"the {self.spec.pool} worker died (exit code {self._running().returncode}): "
                 f"{_log_tail(self.log_path)}")
 
     def _control(self, command: str, queue: str, timeout_s: float = 10.0, attempt_s: float = 2.5) -> None:
@@ -220,7 +229,7 @@ class Worker:
         app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
         try:
             app.control.broadcast("shutdown", destination=[node])
-            self.proc.wait(timeout=grace_s)
+            self._running().wait(timeout=grace_s)
             return True
         except Exception:  # broker gone, or the worker did not stop in time: fall back to signals
             return False

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, make_dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import Field, asdict, dataclass, make_dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
 from harness.model.pools import POOLS, Pool, pool
@@ -32,6 +32,23 @@ def slots(concurrency: int, workers: int) -> int:
 
 class _RunSpecRules:
     """What follows from a RunSpec's settings; the fields themselves come from SETTINGS."""
+
+    if TYPE_CHECKING:
+        # The fields these rules read, as the RunSpec dataclass below has them (a type checker's view only: at run
+        # time they come from SETTINGS), and the dataclass marker that lets to_dict call asdict.
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+        pool: str
+        workload: str
+        concurrency: int
+        workers: int
+        tasks: int
+        duration: float
+        cpu_fraction: float | None
+        args: str | None
+        kwargs: str | None
+        switch_interval: float
+        timeout: float | None
+        background_tasks: int
 
     @property
     def pool_rules(self) -> Pool:

@@ -21,6 +21,9 @@ KINDS = {
     "mixed": "CPU bursts that need the GIL between blocking waits",
     "own": "your own task: what it does is measured, not assumed",
 }
+# Kinds whose tasks wait on purpose part of their time alone (alone_cpu_share says how much): each wants its share
+# of a core while it runs, and the summary says when the tasks got fewer cores than their shares add up to.
+PART_CPU_KINDS = ("mixed", "own")
 # A mixed task is cut into rounds of this length: a burst of CPU, then a wait.
 MIXED_ROUND_S = 0.02
 

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from harness.model.spec import RunSpec
 
-Watch = Callable[[list[dict], "float | None"], None]
+
+class Watch(Protocol):
+    """A live view: called with the records so far and the cores in use, closed when the run ends."""
+
+    def __call__(self, records: list[dict], cores_now: float | None, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 BLOCK = "█"
 
 

@@ -154,7 +154,7 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
     t0 = float(tasks["submitted"].min())
     end = float(tasks["finished"].max())
     rules = spec.pool_rules
-    labels = {}
+    labels: dict[str, int] = {}  # slot -> its lane
     for slot in tasks.sort_values("started")["slot"].astype(str):
         labels.setdefault(slot, len(labels))
     task_slots = set(labels)

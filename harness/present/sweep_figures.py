@@ -39,6 +39,11 @@ def _mark_disturbed(ax, x, y, rows: pd.DataFrame) -> None:
                        label=None if labelled else label)
 
 
+def _pool_color(pool: str | None) -> str | None:
+    """A pool's colour; none (matplotlib's next) where the lines are not one pool each."""
+    return POOL_COLORS.get(pool) if pool is not None else None
+
+
 def _line_groups(table: pd.DataFrame, axes: list[str], x: str):
     """One line per combination of the axes other than x."""
     others = [a for a in axes if a != x]
@@ -98,7 +103,7 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
         for label, group in _line_groups(part, line_axes, "concurrency"):
             pool = group["pool"].iloc[0] if "pool" in group else None
             ax.errorbar(group["concurrency"], group["speedup"], yerr=_err(group, "speedup"), marker="o",
-                        capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool))
+                        capsize=3, lw=2, label=label, color=_pool_color(pool))
             _mark_disturbed(ax, group["concurrency"], group["speedup"], group)
         ax.axvline(cores, ls="--", color="gray", label=f"cores ({cores})")
         ax.set_xlabel("concurrency")
@@ -121,9 +126,10 @@ def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
                     lw=2, color=color, label=pool)
         _mark_disturbed(ax, group["cpu_fraction"], group["speedup"], group)
         ax.plot(group["cpu_fraction"], group["ideal_speedup"], ls=":", color=color, lw=1.5)
-        if stops.get(pool) is not None:
-            ax.axvline(stops[pool], ls="--", color=color, lw=1)
-            ax.annotate(f"{pool} falls behind past {stops[pool]:.2f}", (stops[pool], 1), color=color, fontsize=10,
+        stop = stops.get(pool)
+        if stop is not None:
+            ax.axvline(stop, ls="--", color=color, lw=1)
+            ax.annotate(f"{pool} falls behind past {stop:.2f}", (stop, 1), color=color, fontsize=10,
                         ha="left", va="bottom", xytext=(4, 4 + 16 * i), textcoords="offset points")
     ax.axhline(1, color="gray", lw=1)
     ax.set_xlabel(f"share of a task's time alone that is CPU ({' and '.join(WITH_CPU_FRACTION)} workload, "
@@ -143,7 +149,7 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
         pool = group["pool"].iloc[0] if "pool" in group else None
         # Dashed: work that finishes on the wall clock (its "speedup" may be phantom), or no background beside it.
         wall_clock = "workload" in group and workload_record(group["workload"].iloc[0]).wall_clock
-        style = dict(marker="o", capsize=3, lw=2, label=label, color=POOL_COLORS.get(pool),
+        style = dict(marker="o", capsize=3, lw=2, label=label, color=_pool_color(pool),
                      ls="--" if wall_clock or "background=none" in label else "-")
         left_ax.errorbar(group["switch_interval"], group["second_start_delay_s"],
                          yerr=_err(group, "second_start_delay_s"), **style)
@@ -173,10 +179,10 @@ def topology(table: pd.DataFrame, path: Path) -> Path:
         for pool, group in rows.groupby("pool", sort=False) if "pool" in rows else [(None, rows)]:
             group = group.sort_values("workers")
             shape = [f"{w}x{c}" for w, c in zip(group["workers"], group["concurrency"], strict=False)]
-            style = dict(marker="o", capsize=3, lw=2, label=pool, color=POOL_COLORS.get(pool))
+            style = dict(marker="o", capsize=3, lw=2, label=pool, color=_pool_color(pool))
             axs[0, col].errorbar(shape, group["speedup"], yerr=_err(group, "speedup"), **style)
             _mark_disturbed(axs[0, col], shape, group["speedup"], group)
-            axs[0, col].plot(shape, group["ideal_speedup"], ls=":", color=POOL_COLORS.get(pool), lw=1.5)
+            axs[0, col].plot(shape, group["ideal_speedup"], ls=":", color=_pool_color(pool), lw=1.5)
             axs[1, col].errorbar(shape, group["pss_peak_mib"], yerr=_err(group, "pss_peak_mib"), **style)
         axs[0, col].set_title(f"{name}: speedup (dotted: ideal)")
         axs[1, col].set_title(f"{name}: memory of all the workers")
@@ -221,7 +227,7 @@ def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
 def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
                   latencies: dict[str, pd.Series], latency_label: str) -> list[Path]:
     """Every figure the sweep's axes call for."""
-    out = []
+    out: list[Path] = []
     if table.empty:
         return out
     if {"pool", "workload"} <= set(axes) and len(axes) == 2:

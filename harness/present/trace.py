@@ -61,7 +61,7 @@ def _task_slices(tasks: pd.DataFrame, t0: float, label: str) -> list[dict]:
     return events
 
 
-def _num(value: object) -> float | None:
+def _num(value: float | None) -> float | None:
     return None if value is None or pd.isna(value) else round(float(value), 6)
 
 

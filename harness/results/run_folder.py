@@ -41,7 +41,7 @@ from harness.errors import ResultsError
 from harness.results.files import read_json, settle_running, write_atomic, write_frame
 from harness.results.paths import LATEST
 from harness.results.records import Role, RunManifest, Status, Summary
-from harness.results.versions import upgrade
+from harness.results.versions import Upgrade, upgrade
 
 if TYPE_CHECKING:
     from harness.model.spec import RunSpec
@@ -63,7 +63,7 @@ def update_to_3(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "settings": {**(manifest.get("settings") or {}), "reference_tasks": 0}}
 
 
-UPGRADES = {2: update_to_2, 3: update_to_3}
+UPGRADES: dict[int, Upgrade] = {2: update_to_2, 3: update_to_3}
 
 
 def new_run_id(pool: str, workload: str) -> str:

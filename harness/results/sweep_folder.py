@@ -28,7 +28,7 @@ from harness.model.experiment import Experiment, cell_label
 from harness.results.files import owner, read_json, settle_running, write_atomic, write_frame
 from harness.results.records import Cell, Status, Summary, SweepEntry, SweepManifest
 from harness.results.run_folder import Run, load_run
-from harness.results.versions import upgrade
+from harness.results.versions import Upgrade, upgrade
 
 SWEEP_SCHEMA_VERSION = 2
 
@@ -38,7 +38,7 @@ def update_to_2(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "analysis_version": 1}
 
 
-UPGRADES = {2: update_to_2}
+UPGRADES: dict[int, Upgrade] = {2: update_to_2}
 
 
 def now_utc() -> str:

@@ -10,7 +10,7 @@ from lab_process import assert_speedup_physical_or_marked, measured_steadily
 
 from harness import load_run
 from harness.model.machine import usable_cores
-from harness.model.pools import CELERY_POOLS as POOLS  # the interpreters pool: test_pools_beyond_live.py
+from harness.model.pools import CELERY_POOLS as POOLS  # the interpreters pool: tests/live/test_pools_beyond.py
 from harness.model.spec import build_spec
 from harness.pipeline import run_bench
 from harness.results.records import Role, Status

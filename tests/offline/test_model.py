@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from harness.cli import build_parser
-from harness.errors import EXIT_FAILED, EXIT_USAGE, BrokerError, ExperimentError, RunFailed, SpecError, WorkerError
-from harness.model.pools import POOLS
+from harness.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    BrokerError,
+    ExperimentError,
+    RunFailed,
+    SpecError,
+    WorkerError,
+)
+from harness.model.pools import POOLS, pool
 from harness.model.settings import SETTINGS, from_environment, make_help
 from harness.model.spec import RunSpec, build_spec
 from harness.model.workloads import KINDS, WORKLOADS
@@ -121,3 +129,39 @@ def test_the_run_spec_a_type_checker_sees_has_the_settings_fields_and_types():
         allowed = ({s.type.__name__, f"{s.type.__name__} | None"} if s.derive else
                    {s.type.__name__ + (" | None" if s.default is None else "")})
         assert seen[s.name] in allowed, (s.name, seen[s.name], allowed)
+
+
+@pytest.mark.parametrize("name,kind,expected", [
+    ("solo", "io", 1), ("threads", "io", 4), ("gevent", "io", 4), ("prefork", "python-cpu", 2),
+    ("threads", "python-cpu", 1), ("gevent", "python-cpu", 1), ("threads", "c-cpu", 2),
+    ("eventlet", "c-cpu", 1), ("prefork", "io", 4),
+])
+def test_ideal_speedup_follows_the_physics(name, kind, expected):
+    assert pool(name).ideal_speedup(kind, concurrency=4, tasks=10, cores=2) == expected
+
+
+def test_ideal_speedup_is_capped_by_the_number_of_tasks():
+    assert pool("threads").ideal_speedup("io", concurrency=8, tasks=3, cores=2) == 3
+
+
+def test_build_spec_defaults_and_pool_prefetch():
+    spec = build_spec(pool="gevent", concurrency="3")
+    assert spec.tasks == 12 and spec.prefetch == 0 == pool("gevent").default_prefetch
+    assert build_spec(pool="prefork").prefetch == 1
+    assert build_spec(pool="gevent", prefetch="4").prefetch == 4
+
+
+@pytest.mark.parametrize("field,value", [("pool", "x"), ("concurrency", "1.5"), ("tasks", "0"),
+                                         ("duration", "inf"), ("switch_interval", "-0.1"), ("sample_hz", "0")])
+def test_build_spec_rejects_bad_values(field, value):
+    with pytest.raises(SpecError):
+        build_spec(**{field: value})
+
+
+def test_deadline_follows_the_slowest_honest_schedule():
+    io = build_spec(pool="gevent", workload="io_sleep", concurrency=1000, tasks=1000, duration=1.0)
+    cpu = build_spec(pool="threads", workload="cpu", concurrency=2, tasks=10, duration=1.0)
+    solo = build_spec(pool="solo", workload="io_sleep", concurrency=4, tasks=10, duration=1.0)
+    assert io.deadline_s() < 60  # one wave of 1,000 sleeps, not 1,000 sleeps in a row
+    assert cpu.deadline_s() > 2 * 10 * 1.0  # CPU work may run one task at a time
+    assert solo.deadline_s() > 2 * 10 * 1.0

@@ -18,7 +18,8 @@ from harness.analysis.summary import ANALYSIS_VERSION
 from harness.errors import ResultsError, UsageError
 from harness.pipeline import compare, report, summarize
 from harness.present.console import summary_table
-from harness.results import is_sweep, load, load_run, load_sweep
+from harness.results import RunFolder, is_sweep, load, load_run, load_sweep
+from harness.results.records import RunManifest
 from harness.results.run_folder import GIL_PROBE_COST_KEYS, SCHEMA_VERSION
 from harness.results.sweep_folder import SWEEP_SCHEMA_VERSION
 from workloads.protocol import RECORD_FIELDS
@@ -190,3 +191,56 @@ def test_summarize_from_the_command_line(v1, tmp_path):
     bad = cli("summarize", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "run.json: missing" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def _folder(tmp_path, manifest):
+    folder = RunFolder(tmp_path, "r1")
+    folder.write_manifest(RunManifest.from_dict(manifest))
+    folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a"]}))
+    folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
+    return folder
+
+
+def test_loader_reads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path):
+    folder = _folder(tmp_path, {"status": "complete", "spec": {}})
+    assert load_run(folder.path).tasks["task_id"].tolist() == ["a"]
+    folder.write_manifest(RunManifest.from_dict({"status": "failed", "reason": "worker died", "spec": {}}))
+    with pytest.raises(ResultsError, match="run is failed, not complete: worker died"):
+        load_run(folder.path)
+    assert load_run(folder.path, allow_incomplete=True).status == "failed"
+
+
+def test_loader_refuses_a_newer_schema_and_names_bad_files(tmp_path):
+    folder = _folder(tmp_path, {"status": "complete", "spec": {}})
+    manifest = json.loads(folder.file("run.json").read_text())
+    folder.file("run.json").write_text(json.dumps({**manifest, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ResultsError, match="newer than this lab reads"):
+        load_run(folder.path)
+    folder.file("run.json").write_text("{not json")
+    with pytest.raises(ResultsError, match="run.json: not valid JSON"):
+        load_run(folder.path)
+    folder.file("run.json").write_text(json.dumps(manifest))
+    folder.file("tasks.csv").unlink()
+    with pytest.raises(ResultsError, match="tasks.csv: missing"):
+        load_run(folder.path)
+
+
+def test_a_run_folder_is_never_reused(tmp_path):
+    RunFolder(tmp_path, "same")
+    with pytest.raises(FileExistsError):
+        RunFolder(tmp_path, "same")
+
+
+def test_loader_names_a_truncated_tasks_file(tmp_path):
+    folder = RunFolder(tmp_path, "r1")
+    folder.write_manifest(RunManifest.from_dict({"status": "complete", "spec": {"tasks": 3, "background_tasks": 0}}))
+    folder.write_frame("tasks.csv", pd.DataFrame({"task_id": ["a", "b", "c"]}))
+    folder.write_frame("samples.csv", pd.DataFrame({"t": [0.0]}))
+    assert len(load_run(folder.path).tasks) == 3
+    lines = folder.file("tasks.csv").read_text().splitlines()
+    folder.file("tasks.csv").write_text("\n".join(lines[:2]) + "\n")  # cut short
+    with pytest.raises(ResultsError, match=r"tasks.csv: 1 rows, but the run recorded 3 tasks"):
+        load_run(folder.path)
+    folder.file("tasks.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ResultsError, match="tasks.csv"):
+        load_run(folder.path)
