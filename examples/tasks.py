@@ -42,24 +42,28 @@ def parse_logs(lines: int = 30000) -> dict:
     return {"paths": len(per_path), "statuses": statuses}
 
 
-def _service() -> tuple[str, int]:
-    address = os.environ.get("LAB_ECHO_ADDR")
-    if not address:
-        raise RuntimeError("LAB_ECHO_ADDR is not set: this task calls the lab's echo service, which the lab starts")
+def _service() -> tuple[tuple[str, int], str]:
+    """The lab's echo service: its address and its password."""
+    address, password = os.environ.get("LAB_ECHO_ADDR"), os.environ.get("LAB_ECHO_PASSWORD")
+    if not address or not password:
+        raise RuntimeError("LAB_ECHO_ADDR or LAB_ECHO_PASSWORD is not set: this task calls the lab's echo service, "
+                           "which the lab starts")
     host, port = address.rsplit(":", 1)
-    return host, int(port)
+    return (host, int(port)), password
 
 
 def call_service(calls: int = 20) -> int:
     """`calls` blocking request/reply round trips to a service that answers in about 5 ms: I/O work."""
     answered = 0
-    with socket.create_connection(_service(), timeout=30) as conn:
-        conn.sendall(os.environ.get("LAB_ECHO_PASSWORD", "").encode() + b"\n")
+    address, password = _service()
+    with socket.create_connection(address, timeout=30) as conn:
+        conn.sendall(password.encode() + b"\n")  # the service's first line: its password
         reader = conn.makefile("rb")
         for _ in range(calls):
             conn.sendall(b"GET /item\n")
-            if reader.readline():
-                answered += 1
+            if not reader.readline():
+                raise ConnectionError("the echo service closed the connection (a wrong LAB_ECHO_PASSWORD?)")
+            answered += 1
     return answered
 
 

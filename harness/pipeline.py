@@ -159,6 +159,8 @@ def advice_of(folder: Path) -> Advice | None:
     advisor = sweep.manifest.advisor
     if not advisor or sweep.summary.empty:
         return None
+    if advisor.cpu_share is None:
+        raise ResultsError(f"{folder / 'sweep.json'}: the advisor's record has no cpu_share: the file is damaged")
     return recommend(sweep.summary, advisor.cpu_share)
 
 

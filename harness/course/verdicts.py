@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.analysis.trust import INFLATION_LIMIT
 from harness.results.records import Summary
 
 
@@ -114,12 +115,12 @@ def convoy_effect(alone: Summary, beside_cpu: Summary, prefork_beside_cpu: Summa
 def free_threading(free: Summary, gil_on: Summary, shared: Summary, cores: int) -> Verdict:
     expected = 1.4 if cores > 1 else 0.8
     free_inflation, shared_inflation = _measured(free.work_inflation), _measured(shared.work_inflation)
-    held = (free.speedup >= expected and free_inflation < 1.25 and gil_on.speedup < 1.25
-            and shared_inflation > 1.25)
+    held = (free.speedup >= expected and free_inflation < INFLATION_LIMIT and gil_on.speedup < 1.25
+            and shared_inflation > INFLATION_LIMIT)
     return Verdict(10, "without the GIL threads run Python CPU work in parallel, but objects they share still "
                        "contend",
                    f"threads >= {expected}x on cpu with no work inflation; < 1.25x with the GIL forced on; "
-                   "cpu_shared's tasks each burn > 1.25x their CPU alone",
+                   f"cpu_shared's tasks each burn > {INFLATION_LIMIT:g}x their CPU alone",
                    f"cpu {free.speedup:.2f}x (inflation {free_inflation:.2f}); "
                    f"GIL on {gil_on.speedup:.2f}x; "
                    f"cpu_shared {shared.speedup:.2f}x on {shared.mean_cores_used:.2f} cores (inflation "

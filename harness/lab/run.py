@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from harness.present.live import Watch
 from harness.results.files import check_writable, owner
 from harness.results.paths import RESULTS_DIR
-from harness.results.records import Environment, Role, RunManifest, RunSettings, Status
+from harness.results.records import Environment, MachineLoad, Role, RunManifest, RunSettings, Status
 from harness.results.run_folder import RunFolder, new_run_id
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key
 
@@ -326,8 +326,8 @@ def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     assert m.worker is not None  # taken before the batches ran (_take_worker)
     settings.extra.update({"worker_clean_shutdown": None if warm else m.worker.clean_shutdown,
                            "worker_stopped_by": "kept warm for the next run" if warm else m.worker.stopped_by,
-                           "warm_runs_before": m.warm_runs_before, "machine_load": m.machine_load,
-                           "sampler": m.sampler.own_cost()})
+                           "warm_runs_before": m.warm_runs_before, "sampler": m.sampler.own_cost()})
+    settings.machine_load = MachineLoad.from_dict(m.machine_load) if m.machine_load else None
     folder.write_manifest(manifest)
 
 

@@ -14,7 +14,7 @@ from harness.analysis.trust import disturbance_cause
 from harness.present.console import slots_text
 from harness.present.page import page
 from harness.results.files import settle_running
-from harness.results.records import Environment, RunManifest, Status, SweepManifest
+from harness.results.records import RunManifest, Status, SweepManifest
 
 COLUMNS = ("when", "kind", "what", "status", "result", "trust", "open")
 
@@ -45,7 +45,7 @@ def _sweep_row(manifest: SweepManifest) -> dict:
     return {"kind": "advisor" if manifest.advisor else "sweep",
             "what": f"{exp.get('name')}: {exp.get('question')}",
             "result": f"{done} of {len(manifest.runs)} runs", "trust": ", ".join(marks),
-            "when": manifest.started_utc or Environment.from_dict(manifest.environment).time_utc,
+            "when": manifest.started_utc or manifest.environment.time_utc,
             "status": manifest.status}
 
 

@@ -45,7 +45,7 @@ def _reading(lines: list[str]) -> str:
 
 def sweep_cores(sweep: Sweep) -> int:
     """The cores the sweep's machine let it use, as its environment recorded them."""
-    return Environment.from_dict(sweep.manifest.environment).cores
+    return sweep.manifest.environment.cores
 
 
 def _advice(advice: Advice) -> str:
@@ -128,7 +128,7 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
                 "<h2>Figures</h2>" + "".join(img(p) for p in figures), _runs(manifest), settings,
-                _environment(Environment.from_dict(manifest.environment)),
+                _environment(manifest.environment),
                 _decisions(judgement.decisions) if judgement else ""]
     out = folder / "report.html"
     out.write_text(page(f"Experiment: {exp['name']}", exp["question"], sections))

@@ -363,7 +363,7 @@ class AdvisorRecord(Record):
     """An advisor's sweep: the task's CPU share alone (what the plan and the recommendation rest on), how long it
     took alone, the run that timed it, the cores, and the plan's reason (harness.advisor)."""
 
-    cpu_share: float = 0.0
+    cpu_share: float | None = None
     alone_s: float | None = None
     probe_run: str | None = None
     cores: int | None = None
@@ -384,7 +384,7 @@ class SweepManifest(Record):
     sweep_id: str | None = None
     owner: dict[str, Any] | None = None
     quick: bool = False
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
     started_utc: str | None = None
     finished_utc: str | None = None
     analysis_version: int | None = None
@@ -401,6 +401,7 @@ class SweepManifest(Record):
         known["cells"] = [Cell.from_dict(c) for c in known.get("cells", [])]
         known["runs"] = [SweepEntry.from_dict(e) for e in known.get("runs", [])]
         known["advisor"] = AdvisorRecord.from_dict(known["advisor"]) if known.get("advisor") else None
+        known["environment"] = Environment.from_dict(known.get("environment"))
         return cls(**known, extra=rest)
 
     def to_dict(self) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def read_manifest(path: Path) -> RunManifest:
     data = settle_running(upgrade(read_json(manifest_path, "run"), SCHEMA_VERSION, UPGRADES, manifest_path), "run")
     try:
         return RunManifest.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ResultsError(f"{manifest_path}: not a run manifest this lab reads ({exc}): the file is damaged") from None
 
 

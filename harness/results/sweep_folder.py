@@ -26,7 +26,7 @@ import pandas as pd
 from harness.errors import ResultsError
 from harness.model.experiment import Experiment, cell_label
 from harness.results.files import owner, read_json, settle_running, write_atomic, write_frame
-from harness.results.records import Cell, Status, Summary, SweepEntry, SweepManifest
+from harness.results.records import Cell, Environment, Status, Summary, SweepEntry, SweepManifest
 from harness.results.run_folder import Run, load_run
 from harness.results.versions import Upgrade, upgrade
 
@@ -90,7 +90,7 @@ def new_sweep(experiment: Experiment, quick: bool, results_dir: Path, environmen
     entries = [SweepEntry(cell=c.cell, repeat=r) for r in range(exp.repeats) for c in cells]
     write_sweep_manifest(folder, SweepManifest(
         sweep_id=folder.name, status=Status.RUNNING, owner=owner(), quick=quick, experiment=exp.to_dict(),
-        axes=axes, cells=cells, runs=entries, environment=environment, started_utc=now_utc(),
+        axes=axes, cells=cells, runs=entries, environment=Environment.from_dict(environment), started_utc=now_utc(),
         calibrations=calibrations or {}))
     return folder
 

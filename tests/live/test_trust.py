@@ -66,8 +66,8 @@ def test_a_quiet_run_is_not_marked(bench):
     run = bench(**QUIET_RUN)
     assert run.summary.disturbed is False, run.summary.other_cores_used
     assert run.summary.other_cores_used < 0.5
-    load = run.manifest.settings.extra["machine_load"]
-    assert len(load["load_average_before"]) == 3 and len(load["load_average_after"]) == 3
+    load = run.manifest.settings.machine_load
+    assert len(load.load_average_before) == 3 and len(load.load_average_after) == 3
 
 
 def test_a_run_with_the_machine_loaded_on_purpose_is_marked_disturbed(bench, machine_loaded):
@@ -76,8 +76,8 @@ def test_a_run_with_the_machine_loaded_on_purpose_is_marked_disturbed(bench, mac
     # Two spinning processes on a 2-core machine beside sleeping tasks: most of two cores went to them.
     assert s.disturbed is True and s.other_cores_used >= 1.0, s.other_cores_used
     assert s.notes[0].startswith(f"DISTURBED: {s.other_cores_used:.1f} other cores were busy during this run")
-    busiest = run.manifest.settings.extra["machine_load"]["busiest_other_processes"]
-    assert busiest and busiest[0]["name"] == "lab-test-hog" and busiest[0]["cores"] > 0.3
+    busiest = run.manifest.settings.machine_load.busiest_other_processes
+    assert busiest and busiest[0].name == "lab-test-hog" and busiest[0].cores > 0.3
     page = report(run.path).read_text()
     assert "DISTURBED: " in page and "lab-test-hog" in page
 

@@ -47,6 +47,7 @@ class Service(ABC):
     """A service of the lab's: `with Kind(...) as service:` starts it and makes it ready, or refuses in one line."""
 
     name = "service"  # what messages call it
+    error: type[ServiceError] = ServiceError  # what it raises when it cannot be had
     start_timeout_s = 15.0
 
     def __enter__(self) -> Service:
@@ -83,11 +84,11 @@ class Service(ABC):
         while True:
             gone = self.exited()
             if gone is not None:
-                raise ServiceError(f"{self.name} exited at start: {gone}")
+                raise self.error(f"{self.name} exited at start: {gone}")
             if self.ready():
                 return
             if time.monotonic() > deadline:
-                raise ServiceError(f"{self.name} did not answer within {self.start_timeout_s:g} s")
+                raise self.error(f"{self.name} did not answer within {self.start_timeout_s:g} s")
             time.sleep(0.05)
 
 

@@ -15,18 +15,26 @@ import time
 from harness.lab.services.base import Service, new_password
 
 REPLY_DELAY_S = 0.005  # like a remote service: the task waits on its socket for this long
+# A connection that sends nothing for this long, or a line longer than this, is closed: one local client cannot
+# hold a thread or fill memory. A task's round trips follow each other within milliseconds.
+READ_TIMEOUT_S = 60.0
+MAX_LINE = 4096
 
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        given = self.rfile.readline().rstrip(b"\r\n")
-        if not hmac.compare_digest(given, self.server.password.encode()):
-            return  # closed unanswered
-        for line in self.rfile:
-            time.sleep(self.server.reply_delay_s)
-            self.wfile.write(line)
+        self.request.settimeout(READ_TIMEOUT_S)
+        try:
+            given = self.rfile.readline(MAX_LINE).rstrip(b"\r\n")
+            if not hmac.compare_digest(given, self.server.password.encode()):
+                return  # closed unanswered
+            while line := self.rfile.readline(MAX_LINE):
+                time.sleep(self.server.reply_delay_s)
+                self.wfile.write(line)
+        except OSError:  # a timeout, or the client gone
+            return
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -79,7 +87,8 @@ class EchoService(Service):
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None and self._thread.is_alive():  # shutdown() waits for serve_forever to end
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

@@ -62,6 +62,7 @@ class RedisBroker(Service):
     private server on 127.0.0.1 with a fresh password, stopped on exit whatever happened."""
 
     name = "private redis-server"
+    error = BrokerError
 
     def __init__(self, url: str | None = None, start_timeout_s: float = 15.0) -> None:
         self.url = url if url is not None else os.environ.get("REDIS_URL") or None
@@ -93,6 +94,8 @@ class RedisBroker(Service):
         self.url = f"redis://:{password}@127.0.0.1:{port}/0"
 
     def ready(self) -> bool:
+        if not self.private:  # checked in start(), with its own timeout
+            return True
         try:
             check_reachable(str(self.url), timeout_s=0.5)
             return True
