@@ -151,7 +151,7 @@ class Run:
     def table(self, name: str) -> pd.DataFrame | None:
         """An optional table of the folder (gil_oncpu.csv, gil_contention.csv), or None when absent."""
         path = self.path / name
-        return _read_csv(path) if path.exists() else None
+        return read_csv(path) if path.exists() else None
 
 
 def tasks_of(tasks: pd.DataFrame, role: Role) -> pd.DataFrame:
@@ -162,7 +162,7 @@ def tasks_of(tasks: pd.DataFrame, role: Role) -> pd.DataFrame:
     return tasks if role == Role.FOREGROUND else tasks.iloc[0:0]
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
         with open(path, "rb") as f:  # every file the lab writes ends its last row with a newline
@@ -198,7 +198,7 @@ def load_run(path: str | Path = LATEST, allow_incomplete: bool = False) -> Run:
     if not complete and not allow_incomplete:
         raise ResultsError(f"{path / 'run.json'}: run is {status}, not complete"
                            f"{': ' + manifest.reason if manifest.reason else ''}")
-    tasks = _read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or complete else pd.DataFrame()
+    tasks = read_csv(path / "tasks.csv") if (path / "tasks.csv").exists() or complete else pd.DataFrame()
     if len(tasks) and "worker" not in tasks:  # recorded before WORKERS: one worker, number 1
         tasks["worker"] = 1
     spec = manifest.spec
@@ -207,5 +207,5 @@ def load_run(path: str | Path = LATEST, allow_incomplete: bool = False) -> Run:
         if len(tasks) != expected:
             raise ResultsError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
                                "(truncated or edited?)")
-    samples = _read_csv(path / "samples.csv") if (path / "samples.csv").exists() or complete else pd.DataFrame()
+    samples = read_csv(path / "samples.csv") if (path / "samples.csv").exists() or complete else pd.DataFrame()
     return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples)

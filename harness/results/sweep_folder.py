@@ -27,7 +27,7 @@ from harness.errors import ResultsError
 from harness.model.experiment import Experiment, cell_label
 from harness.results.files import owner, read_json, settle_running, write_atomic, write_frame
 from harness.results.records import Cell, Environment, Status, Summary, SweepEntry, SweepManifest
-from harness.results.run_folder import Run, load_run
+from harness.results.run_folder import Run, load_run, read_csv
 from harness.results.versions import Upgrade, upgrade
 
 SWEEP_SCHEMA_VERSION = 2
@@ -137,10 +137,7 @@ class Sweep:
         path = self.path / "summary.csv"
         if not path.exists():
             return pd.DataFrame()
-        try:
-            table = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ResultsError(f"{path}: unreadable ({exc})") from None
+        table = read_csv(path)
         if "warning" in table:  # an empty cell reads back as NaN, which is "true"
             table["warning"] = table["warning"].fillna("").astype(str)
         return table
