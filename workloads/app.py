@@ -6,18 +6,14 @@ the workloads of harness.model.workloads, one per record, named after it.
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 
 from harness.model.workloads import WORKLOADS, Workload
-from workloads import functions, gilprobe, own
-from workloads.protocol import RUN_HEADER, WorkerConfig, done_key, ready_key
+from workloads import functions, lab_signals, own
+from workloads.protocol import RUN_HEADER, WorkerConfig, done_key
 from workloads.record import Recorder
 
 config = WorkerConfig.from_env()
@@ -31,7 +27,7 @@ app.conf.update(
     task_ignore_result=True,
     # Acknowledge after the task, so one reserved task per slot is all that prefetch takes.
     task_acks_late=True,
-    worker_prefetch_multiplier=config.prefetch,
+    worker_prefetch_multiplier=config.prefetch if config.prefetch is not None else 1,
     task_default_queue=config.queue,
     broker_connection_retry_on_startup=True,
     # Task events only when asked (EVENTS=1, for Flower): they add broker traffic to every task.
@@ -48,38 +44,8 @@ app.conf.update(
     },
 )
 
-# The switch interval is per interpreter. Setting it at import covers the worker's main process
-# (solo, threads, gevent, eventlet run tasks there); prefork children set it again below, which
-# also covers a `spawn` start method, where nothing set in the parent is inherited.
-sys.setswitchinterval(config.switch_interval)
 recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
-
-
-@signals.worker_process_init.connect
-def _set_switch_interval_in_child(**_: object) -> None:
-    sys.setswitchinterval(config.switch_interval)
-    if config.gil_probe:  # in each prefork child, and in solo's main process
-        gilprobe.start(config.run_id, recorder.client)
-
-
-@signals.worker_init.connect
-def _start_gil_probe_in_main(**_: object) -> None:
-    pool_rules = recorder.pool
-    if config.gil_probe and pool_rules.tasks_in_main_process and pool_rules.gil_probe:
-        gilprobe.start(config.run_id, recorder.client)
-
-
-@signals.worker_ready.connect
-def _announce_ready(sender: object = None, **_: object) -> None:
-    # Sent once the consumer is consuming: from here on a submitted task is picked up. The node
-    # name lets the harness address a remote-control shutdown to this worker alone.
-    info = {"pid": os.getpid(), "time": time.time(), "switch_interval": sys.getswitchinterval(),
-            "hostname": getattr(sender, "hostname", None), "worker_index": config.worker_index}
-    if recorder.pool.slot == "interpreter":  # what making the subinterpreters cost at start
-        from workloads import interpreter_pool
-
-        info["interpreters"] = interpreter_pool.startup
-    recorder.client().set(ready_key(config.run_id, config.worker_index), json.dumps(info), ex=3600)
+lab_signals.connect(config, recorder)
 
 
 def _register(workload: Workload, function: Callable[..., Any], reference: str | None = None,
@@ -95,8 +61,7 @@ def _register(workload: Workload, function: Callable[..., Any], reference: str |
 
 
 for _workload in WORKLOADS.values():
-    if not _workload.own:
-        assert _workload.function is not None  # only the user's own task has none (harness.model.workloads)
+    if _workload.function is not None:
         _register(_workload, _workload.function)
 if config.task:
     # The user's own task, imported once here (before prefork forks its children). Their module may

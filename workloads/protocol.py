@@ -65,6 +65,11 @@ def queue_name(run_id: str) -> str:
     return f"lab.{run_id}"
 
 
+def route_queue(run_id: str, group: int) -> str:
+    """The queue of a run's routed group of tasks (ROUTES): one per pool and concurrency, numbered from 1."""
+    return f"{queue_name(run_id)}.{group}"
+
+
 def queue_keys(queue: str) -> list[str]:
     """Every key kombu's Redis transport keeps for a queue bound to an exchange of its own name (Celery's
     default): the queue's list, its binding table, and (kombu 5.7) the set that keeps the table from the
@@ -111,13 +116,14 @@ class WorkerConfig:
     run_id: str
     queue: str
     pool: str
+    app: str | None        # the user's Celery app (APP=): its worker loads workloads.app_hooks, not workloads.app
     concurrency: int
     workers: int
     switch_interval: float
-    prefetch: int
+    prefetch: int | None   # None: the user's app's own (APP= without PREFETCH)
     gil_probe: bool
     events: bool           # EVENTS=1: send Celery's task events (for Flower)
-    task: str | None       # the user's own task, package.module:function (workloads.own)
+    task: str | None       # the user's own task, package.module:function (workloads.own); with APP, task names
     task_path: str | None  # where it is imported from
     fault: str
     worker_index: int
@@ -128,9 +134,13 @@ class WorkerConfig:
         from harness.model.spec import build_spec
 
         given = {name: json.loads(environ[env_name(name)]) for name in WORKER_SETTINGS if env_name(name) in environ}
+        # The user's app and its task names were checked by the harness with the settings the worker is not
+        # given (CALLS): kept as given, the rest validated again.
+        app_given = {name: given.pop(name, None) for name in ("app", "task", "task_path")} if given.get("app") else {}
         spec = build_spec(**given)
         run_id = environ.get(RUN_ID, "adhoc")
+        values = {name: getattr(spec, name) for name in WORKER_SETTINGS}
+        values.update(app_given)
         return cls(broker_url=environ.get(BROKER_URL, "redis://127.0.0.1:6379/0"), run_id=run_id,
                    queue=environ.get(QUEUE, queue_name(run_id)),
-                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")),
-                   **{name: getattr(spec, name) for name in WORKER_SETTINGS})
+                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")), **values)

@@ -103,10 +103,7 @@ class Recorder:
         """Run `fn` and push its record to its run's list (`run_id`, from the task's message; else the
         worker's own); `merge_result`: the dict `fn` returns adds fields to the record. In the
         interpreters pool `fn` runs in a subinterpreter, found there by `reference` (module:name) and `path`."""
-        green = self._green() if self.pool.green else None
-        own_cpu = green.own_cpu if green else time.thread_time
-        started = time.time()
-        cpu0 = own_cpu()
+        clock = self.start()
         error = None
         result = None
         inside: dict[str, Any] = {}  # what the subinterpreter measured, in the interpreters pool
@@ -125,21 +122,35 @@ class Recorder:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            cpu1 = own_cpu()
-            finished = time.time()
-            pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
-            # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
-            # own (handing the task over, pickling) both count; the slot is the subinterpreter.
-            thread_id = inside.get("thread_id", thread_id)
-            cpu_s = cpu1 - cpu0 + inside.get("cpu_s", 0.0)
-            gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
-            slot = self.pool.slot_name(pid, thread_id, greenlet_id, inside.get("interpreter_id"), self.worker_pid)
-            # vars(), not dataclasses.asdict: asdict deep-copies every field, a cost paid on every task.
-            record = dict(vars(TaskRecord(
-                task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
-                greenlet_id=greenlet_id, cpu_s=cpu_s, switch_interval=sys.getswitchinterval(),
-                gil_enabled=gil_enabled, error=error, slot=self.slot_prefix + slot, worker=self.worker_index)))
-            if merge_result and isinstance(result, dict):
-                record.update({k: v for k, v in result.items() if k not in record})
-            self.client().rpush(records_key(run_id or self.run_id), json.dumps(record))
+            fields = result if merge_result and isinstance(result, dict) else None
+            self.finish(clock, task_id, name, error, run_id, inside, fields)
         return result
+
+    def start(self) -> tuple[float, float]:
+        """The wall clock and this task's own CPU clock at its start (`finish` takes them back)."""
+        green = self._green() if self.pool.green else None
+        return time.time(), (green.own_cpu if green else time.thread_time)()
+
+    def finish(self, clock: tuple[float, float], task_id: str, name: str, error: str | None, run_id: str | None,
+               inside: dict[str, Any] | None = None, fields: dict[str, Any] | None = None) -> None:
+        """Push the record of a task begun at `clock` (start()), in the thread or greenlet that ran it."""
+        green = self._green_clock if self.pool.green else None
+        cpu1 = (green.own_cpu if green else time.thread_time)()
+        finished = time.time()
+        started, cpu0 = clock
+        inside = inside or {}
+        pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
+        # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
+        # own (handing the task over, pickling) both count; the slot is the subinterpreter.
+        thread_id = inside.get("thread_id", thread_id)
+        cpu_s = cpu1 - cpu0 + inside.get("cpu_s", 0.0)
+        gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
+        slot = self.pool.slot_name(pid, thread_id, greenlet_id, inside.get("interpreter_id"), self.worker_pid)
+        # vars(), not dataclasses.asdict: asdict deep-copies every field, a cost paid on every task.
+        record = dict(vars(TaskRecord(
+            task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
+            greenlet_id=greenlet_id, cpu_s=cpu_s, switch_interval=sys.getswitchinterval(),
+            gil_enabled=gil_enabled, error=error, slot=self.slot_prefix + slot, worker=self.worker_index)))
+        if fields:
+            record.update({k: v for k, v in fields.items() if k not in record})
+        self.client().rpush(records_key(run_id or self.run_id), json.dumps(record))

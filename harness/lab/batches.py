@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from harness.model.calls import Call, load_calls, replay
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
 from harness.results.records import Role
@@ -21,13 +22,29 @@ class Batch:
     count: int
     args: list
     kwargs: dict | None = None
+    queue: str | None = None  # None: the run's own queue (ROUTES sends some tasks to a worker of their own)
+
+
+def replayed_calls(spec: RunSpec) -> list[Call]:
+    """The user's app's calls a run submits, in order: the CALLS sample, or each TASK name with ARGS and KWARGS,
+    apportioned to TASKS and shuffled by SEED (unless IN_ORDER): the same sequence for every pool."""
+    if spec.calls:
+        calls = load_calls(spec.calls)
+        if spec.app_tasks:  # TASK with CALLS: only the calls of those tasks
+            calls = [c for c in calls if c.task in spec.app_tasks]
+    else:
+        calls = [Call(name, spec.task_args, spec.task_kwargs, None, None, 0) for name in spec.app_tasks]
+    return replay(calls, spec.tasks, spec.seed, spec.in_order)
 
 
 def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
                  echo: tuple[str, int] | None) -> list[Batch]:
     """The reference task first, alone (for work measured alone); then background tasks, so they already
-    run when the measured ones start; then the measured tasks."""
+    run when the measured ones start; then the measured tasks. The user's app's mix: one task per call, in the
+    replay's order."""
     measured = workload(spec.workload)
+    if measured.mix:
+        return [Batch(Role.FOREGROUND, c.task, 1, c.args, c.kwargs or None) for c in replayed_calls(spec)]
     foreground_args = measured.task_args(spec.duration, calibration, echo, spec.cpu_fraction, spec.task_args)
     kwargs = spec.task_kwargs or None
     batches = [Batch(Role.REFERENCE, spec.workload, 1, foreground_args, kwargs)] if measured.fixed_work else []
@@ -50,8 +67,8 @@ def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_ind
         for b in batches:
             for _ in range(b.count):
                 submitted = time.time()
-                result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=queue, producer=producer,
-                                       headers={RUN_HEADER: run_id})
+                result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=b.queue or queue,
+                                       producer=producer, headers={RUN_HEADER: run_id})
                 rows.append({"task_id": result.id, "index": first_index + len(rows), "role": b.role,
                              "submitted": submitted})
     return rows

@@ -9,19 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import SpecError
-from harness.lab import gilprobe
+from harness.lab import consent, gilprobe
 from harness.lab.interpreters import Interpreter, minor_version, project_env, worker_interpreter
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 from harness.project import MIN_PYTHON, PROJECT_ROOT
 
 
-def _ask(python: str, argv: list[str], what: str, timeout_s: float, also: list[str] | None = None) -> dict:
-    """Run `python -m <argv>` from the project root as the worker would; its last line is a JSON answer
+def _ask(python: str, argv: list[str], what: str, timeout_s: float, also: list[str] | None = None,
+         cwd: str | None = None) -> dict:
+    """Run `python -m <argv>` from the project root (or `cwd`) as the worker would; its last line is a JSON answer
     ({"ok": ...}). A problem it names, a crash or a time-out is a SpecError naming `what`."""
     try:
         out = subprocess.run([python, "-m", *argv], capture_output=True, text=True, timeout=timeout_s,
-                             env=project_env(also=also), cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+                             env=project_env(also=also), cwd=cwd or str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise SpecError(f"{what}: checking it took over {timeout_s:g} s") from None
     lines = out.stdout.strip().splitlines()
@@ -105,6 +106,27 @@ def check_own_task(spec: RunSpec, python: str, timeout_s: float = 60.0) -> dict:
                 timeout_s)["task"]
 
 
+def check_app(spec: RunSpec, python: str, timeout_s: float = 120.0) -> dict:
+    """The user's Celery app loads on the worker's interpreter as `celery -A` loads it, in their project folder
+    (TASK_PATH), every task named is registered and every call fits its task's signature. Returns what run.json
+    records (the app, its tasks' source, the services its settings point at)."""
+    assert spec.app is not None and spec.task_path is not None  # build_spec fills in the path for APP
+    if not os.path.isdir(spec.task_path):
+        raise SpecError(f"TASK_PATH {spec.task_path} is not a directory")
+    request = {"app": spec.app, "tasks": spec.app_tasks, "routed": list(spec.routed), "calls": spec.calls,
+               "args": spec.task_args, "kwargs": spec.task_kwargs}
+    return _ask(python, ["workloads.app_check", json.dumps(request)], f"APP {spec.app}", timeout_s,
+                also=[spec.task_path], cwd=spec.task_path)["app"]
+
+
+def check_routed_pools(spec: RunSpec, interpreter: Interpreter) -> None:
+    """Each pool ROUTES names can run here (its module imports), as the run's own pool is checked."""
+    from dataclasses import replace
+
+    for name, concurrency in dict.fromkeys(spec.routed.values()):
+        check_pool(replace(spec, pool=name, concurrency=concurrency, routes=None), interpreter)
+
+
 @dataclass(frozen=True)
 class Checked:
     """What the checks found: the worker's interpreter, and the user's task where there is one."""
@@ -112,14 +134,20 @@ class Checked:
     interpreter: Interpreter
     own_task: dict | None = None
     pool: dict | None = None  # what the check of a custom or interpreters pool found
+    app: dict | None = None   # the user's Celery app (APP=): what app_check found
 
 
 def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     """Everything that can be known before a broker or worker starts."""
     interpreter = worker_interpreter(spec.interpreter, log)
     check_gil_setting(spec, interpreter)
-    own_task = check_own_task(spec, interpreter.python) if spec.task else None
+    own_task = check_own_task(spec, interpreter.python) if spec.task and not spec.app else None
     found = check_pool(spec, interpreter)
+    app = None
+    if spec.app:
+        check_routed_pools(spec, interpreter)
+        app = check_app(spec, interpreter.python)
+        consent.agree(spec, app, log)
     if spec.gil_probe:
         check_gil_probe()
-    return Checked(interpreter, own_task, found)
+    return Checked(interpreter, own_task, found, app)

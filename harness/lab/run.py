@@ -84,6 +84,28 @@ def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, 
     }
 
 
+def app_settings(spec: RunSpec, app: dict, worker: Worker | WorkerGroup, broker: RedisBroker,
+                 routes: dict[str, str]) -> dict:
+    """What run.json records of the user's app: what the check found, the settings that matter to pools as the
+    worker has them (the first worker's; every worker's under `worker_ready`), and what the lab overrode."""
+    ready = worker.ready_info or {}
+    effective = (ready.get("app") or {}).get("settings", {})
+    overridden = {"broker_url": f"the lab's {'private ' if broker.private else ''}Redis ({broker.redacted_url})",
+                  "broker_read_url": "the same", "broker_write_url": "the same",
+                  "result_backend": "the lab's Redis (never your database)",
+                  "queue": f"the run's own: {worker.queue}" + (f", and {len(set(routes.values()))} routed" if routes
+                                                               else ""),
+                  "worker_options": "--without-gossip --without-mingle --without-heartbeat --loglevel WARNING"}
+    if spec.prefetch is not None:
+        overridden["worker_prefetch_multiplier"] = f"{spec.prefetch} (PREFETCH)"
+    return {"app": {**app, "effective": effective, "task_options": (ready.get("app") or {}).get("tasks", {}),
+                    "overridden": overridden, "routes": routes or None},
+            "prefetch_multiplier": effective.get("worker_prefetch_multiplier"),
+            "prefetch_is_pool_default": None,
+            "task_acks_late": effective.get("task_acks_late"),
+            "serializer": effective.get("task_serializer")}
+
+
 def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, workers: WarmWorkers | None,
              calibrations: Calibrations) -> tuple[dict, dict, list[Batch], EchoService | None]:
     """Size the fixed work from the rate measured on the worker's interpreter (a sweep's, a recent one of
@@ -181,10 +203,12 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
     foreground = _planned(batches, Role.FOREGROUND)
-    parts = _waves(spec, foreground) if reference is not None else [foreground]
+    # A batch of one workload (in two parts when it is long), or the user's app's calls, one batch each.
+    parts = ([[p] for p in _waves(spec, foreground)] if reference is not None else
+             [[b for b in batches if b.role == Role.FOREGROUND]])
     first = len(m.records)  # the live view shows the batch from here on, its parts together
     t0 = time.monotonic()
-    _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + [parts[0]], run_id, m)
+    _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + parts[0], run_id, m)
     m.timings["submit_s"] = time.monotonic() - t0
     log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
         + (f" (in {len(parts)} parts, one alone between them)" if len(parts) > 1 else "")
@@ -195,7 +219,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         if i:
             assert reference is not None  # a batch is in parts (_waves) only when a task runs alone between them
             _alone(app, client, queue, key, reference, run_id, spec, m)
-            _send(app, queue, [part], run_id, m)
+            _send(app, queue, part, run_id, m)
         left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
         collect(client, key, len(m.submitted), worker, left, m, show_progress, watch, first)
     m.timings["collect_s"] = time.monotonic() - t0
@@ -254,14 +278,22 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log)
+            routes = getattr(worker, "routes", {})  # ROUTES: the queue of each routed task
+            for q in set(routes.values()):
+                stack.callback(forget_keys, m, client, *queue_keys(q))
+            batches = [replace(b, queue=routes.get(b.workload)) for b in batches]
             settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
                         "own_task": checked.own_task, "pool_check": checked.pool}
+            if spec.app:
+                settings.update(app_settings(spec, checked.app or {}, worker, broker, routes))
             manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
                                    settings=RunSettings.from_dict(settings),
                                    environment=Environment.from_dict(environment.collect()))
             folder = RunFolder(Path(results_dir), run_id)
             folder.write_manifest(manifest)
+            if spec.calls:  # the sample replayed, kept with what it measured
+                shutil.copy(spec.calls, folder.file("calls.jsonl"))
             watch = live(spec) if live is not None else None
             if watch is not None:
                 stack.callback(watch.close)
@@ -293,7 +325,7 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
     """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
     consuming the run's queue until the stack closes."""
     if workers is None:
-        kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 else Worker
+        kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
         m.worker = cast("Worker | WorkerGroup", stack.enter_context(
             kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo)))

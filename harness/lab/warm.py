@@ -42,7 +42,8 @@ class WarmWorkers:
 
     @staticmethod
     def shareable(spec: RunSpec) -> bool:
-        return spec.pool_rules.stays_warm and not spec.gil_probe and spec.workers == 1
+        # Not the user's app: a warm worker is primed with the lab's own empty task, which their app has not.
+        return spec.pool_rules.stays_warm and not spec.gil_probe and spec.workers == 1 and not spec.app
 
     def echo(self) -> EchoService:
         """One echo service for every run the warm workers serve: a worker is told its address once."""

@@ -22,12 +22,33 @@ from harness.lab.interpreters import project_env
 from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 from harness.model.spec import RunSpec
 from harness.project import PROJECT_ROOT
-from workloads.protocol import ECHO_ADDR, ECHO_PASSWORD, WORKER_INDEX, done_key, queue_name, ready_key, worker_env
+from workloads.protocol import (
+    ECHO_ADDR,
+    ECHO_PASSWORD,
+    QUEUE,
+    WORKER_INDEX,
+    done_key,
+    env_name,
+    queue_name,
+    ready_key,
+    worker_env,
+)
 
 if TYPE_CHECKING:
     import subprocess
 
     from harness.lab.services.echo import EchoService
+
+
+# Celery's settings read these from the environment before the app's own values (celery/app/utils.py): the
+# user's worker talks to the lab's private broker and stores results there, never in the user's database.
+# The read and write URLs too, or a user's broker_read_url would win.
+OVERRIDDEN = {"CELERY_BROKER_URL": "broker_url", "CELERY_BROKER_READ_URL": "broker_read_url",
+              "CELERY_BROKER_WRITE_URL": "broker_write_url", "CELERY_RESULT_BACKEND": "result_backend"}
+
+
+def app_overrides(broker_url: str) -> dict[str, str]:
+    return dict.fromkeys(OVERRIDDEN, broker_url)
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -42,13 +63,15 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
                  ready_timeout_s: float = 60.0, python: str | None = None,
-                 echo: EchoService | None = None, index: int = 1) -> None:
+                 echo: EchoService | None = None, index: int = 1, queue: str | None = None,
+                 of_workers: int | None = None) -> None:
         self.spec = spec
         self.index = index  # which of the run's workers (WORKERS=N): its node name, ready key, slot names
+        self.of_workers = of_workers or spec.workers  # how many workers the run has (slots name theirs beyond 1)
         self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
         self.broker_url = broker_url
         self.run_id = run_id
-        self.queue = queue_name(run_id)
+        self.queue = queue or queue_name(run_id)  # ROUTES: a queue of its own
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
         self.echo = echo
@@ -59,8 +82,14 @@ class Worker:
         self.stopped_by: str | None = None
 
     def argv(self) -> list[str]:
+        # The user's app (APP=) is started as `celery -A` starts it, with the lab's recording included by Celery's
+        # own mechanism; its prefetch is its own unless the run sets one.
+        app = (["-A", self.spec.app, "worker", "--include", "workloads.app_hooks"] if self.spec.app
+               else ["-A", "workloads.app", "worker"])
+        prefetch = (["--prefetch-multiplier", str(self.spec.prefetch)]
+                    if self.spec.app and self.spec.prefetch is not None else [])
         return [
-            self.python, "-m", "celery", "-A", "workloads.app", "worker",
+            self.python, "-m", "celery", *app, *prefetch,
             "-P", self.spec.pool_rules.celery_pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
             "-n", f"lab-{self.run_id}-{self.index}@%h",
             # No gossip, mingle or heartbeats: nothing else on the broker talks to this worker,
@@ -70,11 +99,18 @@ class Worker:
         ]
 
     def env(self) -> dict[str, str]:
-        # A custom pool's module is looked for in the current directory too, as the user's task is.
-        env = project_env(also=[os.getcwd()] if self.spec.pool_rules.custom else None)
+        # A custom pool's module is looked for in the current directory too, as the user's task is; the user's app
+        # in their project's folder.
+        also = ([self.spec.task_path] if self.spec.app and self.spec.task_path else []) + (
+            [os.getcwd()] if self.spec.pool_rules.custom else [])
+        env = project_env(also=also or None)
         env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
+        env[QUEUE] = self.queue
+        env[env_name("workers")] = json.dumps(self.of_workers)
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
         env[WORKER_INDEX] = str(self.index)
+        if self.spec.app:
+            env.update(app_overrides(self.broker_url))
         env.pop("CELERY_CUSTOM_WORKER_POOL", None)
         if self.spec.pool_rules.celery_class:  # Celery's custom pool reads the class from here
             env["CELERY_CUSTOM_WORKER_POOL"] = self.spec.pool_rules.celery_class
@@ -101,7 +137,9 @@ class Worker:
 
     def start(self) -> None:
         self._started = time.monotonic()
-        self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=str(PROJECT_ROOT))
+        # The user's app starts in their project's folder, as `celery -A` would be run there.
+        cwd = self.spec.task_path if self.spec.app and self.spec.task_path else str(PROJECT_ROOT)
+        self.proc = spawn(self.argv(), env=self.env(), log_path=str(self.log_path), cwd=cwd)
         # The worker leads its own process group; its log's folder is a scratch folder of the lab's.
         scratch = Path(self.log_path).parent
         self._watchdog = start_watchdog(self.proc.pid, [str(scratch)] if scratch.name.startswith("gil-lab-") else [])

@@ -1,14 +1,17 @@
-"""WORKERS=N: several worker processes on one run's queue, measured as one."""
+"""WORKERS=N: several worker processes on one run's queue, measured as one; with ROUTES, also a worker of its own
+pool per routed group of tasks, each on its own queue (a queue split, measured in one run)."""
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.lab.processes import interrupts_deferred
 from harness.lab.worker import Worker
 from harness.model.spec import RunSpec
+from workloads.protocol import route_queue
 
 if TYPE_CHECKING:
     from harness.lab.services.echo import EchoService
@@ -26,9 +29,17 @@ class WorkerGroup:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path, python: str | None = None,
                  echo: EchoService | None = None) -> None:
         self.spec, self.run_id, self.log_path = spec, run_id, log_path
-        self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i)
-                        for i in range(1, spec.workers + 1)]
+        routed = list(dict.fromkeys(spec.routed.values()))  # ROUTES: one worker per pool and concurrency
+        total = spec.workers + len(routed)
+        self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i,
+                               of_workers=total) for i in range(1, spec.workers + 1)]
+        for k, (name, concurrency) in enumerate(routed, start=1):
+            own = replace(spec, pool=name, concurrency=concurrency, workers=1, routes=None)
+            self.members.append(Worker(own, broker_url, run_id, log_path, python=python, echo=echo,
+                                       index=spec.workers + k, queue=route_queue(run_id, k), of_workers=total))
         self.queue = self.members[0].queue
+        # Which queue each routed task goes to (the rest go to the run's own).
+        self.routes = {task: route_queue(run_id, routed.index(where) + 1) for task, where in spec.routed.items()}
         self.start_to_ready_s: float | None = None
 
     def __enter__(self) -> WorkerGroup:

@@ -110,14 +110,59 @@ def fraction(name: str, raw: Any) -> float:
 
 
 _TASK_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_DOTTED = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
+_APP_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?$")
 
 
 def task_reference(name: str, raw: Any) -> str:
+    """package.module:function (a function of the user's), or with APP registered task names, comma-separated
+    (which of the two is the spec's rule: harness.model.spec)."""
     value = str(raw).strip()
-    if not _TASK_REF.match(value):
-        raise SpecError(f"{name} must be package.module:function (a module to import, a colon, a name in it), "
-                        f"got {raw!r}")
+    if _TASK_REF.match(value):
+        return value
+    names = [part.strip() for part in value.split(",")]
+    if all(_DOTTED.match(part) for part in names):
+        return ",".join(dict.fromkeys(names))
+    raise SpecError(f"{name} must be package.module:function (a module to import, a colon, a name in it), or with "
+                    f"APP registered task names such as orders.tasks.render_invoice, comma-separated; got {raw!r}")
+
+
+def app_reference(name: str, raw: Any) -> str:
+    value = str(raw).strip()
+    if not _APP_REF.match(value):
+        raise SpecError(f"{name} must name a Celery app as `celery -A` takes it: proj, proj.celery or "
+                        f"proj.celery:app; got {raw!r}")
     return value
+
+
+def calls_file(name: str, raw: Any) -> str:
+    """The path of a calls.jsonl, read and checked line by line (harness.model.calls)."""
+    from harness.model.calls import load_calls
+
+    path = directory(name, raw)
+    load_calls(path)
+    return path
+
+
+def routes(name: str, raw: Any) -> str:
+    """task=pool:concurrency entries (separated by ';', ',' or spaces), in one canonical form."""
+    entries = [e for e in re.split(r"[;,\s]+", str(raw).strip()) if e]
+    if not entries:
+        raise SpecError(f"{name} must not be empty")
+    out = []
+    for entry in entries:
+        task, _, where = entry.partition("=")
+        pool_text, _, concurrency = where.rpartition(":")
+        if not _DOTTED.match(task) or not pool_text or not concurrency:
+            raise SpecError(f"{name}: {entry!r} must be task=pool:concurrency, such as "
+                            "orders.tasks.render_invoice=prefork:2")
+        chosen = pool_name(f"{name} pool", pool_text)
+        slots = at_most(whole(1), MAX_CONCURRENCY, "slots per worker")(f"{name} concurrency", concurrency)
+        out.append(f"{task}={chosen}:{slots}")
+    tasks = [e.partition("=")[0] for e in out]
+    if len(set(tasks)) < len(tasks):
+        raise SpecError(f"{name} routes a task twice: {raw!r}")
+    return ";".join(out)
 
 
 def did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -226,12 +271,18 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pool", str, "threads", f"worker pool: {', '.join(POOL_NAMES)}, or {CUSTOM_PREFIX}package.module:Class",
             pool_name, "POOL", to_worker=True),
     Setting("workload", str, "cpu", f"task kind: {', '.join(WORKLOAD_NAMES)}", one_of(WORKLOAD_NAMES), "WORKLOAD"),
+    Setting("app", str, None, "your Celery app, as `celery -A` takes it (proj, or proj.celery:app), run by its own "
+            "worker with your settings; TASK then names registered tasks and CALLS replays a sample",
+            app_reference, "APP", label="APP", to_worker=True),
+    Setting("calls", str, None, "with APP: a sample of real calls, a JSONL file of {\"task\", \"args\", \"kwargs\", "
+            "\"count\" or \"weight\"} lines, replayed in a seeded shuffled order", calls_file, "CALLS",
+            label="CALLS"),
     Setting("concurrency", int, None, "pool size", at_most(whole(1), MAX_CONCURRENCY, "slots per worker"),
             "CONCURRENCY", to_worker=True, derive=lambda v: usable_cores(), derived="the number of usable CPU cores"),
     Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
             f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
     Setting("tasks", int, None, "number of measured tasks", at_most(whole(1), MAX_TASKS, "tasks in one run"), "TASKS",
-            derive=lambda v: 4 * v["concurrency"] * v["workers"], derived="4 x concurrency x workers"),
+            derive=lambda v: _sample_tasks(v), derived="the CALLS sample's size, else 4 x concurrency x workers"),
     Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
             positive(maximum=MAX_DURATION_S), "DURATION"),
     Setting("cpu_fraction", float, None, f"{' and '.join(WITH_CPU_FRACTION)} workload: the share of a task's time "
@@ -244,14 +295,21 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             label="ARGS"),
     Setting("kwargs", str, None, "your task's keyword arguments, a JSON object (default {})", json_of(dict),
             "KWARGS", label="KWARGS"),
-    Setting("task_path", str, None, "where your task's package is imported from (default: the current directory)",
-            directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
+    Setting("task_path", str, None, "where your task's package (or APP's project) is imported from (default: the "
+            "current directory)", directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
+    Setting("in_order", bool, False, "replay CALLS in the file's order, not shuffled", on_off, "IN_ORDER",
+            flag_only=True),
+    Setting("seed", int, 0, "the seed of CALLS's shuffled order (the same for every pool, so each does the same work)",
+            whole(0), "SEED"),
+    Setting("routes", str, None, "with APP: tasks run by workers of their own, one per pool:concurrency, each on its "
+            "own queue, the rest on POOL: 'orders.tasks.render_invoice=prefork:2' (several separated by ';')",
+            routes, "ROUTES", label="ROUTES"),
     Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks",
             positive(maximum=MAX_SWITCH_INTERVAL_S), "SWITCH", to_worker=True),
     Setting("prefetch", int, None, "worker_prefetch_multiplier", at_most(whole(0), MAX_PREFETCH,
             "messages reserved per slot"), "PREFETCH", to_worker=True,
-            derive=lambda v: pool(v["pool"]).default_prefetch,
-            derived="; ".join(f"{n or '0 = no limit'} for "
+            derive=lambda v: None if v["app"] else pool(v["pool"]).default_prefetch,
+            derived="your app's own with APP; " + "; ".join(f"{n or '0 = no limit'} for "
                               f"{_names([p for p in POOL_NAMES if POOLS[p].default_prefetch == n])}"
                               for n in sorted({p.default_prefetch for p in POOLS.values()}, reverse=True))),
     Setting("sample_hz", float, 50.0, "CPU samples of the worker per second",
@@ -275,6 +333,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "watch the run; off by default: they cost broker traffic (see BENCHMARKS.md)", on_off, "EVENTS",
             to_worker=True, flag_only=True),
 )}
+
+
+def _sample_tasks(v: dict[str, Any]) -> int:
+    """TASKS by default: one pass of the CALLS sample where it has counts, else 4 tasks per slot."""
+    if v.get("calls"):
+        from harness.model.calls import load_calls, sample_size
+
+        size = sample_size(load_calls(v["calls"]))
+        if size is not None:
+            return min(size, MAX_TASKS)
+    return 4 * v["concurrency"] * v["workers"]
 
 
 def from_environment(environ: dict[str, str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import SpecError
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import SETTINGS
-from harness.model.workloads import BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
+from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
 OWN_TASK_ALONE_LIMIT_S = 300.0
@@ -39,14 +39,22 @@ class _RunSpecRules:
         __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
         pool: str
         workload: str
+        app: str | None
+        calls: str | None
         concurrency: int
         workers: int
         tasks: int
         duration: float
         cpu_fraction: float | None
+        task: str | None
         args: str | None
         kwargs: str | None
+        task_path: str | None
+        in_order: bool
+        seed: int
+        routes: str | None
         switch_interval: float
+        prefetch: int | None
         timeout: float | None
         background_tasks: int
 
@@ -108,6 +116,22 @@ class _RunSpecRules:
         return not self.workload_rules.own
 
     @property
+    def app_tasks(self) -> list[str]:
+        """With APP, the task names TASK gives (comma-separated); none without."""
+        return self.task.split(",") if self.app and self.task else []
+
+    @property
+    def routed(self) -> dict[str, tuple[str, int]]:
+        """ROUTES: each routed task name's (pool, concurrency), in the order given."""
+        out = {}
+        for entry in (self.routes or "").split(";"):
+            if entry:
+                task, _, where = entry.partition("=")
+                name, _, slots_ = where.rpartition(":")
+                out[task] = (name, int(slots_))
+        return out
+
+    @property
     def task_args(self) -> list:
         return json.loads(self.args) if self.args else []
 
@@ -126,6 +150,8 @@ if TYPE_CHECKING:
     class RunSpec(_RunSpecRules):
         pool: str
         workload: str
+        app: str | None
+        calls: str | None
         concurrency: int
         workers: int
         tasks: int
@@ -135,8 +161,11 @@ if TYPE_CHECKING:
         args: str | None
         kwargs: str | None
         task_path: str | None
+        in_order: bool
+        seed: int
+        routes: str | None
         switch_interval: float
-        prefetch: int
+        prefetch: int | None
         sample_hz: float
         timeout: float | None
         background: str | None
@@ -152,6 +181,42 @@ else:
     RunSpec.__module__ = __name__
 
 
+# Settings that mean something only with APP, and those that mean nothing with it.
+APP_ONLY = ("calls", "in_order", "routes")
+NOT_WITH_APP = ("cpu_fraction", "background", "gil_probe")
+
+
+def _app_rules(v: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """APP runs the user's own Celery app: TASK names its registered tasks (comma-separated), CALLS replays a
+    sample of calls; the workload is the mix. Returns whether the spec is such a run."""
+    if v["app"] is None:
+        given = [SETTINGS[n].make for n in APP_ONLY if v[n] not in (None, False)]
+        if given:
+            raise SpecError(f"{', '.join(given)} apply only to your Celery app: give APP=proj too")
+        if v["workload"] == APP_MIX:
+            raise SpecError(f"workload {APP_MIX!r} runs your Celery app: give APP=proj with TASK or CALLS")
+        return False
+    if raw.get("workload") not in (None, "", APP_MIX):
+        raise SpecError(f"APP runs your app's tasks as the workload; leave WORKLOAD out (it is {raw['workload']!r})")
+    wrong = [SETTINGS[n].make for n in NOT_WITH_APP if v[n] not in (None, False)]
+    if wrong:
+        raise SpecError(f"{', '.join(wrong)} do not apply to your Celery app (APP)")
+    if v["task"] is None and v["calls"] is None:
+        raise SpecError("APP needs the tasks to run: TASK=its registered names (comma-separated) or CALLS=calls.jsonl")
+    if v["task"] is not None and ":" in v["task"]:
+        raise SpecError(f"with APP, TASK names registered tasks (such as orders.tasks.render_invoice), not a "
+                        f"function: got {v['task']!r}")
+    if v["calls"] is not None and (v["args"] is not None or v["kwargs"] is not None):
+        raise SpecError("ARGS and KWARGS apply to TASK without CALLS: a calls file gives each call's arguments")
+    if v["task"] is not None and v["calls"] is None and "," in v["task"] and (v["args"] or v["kwargs"]):
+        raise SpecError("ARGS and KWARGS give one task's arguments: with several TASK names, give CALLS=calls.jsonl")
+    v["workload"] = APP_MIX
+    v["args"] = v["args"] if v["args"] is not None or v["calls"] is not None else "[]"
+    v["kwargs"] = v["kwargs"] if v["kwargs"] is not None or v["calls"] is not None else "{}"
+    v["task_path"] = v["task_path"] if v["task_path"] is not None else os.getcwd()
+    return True
+
+
 def _own_task_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
     """TASK makes the user's function the workload; its arguments and path mean nothing without it."""
     if v["task"] is None:
@@ -164,6 +229,9 @@ def _own_task_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
         return
     if raw.get("workload") not in (None, "", OWN_TASK):
         raise SpecError(f"TASK runs your own function as the workload; leave WORKLOAD out (it is {raw['workload']!r})")
+    if ":" not in v["task"]:
+        raise SpecError(f"TASK {v['task']!r} names registered tasks, which need your app: give APP=proj, or TASK as "
+                        "package.module:function")
     v["workload"] = OWN_TASK
     v["args"] = v["args"] if v["args"] is not None else "[]"
     v["kwargs"] = v["kwargs"] if v["kwargs"] is not None else "{}"
@@ -180,7 +248,8 @@ def build_spec(**raw: Any) -> RunSpec:
         v[name] = setting.validate(raw.get(name))
         if v[name] is None and setting.derive is not None:  # from the settings before it
             v[name] = setting.derive(v)
-    _own_task_rules(v, raw)
+    if not _app_rules(v, raw):
+        _own_task_rules(v, raw)
     if raw.get("cpu_fraction") not in (None, "") and workload(v["workload"]).default_cpu_fraction is None:
         raise SpecError(f"CPU fraction applies to the {' and '.join(WITH_CPU_FRACTION)} workload only, "
                         f"not to {v['workload']!r}")

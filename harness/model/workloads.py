@@ -66,6 +66,9 @@ class Workload:
     wall_clock: bool = False
     # The share of a task's time alone that is CPU, when the workload takes one (CPU_FRACTION): its default.
     default_cpu_fraction: float | None = None
+    # Replays a mix of the user's calls (APP=, CALLS=): no one task is the work, so nothing is timed alone, and
+    # pools are compared by tasks/s on the same seeded replay, per task name and for the mix.
+    mix: bool = False
 
     @property
     def own(self) -> bool:
@@ -82,7 +85,7 @@ class Workload:
     def fixed_work(self) -> bool:
         """The same work however the tasks are scheduled: calibrated work, or the user's own task
         (assumed to do the same work on every call with the same arguments)."""
-        return self.calibration is not None or self.own
+        return self.calibration is not None or (self.own and not self.mix)
 
     def task_args(self, duration: float, calibration: dict, echo: tuple[str, int] | None,
                   cpu_fraction: float | None = None, own_args: list | None = None) -> list:
@@ -121,10 +124,14 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
              "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
+    Workload("app", "own", None, "your Celery app's registered tasks, run by its own worker: APP=proj with TASK=names "
+             "or CALLS=calls.jsonl", mix=True),
 )}
 WORKLOAD_NAMES = tuple(WORKLOADS)
-# The workload that runs the user's own function (TASK=...), and those that take a CPU_FRACTION.
-OWN_TASK = next(name for name, w in WORKLOADS.items() if w.own)
+# The workload that runs the user's own function (TASK=...), the one that runs the user's app (APP=...), and those
+# that take a CPU_FRACTION.
+OWN_TASK = next(name for name, w in WORKLOADS.items() if w.own and not w.mix)
+APP_MIX = next(name for name, w in WORKLOADS.items() if w.mix)
 WITH_CPU_FRACTION = tuple(name for name, w in WORKLOADS.items() if w.default_cpu_fraction is not None)
 BACKGROUND_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.background_ok)
 # Background tasks last this many times the measured tasks' duration, to cover them.

@@ -1,0 +1,102 @@
+"""The lab's recording inside the user's own Celery app: `celery -A proj worker --include workloads.app_hooks`.
+
+Celery imports an included module after its loader has initialised the worker (a Django project's fix-up has
+run django.setup() and found the tasks) and before worker_init, worker_process_init and worker_ready are sent:
+these hooks connect in the main process, before prefork forks. The user's tasks run unmodified (their base
+class, bind=True, retries); task_prerun and task_postrun time each one in the process, thread or greenlet that
+runs it, and push the same record as the lab's own tasks (workloads.record).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+from kombu.utils.url import maybe_sanitize_url
+
+from workloads import lab_signals
+from workloads.protocol import RUN_HEADER, WorkerConfig
+from workloads.record import Recorder
+
+config = WorkerConfig.from_env()
+recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
+# task id -> (the run it belongs to, its start clock), from prerun to postrun.
+_begun: dict[str, tuple[str, tuple[float, float]]] = {}
+
+# The settings that decide how a pool takes and runs tasks, recorded as the worker has them.
+POOL_SETTINGS = ("task_acks_late", "worker_prefetch_multiplier", "worker_disable_prefetch", "task_serializer",
+                 "result_serializer", "accept_content", "task_time_limit", "task_soft_time_limit",
+                 "worker_max_tasks_per_child", "worker_max_memory_per_child", "task_acks_on_failure_or_timeout",
+                 "task_reject_on_worker_lost", "task_track_started", "task_ignore_result", "task_default_queue",
+                 "task_routes", "worker_pool_restarts", "worker_pool_start_method", "task_default_rate_limit",
+                 "broker_pool_limit", "worker_send_task_events")
+TASK_OPTIONS = ("acks_late", "time_limit", "soft_time_limit", "max_retries", "default_retry_delay", "rate_limit",
+                "serializer", "ignore_result", "autoretry_for", "retry_backoff", "reject_on_worker_lost", "typing")
+
+
+def _lab_run(task: Any) -> str | None:
+    """The run a task belongs to (its message's header), None for a task the lab did not send. A retried
+    attempt is left out: its first attempt's record says it was retried."""
+    request = task.request
+    if getattr(request, "retries", 0):
+        return None
+    return getattr(request, RUN_HEADER, None)
+
+
+@signals.task_prerun.connect
+def _begin(task_id: str = "", task: Any = None, **_: object) -> None:
+    run_id = _lab_run(task)
+    if run_id is not None:
+        _begun[task_id] = (run_id, recorder.start())
+
+
+@signals.task_postrun.connect
+def _end(task_id: str = "", task: Any = None, retval: Any = None, state: str | None = None, **_: object) -> None:
+    begun = _begun.pop(task_id, None)
+    if begun is None:
+        return
+    run_id, clock = begun
+    error = None
+    if state == "RETRY":
+        error = f"Retry: {retval}"
+    elif state != "SUCCESS":
+        error = f"{type(retval).__name__}: {retval}" if isinstance(retval, BaseException) else f"{state}: {retval}"
+    recorder.finish(clock, task_id, task.name, error, run_id)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def describe(worker: Any) -> dict[str, Any]:
+    """What the user's worker runs with: the settings that matter to pools, as it has them (the worker's own
+    prefetch, which a command-line flag may have set), each measured task's options and base class."""
+    app = worker.app
+    settings = {key: _plain(app.conf.get(key)) for key in POOL_SETTINGS}
+    settings["worker_prefetch_multiplier"] = getattr(worker, "prefetch_multiplier",
+                                                     settings["worker_prefetch_multiplier"])
+    settings["broker_url"] = maybe_sanitize_url(app.conf.broker_url or "")
+    settings["result_backend"] = maybe_sanitize_url(str(app.conf.result_backend or "")) or None
+    names = [n for n in app.tasks if not n.startswith("celery.")]
+    measured = config.task.split(",") if config.task else names
+    tasks = {}
+    for name in measured:
+        task = app.tasks.get(name)
+        if task is None:
+            continue
+        options = {key: _plain(getattr(task, key, None)) for key in TASK_OPTIONS}
+        options["base"] = _plain(type(task).__mro__[1])
+        # Celery keeps an unbound task's function as a staticmethod on its class (bind=True: a plain function).
+        options["bind"] = not isinstance(vars(type(task)).get("run"), staticmethod)
+        tasks[name] = options
+    return {"app": {"main": app.main, "settings": settings, "tasks": tasks, "registered": sorted(names)}}
+
+
+lab_signals.connect(config, recorder, describe)
