@@ -19,6 +19,7 @@ RESUME ?=
 RERUN_DISTURBED ?=
 STRICT ?=
 JSON ?=
+YES ?=
 RECALIBRATE ?=
 RUN ?= results/latest
 A ?=
@@ -60,12 +61,12 @@ $(DEV_STAMP): $(STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON; RECALIBRATE=1: size the work anew)
 bench: $(STAMP)
-	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate)
+	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate) $(if $(YES),--yes)
 
-## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', ONCE=1 for one repeat)
+## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', or your app: APP=proj CALLS=calls.jsonl TASK_PATH=<project>, YES=1 in a script; ONCE=1 for one repeat)
 advise: $(STAMP)
 	@test -z "$(QUICK)" || { echo 'make advise takes ONCE=1 for one repeat per setting; QUICK=1 is for make sweep' >&2; exit 2; }
-	$(BIN)/python -m harness advise --from-make $(if $(ONCE),--once) $(if $(STRICT),--strict)
+	$(BIN)/python -m harness advise --from-make $(if $(ONCE),--once) $(if $(STRICT),--strict) $(if $(YES),--yes)
 
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1, YES=1 or MAX_HOURS=H for one over 30 min)
 sweep: $(STAMP)

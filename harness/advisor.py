@@ -18,8 +18,10 @@ from harness.results.records import AdvisorRecord
 from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
 from harness.sweeps import run_sweep, start_sweep
 
-# Settings the advisor chooses itself, so a user may not give them.
+# Settings the advisor chooses itself, so a user may not give them; for the user's app it replays the whole mix
+# (TASKS may size it) and chooses the routes of a queue split.
 ADVISOR_CHOOSES = ("pool", "concurrency", "tasks")
+ADVISOR_CHOOSES_FOR_APP = ("pool", "concurrency", "routes")
 
 
 def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False, redis_url: str | None = None,
@@ -31,11 +33,15 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
     from harness.lab.services.redis_broker import RedisBroker
     from harness.model.machine import usable_cores
 
-    given = [name for name in ADVISOR_CHOOSES if raw.get(name) not in (None, "")]
+    app = raw.get("app") not in (None, "")
+    chooses = ADVISOR_CHOOSES_FOR_APP if app else ADVISOR_CHOOSES
+    given = [name for name in chooses if raw.get(name) not in (None, "")]
     if given:
-        raise UsageError(f"the advisor chooses {', '.join(ADVISOR_CHOOSES)} itself; leave out "
+        raise UsageError(f"the advisor chooses {', '.join(chooses)} itself; leave out "
                          f"{', '.join(SETTINGS[n].make for n in given)}")
-    base = build_spec(**{**raw, "pool": BASELINE_POOL, "concurrency": 1, "tasks": 3})  # every setting checked here
+    # Every setting checked here. A mix of the user's calls is replayed whole in every cell (the same work for
+    # each pool); one task of the lab's or of TASK=module:function three times alone.
+    base = build_spec(**{**raw, "pool": BASELINE_POOL, "concurrency": 1, **({} if app else {"tasks": 3})})
     pools = [BASELINE_POOL]
     for name in advising.CANDIDATE_POOLS:
         try:
@@ -47,7 +53,8 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
              if k not in ADVISOR_CHOOSES and v is not None and v != SETTINGS[k].default and k != "prefetch"}
     with RedisBroker(redis_url) as broker:
         # One at a time first: how long a task takes alone and how much of that is its own CPU.
-        log(f"advisor: timing {base.task or base.workload} alone on the {BASELINE_POOL} pool")
+        log(f"advisor: timing {_task_label(base)} alone on the {BASELINE_POOL} pool"
+            + (f" ({base.tasks} calls, one at a time)" if app else ""))
         probe = run_bench(base, results_dir=Path(results_dir), redis_url=broker.url, log=lambda _l: None,
                           mark_latest=False)
         summary = probe.summary
@@ -59,17 +66,26 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
         plan = advising.plan(cores, float(cpu_share), pools)
         log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
             + (" once each" if once else f" {ADVISOR_REPEATS} times each"))
-        cells = [{**c, "tasks": advising.tasks_for(c["concurrency"])} for c in plan.cells]
+        cells = [{**c, "tasks": base.tasks if app else advising.tasks_for(c["concurrency"])} for c in plan.cells]
+        split = advising.plan_split(summary.per_task or [], cores, pools) if app else None
+        if split is not None:  # measured as one more cell: two workers, two queues, one run
+            cells = [{**c, "routes": None} for c in cells]
+            cells.append({"pool": split["waiting_pool"], "concurrency": split["waiting_concurrency"],
+                          "routes": split["routes"], "tasks": base.tasks})
+            log(f"advisor: {', '.join(split['cpu_tasks'])} mostly compute and {', '.join(split['waiting_tasks'])} "
+                f"mostly wait: also measuring them split, on {split['cpu_pool']} and {split['waiting_pool']} queues")
         experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
                                 question=f"Which pool, at which concurrency, for {base.task or base.workload}?",
                                 repeats=1 if once else ADVISOR_REPEATS, fixed=fixed,
                                 axes={"pool": list(dict.fromkeys(c["pool"] for c in cells)),
                                       "concurrency": sorted({c["concurrency"] for c in cells}),
-                                      "tasks": sorted({c["tasks"] for c in cells})}, only=cells)
+                                      "tasks": sorted({c["tasks"] for c in cells}),
+                                      **({"routes": [None, split["routes"]]} if split else {})}, only=cells)
         folder = start_sweep(experiment, False, results_dir)
         manifest = load_sweep_manifest(folder)
         manifest.advisor = AdvisorRecord(cpu_share=float(cpu_share), alone_s=summary.alone_s,
-                                         probe_run=str(probe.path), cores=cores, plan=plan.why)
+                                         probe_run=str(probe.path), cores=cores, plan=plan.why,
+                                         app=base.app, split=split, per_task=summary.per_task)
         write_sweep_manifest(folder, manifest)
         run_sweep(folder, redis_url=broker.url, log=log, show_progress=show_progress)
     return folder
@@ -79,4 +95,6 @@ ADVISOR_REPEATS = 2
 
 
 def _task_label(spec: RunSpec) -> str:
+    if spec.app:
+        return f"{spec.app.replace(':', '.').split('.')[0]}-mix"
     return (spec.task.replace(":", ".").split(".")[-1] if spec.task else spec.workload)

@@ -47,6 +47,12 @@ def _strict_flag(parser: argparse.ArgumentParser) -> None:
                              "are busy enough to disturb the run")
 
 
+def _yes_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true",
+                        help="agree in advance to what would be asked: your app's tasks run for real (YES=1 with "
+                             "make)")
+
+
 def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout (logs stay on stderr)")
 
@@ -73,8 +79,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _setting_flags(bench: argparse.ArgumentParser) -> None:
+def _setting_flags(bench: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     for s in SETTINGS.values():
+        if s.name in leave_out:
+            continue
         if s.flag_only:
             bench.add_argument(s.flag, action="store_const", const=True, default=None, help=s.help)
         else:
@@ -90,6 +98,7 @@ def _bench_parser(sub) -> None:
     _results_dir_flag(bench, "run folders")
     _json_flag(bench, "the run's summary")
     _strict_flag(bench)
+    _yes_flag(bench)
     bench.add_argument("--recalibrate", action="store_true",
                        help="measure the fixed work's rate again rather than reuse one this machine measured within "
                             "the hour (.lab/calibrations.json): RECALIBRATE=1 with make")
@@ -115,7 +124,8 @@ def _sweep_parser(sub) -> None:
     _strict_flag(sweep)
     sweep.add_argument("--yes", action="store_true",
                        help="start a sweep estimated at over 30 minutes without asking (asked at a terminal; "
-                            "refused in a script without --yes or --max-hours)")
+                            "refused in a script without --yes or --max-hours), and agree that your app's tasks "
+                            "run for real")
     sweep.add_argument("--max-hours", metavar="H",
                        help="start no run after H hours; the rest stay pending for --resume")
     _json_flag(sweep, "the cautions, decisions and per-cell table")
@@ -143,9 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
                          description="Time the task alone, then measure it under every pool that can run it at a "
                                      "few concurrency levels, with repeats; print the recommendation and write a "
-                                     "sweep folder with report.html. The advisor chooses pool, concurrency, tasks.")
-    _setting_flags(adv)
+                                     "sweep folder with report.html. The advisor chooses the pool and the "
+                                     "concurrency (and TASKS, except for your app's mix); for your app (APP=) it "
+                                     "also measures a queue split when the task kinds want different pools.")
+    _setting_flags(adv, leave_out=("pool", "concurrency", "routes"))
     _from_make_flag(adv)
+    _yes_flag(adv)
     # Not --quick: a sweep's --quick takes an experiment's [quick] settings, which an advice has none of.
     adv.add_argument("--once", action="store_true", help="one repeat per setting instead of two (ONCE=1 with make)")
     _results_dir_flag(adv, "the advice's folders")

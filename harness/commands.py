@@ -34,6 +34,14 @@ def _print_json(obj: dict) -> None:
     print(json.dumps(_jsonable(obj), indent=1, default=str, allow_nan=False))
 
 
+def _consent(args: argparse.Namespace) -> None:
+    """--yes agrees in advance that the user's app's tasks run for real (harness.lab.consent asks otherwise)."""
+    if getattr(args, "yes", False):
+        from harness.lab import consent
+
+        consent.assume_yes = True
+
+
 def _strict(args: argparse.Namespace) -> None:
     if getattr(args, "strict", False):
         from harness.lab.machine_load import refuse_if_busy
@@ -48,6 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
     spec = build_spec(**raw)  # a bad setting is refused before the lab's heavier modules load (pandas, scipy)
     _strict(args)
+    _consent(args)
     from harness.lab.calibrate import Calibrations
     from harness.pipeline import run_bench
     from harness.present import live
@@ -75,6 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweeps import pending_specs, run_sweep, start_sweep
 
     max_s = _max_seconds(args.max_hours)
+    _consent(args)
     if args.resume:
         folder = Path(args.resume)
         load_sweep_manifest(folder)
@@ -163,6 +173,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
     _strict(args)
+    _consent(args)
     folder = advise(raw, results_dir=args.results_dir, once=args.once, log=_log, show_progress=sys.stderr.isatty())
     report(folder)
     advice = advice_of(folder)

@@ -61,6 +61,27 @@ def tasks_for(concurrency: int) -> int:
     return max(8, 2 * concurrency)
 
 
+def plan_split(per_task: list[dict[str, Any]], cores: int, pools: list[str]) -> dict[str, Any] | None:
+    """A queue split for a mix whose task kinds want different pools, to measure beside the single pools: the
+    CPU-bound task names (own CPU at least analysis.mix.CPU_BOUND_SHARE of their run time, alone on the baseline)
+    on a pool that runs Python in parallel, at the cores; the others on a pool with cheap slots (a green one where
+    it imports, its waits overlapping by the dozen), at the high level. None when the mix is all of one kind."""
+    from harness.analysis.mix import cpu_bound
+
+    heavy = [r["task"] for r in per_task if cpu_bound(r)]
+    light = [r for r in per_task if not cpu_bound(r)]
+    parallel = [p for p in CANDIDATE_POOLS if p in pools and "python-cpu" in (pool(p).parallel_kinds or ())]
+    cheap = sorted((p for p in CANDIDATE_POOLS if p in pools and pool(p).cheap_slots and not pool(p).deprecated),
+                   key=lambda p: not pool(p).green)
+    if not heavy or not light or not parallel or not cheap:
+        return None
+    light_share = max(float(r["cpu_share"] or 0.0) for r in light)
+    high = high_concurrency(cores, light_share)
+    return {"cpu_tasks": heavy, "cpu_pool": parallel[0], "cpu_concurrency": cores,
+            "waiting_tasks": [r["task"] for r in light], "waiting_pool": cheap[0], "waiting_concurrency": high,
+            "routes": ";".join(f"{name}={parallel[0]}:{cores}" for name in heavy)}
+
+
 @dataclass
 class Advice:
     pool: str
@@ -70,15 +91,62 @@ class Advice:
     candidates: pd.DataFrame  # one row per measured cell, best first
     runner_up: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    split: dict[str, Any] | None = None  # a measured queue split that beat every single pool (the user's app)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "concurrency": self.concurrency, "reason": self.reason,
                 "close_call": self.close_call, "runner_up": self.runner_up, "notes": self.notes,
-                "candidates": self.candidates.to_dict(orient="records")}
+                "split": self.split, "candidates": self.candidates.to_dict(orient="records")}
+
+
+def split_advice(singles: pd.DataFrame, splits: pd.DataFrame, plan: dict[str, Any],
+                 app: str | None) -> dict[str, Any] | None:
+    """The measured split against the best single pool on the same replay: what to route where, with the
+    task_routes and the two worker command lines; None where no split was measured. `recommended` only where it
+    beat the best single pool by more than CLOSE."""
+    done = splits[splits["throughput_per_s"].notna()] if len(splits) else splits
+    if done.empty or singles.empty:
+        return None
+    split = done.sort_values("throughput_per_s", ascending=False).iloc[0]
+    best = singles.sort_values("throughput_per_s", ascending=False).iloc[0]
+    ratio = float(split["throughput_per_s"]) / float(best["throughput_per_s"])
+    same_pool = singles[singles["pool"] == plan["waiting_pool"]]
+    on_waiting = (float(split["throughput_per_s"]) / float(same_pool["throughput_per_s"].max())
+                  if len(same_pool) and same_pool["throughput_per_s"].max() > 0 else None)
+    cpu_queue, io_queue = "cpu", "io"
+    routes = {**{t: {"queue": cpu_queue} for t in plan["cpu_tasks"]},
+              **{t: {"queue": io_queue} for t in plan["waiting_tasks"]}}
+    target = app or "proj"
+    return {
+        "recommended": ratio > 1 + CLOSE,
+        "ratio": ratio, "throughput_per_s": float(split["throughput_per_s"]),
+        "best_single": {"pool": str(best["pool"]), "concurrency": int(best["concurrency"]),
+                        "throughput_per_s": float(best["throughput_per_s"])},
+        "vs_waiting_pool_alone": on_waiting,
+        "latency_p95_s": _plain(split.get("latency_p95_s")), **plan,
+        "task_routes": routes,
+        "commands": [f"celery -A {target} worker -P {plan['cpu_pool']} -c {plan['cpu_concurrency']} -Q {cpu_queue}",
+                     f"celery -A {target} worker -P {plan['waiting_pool']} -c {plan['waiting_concurrency']} "
+                     f"-Q {io_queue}"],
+    }
+
+
+def split_sentence(split: dict[str, Any]) -> str:
+    """The split in one sentence, with the numbers it rests on."""
+    verb = "Route" if split["recommended"] else "A split measured, not worth it:"
+    best = split["best_single"]
+    return (f"{verb} {', '.join(split['cpu_tasks'])} to a {split['cpu_pool']} queue (c={split['cpu_concurrency']}) "
+            f"and {', '.join(split['waiting_tasks'])} to a {split['waiting_pool']} queue "
+            f"(c={split['waiting_concurrency']}): {split['throughput_per_s']:.3g} tasks/s, {split['ratio']:.2f}x the "
+            f"mix's throughput on the best single pool ({best['pool']} at {best['concurrency']}, "
+            f"{best['throughput_per_s']:.3g} tasks/s)"
+            + (f" and {split['vs_waiting_pool_alone']:.2f}x on one {split['waiting_pool']} pool"
+               if split.get("vs_waiting_pool_alone") and split["waiting_pool"] != best["pool"] else "") + ".")
 
 
 COLUMNS = {  # candidate table: summary metric -> what the table calls it
-    "pool": "pool", "concurrency": "concurrency", "throughput_per_s": "tasks/s", "speedup": "vs one at a time",
+    "pool": "pool", "concurrency": "concurrency", "routes": "routed to their own workers",
+    "throughput_per_s": "tasks/s", "speedup": "vs one at a time",
     "latency_p95_s": "p95 latency (s)", "pss_peak_mib": "memory (MiB PSS)", "rss_peak_mib": "RSS (MiB)",
     "mean_cores_used": "CPU cores used", "task_stretch": "task time vs alone", "gil_wait_fraction": "GIL wait",
     "work_inflation": "work inflation",
@@ -122,7 +190,7 @@ def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
 def candidates(table: pd.DataFrame) -> pd.DataFrame:
     """The sweep table's cells, best first (ranking_metric), with the columns the advice shows."""
     rows = _with_columns(table)
-    shown = [c for c in COLUMNS if c in ("pool", "concurrency") or rows[c].notna().any()]
+    shown = [c for c in COLUMNS if c in ("pool", "concurrency") or (c in rows and rows[c].notna().any())]
     return _ranked(rows)[shown].reset_index(drop=True)
 
 
@@ -131,7 +199,26 @@ def _with_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**{c: math.nan for c in COLUMNS if c not in table})
 
 
-def recommend(table: pd.DataFrame, cpu_share: float) -> Advice:
+def recommend(table: pd.DataFrame, cpu_share: float, split_plan: dict[str, Any] | None = None,
+              app: str | None = None) -> Advice:
+    """The single pool to choose (`_recommend_single`) and, for the user's app, the measured queue split
+    (`split_plan`'s cell, the one with ROUTES) against it: recommended where it beat every single pool."""
+    routed = table["routes"].notna() & (table["routes"].astype(str) != "") if "routes" in table else None
+    singles = table[~routed] if routed is not None else table
+    advice = _recommend_single(singles.reset_index(drop=True), cpu_share)
+    if routed is not None and split_plan:
+        advice.candidates = candidates(table)
+        advice.split = split_advice(singles, table[routed], split_plan, app)
+        if advice.split is not None:
+            sentence = split_sentence(advice.split)
+            if advice.split["recommended"]:
+                advice.reason = f"{advice.reason} Better still, split the queues: {sentence}"
+            else:
+                advice.notes.append(sentence)
+    return advice
+
+
+def _recommend_single(table: pd.DataFrame, cpu_share: float) -> Advice:
     """The pool and concurrency with the highest measured speedup (or tasks/s: ranking_metric); among settings
     within CLOSE of it (any pool, any concurrency), the one with the least memory. A close call is one between
     pools.
@@ -187,13 +274,17 @@ def _plain(value: Any) -> Any:
 
 def _reason(chosen: pd.Series, best_per_pool: pd.DataFrame, cpu_share: float, close: bool) -> str:
     """One sentence from the measurements: the task's CPU share, what each pool gained, at what memory."""
-    base_memory = (_memory(best_per_pool.set_index("pool").loc[BASELINE_POOL])
-                   if BASELINE_POOL in set(best_per_pool["pool"]) else None)
+    base = best_per_pool.set_index("pool").loc[BASELINE_POOL] if BASELINE_POOL in set(best_per_pool["pool"]) else None
+    base_memory = _memory(base) if base is not None else None
+    base_rate = float(base["throughput_per_s"]) if base is not None and pd.notna(base["throughput_per_s"]) else None
     gains = []
     for row in best_per_pool.itertuples():
         if row.pool == BASELINE_POOL:
             continue
-        part = f"{row.pool} {row.speedup:.1f}x" if pd.notna(row.speedup) else f"{row.pool} n/a"
+        # A mix of calls has no speedup: its tasks/s over the baseline's on the same replay says the same.
+        part = (f"{row.pool} {row.speedup:.1f}x" if pd.notna(row.speedup) else
+                f"{row.pool} {row.throughput_per_s / base_rate:.1f}x" if base_rate and pd.notna(row.throughput_per_s)
+                else f"{row.pool} n/a")
         memory = _memory(pd.Series(row._asdict()))
         if base_memory and pd.notna(memory):
             part += f" at {memory / base_memory:.1f}x the memory"

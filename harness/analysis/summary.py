@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
+from harness.analysis.mix import per_task
 from harness.analysis.resources import memory, round_trips
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
 from harness.analysis.trust import (
@@ -41,7 +42,8 @@ from harness.results.run_folder import tasks_of
 #    long one); their spread is the machine's drift (machine_drift); the hypervisor's steal (steal_cores); a
 #    run is UNSTEADY when the machine's speed changed under it (harness.analysis.trust); a long batch's
 #    makespan leaves out the task run alone between its waves.
-ANALYSIS_VERSION = 6
+# 7: the user's app's mix (APP=, CALLS=): no serial reference, figures per task name (per_task); latency p50.
+ANALYSIS_VERSION = 7
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
@@ -141,6 +143,8 @@ def serial_seconds(tasks: pd.DataFrame, ctx: RunContext, reference: pd.DataFrame
     Older folders have no reference: a fixed-work task alone takes its own CPU time, and a
     wall-clock spin (busy_wait) or an I/O task its nominal duration.
     """
+    if workload(ctx.workload).mix:
+        return float("nan"), "a mix of your calls: none is the work alone; pools compare by tasks/s on one replay"
     one = alone(reference)
     if one is not None:
         n = len(one.runs_s)
@@ -225,7 +229,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "shares_nothing": shares_nothing(ctx, max_overlap(t)),
         "speedup": speedup,
         "ideal_speedup": ideal,
-        "efficiency": speedup / ideal if ideal else None,
+        "efficiency": speedup / ideal if ideal and np.isfinite(speedup) else None,
         "cores": ctx.cores,
         "mean_tasks_running": mean_running,
         "max_tasks_running": max_overlap(t),
@@ -238,6 +242,9 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
         "run_time_p95_s": float(t["run_s"].quantile(0.95)),
         # What a caller waits: submit to finish.
         "latency_p95_s": float((t["finished"] - t["submitted"]).quantile(0.95)),
+        "latency_p50_s": float((t["finished"] - t["submitted"]).quantile(0.5)),
+        # The user's app's mix: the same figures per task name.
+        "per_task": per_task(t, makespan) if workload(ctx.workload).mix else None,
         "slots_used": int(t["slot"].nunique()),
         "switch_intervals_seen": intervals,
         "switch_interval_ok": bool(intervals) and all(np.isclose(x, ctx.switch_interval) for x in intervals),

@@ -20,6 +20,7 @@ from harness.errors import SpecError
 # Bounds, so a typo cannot ask for a sample of millions of lines.
 MAX_CALL_LINES = 10_000
 MAX_COUNT = 100_000
+MAX_WEIGHT = 1e6  # shares, so their sum stays a plain float
 KEYS = ("task", "args", "kwargs", "count", "weight")
 
 
@@ -59,6 +60,8 @@ def parse_calls(text: str, source: str) -> list[Call]:
             obj = json.loads(raw)
         except ValueError as exc:
             raise SpecError(f"{where} is not JSON ({exc.args[0].split(':')[0]}): {raw.strip()[:60]}") from None
+        except RecursionError:
+            raise SpecError(f"{where} nests too deep to be a call") from None
         if not isinstance(obj, dict):
             raise SpecError(f"{where} must be a JSON object such as {{\"task\": \"app.tasks.name\", \"args\": []}}")
         unknown = sorted(set(obj) - set(KEYS))
@@ -74,8 +77,9 @@ def parse_calls(text: str, source: str) -> list[Call]:
             raise SpecError(f"{where}: 'count' must be a whole number from 1 to {MAX_COUNT}, got {count}")
         weight = obj.get("weight")
         if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not math.isfinite(weight) or weight <= 0):
-            raise SpecError(f"{where}: 'weight' must be a number > 0, got {json.dumps(weight)[:60]}")
+                                   or not 0 < weight <= MAX_WEIGHT):  # NaN compares false too
+            raise SpecError(f"{where}: 'weight' must be a number > 0 and at most {MAX_WEIGHT:g}, "
+                            f"got {json.dumps(weight)[:60]}")
         if count is not None and weight is not None:
             raise SpecError(f"{where}: give 'count' or 'weight', not both")
         calls.append(Call(task.strip(), args, kwargs, count, float(weight) if weight is not None else None, number))

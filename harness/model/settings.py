@@ -342,7 +342,10 @@ def _sample_tasks(v: dict[str, Any]) -> int:
 
         size = sample_size(load_calls(v["calls"]))
         if size is not None:
-            return min(size, MAX_TASKS)
+            if size > MAX_TASKS:
+                raise SpecError(f"CALLS {v['calls']}: its counts add up to {size} tasks, more than {MAX_TASKS} in one "
+                                "run; give TASKS to replay a share of it")
+            return size
     return 4 * v["concurrency"] * v["workers"]
 
 

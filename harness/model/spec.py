@@ -208,8 +208,16 @@ def _app_rules(v: dict[str, Any], raw: dict[str, Any]) -> bool:
                         f"function: got {v['task']!r}")
     if v["calls"] is not None and (v["args"] is not None or v["kwargs"] is not None):
         raise SpecError("ARGS and KWARGS apply to TASK without CALLS: a calls file gives each call's arguments")
-    if v["task"] is not None and v["calls"] is None and "," in v["task"] and (v["args"] or v["kwargs"]):
+    if v["task"] is not None and v["calls"] is None and "," in v["task"] and (v["args"] not in (None, "[]")
+                                                                              or v["kwargs"] not in (None, "{}")):
         raise SpecError("ARGS and KWARGS give one task's arguments: with several TASK names, give CALLS=calls.jsonl")
+    if v["calls"] is not None and v["task"] is not None and raw.get("tasks") in (None, ""):
+        # TASK picks calls out of the sample: one pass of those calls by default.
+        from harness.model.calls import load_calls, sample_size
+
+        size = sample_size([c for c in load_calls(v["calls"]) if c.task in v["task"].split(",")])
+        if size:
+            v["tasks"] = size
     v["workload"] = APP_MIX
     v["args"] = v["args"] if v["args"] is not None or v["calls"] is not None else "[]"
     v["kwargs"] = v["kwargs"] if v["kwargs"] is not None or v["calls"] is not None else "{}"

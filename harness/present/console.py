@@ -47,11 +47,13 @@ def summary_table(run: Run, where: bool = True) -> str:
     rows = [
         ("makespan", _num(s.makespan_s, ".2f", " s"), "first submit to last finish"),
         ("throughput", _num(s.throughput_per_s, ".2f", " tasks/s"), ""),
-        ("speedup vs one at a time", _num(s.speedup, ".2f", "x"),
-         f"ideal for {spec.pool} on this work: {_num(s.ideal_speedup, '.3g', 'x')}"
-         + ("" if s.ideal_speedup is not None else
-            " (not assumed, for your own task or a custom pool)")),
-        ("efficiency", _num(s.efficiency, ".0%"), "speedup / ideal"),
+        *([("speedup vs one at a time", _num(s.speedup, ".2f", "x"),
+            f"ideal for {spec.pool} on this work: {_num(s.ideal_speedup, '.3g', 'x')}"
+            + ("" if s.ideal_speedup is not None else
+               " (not assumed, for your own task or a custom pool)")),
+           ("efficiency", _num(s.efficiency, ".0%"), "speedup / ideal")] if s.per_task is None else
+          [("latency p50 / p95", f"{_num(s.latency_p50_s, '.3f')} / {_num(s.latency_p95_s, '.3f')} s",
+            "submit to finish: what a caller waits; a mix has no speedup (compare tasks/s on one replay)")]),
         ("tasks running (mean)", _num(s.mean_tasks_running, ".2f"), f"max {s.max_tasks_running}"),
         ("CPU cores used (mean)", _num(s.mean_cores_used, ".2f"),
          f"by the worker's processes; machine has {s.cores} cores"),
@@ -99,7 +101,11 @@ def summary_table(run: Run, where: bool = True) -> str:
                       else "quiet enough; ") + machine_text(run.manifest)))
     rows.append(("switch interval seen", ", ".join(f"{x:g}" for x in s.switch_intervals_seen) + " s",
                  "as requested" if s.switch_interval_ok else "NOT as requested"))
-    if spec.task:
+    if spec.app:
+        what = (f"APP {spec.app}, {spec.tasks} calls" + (f" replayed from {spec.calls}" if spec.calls else "")
+                + (" in order" if spec.in_order else f" (seed {spec.seed})" if spec.calls else "")
+                + (f", routes {spec.routes}" if spec.routes else ""))
+    elif spec.task:
         what = f"{spec.tasks} x {spec.task}({_call_args(spec)})"
     elif spec.cpu_fraction is not None:  # mixed work
         what = f"{spec.tasks} tasks of {spec.duration:g} s, {spec.cpu_fraction:.0%} CPU"
@@ -115,10 +121,41 @@ def summary_table(run: Run, where: bool = True) -> str:
     vwidth = max(len(r[1]) for r in rows)
     lines = [head, "-" * len(head)]
     lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
+    lines += per_task_lines(s)
     lines += [f"  * {note}" for note in s.notes]
     if where:
         lines.append(f"  results: {run.path}")
     return "\n".join(lines)
+
+
+PER_TASK_COLUMNS = {"task": "task", "tasks": "tasks", "throughput_per_s": "tasks/s", "latency_p50_s": "p50 (s)",
+                    "latency_p95_s": "p95 (s)", "run_time_p50_s": "run p50 (s)", "cpu_share": "own CPU",
+                    "off_cpu_share": "off CPU"}
+
+
+def per_task_lines(s: Summary) -> list[str]:
+    """The mix's figures per task name (the user's app): a table under the summary, or nothing."""
+    if not s.per_task:
+        return []
+    from harness.analysis.mix import per_task_frame
+
+    table = per_task_frame(s.per_task)[list(PER_TASK_COLUMNS)].rename(columns=PER_TASK_COLUMNS)
+    for column in ("own CPU", "off CPU"):
+        table[column] = table[column].map(lambda v: _num(v, ".0%"))
+    text = table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}")
+    return (["  per task (latency: submit to finish; own CPU and off CPU: shares of its run time; memory is the "
+             "mix's, above)"] + [f"    {line}" for line in text.splitlines()])
+
+
+def split_lines(advice: Advice) -> list[str]:
+    """A recommended queue split as the user applies it: the task_routes for their settings, the two workers."""
+    split = advice.split
+    if not split or not split["recommended"]:
+        return []
+    routes = json.dumps(split["task_routes"], indent=4).replace("\n", "\n    ")
+    return ["", "  The split, in your settings (CELERY_TASK_ROUTES with Django's CELERY namespace, else task_routes):",
+            f"    task_routes = {routes}", "  and one worker per queue:",
+            *[f"    {command}" for command in split["commands"]]]
 
 
 def machine_text(manifest: RunManifest) -> str:
@@ -141,6 +178,7 @@ def advice_text(advice: Advice, folder: object) -> str:
     table = advice.candidates.rename(columns=COLUMNS)
     lines = [f"Recommendation: {advice.pool} pool at concurrency {advice.concurrency}", f"  {advice.reason}"]
     lines += [f"  * {note}" for note in advice.notes]
+    lines += split_lines(advice)
     lines += ["", table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"), "",
               f"  report: {folder}/report.html"]
     return "\n".join(lines)

@@ -45,13 +45,18 @@ def by_concurrency(table: pd.DataFrame, axes: list[str], cores: int) -> list[str
         key = key if isinstance(key, tuple) else (key,)
         name = " on ".join(str(k) for k in key)
         group = group.sort_values("concurrency")
-        best = group.loc[group["speedup"].idxmax()]
+        # A mix of the user's calls has no speedup: its tasks/s on the same replay say how the settings compare.
+        metric, say = (("speedup", _x) if group["speedup"].notna().any() else
+                       ("throughput_per_s", lambda v: f"{v:.3g} tasks/s"))
+        if group[metric].isna().all():
+            continue
+        best = group.loc[group[metric].idxmax()]
         first = group.iloc[0]
-        text = (f"{name}: {_x(first['speedup'])} at concurrency {first['concurrency']}, best "
-                f"{_x(best['speedup'])} at {best['concurrency']}")
+        text = (f"{name}: {say(first[metric])} at concurrency {first['concurrency']}, best "
+                f"{say(best[metric])} at {best['concurrency']}")
         above = group[group["concurrency"] > cores]
         if not above.empty:
-            text += f"; above the {cores} cores: {_x(above['speedup'].iloc[-1])} at {above['concurrency'].iloc[-1]}"
+            text += f"; above the {cores} cores: {say(above[metric].iloc[-1])} at {above['concurrency'].iloc[-1]}"
         out.append(text + ".")
     return out
 

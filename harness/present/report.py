@@ -14,7 +14,7 @@ from harness.analysis.advice import COLUMNS as ADVICE_COLUMNS
 from harness.analysis.advice import Advice
 from harness.analysis.decision import Decision
 from harness.present import reading
-from harness.present.console import machine_text, slots_text, summary_table
+from harness.present.console import machine_text, slots_text, split_lines, summary_table
 from harness.present.page import img, numbers_table, page, settings_table, tidy_path
 from harness.results.records import Environment, RunManifest, Status, SweepManifest
 from harness.results.run_folder import Run
@@ -52,9 +52,11 @@ def _advice(advice: Advice) -> str:
     lines = "".join(f"<li>{html.escape(note)}</li>" for note in advice.notes)
     candidates = advice.candidates.rename(columns=ADVICE_COLUMNS)
     table = numbers_table(candidates, list(candidates.columns))
+    split = split_lines(advice)
     return (f"<h2>Recommendation: {html.escape(advice.pool)} at concurrency {advice.concurrency}</h2>"
             f"<p class='reading'>{html.escape(advice.reason)}</p><ul>{lines}</ul>"
-            f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
+            + (f"<pre>{html.escape(chr(10).join(line[2:] for line in split[1:]))}</pre>" if split else "")
+            + f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
 
 
 def _cautions(lines: list[str]) -> str:

@@ -147,6 +147,33 @@ def breakdown(tasks: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
     return save(fig, path)
 
 
+def per_task_figure(summary: Summary, spec: RunSpec, path: Path) -> Path:
+    """The user's app's mix, per task name: what its callers waited (latency p50 and p95, submit to finish) and how
+    its run time split between its own CPU and off the CPU (I/O, the GIL, the event loop)."""
+    from harness.analysis.mix import per_task_frame
+
+    rows = per_task_frame(summary.per_task)
+    names = [name.rsplit(".", 1)[-1] for name in rows["task"]]
+    fig, (lat, cpu_ax) = plt.subplots(1, 2, figsize=(WIDE[0], max(WIDE[1] * 0.7, 0.5 * len(rows) + 2.5)))
+    y = np.arange(len(rows))
+    lat.barh(y - 0.2, rows["latency_p50_s"], height=0.4, color="#9ecae1", label="p50")
+    lat.barh(y + 0.2, rows["latency_p95_s"], height=0.4, color="#3182bd", label="p95")
+    lat.set_yticks(y, names)
+    lat.invert_yaxis()
+    lat.set_xlabel("latency, submit to finish (s)")
+    lat.legend(loc="lower right")
+    on = rows["cpu_share"].fillna(0).astype(float)
+    cpu_ax.barh(y, on, color="#08519c", label="own CPU")
+    cpu_ax.barh(y, 1 - on, left=on, color="#fdae6b", label="off the CPU (I/O, GIL, event loop)")
+    cpu_ax.set_yticks(y, [f"{n} ({t:.3g}/s)" for n, t in zip(names, rows["throughput_per_s"], strict=True)])
+    cpu_ax.invert_yaxis()
+    cpu_ax.set_xlim(0, 1)
+    cpu_ax.set_xlabel("share of its run time")
+    legend_below(cpu_ax)
+    fig.suptitle(run_title(spec) + " - per task")
+    return save(fig, path)
+
+
 def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFrame, spec: RunSpec,
                  path: Path) -> Path:
     """Who held the GIL: a band per thread while it ran on a CPU, tasks as thin bars beneath,
@@ -203,6 +230,8 @@ def draw_run_figures(run: Run) -> list[Path]:
         raise ResultsError(f"{run.path / 'run.json'}: no summary to draw the figures from")
     out = [timeline(tasks, spec, run.path / "timeline.png"),
            parallelism(tasks, run.samples, spec, summary.cores, run.path / "parallelism.png", summary)]
+    if summary.per_task:
+        out.append(per_task_figure(summary, spec, run.path / "per_task.png"))
     oncpu = run.table("gil_oncpu.csv")
     if oncpu is not None:
         contention = run.table("gil_contention.csv")

@@ -133,6 +133,8 @@ class Summary(Record):
     run_time_p50_s: float = float("nan")
     run_time_p95_s: float = float("nan")
     latency_p95_s: float | None = None       # what a caller waits: submit to finish
+    latency_p50_s: float | None = None
+    per_task: list[dict[str, Any]] | None = None  # the user's app's mix: the figures per task name (analysis.mix)
     slots_used: int = 0
     switch_intervals_seen: list[float] = field(default_factory=list)
     switch_interval_ok: bool = True
@@ -368,6 +370,9 @@ class AdvisorRecord(Record):
     probe_run: str | None = None
     cores: int | None = None
     plan: str = ""
+    app: str | None = None                  # the user's Celery app (APP=), for the split's command lines
+    split: dict[str, Any] | None = None     # the queue split planned for a mix (analysis.advice.plan_split)
+    per_task: list[dict[str, Any]] | None = None  # the probe's figures per task name, for a mix
     extra: dict[str, Any] = field(default_factory=dict)
 
 

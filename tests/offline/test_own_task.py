@@ -26,7 +26,7 @@ def test_the_task_becomes_the_workload_with_its_arguments():
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(task="user_tasks"), "TASK must be package.module:function"),
+    (dict(task="user_tasks"), "TASK as package.module:function"),
     (dict(task="user_tasks:spin", workload="cpu"), "leave WORKLOAD out"),
     (dict(workload="task"), "give TASK=package.module:function"),
     (dict(args="[1]"), "ARGS apply only to your own task"),

@@ -72,6 +72,7 @@ def test_summarize_reproduces_the_summary_the_run_stored(v1, name):
     added_in_3 |= {"other_cores_used", "disturbed"}  # analysis 4: None where the lab's processes were not sampled
     # analysis 6: whether the tasks could contend, and the machine's speed (nothing to say without a reference)
     added_in_3 |= {"shares_nothing", "unsteady_cause", "batch_started_t"}
+    added_in_3 |= {"latency_p50_s"}  # analysis 7 (per_task stays None: no mix of calls)
     assert [c for c in summary_changes(old, new["summary"])
             if not c.startswith("gil_probe.gil_") and c not in added_in_3] == []
     # v1 samples have RSS (no USS or PSS): the tree's peak is there
