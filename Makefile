@@ -55,8 +55,8 @@ $(STAMP): pyproject.toml
 	@echo "set-up: done; later runs skip it"
 
 $(DEV_STAMP): $(STAMP)
-	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel, ruff, mypy (first time only, about 30 s)"
-	@$(PIP) -e '.[dev]'
+	@echo "set-up: installing the test tools: pytest, hypothesis, nbclient, ipykernel, ruff, mypy, and Django for the example app (first time only, about 30 s)"
+	@$(PIP) -e '.[dev,django]'
 	@touch $(DEV_STAMP)
 
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON; RECALIBRATE=1: size the work anew)

@@ -197,6 +197,14 @@ def _make_env(info: dict, env: Path, log: Callable[[str], None]) -> dict[str, st
     return _add_optional(python, _wanted(info))
 
 
+def as_is(requested: str) -> Interpreter:
+    """The interpreter named, used as it is: the user's own environment with their packages (APP=). The lab adds
+    nothing to it; what the worker needs and it lacks is refused in one line (workloads.app_check)."""
+    python = resolve(requested)
+    info = describe(python)
+    return Interpreter(python, requested, info["version"], info["implementation"], info["free_threaded"], {})
+
+
 def worker_interpreter(requested: str | None, log: Callable[[str], None] = print) -> Interpreter:
     """The interpreter a run's worker uses; for another interpreter, its worker environment (made once)."""
     if requested is None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from harness.errors import SpecError
 from harness.lab import consent, gilprobe
-from harness.lab.interpreters import Interpreter, minor_version, project_env, worker_interpreter
+from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 from harness.project import MIN_PYTHON, PROJECT_ROOT
@@ -139,7 +139,10 @@ class Checked:
 
 def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     """Everything that can be known before a broker or worker starts."""
-    interpreter = worker_interpreter(spec.interpreter, log)
+    # The user's app runs in their own environment as it is (INTERPRETER=/path/to/project/.venv/bin/python), never
+    # in a worker environment of the lab's, which has none of their packages.
+    interpreter = (as_is(spec.interpreter) if spec.app and spec.interpreter
+                   else worker_interpreter(spec.interpreter, log))
     check_gil_setting(spec, interpreter)
     own_task = check_own_task(spec, interpreter.python) if spec.task and not spec.app else None
     found = check_pool(spec, interpreter)

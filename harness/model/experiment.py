@@ -43,7 +43,8 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 # Settings that define the work itself; every other axis (pool, concurrency, workers, prefetch, switch
 # interval, ...) is a way to run it. A sweep's decision chooses among the ways for each work
 # (harness.analysis.decision), and its runs are ordered so that each way runs near its work's solo baseline.
-WORK_SETTINGS = ("workload", "task", "args", "kwargs", "cpu_fraction", "background", "interpreter", "gil")
+WORK_SETTINGS = ("workload", "app", "task", "args", "kwargs", "calls", "seed", "in_order", "cpu_fraction", "background",
+                 "interpreter", "gil")
 
 
 def work_key(settings: dict[str, Any]) -> tuple[str, ...]:
