@@ -183,9 +183,10 @@ def _report(path: Path) -> Path:
     if is_sweep(path):
         return _present_sweep(path)
     run = load_run(path)
-    figures = [run.path / name for name in ("timeline.png", "parallelism.png")]
+    names = ("timeline.png", "parallelism.png") + (("per_task.png",) if run.summary and run.summary.per_task else ())
+    figures = [run.path / name for name in names]
     if not all(p.exists() for p in figures):  # a folder whose figures were never drawn, or removed
-        figures = draw_run_figures(run)[:2]
+        figures = [p for p in draw_run_figures(run) if p.name in names]
     return run_report(run, figures)
 
 

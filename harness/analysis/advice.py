@@ -289,8 +289,11 @@ def _reason(chosen: pd.Series, best_per_pool: pd.DataFrame, cpu_share: float, cl
         if base_memory and pd.notna(memory):
             part += f" at {memory / base_memory:.1f}x the memory"
         gains.append(part)
-    share = (f"{cpu_share:.0%} of a task's time alone is CPU" + (" under the GIL" if cpu_share >= MOSTLY_WAITS else "")
+    mix = best_per_pool["speedup"].isna().all()  # the user's app's mix: tasks/s against the baseline's
+    whose = "the mix's time on one slot" if mix else "a task's time alone"
+    share = (f"{cpu_share:.0%} of {whose} is CPU" + (" under the GIL" if cpu_share >= MOSTLY_WAITS else "")
              if cpu_share is not None and pd.notna(cpu_share) else "a task's CPU share is unknown")
     verdict = (f"{chosen['pool']} at concurrency {int(chosen['concurrency'])}: {chosen['throughput_per_s']:.3g} tasks/s"
                + (" (a close call)" if close else ""))
-    return f"{share}: {', '.join(gains)} over one at a time. Choose {verdict}."
+    over = f"the tasks/s of {BASELINE_POOL}" if mix else "one at a time"
+    return f"{share}: {', '.join(gains)} over {over}. Choose {verdict}."

@@ -55,3 +55,13 @@ def per_task_frame(rows: list[dict[str, Any]] | None) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=["task", "tasks", "failed", "throughput_per_s", "latency_p50_s",
                                              "latency_p95_s", "queue_wait_p50_s", "run_time_p50_s", "run_time_p95_s",
                                              "cpu_share", "off_cpu_share"])
+
+
+def per_task_by_cell(runs: list[tuple[str, list[dict[str, Any]] | None]]) -> pd.DataFrame:
+    """A sweep of mixes: per cell (its label) and task name, the median over the cell's repeats of each figure."""
+    rows = [{"label": label, **row} for label, per in runs for row in per or []]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    numbers = ["throughput_per_s", "latency_p50_s", "latency_p95_s", "cpu_share"]
+    return frame.groupby(["label", "task"], sort=False)[numbers].median().reset_index()

@@ -152,9 +152,9 @@ def split_lines(advice: Advice) -> list[str]:
     split = advice.split
     if not split or not split["recommended"]:
         return []
-    routes = json.dumps(split["task_routes"], indent=4).replace("\n", "\n    ")
+    routes = [f"        {json.dumps(task)}: {json.dumps(where)}," for task, where in split["task_routes"].items()]
     return ["", "  The split, in your settings (CELERY_TASK_ROUTES with Django's CELERY namespace, else task_routes):",
-            f"    task_routes = {routes}", "  and one worker per queue:",
+            "    task_routes = {", *routes, "    }", "  and one worker per queue:",
             *[f"    {command}" for command in split["commands"]]]
 
 

@@ -40,6 +40,8 @@ FIGURE_ALT = {
     "timeline": "Timeline: a lane per execution slot, a bar per task from its start to its finish, its own CPU "
                 "time drawn inside the bar.",
     "parallelism": "Tasks running and CPU cores used by the worker over time, against the machine's cores.",
+    "per_task": "Per task name of the mix: latency p50 and p95 (submit to finish), and the share of its run time "
+                "on its own CPU and off it.",
     "gil": "Who held the GIL: a lane per worker thread, a band while it ran on a CPU, switch-interval ticks.",
     "speedup-by-pool": "Speedup over one task at a time, by pool and workload, with each pool's ideal.",
     "speedup-vs-concurrency": "Speedup against concurrency, a line per pool, the machine's cores marked.",

@@ -117,15 +117,16 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     settings = ("<h2>Settings</h2>" + settings_table({"fixed": exp["fixed"], "repeats": exp["repeats"]})
                 + settings_table({"axes": {k: ", ".join(map(str, v)) for k, v in exp["axes"].items()}}))
     shown = ["label", "n", "speedup", "speedup_95ci", "disturbed", "unsteady", "vs_solo", "ideal_speedup", "efficiency",
-             "makespan_s",
+             "throughput_per_s", "latency_p95_s", "makespan_s",
              "mean_tasks_running", "mean_cores_used", "pss_peak_mib", "gil_wait_mean_s", "task_stretch",
              "second_start_delay_s", "rtt_mean_s", "warning"]
-    optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch", "vs_solo")
+    optional = ("gil_wait_mean_s", "rtt_mean_s", "pss_peak_mib", "task_stretch", "vs_solo", "speedup",
+                "speedup_95ci", "efficiency")
     table = _with_interval(table)
     cols = [c for c in shown if c in table and (c not in optional or table[c].notna().any())]
     table_html = ("<h2>Results (median over repeats)</h2>" + numbers_table(table, cols)
                   if not table.empty else "<p>No cell completed.</p>")
-    table_html += _how_compared(manifest)
+    table_html += _how_compared(manifest) + _per_task(sweep)
     cautions = _cautions(judgement.cautions) if judgement else ""
     sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
@@ -135,6 +136,18 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
     out = folder / "report.html"
     out.write_text(page(f"Experiment: {exp['name']}", exp["question"], sections))
     return out
+
+
+def _per_task(sweep: Sweep) -> str:
+    """A sweep of the user's app's mix: each cell's figures per task name (median over repeats)."""
+    from harness.analysis.mix import per_task_by_cell
+
+    table = per_task_by_cell([(run.label, run.summary.per_task) for run in sweep.entries() if run.summary is not None])
+    if table.empty:
+        return ""
+    return ("<h2>Per task name (median over repeats)</h2>"
+            + numbers_table(table, ["label", "task", "throughput_per_s", "latency_p50_s", "latency_p95_s",
+                                    "cpu_share"]))
 
 
 def _how_compared(manifest: SweepManifest) -> str:

@@ -1,0 +1,95 @@
+"""A mix of the user's calls, on hand-made tables: its figures per task name, no speedup, and the advisor's queue
+split (which names go where, and when the measured split is recommended)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.analysis import advice
+from harness.analysis.mix import per_task, per_task_by_cell
+from harness.analysis.summary import RunContext, summarize
+from harness.present.console import split_lines
+
+
+def mix_tasks() -> pd.DataFrame:
+    """Two CPU tasks (0.1 s, all CPU) and three waits (0.2 s, 5 % CPU), submitted at 0, over a 1 s batch."""
+    rows = [("app.render", 0.0, 0.0, 0.1, 0.1), ("app.render", 0.0, 0.1, 0.2, 0.1),
+            ("app.notify", 0.0, 0.0, 0.2, 0.01), ("app.notify", 0.0, 0.2, 0.4, 0.01),
+            ("app.notify", 0.0, 0.8, 1.0, 0.01)]
+    frame = pd.DataFrame(rows, columns=["name", "submitted", "started", "finished", "cpu_s"])
+    return frame.assign(switch_interval=0.005, error=None, slot="thread 1", gil_enabled=None)
+
+
+def test_per_task_gives_each_name_its_share_of_the_throughput_and_its_own_latencies():
+    rows = {r["task"]: r for r in per_task(mix_tasks(), makespan_s=1.0)}
+    assert list(rows) == ["app.render", "app.notify"]  # in the order the names first ran
+    render, notify = rows["app.render"], rows["app.notify"]
+    assert render["tasks"] == 2 and notify["tasks"] == 3 and render["failed"] == 0
+    assert render["throughput_per_s"] == 2.0 and notify["throughput_per_s"] == 3.0
+    assert math.isclose(render["latency_p95_s"], 0.195) and math.isclose(notify["latency_p50_s"], 0.4)
+    assert math.isclose(render["cpu_share"], 1.0) and math.isclose(notify["cpu_share"], 0.05)
+    assert math.isclose(notify["off_cpu_share"], 0.95)
+
+
+def test_a_mix_has_no_speedup_but_its_figures_per_task_name():
+    ctx = RunContext(pool="threads", workload="app", kind="own", concurrency=2, tasks=5, duration=0.25,
+                     switch_interval=0.005, cores=2)
+    summary = summarize(mix_tasks(), pd.DataFrame(columns=["t", "kind", "pid", "user_s", "system_s"]), ctx)
+    assert math.isnan(summary.speedup) and summary.efficiency is None and math.isnan(summary.serial_s)
+    assert "mix of your calls" in summary.serial_basis
+    assert summary.throughput_per_s == 5.0 and [r["task"] for r in summary.per_task] == ["app.render", "app.notify"]
+
+
+def test_per_task_by_cell_takes_the_median_over_repeats():
+    a = per_task(mix_tasks(), makespan_s=1.0)
+    b = per_task(mix_tasks(), makespan_s=2.0)
+    table = per_task_by_cell([("threads c=2", a), ("threads c=2", b), ("solo c=1", None)])
+    render = table[(table["label"] == "threads c=2") & (table["task"] == "app.render")].iloc[0]
+    assert render["throughput_per_s"] == 1.5 and len(table) == 2
+
+
+PROBE = [{"task": "app.render", "cpu_share": 0.97}, {"task": "app.revenue", "cpu_share": 0.6},
+         {"task": "app.notify", "cpu_share": 0.02}]
+POOLS = ["solo", "prefork", "threads", "gevent", "eventlet"]
+
+
+def test_the_split_puts_computing_names_on_processes_and_waiting_ones_on_cheap_slots():
+    split = advice.plan_split(PROBE, cores=2, pools=POOLS)
+    assert split["cpu_tasks"] == ["app.render", "app.revenue"] and split["waiting_tasks"] == ["app.notify"]
+    assert (split["cpu_pool"], split["cpu_concurrency"]) == ("prefork", 2)
+    assert split["waiting_pool"] == "gevent"  # green, not deprecated, where it imports
+    assert split["waiting_concurrency"] == 100  # 2 cores / 2 % CPU
+    assert split["routes"] == "app.render=prefork:2;app.revenue=prefork:2"
+    assert advice.plan_split(PROBE, 2, ["solo", "prefork", "threads"])["waiting_pool"] == "threads"
+    # All of one kind, or no pool that runs Python in parallel: nothing to split.
+    assert advice.plan_split(PROBE[:2], 2, POOLS) is None and advice.plan_split(PROBE, 2, ["solo", "gevent"]) is None
+
+
+def _table(split_rate: float) -> pd.DataFrame:
+    rows = [("solo", 1, None, 10.0), ("prefork", 8, None, 50.0), ("threads", 16, None, 30.0),
+            ("gevent", 100, None, 12.0), ("gevent", 100, "app.render=prefork:2;app.revenue=prefork:2", split_rate)]
+    return pd.DataFrame(rows, columns=["pool", "concurrency", "routes", "throughput_per_s"]).assign(
+        speedup=math.nan, pss_peak_mib=100.0)
+
+
+def test_a_split_that_beats_every_single_pool_is_recommended_with_its_routes_and_workers():
+    plan = advice.plan_split(PROBE, cores=2, pools=POOLS)
+    found = advice.recommend(_table(65.0), 0.3, plan, "shop")
+    assert (found.pool, found.concurrency) == ("prefork", 8)  # the best single pool, the split aside
+    split = found.split
+    assert split["recommended"] and math.isclose(split["ratio"], 1.3)
+    assert math.isclose(split["vs_waiting_pool_alone"], 65.0 / 12.0)
+    assert "Better still, split the queues: Route app.render, app.revenue to a prefork queue (c=2)" in found.reason
+    assert split["commands"] == ["celery -A shop worker -P prefork -c 2 -Q cpu",
+                                 "celery -A shop worker -P gevent -c 100 -Q io"]
+    text = "\n".join(split_lines(found))
+    assert '"app.notify": {"queue": "io"},' in text and "celery -A shop worker -P gevent -c 100 -Q io" in text
+
+
+def test_a_split_within_the_noise_is_said_but_not_recommended():
+    plan = advice.plan_split(PROBE, cores=2, pools=POOLS)
+    found = advice.recommend(_table(53.0), 0.3, plan, "shop")  # 1.06x the best single pool: within 10 %
+    assert not found.split["recommended"] and "Better still" not in found.reason
+    assert any(note.startswith("A split measured, not worth it") for note in found.notes)
+    assert split_lines(found) == []
