@@ -100,6 +100,8 @@ def app_settings(spec: RunSpec, app: dict, worker: Worker | WorkerGroup, broker:
         overridden["worker_prefetch_multiplier"] = f"{spec.prefetch} (PREFETCH)"
     return {"app": {**app, "effective": effective, "task_options": (ready.get("app") or {}).get("tasks", {}),
                     "overridden": overridden, "routes": routes or None},
+            # Each call has its own arguments: the folder keeps the replayed calls.jsonl, tasks.csv each task's name.
+            "task_args": None, "task_kwargs": None,
             "prefetch_multiplier": effective.get("worker_prefetch_multiplier"),
             "prefetch_is_pool_default": None,
             "task_acks_late": effective.get("task_acks_late"),

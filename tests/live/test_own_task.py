@@ -65,8 +65,12 @@ def test_the_advisor_recommends_prefork_for_cpu_work_and_an_overlapping_pool_for
     sweep = json.loads((workdir / folder / "sweep.json").read_text())
     assert sweep["advisor"]["cpu_share"] < 0.5 and "concurrency=" in sweep["cells"][-1]["label"]
     assert "Recommendation:" in (workdir / folder / "report.html").read_text()
-    refused = harness("advise", "--task", "examples.tasks:parse_logs", "--pool", "threads", cwd=workdir, timeout=60)
+    refused = harness("advise", "--task", "examples.tasks:parse_logs", "--tasks", "5", cwd=workdir, timeout=60)
     assert refused.returncode == 2 and "the advisor chooses pool, concurrency, tasks itself" in refused.stderr
+    # advise --help offers no --pool (the advisor chooses it): a flag it does not take is one line, exit 2.
+    refused = harness("advise", "--task", "examples.tasks:parse_logs", "--pool", "threads", cwd=workdir, timeout=60)
+    assert refused.returncode == 2 and "unrecognized arguments: --pool threads" in refused.stderr
+    assert "--pool" not in harness("advise", "--help", cwd=workdir).stdout
 
 
 def test_mixed_work_gains_on_threads_only_as_far_as_its_cpu_allows(bench):
