@@ -42,6 +42,10 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
     # Every setting checked here. A mix of the user's calls is replayed whole in every cell (the same work for
     # each pool); one task of the lab's or of TASK=module:function three times alone.
     base = build_spec(**{**raw, "pool": BASELINE_POOL, "concurrency": 1, **({} if app else {"tasks": 3})})
+    # A mix whose size nothing gave (TASK names, or a sample of weights): sized here, the probe to see each name.
+    sized = not app or raw.get("tasks") not in (None, "") or _counted(base)
+    if not sized:
+        base = build_spec(**{**raw, "pool": BASELINE_POOL, "concurrency": 1, "tasks": PROBE_MIX_TASKS})
     pools = [BASELINE_POOL]
     for name in advising.CANDIDATE_POOLS:
         try:
@@ -66,12 +70,14 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
         plan = advising.plan(cores, float(cpu_share), pools)
         log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"
             + (" once each" if once else f" {ADVISOR_REPEATS} times each"))
-        cells = [{**c, "tasks": base.tasks if app else advising.tasks_for(c["concurrency"])} for c in plan.cells]
+        # Every cell of a mix replays the same calls: the sample's size, or two rounds of the most slots planned.
+        mix_tasks = base.tasks if sized else max(advising.tasks_for(c["concurrency"]) for c in plan.cells)
+        cells = [{**c, "tasks": mix_tasks if app else advising.tasks_for(c["concurrency"])} for c in plan.cells]
         split = advising.plan_split(summary.per_task or [], cores, pools) if app else None
         if split is not None:  # measured as one more cell: two workers, two queues, one run
             cells = [{**c, "routes": None} for c in cells]
             cells.append({"pool": split["waiting_pool"], "concurrency": split["waiting_concurrency"],
-                          "routes": split["routes"], "tasks": base.tasks})
+                          "routes": split["routes"], "tasks": mix_tasks})
             log(f"advisor: {', '.join(split['cpu_tasks'])} mostly compute and {', '.join(split['waiting_tasks'])} "
                 f"mostly wait: also measuring them split, on {split['cpu_pool']} and {split['waiting_pool']} queues")
         experiment = Experiment(path="(advisor)", name=f"advise-{_task_label(base)}",
@@ -92,6 +98,15 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
 
 
 ADVISOR_REPEATS = 2
+# Calls in the probe of a mix whose size nothing gave: enough for each of a few task names to run alone.
+PROBE_MIX_TASKS = 16
+
+
+def _counted(spec: RunSpec) -> bool:
+    """Whether the mix's size is its sample's counts (one pass of CALLS), not the settings' fallback."""
+    from harness.model.calls import load_calls, sample_size
+
+    return spec.calls is not None and sample_size(load_calls(spec.calls)) is not None
 
 
 def _task_label(spec: RunSpec) -> str:

@@ -36,10 +36,9 @@ def _print_json(obj: dict) -> None:
 
 def _consent(args: argparse.Namespace) -> None:
     """--yes agrees in advance that the user's app's tasks run for real (harness.lab.consent asks otherwise)."""
-    if getattr(args, "yes", False):
-        from harness.lab import consent
+    from harness.lab import consent
 
-        consent.assume_yes = True
+    consent.begin(bool(getattr(args, "yes", False)))
 
 
 def _strict(args: argparse.Namespace) -> None:

@@ -64,6 +64,23 @@ def load(reference: str) -> Any:
     return app
 
 
+# The user's settings that would make the worker listen somewhere the lab does not send (a key prefix on every
+# queue) or speak TLS to the lab's private Redis, which has none: refused before the worker starts.
+BROKER_CLASHES = {"global_keyprefix": "a key prefix on every queue (broker_transport_options)"}
+
+
+def check_broker_settings(app: Any, reference: str) -> None:
+    options = app.conf.broker_transport_options or {}
+    for key, what in BROKER_CLASHES.items():
+        if options.get(key):
+            raise AppProblem(f"APP {reference} sets {what}, which the lab's private broker cannot follow: run it "
+                             f"without {key} for the lab")
+    for key in ("broker_use_ssl", "redis_backend_use_ssl"):
+        if app.conf.get(key):
+            raise AppProblem(f"APP {reference} sets {key}: the lab's private Redis on 127.0.0.1 has no TLS; run it "
+                             f"without {key} for the lab")
+
+
 def registered(app: Any) -> list[str]:
     return sorted(n for n in app.tasks if not n.startswith("celery."))
 
@@ -105,8 +122,13 @@ def services() -> list[dict[str, Any]]:
     for alias, cache in caches.items():
         backend = str(cache.get("BACKEND", "")).rsplit(".", 1)[-1]
         if backend not in ("LocMemCache", "DummyCache"):  # in the process: nothing outside it
-            out.append({"kind": "cache", "alias": alias, "engine": backend, "name": str(cache.get("LOCATION", "")),
-                        "host": ""})
+            from kombu.utils.url import maybe_sanitize_url
+
+            locations = cache.get("LOCATION", "")
+            locations = locations if isinstance(locations, (list, tuple)) else [locations]
+            # A Redis cache's location may hold its password: never printed or stored.
+            out.append({"kind": "cache", "alias": alias, "engine": backend,
+                        "name": ", ".join(maybe_sanitize_url(str(x)) for x in locations), "host": ""})
     return out
 
 
@@ -130,6 +152,7 @@ def describe_task(app: Any, name: str) -> dict[str, Any]:
 def check(request: dict[str, Any]) -> dict[str, Any]:
     check_environment()
     app = load(request["app"])
+    check_broker_settings(app, request["app"])
     names = registered(app)
     wanted = list(request.get("tasks") or [])
     for name in wanted:

@@ -19,8 +19,11 @@ from workloads.record import Recorder
 
 config = WorkerConfig.from_env()
 recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
-# task id -> (the run it belongs to, its start clock), from prerun to postrun.
-_begun: dict[str, tuple[str, tuple[float, float]]] = {}
+# (task id, attempt) -> (the run it belongs to, its start clock), from prerun to postrun. The attempt is part of the
+# key: a retry taken at once by another thread may begin before the attempt that sent it has ended.
+_begun: dict[tuple[str, int], tuple[str, tuple[float, float]]] = {}
+# States after which the same task id comes back (a retry): its record is the attempt that ends it.
+NOT_THE_END = ("RETRY",)
 
 # The settings that decide how a pool takes and runs tasks, recorded as the worker has them.
 POOL_SETTINGS = ("task_acks_late", "worker_prefetch_multiplier", "worker_disable_prefetch", "task_serializer",
@@ -33,34 +36,46 @@ TASK_OPTIONS = ("acks_late", "time_limit", "soft_time_limit", "max_retries", "de
                 "serializer", "ignore_result", "autoretry_for", "retry_backoff", "reject_on_worker_lost", "typing")
 
 
-def _lab_run(task: Any) -> str | None:
-    """The run a task belongs to (its message's header), None for a task the lab did not send. A retried
-    attempt is left out: its first attempt's record says it was retried."""
-    request = task.request
-    if getattr(request, "retries", 0):
-        return None
-    return getattr(request, RUN_HEADER, None)
+def _attempt(task: Any) -> int:
+    return int(getattr(task.request, "retries", 0) or 0)
 
 
 @signals.task_prerun.connect
 def _begin(task_id: str = "", task: Any = None, **_: object) -> None:
-    run_id = _lab_run(task)
+    # The run a task belongs to is its message's header (a retry's message keeps it); a task the lab did not send
+    # is not recorded.
+    run_id = getattr(task.request, RUN_HEADER, None)
     if run_id is not None:
-        _begun[task_id] = (run_id, recorder.start())
+        _begun[(task_id, _attempt(task))] = (run_id, recorder.start())
 
 
 @signals.task_postrun.connect
 def _end(task_id: str = "", task: Any = None, retval: Any = None, state: str | None = None, **_: object) -> None:
-    begun = _begun.pop(task_id, None)
-    if begun is None:
+    """One record per call: the attempt that ended it, with how many retries came before (`retries`). An attempt
+    that asked for a retry is not the end: the call's time is its last attempt's."""
+    begun = _begun.pop((task_id, _attempt(task)), None)
+    if begun is None or state in NOT_THE_END:
         return
     run_id, clock = begun
     error = None
-    if state == "RETRY":
-        error = f"Retry: {retval}"
-    elif state != "SUCCESS":
+    if state != "SUCCESS":
         error = f"{type(retval).__name__}: {retval}" if isinstance(retval, BaseException) else f"{state}: {retval}"
-    recorder.finish(clock, task_id, task.name, error, run_id)
+    recorder.finish(clock, task_id, task.name, error, run_id, fields={"retries": _attempt(task)})
+
+
+@signals.task_failure.connect
+def _failed_outside(task_id: str = "", exception: BaseException | None = None, sender: Any = None,
+                    **_: object) -> None:
+    """A call that ended without its postrun: a prefork child killed by the hard time limit, or lost. Celery says
+    so from the worker's main process, where the task never began: recorded there as failed, so the run ends now
+    with the cause instead of waiting for a record that will not come. (A task that raised in this process has
+    begun here: its postrun records it.)"""
+    if any(key[0] == task_id for key in _begun):
+        return
+    now = recorder.start()
+    name = getattr(sender, "name", "unknown")
+    recorder.finish(now, task_id, name, f"{type(exception).__name__}: {exception}", config.run_id,
+                    fields={"retries": None, "ended_outside_the_task": True})
 
 
 def _plain(value: Any) -> Any:

@@ -120,7 +120,7 @@ class WorkerConfig:
     concurrency: int
     workers: int
     switch_interval: float
-    prefetch: int | None   # None: the user's app's own (APP= without PREFETCH)
+    prefetch: int | None   # the lab's own app's; the user's app (APP=) gets PREFETCH on its command line instead
     gil_probe: bool
     events: bool           # EVENTS=1: send Celery's task events (for Flower)
     task: str | None       # the user's own task, package.module:function (workloads.own); with APP, task names

@@ -8,7 +8,6 @@ asks before its first run, not before each.
 """
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,9 +15,17 @@ from typing import Any
 from harness.errors import UsageError
 from harness.model.spec import RunSpec
 
-# Set by the command line (--yes, or YES=1 from make): agreed in advance.
+# Set by each command (--yes; make passes it for YES=1): agreed in advance. What was agreed to is kept for the
+# rest of that command only (a sweep's runs are asked once): `begin` starts afresh.
 assume_yes = False
 _agreed: set[str] = set()
+
+
+def begin(yes: bool) -> None:
+    """A new command: agreed in advance only if it says so; nothing agreed before it carries over."""
+    global assume_yes
+    assume_yes = yes
+    _agreed.clear()
 
 
 def line(spec: RunSpec, app: dict[str, Any]) -> str:
@@ -36,8 +43,8 @@ def agree(spec: RunSpec, app: dict[str, Any], log: Callable[[str], None], ask: C
     """Say what will run, then go on only if agreed: in advance, or at a terminal."""
     said = line(spec, app)
     log(said)
-    key = f"{spec.app}@{spec.task_path}"
-    if assume_yes or os.environ.get("YES", "").strip().lower() in ("1", "yes", "true", "on") or key in _agreed:
+    key = f"{spec.app}@{spec.task_path}@{spec.interpreter}"
+    if assume_yes or key in _agreed:
         _agreed.add(key)
         return
     if sys.stdin.isatty() and sys.stderr.isatty():

@@ -6,6 +6,7 @@ stored folder afterwards (harness.pipeline), so they can always be recomputed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
-from harness.lab.worker import Worker
+from harness.lab.worker import OVERRIDDEN, Worker
 from harness.lab.worker_group import WorkerGroup
 from harness.model.machine import usable_cores
 from harness.model.spec import RunSpec
@@ -44,7 +45,7 @@ from harness.results.files import check_writable, owner
 from harness.results.paths import RESULTS_DIR
 from harness.results.records import Environment, MachineLoad, Role, RunManifest, RunSettings, Status
 from harness.results.run_folder import RunFolder, new_run_id
-from workloads.protocol import contention_key, queue_keys, queue_name, records_key
+from workloads.protocol import contention_key, queue_keys, queue_name, records_key, route_queue
 
 
 def _planned(batches: list[Batch], role: Role) -> Batch:
@@ -90,16 +91,18 @@ def app_settings(spec: RunSpec, app: dict, worker: Worker | WorkerGroup, broker:
     worker has them (the first worker's; every worker's under `worker_ready`), and what the lab overrode."""
     ready = worker.ready_info or {}
     effective = (ready.get("app") or {}).get("settings", {})
-    overridden = {"broker_url": f"the lab's {'private ' if broker.private else ''}Redis ({broker.redacted_url})",
-                  "broker_read_url": "the same", "broker_write_url": "the same",
-                  "result_backend": "the lab's Redis (never your database)",
+    lab_redis = f"the lab's {'private ' if broker.private else ''}Redis ({broker.redacted_url})"
+    overridden: dict[str, str] = {setting: lab_redis + (" (never your database)" if setting == "result_backend" else "")
+                                  for setting in OVERRIDDEN.values()}
+    overridden.update({
                   "queue": f"the run's own: {worker.queue}" + (f", and {len(set(routes.values()))} routed" if routes
                                                                else ""),
-                  "worker_options": "--without-gossip --without-mingle --without-heartbeat --loglevel WARNING"}
+                  "worker_options": "--without-gossip --without-mingle --without-heartbeat --loglevel WARNING"})
     if spec.prefetch is not None:
         overridden["worker_prefetch_multiplier"] = f"{spec.prefetch} (PREFETCH)"
+    calls_sha256 = hashlib.sha256(Path(spec.calls).read_bytes()).hexdigest() if spec.calls else None
     return {"app": {**app, "effective": effective, "task_options": (ready.get("app") or {}).get("tasks", {}),
-                    "overridden": overridden, "routes": routes or None},
+                    "overridden": overridden, "routes": routes or None, "calls_sha256": calls_sha256},
             # Each call has its own arguments: the folder keeps the replayed calls.jsonl, tasks.csv each task's name.
             "task_args": None, "task_kwargs": None,
             "prefetch_multiplier": effective.get("worker_prefetch_multiplier"),
@@ -279,10 +282,15 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             stack.callback(take_leftovers, m, client, records_key(run_id))
             if client.llen(queue) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
+            # ROUTES: each routed group's queue, removed with the run's own (registered before its worker starts, so a
+            # worker that fails to start leaves none of its keys behind either).
+            for k in range(1, len(set(spec.routed.values())) + 1):
+                stack.callback(forget_keys, m, client, *queue_keys(route_queue(run_id, k)))
+            if spec.app:  # the results the user's worker stored in the lab's Redis, which a shared REDIS_URL would keep
+                stack.callback(lambda: forget_keys(m, client, *(f"celery-task-meta-{r['task_id']}"
+                                                                  for r in m.submitted)))
             worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log)
             routes = getattr(worker, "routes", {})  # ROUTES: the queue of each routed task
-            for q in set(routes.values()):
-                stack.callback(forget_keys, m, client, *queue_keys(q))
             batches = [replace(b, queue=routes.get(b.workload)) for b in batches]
             settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},

@@ -18,6 +18,9 @@ from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
 OWN_TASK_ALONE_LIMIT_S = 300.0
+# A mix of the user's calls (APP=) has no time alone: it may take that limit, and a minute more for each wave of
+# its slots (TIMEOUT sets another).
+MIX_WAVE_LIMIT_S = 60.0
 # What a run of a sweep costs beside its tasks, on 2 cores: a warm worker taken (or one started),
 # the calibration, the broker's round trips, the summary and figures. Fitted to 6 stored sweeps
 # (12-36 runs each): 1.3-2.1 s a run.
@@ -90,6 +93,8 @@ class _RunSpecRules:
         """
         if self.timeout is not None:
             return self.timeout
+        if self.workload_rules.mix:  # the user's calls: nothing known of them, a minute a wave beyond the first limit
+            return OWN_TASK_ALONE_LIMIT_S + MIX_WAVE_LIMIT_S * math.ceil(self.tasks / self.slots)
         if self.workload_rules.own and task_s is None:
             return OWN_TASK_ALONE_LIMIT_S
         per_task = (task_s if task_s is not None else self.duration) + min(self.switch_interval, 60.0)
@@ -201,6 +206,12 @@ def _app_rules(v: dict[str, Any], raw: dict[str, Any]) -> bool:
     wrong = [SETTINGS[n].make for n in NOT_WITH_APP if v[n] not in (None, False)]
     if wrong:
         raise SpecError(f"{', '.join(wrong)} do not apply to your Celery app (APP)")
+    in_interpreters = [name for name in [v["pool"], *(e.partition("=")[2].rpartition(":")[0]
+                                                       for e in (v["routes"] or "").split(";") if e)]
+                       if pool(name).slot == "interpreter"]
+    if in_interpreters:
+        raise SpecError(f"pool {in_interpreters[0]!r} runs the lab's own functions in subinterpreters, not your app's "
+                        "registered tasks: choose another pool for APP")
     if v["task"] is None and v["calls"] is None:
         raise SpecError("APP needs the tasks to run: TASK=its registered names (comma-separated) or CALLS=calls.jsonl")
     if v["task"] is not None and ":" in v["task"]:

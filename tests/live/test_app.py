@@ -200,3 +200,61 @@ def test_the_lab_pip_installed_in_the_projects_own_environment(shop, tmp_path):
     run = json.loads((tmp_path / "results" / "latest" / "run.json").read_text())
     assert run["settings"]["worker_interpreter"]["python"] == python
     assert run["summary"]["tasks_done"] == 8 and run["settings"]["app"]["django"]
+
+
+EXTRA_TASKS = '''
+
+@shared_task(bind=True, max_retries=2)
+def flaky(self, fail_times: int = 1) -> int:
+    """Fails its first attempts, then succeeds: a call that Celery retries (countdown 0)."""
+    if self.request.retries < fail_times:
+        raise self.retry(countdown=0, exc=ConnectionError("not yet"))
+    return self.request.retries
+
+
+from celery.exceptions import SoftTimeLimitExceeded  # noqa: E402
+
+
+@shared_task(time_limit=2, soft_time_limit=1)
+def stuck(seconds: float = 8.0) -> None:
+    """Outlives its hard time limit, ignoring the soft one: prefork's child is killed, and no task_postrun comes.
+    (Celery's pool starts the hard limit's timer when the soft one fires, so the soft one must come first.)"""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            pass
+'''
+
+
+@pytest.fixture(scope="module")
+def shop_with_extras(shop, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The shop with two more tasks of a test's: one that Celery retries, one killed by its hard time limit."""
+    project, env = shop
+    extra = tmp_path_factory.mktemp("shop-extra") / "django_shop"
+    shutil.copytree(project, extra, ignore=shutil.ignore_patterns("results", "__pycache__"))
+    tasks = extra / "orders" / "tasks.py"
+    tasks.write_text(tasks.read_text() + EXTRA_TASKS)
+    return extra, env
+
+
+def test_a_retried_call_is_one_record_of_its_last_attempt(shop_with_extras):
+    project, env = shop_with_extras
+    _out, run = _run(project, "--task", "orders.tasks.flaky", "--args", "[1]", "--tasks", "4", "--pool", "threads",
+                     "--concurrency", "2", env=env)
+    tasks = pd.read_csv(project / "results" / "latest" / "tasks.csv")
+    assert len(tasks) == 4 and tasks["task_id"].is_unique and tasks["error"].isna().all()
+    assert (tasks["retries"] == 1).all() and run["summary"]["tasks_done"] == 4
+
+
+def test_a_call_killed_by_its_hard_time_limit_fails_the_run_at_once(shop_with_extras):
+    """prefork kills the child at the task's time_limit; Celery says so from the main process (task_failure), where
+    the lab records the call as failed: the run ends with the cause, not at its deadline minutes later."""
+    project, env = shop_with_extras
+    out = harness("bench", "--app", "shop", "--task", "orders.tasks.stuck", "--tasks", "1", "--pool", "prefork",
+                  "--concurrency", "1", "--yes", env=env, cwd=project, timeout=120)
+    assert out.returncode == 1 and "TimeLimitExceeded" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    folder = next((project / "results").glob("*-prefork-app-*"))
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "failed" and run["settings"]["harness_timings"]["collect_s"] < 30

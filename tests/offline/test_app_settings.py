@@ -352,3 +352,51 @@ def test_task_with_calls_replays_one_pass_of_that_tasks_calls(tmp_path, monkeypa
     calls.write_text('{"task": "a.x", "count": 3}\n{"task": "a.y", "count": 5}\n')
     assert build_spec(app="shop", calls=str(calls), task="a.x").tasks == 3
     assert build_spec(app="shop", calls=str(calls)).tasks == 8
+
+
+def test_app_refuses_the_interpreters_pool_which_runs_only_the_labs_functions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for settings in (dict(pool="interpreters"), dict(routes="orders.tasks.a=interpreters:2")):
+        with pytest.raises(SpecError, match="not your app's registered tasks"):
+            build_spec(app="shop", task="orders.tasks.a", **settings)
+
+
+def test_a_mix_may_take_a_minute_a_wave_beyond_the_first_limit(tmp_path, monkeypatch):
+    """Nothing is known of the user's calls: the deadline grows with the waves of slots, and TIMEOUT overrides."""
+    from harness.model.spec import MIX_WAVE_LIMIT_S, OWN_TASK_ALONE_LIMIT_S
+
+    monkeypatch.chdir(tmp_path)
+    spec = build_spec(app="shop", task="orders.tasks.a", tasks=40, concurrency=4, pool="threads")
+    assert spec.deadline_s() == OWN_TASK_ALONE_LIMIT_S + MIX_WAVE_LIMIT_S * 10
+    assert build_spec(app="shop", task="orders.tasks.a", timeout=5).deadline_s() == 5
+
+
+def test_consent_is_asked_once_per_command_and_refused_in_a_script(tmp_path, monkeypatch):
+    """The user's tasks run for real: a terminal is asked, a script must say --yes, and nothing agreed to in one
+    command carries over to the next."""
+    from harness.errors import UsageError
+    from harness.lab import consent
+
+    monkeypatch.chdir(tmp_path)
+    spec = build_spec(app="shop", task="orders.tasks.a")
+    app = {"measured": ["orders.tasks.a"], "django": "5.2",
+           "services": [{"kind": "database", "alias": "default", "engine": "postgresql", "name": "shop", "host": "db"}]}
+    said: list[str] = []
+    assert consent.line(spec, app).startswith("APP shop runs your tasks for real (orders.tasks.a); it reaches "
+                                              "database default (postgresql shop on db)")
+    consent.begin(yes=True)
+    consent.agree(spec, app, said.append)
+    assert len(said) == 1
+    consent.begin(yes=False)  # a new command: not agreed, and no terminal here (stdin is not a tty under pytest)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(UsageError, match="give --yes"):
+        consent.agree(spec, app, said.append)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    asked: list[str] = []
+    consent.agree(spec, app, said.append, ask=lambda q: asked.append(q) or "y")
+    consent.agree(spec, app, said.append, ask=lambda q: asked.append(q) or "n")  # agreed already in this command
+    assert asked == ["run them? [y/N] "]
+    consent.begin(yes=False)
+    with pytest.raises(UsageError, match="answered no"):
+        consent.agree(spec, app, said.append, ask=lambda q: "n")
