@@ -12,7 +12,6 @@ and that every call's arguments fit its signature. The last line printed is JSON
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -134,19 +133,9 @@ def services() -> list[dict[str, Any]]:
 
 def describe_task(app: Any, name: str) -> dict[str, Any]:
     """Where a measured task's code is, and a hash of its file: run.json records it."""
-    target = inspect.unwrap(app.tasks[name].run)
-    target = getattr(target, "__func__", target)
-    try:
-        source: str | None = inspect.getsourcefile(target)
-        line: int | None = inspect.getsourcelines(target)[1]
-    except (TypeError, OSError):
-        source, line = None, None
-    digest = None
-    if source and os.path.exists(source):
-        with open(source, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-    return {"source_file": source, "source_line": line, "source_sha256": digest,
-            "qualname": getattr(target, "__qualname__", None)}
+    from workloads.own import source_of
+
+    return source_of(app.tasks[name].run)
 
 
 def check(request: dict[str, Any]) -> dict[str, Any]:

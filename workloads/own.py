@@ -66,18 +66,23 @@ def describe(reference: str, path: str | None, args: list, kwargs: dict) -> dict
     """What run.json records about the task: where its source is and a hash of that file."""
     function, obj = resolve(reference, path)
     check_arguments(reference, function, args, kwargs)
+    return {"reference": reference, "path": path, "celery_task": _is_celery_task(obj), **source_of(function)}
+
+
+def source_of(function: Callable[..., Any]) -> dict[str, Any]:
+    """Where a function's code is (file, line, qualified name) and a SHA-256 of its file: what run.json records of
+    the user's code (a function of theirs, or a registered task of their app's)."""
     target = inspect.unwrap(getattr(function, "__func__", function))
     try:
-        source = inspect.getsourcefile(target)
-        line = inspect.getsourcelines(target)[1]
+        source: str | None = inspect.getsourcefile(target)
+        line: int | None = inspect.getsourcelines(target)[1]
     except (TypeError, OSError):
         source, line = None, None
     digest = None
     if source:
         with open(source, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-    return {"reference": reference, "path": path, "celery_task": _is_celery_task(obj),
-            "qualname": getattr(target, "__qualname__", None), "source_file": source, "source_line": line,
+    return {"qualname": getattr(target, "__qualname__", None), "source_file": source, "source_line": line,
             "source_sha256": digest}
 
 
