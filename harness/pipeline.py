@@ -161,7 +161,9 @@ def advice_of(folder: Path) -> Advice | None:
         return None
     if advisor.cpu_share is None:
         raise ResultsError(f"{folder / 'sweep.json'}: the advisor's record has no cpu_share: the file is damaged")
-    return recommend(sweep.summary, advisor.cpu_share, advisor.split, advisor.app)
+    advice = recommend(sweep.summary, advisor.cpu_share, advisor.split, advisor.app)
+    advice.alone_per_task = advisor.per_task
+    return advice
 
 
 # --- commands on stored folders --------------------------------------------------------------

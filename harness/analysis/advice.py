@@ -92,6 +92,7 @@ class Advice:
     runner_up: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     split: dict[str, Any] | None = None  # a measured queue split that beat every single pool (the user's app)
+    alone_per_task: list[dict[str, Any]] | None = None  # a mix's task names one at a time on the baseline (the probe)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "concurrency": self.concurrency, "reason": self.reason,

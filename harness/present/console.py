@@ -178,6 +178,12 @@ def advice_text(advice: Advice, folder: object) -> str:
     table = advice.candidates.rename(columns=COLUMNS)
     lines = [f"Recommendation: {advice.pool} pool at concurrency {advice.concurrency}", f"  {advice.reason}"]
     lines += [f"  * {note}" for note in advice.notes]
+    if advice.alone_per_task:  # what the split rests on: each task name's own CPU, one at a time
+        from harness.analysis.mix import CPU_BOUND_SHARE
+
+        lines += ["", f"  Each task, one at a time (own CPU at least {CPU_BOUND_SHARE:.0%} of its run time: computes):"]
+        lines += [f"    {row['task']}: {_num(row['run_time_p50_s'], '.3f', ' s')} p50, "
+                  f"{_num(row['cpu_share'], '.0%')} own CPU" for row in advice.alone_per_task]
     lines += split_lines(advice)
     lines += ["", table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"), "",
               f"  report: {folder}/report.html"]
