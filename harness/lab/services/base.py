@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,10 +121,11 @@ class ServerProcess:
         lines = self.log_path.read_text(errors="replace").strip().splitlines() if self.log_path.exists() else []
         return lines[-1] if lines else "no log"
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float = 5.0, sig: int = signal.SIGTERM) -> None:
+        """`sig` first (the server's own way to stop), SIGKILL after `grace_s`; then the folder goes."""
         with interrupts_deferred():  # a second interrupt waits until the server is stopped (bounded)
             if self._proc is not None:
-                stop_tree(self._proc, grace_s=grace_s)
+                stop_tree(self._proc, sig, grace_s=grace_s)
                 self._proc = None
             stop_watchdog(self._watchdog)
             self._watchdog = None
