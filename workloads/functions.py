@@ -6,8 +6,11 @@ and tests can run them directly.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
+import sys
+import threading
 import time
 
 # The environment variable holding the lab's echo service's password, sent as a client's first line (declared here,
@@ -80,6 +83,59 @@ def noop() -> None:
 
 def io_sleep(duration: float) -> None:
     time.sleep(duration)
+
+
+# Where the lab's PostgreSQL is (a postgresql:// URL with its password) and which driver reaches it: the worker's
+# environment (harness.lab.worker). A connection per slot: a thread's, a greenlet's (threading.local is patched to be
+# greenlet-local under gevent and eventlet) or a prefork child's, opened by its first task and kept, as a task keeps
+# one through a pool.
+PG_URL = "LAB_PG_URL"
+DRIVER = "LAB_DRIVER"
+_slot = threading.local()
+_patched: set[str] = set()
+
+
+def _green_hub() -> str | None:
+    """The green library whose hub runs this worker's tasks, if its sockets are patched: gevent or eventlet."""
+    if "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket"):
+        return "gevent"
+    if "eventlet.patcher" in sys.modules and sys.modules["eventlet.patcher"].is_monkey_patched("socket"):
+        return "eventlet"
+    return None
+
+
+def _connect(driver: str):
+    url = os.environ[PG_URL]
+    if driver == "psycopg":
+        import psycopg
+
+        return psycopg.connect(url, autocommit=True)
+    import psycopg2
+
+    if driver == "psycopg2+psycogreen" and driver not in _patched:
+        hub = _green_hub()
+        if hub == "gevent":
+            from psycogreen.gevent import patch_psycopg
+        else:
+            from psycogreen.eventlet import patch_psycopg
+        patch_psycopg()  # psycopg2's wait callback now yields to the hub
+        _patched.add(driver)
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+def db(duration: float, key: int = 0) -> dict:
+    """Wait on the database for `duration` (pg_sleep), then an indexed read: what a query that waits looks like."""
+    driver = json.loads(os.environ.get(DRIVER, '"psycopg"'))
+    conn = getattr(_slot, "conn", None)
+    if conn is None:
+        conn = _slot.conn = _connect(driver)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_sleep(%s)", (duration,))
+        cur.execute("SELECT name FROM items WHERE score = %s LIMIT 1", (key % 100_000,))
+        cur.fetchone()
+    return {}
 
 
 def io_net(duration: float, host: str, port: int) -> dict:

@@ -125,6 +125,7 @@ class WorkerConfig:
     events: bool           # EVENTS=1: send Celery's task events (for Flower)
     task: str | None       # the user's own task, package.module:function (workloads.own); with APP, task names
     task_path: str | None  # where it is imported from
+    driver: str | None     # the db workload's driver (harness.model.drivers)
     fault: str
     worker_index: int
 
@@ -134,9 +135,10 @@ class WorkerConfig:
         from harness.model.spec import build_spec
 
         given = {name: json.loads(environ[env_name(name)]) for name in WORKER_SETTINGS if env_name(name) in environ}
-        # The user's app and its task names were checked by the harness with the settings the worker is not
-        # given (CALLS): kept as given, the rest validated again.
+        # The user's app and its task names, and the db workload's driver, were checked by the harness with settings
+        # the worker is not given (CALLS, WORKLOAD): kept as given, the rest validated again.
         app_given = {name: given.pop(name, None) for name in ("app", "task", "task_path")} if given.get("app") else {}
+        app_given["driver"] = given.pop("driver", None)
         spec = build_spec(**given)
         run_id = environ.get(RUN_ID, "adhoc")
         values = {name: getattr(spec, name) for name in WORKER_SETTINGS}

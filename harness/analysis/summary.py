@@ -42,8 +42,11 @@ from harness.results.run_folder import tasks_of
 #    long one); their spread is the machine's drift (machine_drift); the hypervisor's steal (steal_cores); a
 #    run is UNSTEADY when the machine's speed changed under it (harness.analysis.trust); a long batch's
 #    makespan leaves out the task run alone between its waves.
-# 7: the user's app's mix (APP=, CALLS=): no serial reference, figures per task name (per_task); latency p50.
+# 7: the user's app's mix (APP=, CALLS=): no serial reference, figures per task name (per_task); latency p50; the
+#    SERIAL note (a pool that overlaps waits ran them one at a time: serial_waits).
 ANALYSIS_VERSION = 7
+# Tasks whose own CPU is below this share of their run time mostly wait (for serial_waits).
+MOSTLY_WAITS = 0.5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
 # by at least this much: half a core is well above a 2-core machine's noise.
 PHANTOM_MARGIN_CORES = 0.5
@@ -66,6 +69,7 @@ class RunContext:
     cpu_fraction: float | None = None  # mixed work: the share of a task's time alone that is CPU
     workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
     physical_cores: int | None = None  # the machine's cores, not counting SMT siblings (None: as many as `cores`)
+    driver: str | None = None  # the db workload's driver (harness.model.drivers)
 
     def gil_free(self, gil_enabled_tasks: int) -> bool:
         """Whether the tasks ran without a GIL: a free-threaded worker, not asked for one, and no task saw it on
@@ -334,6 +338,9 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
     elif ctx.kind in CPU_KINDS and running - ctx.cores >= PHANTOM_MARGIN_CORES and not summary.phantom:
         out.append(f"{running:.1f} tasks running on average on {ctx.cores} cores: they took turns on the cores "
                    "(more tasks than cores), which no pool can avoid.")
+    serial = serial_waits(summary, ctx)
+    if serial:
+        out.append(serial)
     share = summary.alone_cpu_share
     if ctx.kind in PART_CPU_KINDS and share is not None:
         # Such a task waits on purpose part of the time: it wants its share of a core while it runs.
@@ -363,6 +370,35 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
     return out
 
 
+# A pool that overlaps waits "ran them serially" when the tasks running at once stayed below this while each task
+# mostly waited: far from the slots it had, near one at a time.
+SERIAL_RUNNING = 1.5
+
+
+def serial_waits(summary: Summary, ctx: RunContext) -> str | None:
+    """The green trap, said from the measurements: a pool that should overlap waits ran its waiting tasks about one at
+    a time. The cause is the code the tasks wait in (for the db workload, its driver): a wait that blocks the OS
+    thread blocks every greenlet of a green pool, and one that holds the GIL every thread of a threads pool."""
+    rules = pool(ctx.pool)
+    slots = ctx.concurrency * ctx.workers
+    # Never two at once: a worker slow to hand out tasks (green pools' 2 s dispatch gap at prefetch 1) still starts its
+    # first ones together; a wait that blocks the worker lets no second task begin until the first has ended.
+    if (ctx.kind != "io" or "io" not in (rules.parallel_kinds or ()) or slots < 2 or ctx.tasks < 2
+            or summary.max_tasks_running > 1 or not summary.mean_tasks_running < SERIAL_RUNNING
+            or not summary.task_cpu_share < MOSTLY_WAITS):
+        return None
+    code = f"the {ctx.driver} driver" if ctx.driver else f"the code the {ctx.workload} tasks wait in"
+    how = ("does not yield to the event loop while it waits, so each wait blocked every task" if rules.green
+           else "holds the GIL while it waits, so each wait blocked every thread")
+    others = ""
+    if ctx.driver:
+        from harness.model.drivers import DRIVERS
+
+        others = "; " + " or ".join(d for d in DRIVERS if d != ctx.driver) + " may overlap the waits (measure them)"
+    return (f"SERIAL: {rules.name} ran {summary.mean_tasks_running:.1f} tasks at once on {ctx.workload} work of "
+            f"{slots} slots, each task {summary.task_cpu_share:.0%} CPU: {code} {how}{others}.")
+
+
 def context(spec: RunSpec, environment: Environment, settings: RunSettings) -> RunContext:
     """The RunContext of a stored run: its spec, the cores it could use (recorded in its environment),
     and the worker's interpreter (recorded in its settings)."""
@@ -370,7 +406,8 @@ def context(spec: RunSpec, environment: Environment, settings: RunSettings) -> R
                       concurrency=spec.concurrency, tasks=spec.tasks, duration=spec.duration,
                       switch_interval=spec.switch_interval, cores=environment.cores,
                       free_threaded=settings.free_threaded, gil=spec.gil, cpu_fraction=spec.cpu_fraction,
-                      workers=spec.workers, physical_cores=environment.physical_cores)
+                      workers=spec.workers, physical_cores=environment.physical_cores,
+                      driver=getattr(spec, "driver", None))
 
 
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,

@@ -18,6 +18,7 @@ from harness.lab.worker_group import WorkerGroup
 from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
+    from harness.lab.services.postgres import PostgresServer
     from harness.present.live import Watch
 
 
@@ -37,6 +38,7 @@ class Measurement:
         self.machine_load: dict | None = None  # load averages and the busiest other processes
         self.broker_lost = False  # then clean-up does not wait on it again
         self.alone_ids: set[str] = set()  # the tasks run alone (the reference), which a live view leaves out
+        self.database: PostgresServer | None = None  # the db workload's private PostgreSQL
 
     def batch_records(self, first: int) -> list[dict]:
         """The records from index `first` on, without those of the tasks run alone."""

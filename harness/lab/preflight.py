@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harness.errors import SpecError
 from harness.lab import consent, gilprobe
 from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
+from harness.model.drivers import driver
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 from harness.project import MIN_PYTHON, PROJECT_ROOT
@@ -75,6 +76,24 @@ def check_pool_importable(name: str, interpreter: Interpreter | None = None, tim
         others = [p.name for p in POOLS.values() if p.requires_module is None and p.min_python == MIN_PYTHON]
         raise SpecError(f"pool {name!r} needs the {module} package, which does not import here ({last}); "
                         f"install it (pip install {module}) or choose {', '.join(others[:-1])} or {others[-1]}")
+
+
+def check_driver(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 30.0) -> None:
+    """The db workload's driver (and its patch) imports on the worker's interpreter, or the run is refused in one line
+    naming what to install there."""
+    if spec.driver is None:
+        return
+    rules = driver(spec.driver)
+    modules = [rules.module, *([rules.patch] if rules.patch else [])]
+    try:
+        out = subprocess.run([interpreter.python, "-c", f"import {', '.join(modules)}"], capture_output=True,
+                             text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SpecError(f"DRIVER={spec.driver}: importing {', '.join(modules)} took over {timeout_s:g} s") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise SpecError(f"DRIVER={spec.driver} does not import on the worker's {interpreter.label} ({last}); install "
+                        f"it there (pip install {rules.package})")
 
 
 def check_gil_probe() -> None:
@@ -146,6 +165,7 @@ def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     check_gil_setting(spec, interpreter)
     own_task = check_own_task(spec, interpreter.python) if spec.task and not spec.app else None
     found = check_pool(spec, interpreter)
+    check_driver(spec, interpreter)
     app = None
     if spec.app:
         check_routed_pools(spec, interpreter)

@@ -31,6 +31,7 @@ from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
+from harness.lab.services.postgres import PostgresServer
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import OVERRIDDEN, Worker
@@ -126,7 +127,18 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
     if needs_echo:
         echo = workers.echo() if workers is not None else stack.enter_context(EchoService())
     batches = plan_batches(spec, calibration, bg_calibration, echo.address if echo else None)
+    if spec.workload_rules.needs_db:  # the run's own PostgreSQL, seeded before the worker starts
+        t0 = time.monotonic()
+        database = stack.enter_context(PostgresServer())
+        database.seed(DB_ROWS)
+        m.database = database
+        m.timings["database_s"] = time.monotonic() - t0
     return calibration, bg_calibration, batches, echo
+
+
+# The db workload's table: large enough that a scan costs the server real milliseconds (43 ms for 200,000 rows here),
+# small enough to seed in well under a second (0.37 s).
+DB_ROWS = 200_000
 
 
 # A batch expected to take longer than this (at its pool's best) also times one task alone between its
@@ -294,7 +306,9 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             batches = [replace(b, queue=routes.get(b.workload)) for b in batches]
             settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
-                        "own_task": checked.own_task, "pool_check": checked.pool}
+                        "own_task": checked.own_task, "pool_check": checked.pool,
+                        "database": {"url": m.database.redacted_url, "rows": DB_ROWS, "private": True}
+                        if m.database is not None else None}
             if spec.app:
                 settings.update(app_settings(spec, checked.app or {}, worker, broker, routes))
             manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
@@ -337,8 +351,9 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
     if workers is None:
         kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
+        db_url = m.database.url if m.database is not None else None
         m.worker = cast("Worker | WorkerGroup", stack.enter_context(
-            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo)))
+            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo, db_url=db_url)))
         log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
             f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
         return m.worker

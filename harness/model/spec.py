@@ -12,6 +12,7 @@ from dataclasses import Field, asdict, dataclass, make_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
+from harness.model.drivers import driver
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import SETTINGS
 from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
@@ -56,6 +57,7 @@ class _RunSpecRules:
         in_order: bool
         seed: int
         routes: str | None
+        driver: str | None
         switch_interval: float
         prefetch: int | None
         timeout: float | None
@@ -169,6 +171,7 @@ if TYPE_CHECKING:
         in_order: bool
         seed: int
         routes: str | None
+        driver: str | None
         switch_interval: float
         prefetch: int | None
         sample_hz: float
@@ -283,6 +286,11 @@ def build_spec(**raw: Any) -> RunSpec:
                "gives every subinterpreter a GIL of its own" if rules.slot == "interpreter" else
                "is a pool class the lab knows nothing of")
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
+    if raw.get("driver") not in (None, "") and not workload(v["workload"]).needs_db:
+        raise SpecError(f"DRIVER applies to the db workload only, not to {v['workload']!r}")
+    if v["driver"] is not None and driver(v["driver"]).patch and not rules.green:
+        raise SpecError(f"DRIVER={v['driver']}: {driver(v['driver']).patch} patches the driver for a green pool's hub "
+                        f"(gevent, eventlet); on {rules.name} give DRIVER=psycopg2")
     if v["gil_probe"] and v["workers"] > 1:
         raise SpecError("the GIL probe watches one worker process: give WORKERS=1 with GIL_PROBE")
     return RunSpec(**v)

@@ -66,6 +66,8 @@ class Workload:
     wall_clock: bool = False
     # The share of a task's time alone that is CPU, when the workload takes one (CPU_FRACTION): its default.
     default_cpu_fraction: float | None = None
+    # Waits on the lab's private PostgreSQL through a driver (DRIVER=, harness.model.drivers): the run starts one.
+    needs_db: bool = False
     # Replays a mix of the user's calls (APP=, CALLS=): no one task is the work, so nothing is timed alone, and
     # pools are compared by tasks/s on the same seeded replay, per task name and for the mix.
     mix: bool = False
@@ -123,6 +125,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              calibration=Calibration("rounds", 4, {"chunk_bytes": functions.GIL_RELEASE_CHUNK}), background_ok=True),
     Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
              "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
+    Workload("db", "io", functions.db, "a query that waits on the lab's PostgreSQL (pg_sleep of DURATION) and an "
+             "indexed read, through DRIVER, on a connection per slot", needs_db=True),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
     Workload("app", "own", None, "your Celery app's registered tasks, run by its own worker: APP=proj with TASK=names "
              "or CALLS=calls.jsonl", mix=True),

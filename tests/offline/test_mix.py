@@ -93,3 +93,46 @@ def test_a_split_within_the_noise_is_said_but_not_recommended():
     assert not found.split["recommended"] and "Better still" not in found.reason
     assert any(note.startswith("A split measured, not worth it") for note in found.notes)
     assert split_lines(found) == []
+
+
+def _summary(**fields):
+    from harness.results.records import Summary
+
+    base = dict(tasks_done=8, mean_tasks_running=1.0, max_tasks_running=1, task_cpu_share=0.02)
+    return Summary(**{**base, **fields})
+
+
+def _io(pool: str, driver: str | None = "psycopg2", concurrency: int = 4) -> RunContext:
+    return RunContext(pool=pool, workload="db", kind="io", concurrency=concurrency, tasks=8, duration=0.25,
+                      switch_interval=0.005, cores=2, driver=driver)
+
+
+def test_waits_run_one_at_a_time_on_a_pool_that_overlaps_them_are_said_with_the_driver():
+    from harness.analysis.summary import serial_waits
+
+    green = serial_waits(_summary(), _io("gevent"))
+    assert green.startswith("SERIAL: gevent ran 1.0 tasks at once on db work of 4 slots, each task 2% CPU: the "
+                            "psycopg2 driver does not yield to the event loop")
+    assert "psycopg or psycopg2+psycogreen may overlap the waits" in green
+    assert "holds the GIL" in serial_waits(_summary(), _io("threads"))
+    # Not the trap: two ran at once at some point (a slow dispatch), the tasks computed, one slot, or solo.
+    assert serial_waits(_summary(max_tasks_running=2, mean_tasks_running=1.2), _io("gevent")) is None
+    assert serial_waits(_summary(task_cpu_share=0.9), _io("gevent")) is None
+    assert serial_waits(_summary(), _io("gevent", concurrency=1)) is None
+    assert serial_waits(_summary(), _io("solo")) is None
+
+
+def test_driver_settings_belong_to_the_db_workload_and_psycogreen_to_green_pools():
+    import pytest
+
+    from harness.errors import SpecError
+    from harness.model.spec import build_spec
+
+    assert build_spec(workload="db").driver == "psycopg" and build_spec(workload="cpu").driver is None
+    assert build_spec(workload="db", pool="gevent", driver="psycopg2+psycogreen").driver == "psycopg2+psycogreen"
+    with pytest.raises(SpecError, match="DRIVER applies to the db workload only"):
+        build_spec(workload="io_sleep", driver="psycopg2")
+    with pytest.raises(SpecError, match="psycogreen patches the driver for a green pool"):
+        build_spec(workload="db", pool="threads", driver="psycopg2+psycogreen")
+    with pytest.raises(SpecError, match="unknown DRIVER 'psycopg4'"):
+        build_spec(workload="db", driver="psycopg4")

@@ -1,0 +1,36 @@
+"""The database drivers a db run can use (DRIVER=): every rule about a driver lives in its record here.
+
+Whether a pool overlaps a task's waits depends on the driver as much as on the pool: a green pool (gevent,
+eventlet) overlaps a query's wait only where the driver yields to its hub. psycopg2 is C code on libpq and blocks
+the whole worker unless psycogreen installs a wait callback that yields; psycopg 3 waits through Python functions
+that gevent's patched sockets serve. The lab measures which, and its summary says so (harness.analysis.summary);
+nothing here is assumed about the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Driver:
+    name: str
+    module: str               # what must import on the worker's interpreter
+    summary: str
+    patch: str | None = None  # a package that patches the driver for a green pool's hub (psycogreen)
+    package: str = ""         # what to pip install for it
+
+
+DRIVERS: dict[str, Driver] = {d.name: d for d in (
+    Driver("psycopg", "psycopg", "psycopg 3: its waits go through Python (and so through a green pool's hub)",
+           package="psycopg[binary]"),
+    Driver("psycopg2", "psycopg2", "psycopg2: C code on libpq, blocking the OS thread while it waits",
+           package="psycopg2-binary"),
+    Driver("psycopg2+psycogreen", "psycopg2", "psycopg2 with psycogreen's wait callback, which yields to the hub",
+           patch="psycogreen", package="psycopg2-binary psycogreen"),
+)}
+DRIVER_NAMES = tuple(DRIVERS)
+DEFAULT_DRIVER = "psycopg"
+
+
+def driver(name: str) -> Driver:
+    return DRIVERS[name]
