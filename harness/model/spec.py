@@ -288,6 +288,9 @@ def build_spec(**raw: Any) -> RunSpec:
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
     if raw.get("driver") not in (None, "") and not workload(v["workload"]).needs_db:
         raise SpecError(f"DRIVER applies to the db workload only, not to {v['workload']!r}")
+    if workload(v["workload"]).needs_db and rules.slot == "interpreter":
+        raise SpecError("the db workload's drivers are C extensions that do not load in a subinterpreter: choose "
+                        "another pool for WORKLOAD=db")
     if v["driver"] is not None and driver(v["driver"]).patch and not rules.green:
         raise SpecError(f"DRIVER={v['driver']}: {driver(v['driver']).patch} patches the driver for a green pool's hub "
                         f"(gevent, eventlet); on {rules.name} give DRIVER=psycopg2")

@@ -134,5 +134,7 @@ def test_driver_settings_belong_to_the_db_workload_and_psycogreen_to_green_pools
         build_spec(workload="io_sleep", driver="psycopg2")
     with pytest.raises(SpecError, match="psycogreen patches the driver for a green pool"):
         build_spec(workload="db", pool="threads", driver="psycopg2+psycogreen")
+    with pytest.raises(SpecError, match="do not load in a subinterpreter"):
+        build_spec(workload="db", pool="interpreters")
     with pytest.raises(SpecError, match="unknown DRIVER 'psycopg4'"):
         build_spec(workload="db", driver="psycopg4")
