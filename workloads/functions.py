@@ -138,6 +138,46 @@ def db(duration: float, key: int = 0) -> dict:
     return {}
 
 
+# Where the lab's HTTP service is (http://127.0.0.1:port) and the token it wants: the worker's environment.
+HTTP_URL = "LAB_HTTP_URL"
+HTTP_TOKEN = "LAB_HTTP_TOKEN"
+
+
+def _client(driver: str):
+    """A client per slot, kept as a task keeps one: requests' Session, httpx's Client; urllib keeps none."""
+    if driver == "requests":
+        import requests
+
+        return requests.Session()
+    if driver == "httpx":
+        import httpx
+
+        return httpx.Client(timeout=120)
+    return None
+
+
+def http(duration: float, size: int = 1000) -> dict:
+    """GET the lab's HTTP service, which answers after `duration` with `size` bytes: a call to a slow API."""
+    driver = json.loads(os.environ.get(DRIVER, '"requests"'))
+    url = f"{os.environ[HTTP_URL]}/wait?ms={round(duration * 1000)}&bytes={size}"
+    headers = {"Authorization": f"Bearer {os.environ[HTTP_TOKEN]}"}
+    if driver == "urllib":
+        import urllib.request
+
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
+            body = response.read()
+    else:
+        client = getattr(_slot, "http", None)
+        if client is None:
+            client = _slot.http = _client(driver)
+        response = client.get(url, headers=headers, timeout=120)
+        response.raise_for_status()
+        body = response.content
+    if len(body) != size:
+        raise ConnectionError(f"the HTTP service answered {len(body)} bytes, not {size}")
+    return {}
+
+
 def io_net(duration: float, host: str, port: int) -> dict:
     """Blocking request/reply round trips to the lab's echo server for about `duration` seconds.
 

@@ -394,7 +394,9 @@ def serial_waits(summary: Summary, ctx: RunContext) -> str | None:
     if ctx.driver:
         from harness.model.drivers import DRIVERS
 
-        others = "; " + " or ".join(d for d in DRIVERS if d != ctx.driver) + " may overlap the waits (measure them)"
+        kind = DRIVERS[ctx.driver].kind
+        same = [d for d, rules in DRIVERS.items() if d != ctx.driver and rules.kind == kind]
+        others = f"; {' or '.join(same)} may overlap the waits (measure them)" if same else ""
     return (f"SERIAL: {rules.name} ran {summary.mean_tasks_running:.1f} tasks at once on {ctx.workload} work of "
             f"{slots} slots, each task {summary.task_cpu_share:.0%} CPU: {code} {how}{others}.")
 

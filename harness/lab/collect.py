@@ -18,6 +18,7 @@ from harness.lab.worker_group import WorkerGroup
 from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
+    from harness.lab.services.http_service import HttpService
     from harness.lab.services.postgres import PostgresServer
     from harness.present.live import Watch
 
@@ -39,6 +40,8 @@ class Measurement:
         self.broker_lost = False  # then clean-up does not wait on it again
         self.alone_ids: set[str] = set()  # the tasks run alone (the reference), which a live view leaves out
         self.database: PostgresServer | None = None  # the db workload's private PostgreSQL
+        self.web: HttpService | None = None  # the http workload's service
+        self.services: dict[str, str] = {}  # where the run's services are, for the worker's environment
 
     def batch_records(self, first: int) -> list[dict]:
         """The records from index `first` on, without those of the tasks run alone."""

@@ -31,6 +31,7 @@ from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
+from harness.lab.services.http_service import HttpService
 from harness.lab.services.postgres import PostgresServer
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
@@ -46,6 +47,7 @@ from harness.results.files import check_writable, owner
 from harness.results.paths import RESULTS_DIR
 from harness.results.records import Environment, MachineLoad, Role, RunManifest, RunSettings, Status
 from harness.results.run_folder import RunFolder, new_run_id
+from workloads.functions import HTTP_TOKEN, HTTP_URL, PG_URL
 from workloads.protocol import contention_key, queue_keys, queue_name, records_key, route_queue
 
 
@@ -132,7 +134,12 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
         database = stack.enter_context(PostgresServer())
         database.seed(DB_ROWS)
         m.database = database
+        m.services[PG_URL] = str(database.url)
         m.timings["database_s"] = time.monotonic() - t0
+    if spec.workload_rules.needs_http:  # the run's own HTTP service
+        web = stack.enter_context(HttpService())
+        m.web = web
+        m.services.update({HTTP_URL: f"http://{web.host}:{web.port}", HTTP_TOKEN: web.token})
     return calibration, bg_calibration, batches, echo
 
 
@@ -308,7 +315,9 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
                         "own_task": checked.own_task, "pool_check": checked.pool,
                         "database": {"url": m.database.redacted_url, "rows": DB_ROWS, "private": True}
-                        if m.database is not None else None}
+                        if m.database is not None else None,
+                        "http_service": {"url": f"http://{m.web.host}:{m.web.port}", "pid": m.web.pid}
+                        if m.web is not None else None}
             if spec.app:
                 settings.update(app_settings(spec, checked.app or {}, worker, broker, routes))
             manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
@@ -351,9 +360,8 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
     if workers is None:
         kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
-        db_url = m.database.url if m.database is not None else None
         m.worker = cast("Worker | WorkerGroup", stack.enter_context(
-            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo, db_url=db_url)))
+            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo, services=m.services)))
         log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
             f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
         return m.worker

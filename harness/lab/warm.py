@@ -45,7 +45,7 @@ class WarmWorkers:
         # Not the user's app: a warm worker is primed with the lab's own empty task, which their app has not.
         # Nor a db run: its worker is told the run's own PostgreSQL.
         return (spec.pool_rules.stays_warm and not spec.gil_probe and spec.workers == 1 and not spec.app
-                and not spec.workload_rules.needs_db)
+                and not spec.workload_rules.needs_db and not spec.workload_rules.needs_http)
 
     def echo(self) -> EchoService:
         """One echo service for every run the warm workers serve: a worker is told its address once."""

@@ -22,7 +22,6 @@ from harness.lab.interpreters import project_env
 from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, stop_tree, stop_watchdog
 from harness.model.spec import RunSpec
 from harness.project import PROJECT_ROOT
-from workloads.functions import PG_URL
 from workloads.protocol import (
     ECHO_ADDR,
     ECHO_PASSWORD,
@@ -65,7 +64,7 @@ class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
                  ready_timeout_s: float = 60.0, python: str | None = None,
                  echo: EchoService | None = None, index: int = 1, queue: str | None = None,
-                 of_workers: int | None = None, db_url: str | None = None) -> None:
+                 of_workers: int | None = None, services: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.index = index  # which of the run's workers (WORKERS=N): its node name, ready key, slot names
         self.of_workers = of_workers or spec.workers  # how many workers the run has (slots name theirs beyond 1)
@@ -76,7 +75,9 @@ class Worker:
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
         self.echo = echo
-        self.db_url = db_url  # the db workload's PostgreSQL, password included: in the worker's environment only
+        # Where the run's services are (the db workload's PostgreSQL, the http workload's service), their passwords
+        # included: in the worker's environment only, which no other user reads.
+        self.services = services or {}
         self.proc: subprocess.Popen | None = None  # from start() until stop()
         self.start_to_ready_s: float | None = None
         self.ready_info: dict | None = None
@@ -116,8 +117,7 @@ class Worker:
         env.pop("CELERY_CUSTOM_WORKER_POOL", None)
         if self.spec.pool_rules.celery_class:  # Celery's custom pool reads the class from here
             env["CELERY_CUSTOM_WORKER_POOL"] = self.spec.pool_rules.celery_class
-        if self.db_url is not None:
-            env[PG_URL] = self.db_url
+        env.update(self.services)
         if self.echo is not None:
             env[ECHO_ADDR] = f"{self.echo.host}:{self.echo.port}"
             env[ECHO_PASSWORD] = self.echo.password

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Driver:
     name: str
+    kind: str                 # what it reaches: "db" (the lab's PostgreSQL) or "http" (the lab's HTTP service)
     module: str               # what must import on the worker's interpreter
     summary: str
     patch: str | None = None  # a package that patches the driver for a green pool's hub (psycogreen)
@@ -21,15 +22,20 @@ class Driver:
 
 
 DRIVERS: dict[str, Driver] = {d.name: d for d in (
-    Driver("psycopg", "psycopg", "psycopg 3: its waits go through Python (and so through a green pool's hub)",
+    Driver("psycopg", "db", "psycopg", "psycopg 3: its waits go through Python (and so through a green pool's hub)",
            package="psycopg[binary]"),
-    Driver("psycopg2", "psycopg2", "psycopg2: C code on libpq, blocking the OS thread while it waits",
+    Driver("psycopg2", "db", "psycopg2", "psycopg2: C code on libpq, blocking the OS thread while it waits",
            package="psycopg2-binary"),
-    Driver("psycopg2+psycogreen", "psycopg2", "psycopg2 with psycogreen's wait callback, which yields to the hub",
+    Driver("psycopg2+psycogreen", "db", "psycopg2", "psycopg2 with psycogreen's wait callback, which yields to the hub",
            patch="psycogreen", package="psycopg2-binary psycogreen"),
+    Driver("requests", "http", "requests", "requests: a Session per slot, over urllib3's (patchable) sockets",
+           package="requests"),
+    Driver("httpx", "http", "httpx", "httpx: a Client per slot, its own sync transport over sockets", package="httpx"),
+    Driver("urllib", "http", "urllib.request", "the standard library's urllib: a new connection per request"),
 )}
 DRIVER_NAMES = tuple(DRIVERS)
-DEFAULT_DRIVER = "psycopg"
+# Each kind's driver when DRIVER is not given.
+DEFAULT_DRIVERS = {"db": "psycopg", "http": "requests"}
 
 
 def driver(name: str) -> Driver:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import SpecError
-from harness.model.drivers import DEFAULT_DRIVER, DRIVER_NAMES
+from harness.model.drivers import DEFAULT_DRIVERS, DRIVER_NAMES, driver
 from harness.model.machine import usable_cores
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
 from harness.model.workloads import BACKGROUND_WORKLOADS, WITH_CPU_FRACTION, WORKLOAD_NAMES, workload
@@ -305,10 +305,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("routes", str, None, "with APP: tasks run by workers of their own, one per pool:concurrency, each on its "
             "own queue, the rest on POOL: 'orders.tasks.render_invoice=prefork:2' (several separated by ';')",
             routes, "ROUTES", label="ROUTES"),
-    Setting("driver", str, None, f"db workload: the database driver, {', '.join(DRIVER_NAMES)}", one_of(DRIVER_NAMES),
-            "DRIVER", label="DRIVER", to_worker=True,
-            derive=lambda v: DEFAULT_DRIVER if workload(v["workload"]).needs_db else None,
-            derived=f"{DEFAULT_DRIVER} for the db workload"),
+    Setting("driver", str, None, "the db or http workload's client: " + "; ".join(
+                f"{kind}: {', '.join(n for n in DRIVER_NAMES if driver(n).kind == kind)}" for kind in DEFAULT_DRIVERS),
+            one_of(DRIVER_NAMES), "DRIVER", label="DRIVER", to_worker=True,
+            derive=lambda v: DEFAULT_DRIVERS.get(workload(v["workload"]).driver_kind or ""),
+            derived=", ".join(f"{d} for {kind}" for kind, d in DEFAULT_DRIVERS.items())),
     Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks",
             positive(maximum=MAX_SWITCH_INTERVAL_S), "SWITCH", to_worker=True),
     Setting("prefetch", int, None, "worker_prefetch_multiplier", at_most(whole(0), MAX_PREFETCH,

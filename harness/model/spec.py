@@ -12,7 +12,7 @@ from dataclasses import Field, asdict, dataclass, make_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
-from harness.model.drivers import driver
+from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import SETTINGS
 from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
@@ -286,8 +286,12 @@ def build_spec(**raw: Any) -> RunSpec:
                "gives every subinterpreter a GIL of its own" if rules.slot == "interpreter" else
                "is a pool class the lab knows nothing of")
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
-    if raw.get("driver") not in (None, "") and not workload(v["workload"]).needs_db:
-        raise SpecError(f"DRIVER applies to the db workload only, not to {v['workload']!r}")
+    kind = workload(v["workload"]).driver_kind
+    if raw.get("driver") not in (None, "") and driver(v["driver"]).kind != kind:
+        fits = [n for n, d in DRIVERS.items() if d.kind == kind]
+        raise SpecError(f"DRIVER={v['driver']} is a {driver(v['driver']).kind} client; "
+                        + (f"the {v['workload']} workload takes {', '.join(fits)}" if fits else
+                           f"only the db and http workloads take a DRIVER, not {v['workload']!r}"))
     if workload(v["workload"]).needs_db and rules.slot == "interpreter":
         raise SpecError("the db workload's drivers are C extensions that do not load in a subinterpreter: choose "
                         "another pool for WORKLOAD=db")

@@ -68,6 +68,8 @@ class Workload:
     default_cpu_fraction: float | None = None
     # Waits on the lab's private PostgreSQL through a driver (DRIVER=, harness.model.drivers): the run starts one.
     needs_db: bool = False
+    # Waits on the lab's HTTP service through a client (DRIVER=): the run starts it.
+    needs_http: bool = False
     # Replays a mix of the user's calls (APP=, CALLS=): no one task is the work, so nothing is timed alone, and
     # pools are compared by tasks/s on the same seeded replay, per task name and for the mix.
     mix: bool = False
@@ -76,6 +78,11 @@ class Workload:
     def own(self) -> bool:
         """The user's own task (TASK=package.module:function), with the user's arguments."""
         return self.kind == "own"
+
+    @property
+    def driver_kind(self) -> str | None:
+        """What DRIVER chooses for this workload: a database driver, an HTTP client, or nothing."""
+        return "db" if self.needs_db else "http" if self.needs_http else None
 
     @property
     def may_share(self) -> bool:
@@ -127,6 +134,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
     Workload("db", "io", functions.db, "a query that waits on the lab's PostgreSQL (pg_sleep of DURATION) and an "
              "indexed read, through DRIVER, on a connection per slot", needs_db=True),
+    Workload("http", "io", functions.http, "a GET of the lab's HTTP service that answers after DURATION, through "
+             "DRIVER, on a connection per slot", needs_http=True),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
     Workload("app", "own", None, "your Celery app's registered tasks, run by its own worker: APP=proj with TASK=names "
              "or CALLS=calls.jsonl", mix=True),

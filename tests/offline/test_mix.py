@@ -130,8 +130,11 @@ def test_driver_settings_belong_to_the_db_workload_and_psycogreen_to_green_pools
 
     assert build_spec(workload="db").driver == "psycopg" and build_spec(workload="cpu").driver is None
     assert build_spec(workload="db", pool="gevent", driver="psycopg2+psycogreen").driver == "psycopg2+psycogreen"
-    with pytest.raises(SpecError, match="DRIVER applies to the db workload only"):
+    with pytest.raises(SpecError, match="only the db and http workloads take a DRIVER, not 'io_sleep'"):
         build_spec(workload="io_sleep", driver="psycopg2")
+    with pytest.raises(SpecError, match="DRIVER=psycopg2 is a db client; the http workload takes requests, httpx"):
+        build_spec(workload="http", driver="psycopg2")
+    assert build_spec(workload="http").driver == "requests"
     with pytest.raises(SpecError, match="psycogreen patches the driver for a green pool"):
         build_spec(workload="db", pool="threads", driver="psycopg2+psycogreen")
     with pytest.raises(SpecError, match="do not load in a subinterpreter"):
