@@ -132,6 +132,22 @@ class ServerProcess:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class ServerService(Service):
+    """A service that runs a private ServerProcess (`self._server`, from start() on): why it exited is its log's last
+    line, and stopping it stops the process with `stop_signal` and removes its folder."""
+
+    stop_signal: int = signal.SIGTERM
+    _server: ServerProcess | None = None
+
+    def exited(self) -> str | None:
+        return self._server.exited() if self._server is not None else None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(sig=self.stop_signal)
+            self._server = None
+
+
 def first_found(names: Sequence[str], packaged: Sequence[Callable[[], str | None]] = ()) -> str | None:
     """The first of `names` on PATH, else the first binary a Python package ships."""
     for name in names:

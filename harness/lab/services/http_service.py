@@ -10,12 +10,12 @@ import http.client
 import json
 import sys
 
-from harness.lab.services.base import ServerProcess, Service, free_port, new_password
+from harness.lab.services.base import ServerProcess, ServerService, free_port, new_password
 from harness.lab.services.http_server import MAX_BYTES, MAX_WAIT_MS  # noqa: F401 (the service's bounds, said here)
 from harness.project import PROJECT_ROOT
 
 
-class HttpService(Service):
+class HttpService(ServerService):
     """`with HttpService() as web:` serves GET /wait?ms=..&bytes=.. on web.host:web.port with web.token."""
 
     name = "HTTP service"
@@ -57,11 +57,3 @@ class HttpService(Service):
             return self.get("/stats", timeout_s=1.0)[0] == 200
         except OSError:
             return False
-
-    def exited(self) -> str | None:
-        return self._server.exited() if self._server is not None else None
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None

