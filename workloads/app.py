@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from harness.model.drivers import driver
 from harness.model.workloads import WORKLOADS, Workload
@@ -53,6 +53,18 @@ if config.driver:
     # first task instead, its import (0.1-0.3 s of CPU for httpx) blocked every greenlet of a green pool inside the
     # measured batch, and httpx on gevent fell below 0.7 x its slots in one run of four.
     importlib.import_module(driver(config.driver).module)
+    _driver_kind = driver(config.driver).kind
+
+    def _open_slots(**_: object) -> None:
+        """Each process that runs tasks opens its slots' connections before any task (a prefork child its one)."""
+        functions.open_slots(_driver_kind, 1 if recorder.pool.slot == "process" else config.concurrency)
+
+    # Before the worker says it is ready (lab_signals' worker_ready): the harness's reference task finds them open.
+    # A prefork child opens its own after the fork (a connection shared across a fork breaks both).
+    if recorder.pool.slot == "process":
+        signals.worker_process_init.connect(_open_slots, weak=False)
+    elif recorder.pool.slot != "interpreter":  # a subinterpreter has its own module state: its tasks open their own
+        signals.worker_init.connect(_open_slots, weak=False)
 
 
 def _register(workload: Workload, function: Callable[..., Any], reference: str | None = None,

@@ -10,8 +10,10 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 # The environment variable holding the lab's echo service's password, sent as a client's first line (declared here,
 # not in workloads.protocol, because this module imports nothing of the lab's: subinterpreters load it alone).
@@ -86,13 +88,49 @@ def io_sleep(duration: float) -> None:
 
 
 # Where the lab's PostgreSQL is (a postgresql:// URL with its password) and which driver reaches it: the worker's
-# environment (harness.lab.worker). A connection per slot: a thread's, a greenlet's (threading.local is patched to be
-# greenlet-local under gevent and eventlet) or a prefork child's, opened by its first task and kept, as a task keeps
-# one through a pool.
+# environment (harness.lab.worker). A connection per slot, kept as an application's pool keeps them: a task takes a
+# free one and gives it back when it ends, so a process holds at most as many as it runs tasks at once (a prefork
+# child one, a threads or green worker CONCURRENCY). Not a thread-local: a green pool runs every task in a new
+# greenlet, whose "local" connection would be opened by each task and never reused. The worker opens them at its
+# start (open_slots), before the reference task, so no measured task pays for a connection.
 PG_URL = "LAB_PG_URL"
+# DB_QUERY=scan's query: a sequential scan of the whole table (no index serves a LIKE with a leading %), which costs
+# the server's CPU in proportion to its rows while the task only waits. The harness times it on the server
+# (harness.lab.services.postgres) to size a task's scans.
+SCAN_SQL = "SELECT count(*) FROM items WHERE name LIKE '%ab%'"
 DRIVER = "LAB_DRIVER"
-_slot = threading.local()
+_free: dict[str, list] = {}  # per kind ("db", "http"): the connections or clients no task holds now
 _patched: set[str] = set()
+
+
+@contextmanager
+def _slot(kind: str, opener: Callable[[], Any]) -> Iterator[Any]:
+    """A free connection of `kind` (one opened by `opener` when none is free), given back when the task ends well;
+    one a task failed with is closed, as a pool discards a broken connection."""
+    free = _free.setdefault(kind, [])
+    try:
+        conn = free.pop()  # atomic on every build (a list's own lock on a free-threaded one)
+    except IndexError:
+        conn = opener()
+    try:
+        yield conn
+    except BaseException:
+        close = getattr(conn, "close", None)
+        if close is not None:
+            with suppress(Exception):
+                close()
+        raise
+    free.append(conn)
+
+
+def open_slots(kind: str, count: int) -> None:
+    """Open `count` connections (db) or clients (http) of the run's driver now, at the worker's start, so that the
+    measured tasks find them open. urllib keeps none: it opens a connection per request."""
+    driver = json.loads(os.environ.get(DRIVER, "null"))
+    if kind == "db" and PG_URL in os.environ:
+        _free.setdefault(kind, []).extend(_connect(driver) for _ in range(count))
+    elif kind == "http" and HTTP_URL in os.environ and driver != "urllib":
+        _free.setdefault(kind, []).extend(_client(driver) for _ in range(count))
 
 
 def _green_hub() -> str | None:
@@ -125,13 +163,16 @@ def _connect(driver: str):
     return conn
 
 
-def db(duration: float, key: int = 0) -> dict:
-    """Wait on the database for `duration` (pg_sleep), then an indexed read: what a query that waits looks like."""
+def db(duration: float, key: int = 0, query: str = "wait", scans: int = 0) -> dict:
+    """Wait on the database for `duration` (pg_sleep), then an indexed read: what a query that waits looks like.
+    With query="scan", `scans` sequential scans of the seeded table instead: the server computes, the task waits."""
     driver = json.loads(os.environ.get(DRIVER, '"psycopg"'))
-    conn = getattr(_slot, "conn", None)
-    if conn is None:
-        conn = _slot.conn = _connect(driver)
-    with conn.cursor() as cur:
+    with _slot("db", lambda: _connect(driver)) as conn, conn.cursor() as cur:
+        if query == "scan":
+            for _ in range(scans):
+                cur.execute(SCAN_SQL)  # no parameters: its % are LIKE's, not placeholders
+                cur.fetchone()
+            return {}
         cur.execute("SELECT pg_sleep(%s)", (duration,))
         cur.execute("SELECT name FROM items WHERE score = %s LIMIT 1", (key % 100_000,))
         cur.fetchone()
@@ -170,12 +211,10 @@ def http(duration: float, size: int = 1000) -> dict:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as response:
             body = response.read()
     else:
-        client = getattr(_slot, "http", None)
-        if client is None:
-            client = _slot.http = _client(driver)
-        response = client.get(url, headers=headers, timeout=120)
-        response.raise_for_status()
-        body = response.content
+        with _slot("http", lambda: _client(driver)) as client:
+            response = client.get(url, headers=headers, timeout=120)
+            response.raise_for_status()
+            body = response.content
     if len(body) != size:
         raise ConnectionError(f"the HTTP service answered {len(body)} bytes, not {size}")
     return {}

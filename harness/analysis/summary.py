@@ -44,7 +44,9 @@ from harness.results.run_folder import tasks_of
 #    makespan leaves out the task run alone between its waves.
 # 7: the user's app's mix (APP=, CALLS=): no serial reference, figures per task name (per_task); latency p50; the
 #    SERIAL note (a pool that overlaps waits ran them one at a time: serial_waits).
-ANALYSIS_VERSION = 7
+# 8: the CPU of the servers the tasks waited on (the run's PostgreSQL, its HTTP service: service_cores_used), apart
+#    from other processes'; the SERVER-BOUND note.
+ANALYSIS_VERSION = 8
 # Tasks whose own CPU is below this share of their run time mostly wait (for serial_waits).
 MOSTLY_WAITS = 0.5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
@@ -276,7 +278,10 @@ def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: in
     machine_cpu = used("core") if not samples.empty else float("nan")
     lab_sampled = not samples.empty and bool((samples["kind"] == "lab").any())
     lab_cpu = used("lab") if lab_sampled else float("nan")
-    other = (machine_cpu - tree_cpu - lab_cpu) / span if lab_sampled and span > 0 else float("nan")
+    # The servers the tasks waited on (the run's PostgreSQL or HTTP service): their CPU is the tasks' doing.
+    service_sampled = not samples.empty and bool((samples["kind"] == "service").any())
+    service_cpu = used("service") if service_sampled else 0.0
+    other = (machine_cpu - tree_cpu - lab_cpu - service_cpu) / span if lab_sampled and span > 0 else float("nan")
     other_cores = max(0.0, other) if np.isfinite(other) else None
     stopped_parts = [stopped_seconds(samples, start, end) for start, end in windows]
     stopped = None if None in stopped_parts else sum(x for x in stopped_parts if x is not None)
@@ -285,6 +290,7 @@ def cpu_use(samples: pd.DataFrame, windows: list[tuple[float, float]], cores: in
     return {"mean_cores_used": tree_cpu / span if span > 0 else float("nan"),
             "machine_cores_used": machine_cpu / span if span > 0 else float("nan"),
             "other_cores_used": other_cores, "worker_stopped_s": stopped, "steal_cores": steal,
+            "service_cores_used": service_cpu / span if service_sampled and span > 0 else None,
             "disturbed": is_disturbed(other_cores, cores, stopped, span), "worker_cpu_s": tree_cpu}
 
 
@@ -341,6 +347,11 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
     serial = serial_waits(summary, ctx)
     if serial:
         out.append(serial)
+    server = workload(ctx.workload).server
+    if server and summary.service_cores_used is not None and summary.service_cores_used >= SERVER_BOUND * ctx.cores:
+        out.append(f"SERVER-BOUND: the run's {server} used {summary.service_cores_used:.1f} of the machine's "
+                   f"{ctx.cores} cores while the tasks ran: its CPU, not the pool, limited the speedup (the tasks "
+                   "only waited for it).")
     share = summary.alone_cpu_share
     if ctx.kind in PART_CPU_KINDS and share is not None:
         # Such a task waits on purpose part of the time: it wants its share of a core while it runs.
@@ -370,6 +381,8 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
     return out
 
 
+# The server the tasks waited on limited them when it used at least this share of the machine's cores.
+SERVER_BOUND = 0.75
 # A pool that overlaps waits "ran them serially" when the tasks running at once stayed below this while each task
 # mostly waited: far from the slots it had, near one at a time.
 SERIAL_RUNNING = 1.5

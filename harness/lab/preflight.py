@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harness.errors import SpecError
 from harness.lab import consent, gilprobe
 from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
+from harness.lab.services import postgres
 from harness.model.drivers import driver
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
@@ -166,6 +167,8 @@ def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     own_task = check_own_task(spec, interpreter.python) if spec.task and not spec.app else None
     found = check_pool(spec, interpreter)
     check_driver(spec, interpreter)
+    if spec.workload_rules.needs_db:
+        postgres.check_available()
     app = None
     if spec.app:
         check_routed_pools(spec, interpreter)

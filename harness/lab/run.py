@@ -32,7 +32,7 @@ from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
 from harness.lab.services.http_service import HttpService
-from harness.lab.services.postgres import PostgresServer
+from harness.lab.services.postgres import SCHEMA, PostgresServer
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import OVERRIDDEN, Worker
@@ -128,14 +128,18 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
     echo = None
     if needs_echo:
         echo = workers.echo() if workers is not None else stack.enter_context(EchoService())
-    batches = plan_batches(spec, calibration, bg_calibration, echo.address if echo else None)
-    if spec.workload_rules.needs_db:  # the run's own PostgreSQL, seeded before the worker starts
+    if spec.workload_rules.needs_db:  # PG_URL's PostgreSQL or the run's own, seeded before the worker starts
         t0 = time.monotonic()
         database = stack.enter_context(PostgresServer())
         database.seed(DB_ROWS)
+        if spec.db_query == "scan":  # the scans that take about DURATION alone, as the server times one
+            scan_ms = database.scan_ms()
+            calibration = {"query": "scan", "scans": max(1, round(spec.duration * 1000 / scan_ms)),
+                           "scan_ms": scan_ms, "source": "measured on the server before the worker started"}
         m.database = database
-        m.services[PG_URL] = str(database.url)
+        m.services[PG_URL] = database.worker_url
         m.timings["database_s"] = time.monotonic() - t0
+    batches = plan_batches(spec, calibration, bg_calibration, echo.address if echo else None)
     if spec.workload_rules.needs_http:  # the run's own HTTP service
         web = stack.enter_context(HttpService())
         m.web = web
@@ -215,7 +219,8 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     worker = m.worker
     assert worker is not None  # taken (_take_worker) before the batches run
     m.snapshot = machine_load.Snapshot()
-    m.sampler = stack.enter_context(Sampler(worker.pids, spec.sample_hz))
+    servers = [s.pid for s in (m.database, m.web) if s is not None and s.pid is not None]  # PG_URL's is not ours
+    m.sampler = stack.enter_context(Sampler(worker.pids, spec.sample_hz, services=servers))
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(worker.pid))
     app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
@@ -314,7 +319,8 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
                         "own_task": checked.own_task, "pool_check": checked.pool,
-                        "database": {"url": m.database.redacted_url, "rows": DB_ROWS, "private": True}
+                        "database": {"url": m.database.redacted_url, "rows": DB_ROWS, "private": m.database.private,
+                                     "schema": SCHEMA, "query": spec.db_query}
                         if m.database is not None else None,
                         "http_service": {"url": f"http://{m.web.host}:{m.web.port}", "pid": m.web.pid}
                         if m.web is not None else None}
@@ -357,7 +363,7 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
                  log: Callable[[str], None]) -> Worker | WorkerGroup:
     """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
     consuming the run's queue until the stack closes."""
-    if workers is None:
+    if workers is None or m.services:  # a warm worker has not the run's own database or HTTP service in its environment
         kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
         m.worker = cast("Worker | WorkerGroup", stack.enter_context(

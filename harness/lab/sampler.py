@@ -5,12 +5,15 @@ the lab measures. Samples are cumulative counters (CPU seconds, context switches
 turns them into rates. Beside the worker ("process" rows) and the machine's cores ("core" rows),
 the lab's own processes are sampled ("lab" rows: the harness and what it started other than the
 worker, such as the private broker), so that what is left of the machine's CPU is other processes':
-the analysis calls a run disturbed when they were busy (harness.analysis.trust).
+the analysis calls a run disturbed when they were busy (harness.analysis.trust). The servers a run's tasks wait on
+(its PostgreSQL, its HTTP service) are sampled apart ("service" rows, their whole process trees): their CPU is the
+work the tasks asked of them, which the summary shows, not another process's.
 """
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 import pandas as pd
 import psutil
@@ -36,11 +39,13 @@ class Sampler(PeriodicSampler):
 
     thread_name = "lab-sampler"
 
-    def __init__(self, root_pids: int | list[int], hz: float = 50.0) -> None:
+    def __init__(self, root_pids: int | list[int], hz: float = 50.0, services: Sequence[int] = ()) -> None:
         self.root_pids = [root_pids] if isinstance(root_pids, int) else list(root_pids)
         super().__init__(self.root_pids[0], hz)
         self._procs: dict[int, psutil.Process] = {}
         self._lab: list[int] = []
+        self._service_roots = list(services)
+        self._services: list[int] = []
         self._fds: dict[int, int] = {}
         self._proc_stat = os.open("/proc/stat", os.O_RDONLY)
         self._refreshed = 0.0
@@ -70,7 +75,14 @@ class Sampler(PeriodicSampler):
             mine = psutil.Process().children(recursive=True)
         except psutil.Error:
             mine = []
-        self._lab = [os.getpid()] + [p.pid for p in mine if p.pid not in self._procs]
+        services: list[int] = []
+        for root_pid in self._service_roots:  # a server and its children (PostgreSQL's backends, one per connection)
+            try:
+                services += [root_pid] + [p.pid for p in psutil.Process(root_pid).children(recursive=True)]
+            except psutil.Error:
+                continue
+        self._services = services
+        self._lab = [os.getpid()] + [p.pid for p in mine if p.pid not in self._procs and p.pid not in services]
 
     def _stat_fd(self, pid: int) -> int | None:
         """An open descriptor on /proc/<pid>/stat, kept for the run: re-read with pread, not reopened."""
@@ -134,10 +146,12 @@ class Sampler(PeriodicSampler):
                 rows.append((t, "thread", pid, th.id, th.user_time, th.system_time, None, None, None, None, None, None,
                              None, None))
         if detail:
-            for pid in self._lab:
-                cpu = self._process_cpu(pid)
-                if cpu is not None:
-                    rows.append((t, "lab", pid, None, cpu[0], cpu[1], None, None, None, None, None, None, None, None))
+            for kind, pids in (("lab", self._lab), ("service", self._services)):
+                for pid in pids:
+                    cpu = self._process_cpu(pid)
+                    if cpu is not None:
+                        rows.append((t, kind, pid, None, cpu[0], cpu[1], None, None, None, None, None, None, None,
+                                     None))
         for line in os.pread(self._proc_stat, 65536, 0).split(b"\n")[1:]:
             if not line.startswith(b"cpu"):
                 break

@@ -20,7 +20,7 @@ from harness.errors import SpecError
 from harness.model.drivers import DEFAULT_DRIVERS, DRIVER_NAMES, driver
 from harness.model.machine import usable_cores
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
-from harness.model.workloads import BACKGROUND_WORKLOADS, WITH_CPU_FRACTION, WORKLOAD_NAMES, workload
+from harness.model.workloads import BACKGROUND_WORKLOADS, DB_QUERIES, WITH_CPU_FRACTION, WORKLOAD_NAMES, workload
 
 # Physical bounds, so a typo cannot ask for a run of days, a sampler that never samples or a switch
 # interval Python would not keep (sys.setswitchinterval takes values far above these silently).
@@ -310,6 +310,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             one_of(DRIVER_NAMES), "DRIVER", label="DRIVER", to_worker=True,
             derive=lambda v: DEFAULT_DRIVERS.get(workload(v["workload"]).driver_kind or ""),
             derived=", ".join(f"{d} for {kind}" for kind, d in DEFAULT_DRIVERS.items())),
+    Setting("db_query", str, None, "the db workload's query: wait (pg_sleep of DURATION, then an indexed read) or scan "
+            "(sequential scans that cost the server about DURATION of CPU, while the task waits)",
+            one_of(DB_QUERIES), "DB_QUERY", label="DB_QUERY",
+            derive=lambda v: "wait" if workload(v["workload"]).needs_db else None, derived="wait for db"),
     Setting("switch_interval", float, 0.005, "sys.setswitchinterval, set in every process that runs tasks",
             positive(maximum=MAX_SWITCH_INTERVAL_S), "SWITCH", to_worker=True),
     Setting("prefetch", int, None, "worker_prefetch_multiplier", at_most(whole(0), MAX_PREFETCH,

@@ -58,6 +58,7 @@ class _RunSpecRules:
         seed: int
         routes: str | None
         driver: str | None
+        db_query: str | None
         switch_interval: float
         prefetch: int | None
         timeout: float | None
@@ -172,6 +173,7 @@ if TYPE_CHECKING:
         seed: int
         routes: str | None
         driver: str | None
+        db_query: str | None
         switch_interval: float
         prefetch: int | None
         sample_hz: float
@@ -292,6 +294,8 @@ def build_spec(**raw: Any) -> RunSpec:
         raise SpecError(f"DRIVER={v['driver']} is a {driver(v['driver']).kind} client; "
                         + (f"the {v['workload']} workload takes {', '.join(fits)}" if fits else
                            f"only the db and http workloads take a DRIVER, not {v['workload']!r}"))
+    if raw.get("db_query") not in (None, "") and not workload(v["workload"]).needs_db:
+        raise SpecError(f"DB_QUERY is the db workload's query, not {v['workload']!r}'s: give WORKLOAD=db")
     if workload(v["workload"]).needs_db and rules.slot == "interpreter":
         raise SpecError("the db workload's drivers are C extensions that do not load in a subinterpreter: choose "
                         "another pool for WORKLOAD=db")

@@ -85,6 +85,11 @@ class Workload:
         return "db" if self.needs_db else "http" if self.needs_http else None
 
     @property
+    def server(self) -> str | None:
+        """The server of the run's own that its tasks wait on, as messages name it."""
+        return "PostgreSQL" if self.needs_db else "HTTP service" if self.needs_http else None
+
+    @property
     def may_share(self) -> bool:
         """Whether tasks of this workload may contend for an object they share: so their work inflation may
         be contention, not only the machine's speed."""
@@ -109,6 +114,8 @@ class Workload:
             return [burst, (1 - cpu_fraction) * duration / rounds, rounds]
         if self.calibration is not None:
             return [calibration[self.calibration.unit]]
+        if self.needs_db and calibration.get("query") == "scan":  # DB_QUERY=scan: the scans sized on the server
+            return [duration, 0, "scan", calibration["scans"]]
         if self.needs_echo:
             assert echo is not None, f"{self.name} talks to the echo service: its address is needed"
             host, port = echo
@@ -133,7 +140,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
              "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
     Workload("db", "io", functions.db, "a query that waits on the lab's PostgreSQL (pg_sleep of DURATION) and an "
-             "indexed read, through DRIVER, on a connection per slot", needs_db=True),
+             "indexed read, or with DB_QUERY=scan scans that cost the server DURATION of CPU, through DRIVER, on a "
+             "connection per slot", needs_db=True),
     Workload("http", "io", functions.http, "a GET of the lab's HTTP service that answers after DURATION, through "
              "DRIVER, on a connection per slot", needs_http=True),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
@@ -141,6 +149,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              "or CALLS=calls.jsonl", mix=True),
 )}
 WORKLOAD_NAMES = tuple(WORKLOADS)
+# The db workload's queries (DB_QUERY): a wait on the server, or scans that cost its CPU.
+DB_QUERIES = ("wait", "scan")
 # The workload that runs the user's own function (TASK=...), the one that runs the user's app (APP=...), and those
 # that take a CPU_FRACTION.
 OWN_TASK = next(name for name, w in WORKLOADS.items() if w.own and not w.mix)

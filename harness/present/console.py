@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from harness.analysis import trust
 from harness.analysis.summary import WHEN_ALONE
 from harness.errors import ResultsError
+from harness.model.workloads import workload
 from harness.results.records import MachineLoad
 from harness.results.run_folder import Run
 
@@ -95,6 +96,10 @@ def summary_table(run: Run, where: bool = True) -> str:
     if trust.was_stopped(s.worker_stopped_s, s.makespan_s):
         rows.append(("worker stopped", _num(s.worker_stopped_s, ".1f", " s"),
                      "DISTURBED: SIGSTOP, Ctrl-Z or a debugger; no task ran meanwhile"))
+    server = workload(spec.workload).server
+    if server and s.service_cores_used is not None:
+        rows.append((f"{server}'s CPU", _num(s.service_cores_used, ".2f", " cores"),
+                     "the server the tasks waited on, while they ran"))
     if s.other_cores_used is not None:
         rows.append(("other processes' CPU", _num(s.other_cores_used, ".2f", " cores"),
                      ("DISTURBED: " if trust.is_disturbed(s.other_cores_used, int(s.cores or 1))

@@ -122,6 +122,7 @@ class Summary(Record):
     mean_cores_used: float = float("nan")
     machine_cores_used: float = float("nan")
     other_cores_used: float | None = None
+    service_cores_used: float | None = None  # the run's PostgreSQL or HTTP service, while the tasks ran
     worker_stopped_s: float | None = None
     steal_cores: float | None = None
     disturbed: bool | None = None

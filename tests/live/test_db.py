@@ -3,9 +3,13 @@ measured and said. gevent with psycopg2 runs its waiting tasks one at a time, an
 psycopg 3 and psycopg2 with psycogreen overlap the same waits, and so do the HTTP clients."""
 from __future__ import annotations
 
-import pytest
+from urllib.parse import urlsplit
 
-from harness.lab.services.postgres import find_postgres
+import pytest
+from lab_process import harness
+
+from harness.lab.services.base import free_port
+from harness.lab.services.postgres import PostgresServer, find_postgres
 
 if find_postgres() is None:
     import os
@@ -40,3 +44,45 @@ def test_http_clients_overlap_their_waits_on_gevent(bench, client):
     s = run.summary
     assert s.tasks_done == 16 and s.speedup >= 0.7 * 8 and not any(n.startswith("SERIAL:") for n in s.notes)
     assert run.manifest.settings.extra["http_service"]["url"].startswith("http://127.0.0.1:")
+
+
+def test_a_scan_costs_the_servers_cpu_which_the_summary_shows_apart_from_other_processes(bench):
+    """DB_QUERY=scan: the worker only waits while PostgreSQL scans; the server's processes are sampled as the run's
+    service, so their CPU is neither the worker's nor another process's (measured here at 4 threads on 2 cores:
+    PostgreSQL 1.87 cores, the worker 0.03, others 0.06; SERVER-BOUND)."""
+    run = bench(pool="threads", workload="db", driver="psycopg", db_query="scan", concurrency=4, tasks=8, duration=0.3)
+    s, calibration = run.summary, run.manifest.settings.calibration
+    assert calibration["query"] == "scan" and calibration["scans"] >= 1 and calibration["scan_ms"] > 0
+    assert s.tasks_done == 8 and s.service_cores_used is not None
+    assert s.service_cores_used > 0.5 > s.mean_cores_used
+    assert s.other_cores_used is not None and s.other_cores_used < s.service_cores_used
+
+
+def test_pg_url_uses_the_users_server_inside_the_labs_schema_only(bench, monkeypatch):
+    """The user's own server (here a second PostgreSQL the test starts): the lab's table is in the schema gil_lab and
+    nothing is written elsewhere; the password is in no file the run keeps."""
+    with PostgresServer() as theirs:
+        monkeypatch.setenv("PG_URL", str(theirs.url))
+        run = bench(pool="threads", workload="db", driver="psycopg2", concurrency=2, tasks=4, duration=0.1)
+        assert run.summary.tasks_done == 4
+        database = run.manifest.settings.extra["database"]
+        assert database["private"] is False and database["schema"] == "gil_lab" and "***" in database["url"]
+        tables = theirs.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN "
+                                "('pg_catalog', 'information_schema')")
+        assert tables == [("gil_lab", "items")]
+        password = str(urlsplit(str(theirs.url)).password)
+        assert not [f for f in run.path.rglob("*") if f.is_file() and password in f.read_text(errors="replace")]
+
+
+def test_an_unusable_pg_url_is_one_line_and_exit_2_without_the_password_or_a_folder(tmp_path):
+    with PostgresServer() as theirs:
+        parts = urlsplit(str(theirs.url))
+        wrong = str(theirs.url).replace(f":{parts.password}@", ":not-the-password@")
+        nobody_there = f"postgresql://lab:secret-one@127.0.0.1:{free_port()}/postgres"
+        for url, why in ((wrong, "refused the password for user lab"), (nobody_there, "Connection refused")):
+            done = harness("bench", "--pool", "threads", "--workload", "db", "--tasks", "2", "--duration", "0.1",
+                           "--results-dir", "results", env={"PG_URL": url}, cwd=tmp_path)
+            err = done.stderr.strip().splitlines()
+            assert done.returncode == 2 and len(err) == 1 and why in err[0] and "PG_URL" in err[0], done.stderr
+            assert "not-the-password" not in done.stderr + done.stdout and "secret-one" not in done.stderr
+            assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

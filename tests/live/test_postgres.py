@@ -40,7 +40,7 @@ def test_a_private_postgres_serves_its_seeded_table_on_loopback_and_leaves_nothi
         assert folder is not None and pg.url is not None and pg.url.startswith("postgresql://lab:")
         assert "127.0.0.1" in pg.url and "***" in pg.redacted_url and pg._password not in pg.redacted_url
         pg.seed(50_000)
-        assert pg.sql("SELECT count(*) FROM items") == "50000"
+        assert pg.execute("SELECT count(*) FROM items") == [(50000,)]
         servers = _servers_in(folder)
         assert servers, "the server runs from its own folder"
         for p in servers:  # the password is on no command line

@@ -115,6 +115,10 @@ class ServerProcess:
         # The server dies with the harness (its parent-death signal); the watchdog removes its folder then.
         self._watchdog = start_watchdog(self._proc.pid, [str(self.folder)])
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def exited(self) -> str | None:
         if self._proc is None or self._proc.poll() is None:
             return None
@@ -141,6 +145,11 @@ class ServerService(Service):
 
     def exited(self) -> str | None:
         return self._server.exited() if self._server is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process (the root of its tree), for the sampler: its own CPU, apart from other processes'."""
+        return self._server.pid if self._server is not None else None
 
     def stop(self) -> None:
         if self._server is not None:

@@ -29,12 +29,6 @@ class HttpService(ServerService):
         super().__enter__()
         return self
 
-    @property
-    def pid(self) -> int | None:
-        """The server's process, for the sampler (its own CPU)."""
-        proc = self._server._proc if self._server is not None else None
-        return proc.pid if proc is not None else None
-
     def start(self) -> None:
         self._server = ServerProcess("http")
         self.port = free_port()
