@@ -51,6 +51,8 @@ $(STAMP): pyproject.toml
 	@echo "set-up: installing Celery, gevent, eventlet, pandas, matplotlib, scipy and an embedded Redis-protocol server (about a minute)"
 	@$(PIP) --upgrade pip
 	@$(PIP) -e .
+	@# DRIVER=pycurl where it has a wheel (built from source it needs libcurl's headers): refused in one line elsewhere.
+	@$(PIP) --only-binary=:all: 'pycurl>=7.45' 2>/dev/null || echo "set-up: pycurl has no wheel for this Python here; DRIVER=pycurl will be refused"
 	@touch $(STAMP)
 	@echo "set-up: done; later runs skip it"
 

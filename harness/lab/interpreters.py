@@ -37,7 +37,14 @@ CORE = ["celery[redis]>=5.4"]
 # What some pools or probes need, installed where the interpreter has wheels for them: gevent has
 # none for free-threaded builds, and a pool whose module is missing is refused before a run starts.
 OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": "gilknocker>=0.4",
-            "interpreters_backport": "interpreters-pep-734>=0.5"}
+            "interpreters_backport": "interpreters-pep-734>=0.5",
+            # The db and http workloads' drivers (harness.model.drivers), where they have wheels: a driver that is
+            # missing is refused before a run starts, naming what to install (harness.lab.preflight.check_driver).
+            "psycopg": "psycopg[binary]>=3.1", "psycopg2": "psycopg2-binary>=2.9", "psycogreen": "psycogreen>=1.0",
+            "requests": "requests>=2.31", "httpx": "httpx>=0.27", "pycurl": "pycurl>=7.45"}
+# Installed from wheels only: built from source they need a compiler and a library's headers (libpq, libcurl), and
+# a failed build costs minutes for nothing.
+WHEELS_ONLY = {"psycopg", "psycopg2", "pycurl"}
 # Optional packages wanted only on some versions: the backport of PEP 734 on 3.13 (3.14 has it, and on
 # 3.12 its low-level module crashed the interpreter on import).
 ONLY_ON = {"interpreters_backport": ("3.13",)}
@@ -155,8 +162,9 @@ def _env_dir(info: dict) -> Path:
     return ENVS / f"cpython-{info['version']}{'t' if info['free_threaded'] else ''}-{key}"
 
 
-def _pip(python: Path, *packages: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages],
+def _pip(python: Path, *packages: str, wheels_only: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           *(["--only-binary=:all:"] if wheels_only else []), *packages],
                           capture_output=True, text=True, timeout=SETUP_TIMEOUT_S)
 
 
@@ -172,7 +180,7 @@ def _add_optional(python: Path, modules: list[str]) -> dict[str, str]:
     missing = {}
     for module in modules:
         requirement = OPTIONAL[module]
-        done = _pip(python, requirement)
+        done = _pip(python, requirement, wheels_only=module in WHEELS_ONLY)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or ["no output"]
             errors = [line for line in lines if line.startswith("ERROR:")]

@@ -12,7 +12,7 @@ from harness.errors import SpecError
 from harness.lab import consent, gilprobe
 from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
 from harness.lab.services import postgres
-from harness.model.drivers import driver
+from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 from harness.project import MIN_PYTHON, PROJECT_ROOT
@@ -86,15 +86,23 @@ def check_driver(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 30.
         return
     rules = driver(spec.driver)
     modules = [rules.module, *([rules.patch] if rules.patch else [])]
+    # On a free-threaded build, importing a C extension not marked free-threading-safe turns the GIL back on (with a
+    # warning): the run would measure a GIL build under a free-threaded name.
+    code = f"import {', '.join(modules)}; import sys; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
     try:
-        out = subprocess.run([interpreter.python, "-c", f"import {', '.join(modules)}"], capture_output=True,
-                             text=True, timeout=timeout_s)
+        out = subprocess.run([interpreter.python, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise SpecError(f"DRIVER={spec.driver}: importing {', '.join(modules)} took over {timeout_s:g} s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise SpecError(f"DRIVER={spec.driver} does not import on the worker's {interpreter.label} ({last}); install "
                         f"it there (pip install {rules.package})")
+    if interpreter.free_threaded and spec.gil is None and out.stdout.strip().endswith("True"):
+        fits = [n for n, d in DRIVERS.items() if d.kind == rules.kind and d.module != rules.module]
+        raise SpecError(f"DRIVER={spec.driver} turns the GIL back on in the worker's {interpreter.label} (its C "
+                        "extension is not marked free-threading-safe): the run would not measure a free-threaded "
+                        "worker; give GIL=on to measure it with the GIL, GIL=off to force it off (at the driver's "
+                        f"risk), or another driver ({', '.join(fits)})")
 
 
 def check_gil_probe() -> None:

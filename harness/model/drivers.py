@@ -32,6 +32,8 @@ DRIVERS: dict[str, Driver] = {d.name: d for d in (
            package="requests"),
     Driver("httpx", "http", "httpx", "httpx: a Client per slot, its own sync transport over sockets", package="httpx"),
     Driver("urllib", "http", "urllib.request", "the standard library's urllib: a new connection per request"),
+    Driver("pycurl", "http", "pycurl", "pycurl: libcurl in C, a handle per slot, blocking the OS thread while it waits",
+           package="pycurl"),
 )}
 DRIVER_NAMES = tuple(DRIVERS)
 # Each kind's driver when DRIVER is not given.
