@@ -1,8 +1,9 @@
-"""Three tasks shaped like real ones, to measure under every pool and to try the advisor on.
+"""Tasks shaped like real ones, to measure under every pool and to try the advisor on.
 
     make advise TASK=examples.tasks:parse_logs       # CPU: parsing text in pure Python
     make advise TASK=examples.tasks:call_service     # I/O: blocking calls to a slow service
     make advise TASK=examples.tasks:fetch_and_parse  # both: a call, then parsing its answer
+    make advise TASK=examples.tasks:wait_in_c        # I/O that a green pool cannot overlap: a wait inside C
 
 The service is the lab's echo server, which holds every reply for 5 ms like a remote API would;
 the lab gives its address to your task's worker as LAB_ECHO_ADDR (host:port) and its password as
@@ -11,6 +12,8 @@ a Celery task object works too: its body is what the lab runs.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import socket
@@ -71,6 +74,14 @@ def fetch_and_parse(calls: int = 20, lines: int = 30000) -> dict:
     """A call to the service, then parsing: half waiting, half CPU (with the default arguments)."""
     call_service(calls)
     return parse_logs(lines)
+
+
+def wait_in_c(seconds: float = 0.2) -> None:
+    """A wait inside a C library, as a C database or HTTP driver waits (psycopg2 without psycogreen, pycurl): it
+    releases the GIL, so threads overlap it, but gevent's and eventlet's hub never hears of it, so a green pool
+    runs such tasks one at a time. Here the C call is libc's usleep, through ctypes."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.usleep(int(seconds * 1_000_000))
 
 
 app = Celery("examples", set_as_current=False)

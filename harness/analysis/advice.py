@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.summary import ran_waits_serially
 from harness.analysis.trust import INFLATION_LIMIT
 from harness.model.pools import ADVISED_POOLS, BASELINE_POOL, pool
 
@@ -196,8 +197,9 @@ def candidates(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with every column the advice reads (NaN where the sweep had none)."""
-    return table.assign(**{c: math.nan for c in COLUMNS if c not in table})
+    """The table with every column the advice reads (NaN where the sweep had none), in one block (pandas warns of a
+    frame built a column at a time)."""
+    return table.copy().assign(**{c: math.nan for c in COLUMNS if c not in table})
 
 
 def recommend(table: pd.DataFrame, cpu_share: float, split_plan: dict[str, Any] | None = None,
@@ -294,7 +296,32 @@ def _reason(chosen: pd.Series, best_per_pool: pd.DataFrame, cpu_share: float, cl
     whose = "the mix's time on one slot" if mix else "a task's time alone"
     share = (f"{cpu_share:.0%} of {whose} is CPU" + (" under the GIL" if cpu_share >= MOSTLY_WAITS else "")
              if cpu_share is not None and pd.notna(cpu_share) else "a task's CPU share is unknown")
+    blocked = _serial_sentence(best_per_pool)
     verdict = (f"{chosen['pool']} at concurrency {int(chosen['concurrency'])}: {chosen['throughput_per_s']:.3g} tasks/s"
                + (" (a close call)" if close else ""))
     over = f"the tasks/s of {BASELINE_POOL}" if mix else "one at a time"
-    return f"{share}: {', '.join(gains)} over {over}. Choose {verdict}."
+    return f"{share}: {', '.join(gains)} over {over}.{blocked} Choose {verdict}."
+
+
+def _serial_sentence(best_per_pool: pd.DataFrame) -> str:
+    """The green trap in the user's task, from the measurements (not from what it imports): the pools that should
+    overlap its waits but ran it one at a time even at their best setting, and what that means. "" when none did."""
+    if "max_tasks_running" not in best_per_pool or "task_cpu_share" not in best_per_pool:
+        return ""
+    serial = [row for row in best_per_pool.itertuples()
+              if pd.notna(row.max_tasks_running) and pd.notna(row.task_cpu_share)
+              and ran_waits_serially(str(row.pool), int(row.concurrency), 2, float(row.max_tasks_running),
+                                     float(row.mean_tasks_running), float(row.task_cpu_share), float(row.speedup))]
+    if not serial:
+        return ""
+    parts = []
+    for row in serial:
+        green = pool(str(row.pool)).green
+        ran = (f"{row.mean_tasks_running:.1f} at once" if row.max_tasks_running <= 1 else
+               f"{row.speedup:.1f}x one at a time")
+        parts.append(f" {row.pool} ran your tasks about one at a time ({ran} at concurrency {int(row.concurrency)}) "
+                     f"though each was {row.task_cpu_share:.0%} CPU: something your task calls "
+                     + ("waits without yielding to the event loop (a C driver such as psycopg2 without psycogreen, or "
+                        "pycurl); a driver that yields would let it overlap the waits." if green else
+                        "holds the GIL while it waits."))
+    return "".join(parts)

@@ -16,7 +16,10 @@ METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "effici
            "second_start_delay_s", "rtt_mean_s", "rtt_max_s", "phantom_cores", "dispatch_gap_p50_s",
            "dispatch_gap_max_s", "work_inflation", "latency_p95_s", "rss_peak_mib", "uss_peak_mib", "pss_peak_mib",
            "task_stretch",
-           "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores", "vs_solo"]
+           "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores", "vs_solo",
+           # whether a pool ran waiting tasks one at a time (harness.analysis.summary.ran_waits_serially), and the CPU
+           # of the server they waited on
+           "max_tasks_running", "task_cpu_share", "service_cores_used"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}
@@ -131,7 +134,7 @@ def sweep_table(entries: list[SweepRun], axes: list[str], cells: list[Cell]) -> 
     labels = {c.cell: c.label for c in cells}
     if not table.empty:
         table.insert(1, "label", table["cell"].map(labels))
-    return table
+    return table.copy()  # one block: cell_stats builds it a column at a time, which pandas warns of when read on
 
 
 def latencies_by_cell(foregrounds: list[tuple[str, pd.DataFrame]]) -> dict[str, pd.Series]:

@@ -81,7 +81,7 @@ def _with_interval(table: pd.DataFrame) -> pd.DataFrame:
         return table
     ci = [f"{lo:.2f}-{hi:.2f}" if pd.notna(lo) else "" for lo, hi in zip(table["speedup_ci_low"],
                                                                          table["speedup_ci_high"], strict=False)]
-    return table.assign(speedup_95ci=ci)
+    return table.copy().assign(speedup_95ci=ci)  # copy: one block (pandas warns of a fragmented frame)
 
 
 def _runs(manifest: SweepManifest) -> str:

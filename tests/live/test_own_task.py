@@ -86,3 +86,20 @@ def test_mixed_work_gains_on_threads_only_as_far_as_its_cpu_allows(bench):
     assert_speedup_physical_or_marked(heavy.summary, high=1.6)
     assert heavy.summary.mean_cores_used < 1.25  # 80 % of the time under one GIL
     assert 0.1 < light.summary.alone_cpu_share < 0.35 and heavy.summary.alone_cpu_share > 0.65
+
+
+def test_a_task_that_waits_inside_c_is_said_serial_on_gevent_but_overlaps_on_threads(workdir):
+    """examples.tasks:wait_in_c waits in libc's usleep, as a C driver waits: the GIL is released (threads overlap it)
+    but gevent's hub never hears of it. The summary says so from the measurements (it knows nothing of the task's
+    imports); the advisor's reason says the same (tests/offline/test_advice.py on the table it measured here)."""
+    said = {}
+    for pool in ("gevent", "threads"):
+        out = harness("bench", "--pool", pool, "--concurrency", "8", "--tasks", "16", "--task",
+                      "examples.tasks:wait_in_c", "--args", "[0.2]", "--task-path", str(ROOT), cwd=workdir,
+                      timeout=120)
+        assert out.returncode == 0, out.stderr
+        said[pool] = json.loads((workdir / "results" / "latest" / "run.json").read_text())["summary"]
+    serial = [n for n in said["gevent"]["notes"] if n.startswith("SERIAL: gevent")]
+    assert serial and "the code your task waits in does not yield to the event loop" in serial[0]
+    assert said["gevent"]["speedup"] < 2 < 0.7 * 8 <= said["threads"]["speedup"]
+    assert not [n for n in said["threads"]["notes"] if n.startswith("SERIAL")]

@@ -169,3 +169,24 @@ def test_a_speedup_beyond_its_ideal_or_a_cell_never_measured_steadily_does_not_l
     a = advice.recommend(marked, cpu_share=0.99)
     assert a.pool == "prefork" and list(advice.candidates(marked)["pool"])[0] == "prefork"
     assert any(n.startswith("2 of 5 settings had a repeat measured while") for n in a.notes), a.notes
+
+
+def test_a_green_pool_that_ran_a_waiting_task_one_at_a_time_is_said_from_the_measurements():
+    """The advisor's table for examples.tasks:wait_in_c as measured here (a wait inside C): gevent's records show
+    tasks "running" together (a task yields on its way in) but it gained 1.3x with 128 slots; threads overlapped."""
+    io = table([
+        ("solo", 1, 4.9, 0.99, 47.2, 1.56, 0.01, 1.0, 0.92),
+        ("threads", 128, 340, 68.7, 53.8, 0.64, 0.63, 1.01, 0.71),
+        ("gevent", 128, 6.42, 1.34, 51, 37.5, 0.04, 1.63, 0.74),
+        ("eventlet", 8, 4.61, 0.96, 67.8, 3.31, 0.01, 4.42, 0.88),
+    ]).assign(mean_tasks_running=[0.99, 69.3, 2.18, 4.23], max_tasks_running=[1, 128, 9, 6],
+              task_cpu_share=[0.01, 0.01, 0.01, 0.001])
+    a = advice.recommend(io, cpu_share=0.01)
+    assert a.pool == "threads"
+    assert "gevent ran your tasks about one at a time (1.3x one at a time at concurrency 128)" in a.reason
+    assert "eventlet ran your tasks about one at a time" in a.reason and "threads ran" not in a.reason
+    assert "waits without yielding to the event loop" in a.reason
+    # The same pools overlapping the waits (a driver that yields): nothing said.
+    io.loc[io["pool"] == "gevent", ["speedup", "max_tasks_running"]] = (110.0, 128)
+    io.loc[io["pool"] == "eventlet", ["speedup", "max_tasks_running"]] = (7.6, 8)
+    assert "one at a time (" not in advice.recommend(io, cpu_share=0.01).reason

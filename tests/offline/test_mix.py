@@ -3,6 +3,7 @@ split (which names go where, and when the measured split is recommended)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 
@@ -120,6 +121,22 @@ def test_waits_run_one_at_a_time_on_a_pool_that_overlaps_them_are_said_with_the_
     assert serial_waits(_summary(task_cpu_share=0.9), _io("gevent")) is None
     assert serial_waits(_summary(), _io("gevent", concurrency=1)) is None
     assert serial_waits(_summary(), _io("solo")) is None
+
+
+def test_a_wait_that_blocks_the_hub_is_said_from_the_speedup_where_records_overlap():
+    """Under gevent a task yields on its way in (its record's round trip), so records overlap while each wait blocks
+    the hub: 9 "running" at most with 128 slots, but 1.3x one at a time (examples.tasks:wait_in_c, measured here)."""
+    from harness.analysis.summary import serial_waits
+
+    own = RunContext(pool="gevent", workload="task", kind="own", concurrency=128, tasks=256, duration=0.2,
+                     switch_interval=0.005, cores=2)
+    said = serial_waits(_summary(max_tasks_running=9, mean_tasks_running=2.2, speedup=1.3, task_cpu_share=0.01), own)
+    assert said.startswith("SERIAL: gevent gained 1.3x over one at a time on task work of 128 slots, each task 1% CPU: "
+                           "the code your task waits in does not yield to the event loop")
+    # Overlapped (a driver that yields), or too few slots for a low speedup to mean anything: nothing said.
+    assert serial_waits(_summary(max_tasks_running=128, mean_tasks_running=100, speedup=110.0), own) is None
+    two = replace(own, concurrency=2)
+    assert serial_waits(_summary(max_tasks_running=2, mean_tasks_running=1.4, speedup=1.3), two) is None
 
 
 def test_driver_settings_belong_to_the_db_workload_and_psycogreen_to_green_pools():
