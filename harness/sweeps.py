@@ -42,8 +42,8 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
     check_writable(Path(results_dir))
     version = experiment.shrunk() if quick else experiment
     specs = version.specs()
-    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs, s.app, s.calls, s.routes): s
-              for s in specs}
+    checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs, s.app, s.calls, s.routes,
+               s.driver): s for s in specs}
     pythons = {}
     for spec in checks.values():
         pythons[spec.interpreter] = check_can_run(spec, log=print).interpreter.python

@@ -22,10 +22,10 @@ class Driver:
 
 
 DRIVERS: dict[str, Driver] = {d.name: d for d in (
-    Driver("psycopg", "db", "psycopg", "psycopg 3: its waits go through Python (and so through a green pool's hub)",
-           package="psycopg[binary]"),
-    Driver("psycopg2", "db", "psycopg2", "psycopg2: C code on libpq, blocking the OS thread while it waits",
-           package="psycopg2-binary"),
+    Driver("psycopg", "db", "psycopg", "psycopg 3: waits in its own Python functions on the socket (gevent's patched "
+           "selectors see them; measured here, eventlet's do not)", package="psycopg[binary]"),
+    Driver("psycopg2", "db", "psycopg2", "psycopg2: C code on libpq, blocking the OS thread while it waits (eventlet's "
+           "monkey_patch gives it a green wait callback of its own; gevent does not)", package="psycopg2-binary"),
     Driver("psycopg2+psycogreen", "db", "psycopg2", "psycopg2 with psycogreen's wait callback, which yields to the hub",
            patch="psycogreen", package="psycopg2-binary psycogreen"),
     Driver("requests", "http", "requests", "requests: a Session per slot, over urllib3's (patchable) sockets",
@@ -42,3 +42,11 @@ DEFAULT_DRIVERS = {"db": "psycopg", "http": "requests"}
 
 def driver(name: str) -> Driver:
     return DRIVERS[name]
+
+
+def fits(name: str, workload_kind: str | None, green_pool: bool) -> bool:
+    """Whether a run can pair this driver with a workload whose driver kind is `workload_kind` (db, http) on a pool
+    (green or not): a client of the workload's kind, and a green patch only on a green pool. What the settings
+    refuse (harness.model.spec), and what a sweep's driver axis leaves out (harness.model.experiment)."""
+    rules = DRIVERS[name]
+    return rules.kind == workload_kind and (rules.patch is None or green_pool)

@@ -96,6 +96,8 @@ class Experiment:
                   else itertools.product(*(self.axes[n] for n in names)))
         for combo in combos:
             settings = {**self.fixed, **dict(zip(names, combo, strict=False))}
+            if "driver" in self.axes and not _driver_fits(settings):
+                continue  # a db driver on the http workload, psycogreen off a green pool: no such run
             if "concurrency" in settings:
                 settings["concurrency"] = resolve_concurrency(settings["concurrency"],
                                                               workers=settings.get("workers", 1))
@@ -107,6 +109,19 @@ class Experiment:
 
     def specs(self) -> list[RunSpec]:
         return [build_spec(**cell) for cell in self.cells()]
+
+
+def _driver_fits(settings: dict[str, Any]) -> bool:
+    """A driver axis crossed with workloads and pools: the combinations a run can have (drivers.fits). Settings
+    that name no known workload or pool are left to build_spec to refuse."""
+    from harness.model.drivers import DRIVERS, fits
+    from harness.model.pools import POOLS
+    from harness.model.workloads import WORKLOADS
+
+    name, work, pool = settings.get("driver"), settings.get("workload", "cpu"), settings.get("pool", "threads")
+    if name not in DRIVERS or work not in WORKLOADS or pool not in POOLS:
+        return True
+    return fits(name, WORKLOADS[work].driver_kind, POOLS[pool].green)
 
 
 def cell_label(settings: dict[str, Any], axes: list[str]) -> str:

@@ -65,7 +65,7 @@ def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str
     for i, value in enumerate(bars):
         rows = table[table[bar_col] == value].set_index(group_col).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(bars) - 1) / 2) * width
-        ax.bar(x, rows[metric].fillna(0), width, yerr=_err(rows, metric), capsize=3, label=bar_label(value),
+        ax.bar(x, rows[metric], width, yerr=_err(rows, metric), capsize=3, label=bar_label(value),
                color=bar_color(value))
         _mark_disturbed(ax, x, rows[metric].fillna(0), rows)
         if decorate:
@@ -79,17 +79,28 @@ def _grouped_bars(table: pd.DataFrame, group_col: str, bar_col: str, metric: str
     return save(fig, path)
 
 
-def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
-    def ideal_ticks(ax, x, rows, first):
-        # The ideal for this pool and work: a black tick over each bar.
-        ax.scatter(x, rows["ideal_speedup"], marker="_", s=400, color="black", zorder=3,
-                   label="ideal" if first else None)
-        if first:
-            ax.axhline(1, color="gray", lw=1)
+def _ideal_ticks(ax, x, rows, first):
+    """The ideal for each bar's pool and work: a black tick over it, and a gray line at one at a time."""
+    ax.scatter(x, rows["ideal_speedup"], marker="_", s=400, color="black", zorder=3, label="ideal" if first else None)
+    if first:
+        ax.axhline(1, color="gray", lw=1)
 
+
+def speedup_by_pool_workload(table: pd.DataFrame, path: Path) -> Path:
     return _grouped_bars(table, "workload", "pool", "speedup", "speedup over one at a time",
                          "Speedup by pool and workload (bars: median, whiskers: IQR; black tick: ideal)", path,
-                         bar_color=POOL_COLORS.get, decorate=ideal_ticks)
+                         bar_color=POOL_COLORS.get, decorate=_ideal_ticks)
+
+
+def speedup_by_pool_driver(table: pd.DataFrame, path: Path) -> Path:
+    """The drivers experiment: a group per driver (and workload), a bar per pool. A green pool's bar near 1 over a
+    tick at its slots is the green trap; a pool and driver that cannot pair (psycogreen off a green pool) have no
+    bar."""
+    groups = table.assign(group=table["driver"].astype(str).str.replace("+", "+\n", regex=False)
+                          + ("\n(" + table["workload"].astype(str) + ")" if "workload" in table else ""))
+    return _grouped_bars(groups, "group", "pool", "speedup", "speedup over one at a time",
+                         "Speedup by driver and pool (bars: median, whiskers: IQR; black tick: ideal)", path,
+                         bar_color=POOL_COLORS.get, decorate=_ideal_ticks)
 
 
 def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
@@ -230,8 +241,11 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
     out: list[Path] = []
     if table.empty:
         return out
+    table = table.copy()  # one block: the figures add columns, which pandas warns of on a frame built column-wise
     if {"pool", "workload"} <= set(axes) and len(axes) == 2:
         out.append(speedup_by_pool_workload(table, folder / "speedup-by-pool.png"))
+    if {"pool", "driver"} <= set(axes):
+        out.append(speedup_by_pool_driver(table, folder / "drivers.png"))
     if "workers" in axes and "concurrency" in table and table["concurrency"].nunique() > 1:  # "N/workers"
         out.append(topology(table, folder / "topology.png"))
     elif "concurrency" in axes:

@@ -12,7 +12,7 @@ from harness.errors import ExperimentError
 from harness.model.experiment import load_experiment, resolve_concurrency
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap", "interpreters"]
+SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap", "interpreters", "drivers"]
 
 
 def write(tmp_path, text: str, name="exp.toml") -> Path:
@@ -32,6 +32,26 @@ def test_shipped_experiments_load_and_validate(name):
 def test_pools_experiment_covers_every_pool_and_workload():
     exp = load_experiment(ROOT / "experiments" / "pools.toml")
     assert len(exp.cells()) == 25
+
+
+def test_the_drivers_experiment_pairs_each_driver_with_its_workload_and_psycogreen_with_green_pools_only():
+    from harness.model.drivers import DRIVERS
+
+    exp = load_experiment(ROOT / "experiments" / "drivers.toml")
+    cells = exp.cells()
+    assert len(cells) == 26 and len(exp.specs()) == 26  # every cell a valid run
+    for cell in cells:
+        assert DRIVERS[cell["driver"]].kind == cell["workload"]
+    patched = {c["pool"] for c in cells if c["driver"] == "psycopg2+psycogreen"}
+    assert patched == {"gevent", "eventlet"}
+    assert {c["pool"] for c in cells if c["driver"] == "pycurl"} == {"prefork", "threads", "gevent", "eventlet"}
+
+
+def test_a_driver_given_for_every_cell_that_does_not_fit_is_refused_not_left_out(tmp_path):
+    path = write(tmp_path, 'name = "x"\nquestion = "q"\n[fixed]\nworkload = "db"\ndriver = "requests"\n'
+                           '[axes]\npool = ["threads"]\n')
+    with pytest.raises(Exception, match="DRIVER=requests is a http client"):
+        load_experiment(path).specs()
 
 
 def test_seed_demo_is_the_tutorial_exactly():
@@ -101,3 +121,17 @@ def test_compare_samples_finds_a_real_difference_and_ignores_noise():
     assert small["verdict"].startswith("same within 5%")
 
 
+
+
+def test_a_driver_axis_draws_speedup_by_driver_and_pool_with_no_bar_where_no_run_was(tmp_path):
+    import pandas as pd
+
+    from harness.present.sweep_figures import sweep_figures
+
+    table = pd.DataFrame({
+        "workload": ["db", "db", "db", "http"], "pool": ["gevent", "gevent", "threads", "gevent"],
+        "driver": ["psycopg2", "psycopg2+psycogreen", "psycopg2", "pycurl"], "speedup": [0.99, 7.6, 7.6, 0.97],
+        "ideal_speedup": [8, 8, 8, 8], "disturbed": [0, 0, 0, 0], "speedup_q25": [0.98, 7.5, 7.5, 0.96],
+        "speedup_q75": [1.0, 7.7, 7.7, 0.98]})
+    drawn = sweep_figures(tmp_path, table, ["workload", "pool", "driver"], 2, {}, "")
+    assert [p.name for p in drawn] == ["drivers.png"] and (tmp_path / "drivers.png").stat().st_size > 10_000
