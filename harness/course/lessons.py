@@ -35,6 +35,7 @@ TITLES = {
     9: "choosing a pool: a decision table from this machine",
     10: "free-threaded Python: threads in parallel, and contention instead of a GIL",
     11: "subinterpreters: a GIL each, parallel CPU work in one process",
+    12: "the green trap: a driver that waits in C blocks gevent",
 }
 # Summary fields, a column each in a lesson's table of runs.
 TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
@@ -219,8 +220,22 @@ def _lesson11(lab: _Lab, cores: int) -> verdicts.Verdict:
     return verdicts.subinterpreters_in_parallel(interpreters, threads, prefork, processes, cores)
 
 
+def _lesson12(lab: _Lab, cores: int) -> verdicts.Verdict:
+    from harness.lab.services.postgres import check_available
+
+    check_available()  # PG_URL's server, or one to start; else one line saying how to get one
+    work = dict(workload="db", concurrency=GREEN_TRAP_SLOTS, tasks=2 * GREEN_TRAP_SLOTS, duration=0.25)
+    trapped = lab.run("gevent, psycopg2", pool="gevent", driver="psycopg2", **work)
+    patched = lab.run("gevent, psycopg2 + psycogreen", pool="gevent", driver="psycopg2+psycogreen", **work)
+    threads = lab.run("threads, psycopg2", pool="threads", driver="psycopg2", **work)
+    return verdicts.green_trap(trapped, patched, threads, GREEN_TRAP_SLOTS)
+
+
+# Lesson 12's slots: enough that overlapping the waits (8x) and not (1x) are far apart.
+GREEN_TRAP_SLOTS = 8
+
 LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _lesson6, 7: _lesson7,
-           8: _lesson8, 9: _lesson9, 10: _lesson10, 11: _lesson11}
+           8: _lesson8, 9: _lesson9, 10: _lesson10, 11: _lesson11, 12: _lesson12}
 
 
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,

@@ -141,6 +141,24 @@ def subinterpreters_in_parallel(interpreters: Summary, threads: Summary, prefork
                    held)
 
 
+def green_trap(trapped: Summary, patched: Summary, threads: Summary, slots: int) -> Verdict:
+    """Lesson 12: gevent overlaps a database wait only where the driver yields to its hub. psycopg2 waits in C
+    (libpq) and blocks the one OS thread every greenlet runs in; psycogreen makes it wait through the hub; threads
+    overlap psycopg2's waits as they are (it releases the GIL while it waits). The lab says SERIAL, naming the
+    driver, from the measurements."""
+    said = any(note.startswith("SERIAL:") and "psycopg2" in note for note in trapped.notes)
+    overlaps = 0.6 * slots
+    held = (trapped.speedup < 1.5 and trapped.max_tasks_running <= 1 and said and patched.speedup >= overlaps
+            and threads.speedup >= overlaps)
+    return Verdict(12, "a green pool overlaps a query's wait only where the driver yields to its hub: psycopg2 alone "
+                       "blocks gevent, psycogreen unblocks it, and threads never needed it",
+                   f"gevent with psycopg2 about 1x, one task at a time, said SERIAL; with psycogreen and on threads "
+                   f">= {overlaps:.1f}x of {slots} slots",
+                   f"gevent + psycopg2 {trapped.speedup:.2f}x (at most {trapped.max_tasks_running} at once"
+                   f"{', said SERIAL' if said else ', NOT said'}); gevent + psycogreen {patched.speedup:.2f}x; "
+                   f"threads + psycopg2 {threads.speedup:.2f}x", held)
+
+
 def decision_table(results: pd.DataFrame) -> pd.DataFrame:
     """Best pool per workload from measured speedups (columns pool, workload, speedup, mean_cores_used)."""
     rows = []

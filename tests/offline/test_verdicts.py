@@ -93,3 +93,16 @@ def test_free_threading():
     assert verdicts.free_threading(free, gil_on, shared, cores=2).held
     assert not verdicts.free_threading(s(speedup=0.98, work_inflation=1.0), gil_on, shared, cores=2).held
     assert not verdicts.free_threading(free, gil_on, s(speedup=1.8, work_inflation=1.05), cores=2).held
+
+
+def test_green_trap():
+    serial = ("SERIAL: gevent ran 1.0 tasks at once on db work of 8 slots, each task 0% CPU: the psycopg2 driver does "
+              "not yield to the event loop while it waits")
+    trapped = s(speedup=0.98, max_tasks_running=1, notes=[serial])
+    patched, threads = s(speedup=7.6, max_tasks_running=8), s(speedup=7.65, max_tasks_running=8)
+    v = verdicts.green_trap(trapped, patched, threads, 8)
+    assert v.held and v.lesson == 12 and "gevent + psycopg2 0.98x (at most 1 at once, said SERIAL)" in v.measured
+    # The trap not said, or not sprung, or psycogreen not overlapping: the lesson did not show what it claims.
+    assert not verdicts.green_trap(s(speedup=0.98, max_tasks_running=1, notes=[]), patched, threads, 8).held
+    assert not verdicts.green_trap(s(speedup=7.5, max_tasks_running=8, notes=[]), patched, threads, 8).held
+    assert not verdicts.green_trap(trapped, s(speedup=1.0, max_tasks_running=1), threads, 8).held
