@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,13 +38,16 @@ CORE = ["celery[redis]>=5.4"]
 # none for free-threaded builds, and a pool whose module is missing is refused before a run starts.
 OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": "gilknocker>=0.4",
             "interpreters_backport": "interpreters-pep-734>=0.5",
-            # The db and http workloads' drivers (harness.model.drivers), where they have wheels: a driver that is
-            # missing is refused before a run starts, naming what to install (harness.lab.preflight.check_driver).
+            # The db and http workloads' drivers (harness.model.drivers), where they have wheels, added when a run
+            # first asks for one (ON_DEMAND): a driver still missing is refused before the run starts, naming what
+            # to install (harness.lab.preflight.check_driver).
             "psycopg": "psycopg[binary]>=3.1", "psycopg2": "psycopg2-binary>=2.9", "psycogreen": "psycogreen>=1.0",
             "requests": "requests>=2.31", "httpx": "httpx>=0.27", "pycurl": "pycurl>=7.45"}
 # Installed from wheels only: built from source they need a compiler and a library's headers (libpq, libcurl), and
 # a failed build costs minutes for nothing.
 WHEELS_ONLY = {"psycopg", "psycopg2", "pycurl"}
+# Installed only for a run that needs them (a DRIVER): every other run on the interpreter does without.
+ON_DEMAND = {"psycopg", "psycopg2", "psycogreen", "requests", "httpx", "pycurl"}
 # Optional packages wanted only on some versions: the backport of PEP 734 on 3.13 (3.14 has it, and on
 # 3.12 its low-level module crashed the interpreter on import).
 ONLY_ON = {"interpreters_backport": ("3.13",)}
@@ -168,11 +171,12 @@ def _pip(python: Path, *packages: str, wheels_only: bool = False) -> subprocess.
                           capture_output=True, text=True, timeout=SETUP_TIMEOUT_S)
 
 
-def _wanted(info: dict) -> list[str]:
-    """The optional packages this interpreter's environment should try to have."""
+def _wanted(info: dict, also: Sequence[str] = ()) -> list[str]:
+    """The optional packages this interpreter's environment should try to have: those every run may need, and
+    `also` of those installed on demand."""
     major, minor_ = minor_version(info["version"])
     minor = f"{major}.{minor_}"
-    return [m for m in OPTIONAL if m not in ONLY_ON or minor in ONLY_ON[m]]
+    return [m for m in OPTIONAL if (m not in ON_DEMAND or m in also) and (m not in ONLY_ON or minor in ONLY_ON[m])]
 
 
 def _add_optional(python: Path, modules: list[str]) -> dict[str, str]:
@@ -213,8 +217,10 @@ def as_is(requested: str) -> Interpreter:
     return Interpreter(python, requested, info["version"], info["implementation"], info["free_threaded"], {})
 
 
-def worker_interpreter(requested: str | None, log: Callable[[str], None] = print) -> Interpreter:
-    """The interpreter a run's worker uses; for another interpreter, its worker environment (made once)."""
+def worker_interpreter(requested: str | None, log: Callable[[str], None] = print,
+                       also: Sequence[str] = ()) -> Interpreter:
+    """The interpreter a run's worker uses; for another interpreter, its worker environment (made once, and given
+    the ON_DEMAND packages in `also` the first time a run needs them)."""
     if requested is None:
         return Interpreter(sys.executable, None, platform.python_version(), platform.python_implementation(),
                            bool(sysconfig.get_config_var("Py_GIL_DISABLED")), {})
@@ -228,8 +234,8 @@ def worker_interpreter(requested: str | None, log: Callable[[str], None] = print
             missing = _make_env(info, env, log)
             stamp.write_text(json.dumps({"base": info, "missing": missing, "tried": _wanted(info)}, indent=1))
         made = json.loads(stamp.read_text())
-        new = [m for m in _wanted(info) if m not in made.get("tried", FIRST_OPTIONAL)]
-        if new:  # an environment made before these joined OPTIONAL
+        new = [m for m in _wanted(info, also) if m not in made.get("tried", FIRST_OPTIONAL)]
+        if new:  # made before these joined OPTIONAL, or asked for by a run for the first time (ON_DEMAND)
             log(f"adding {', '.join(new)} to the worker environment in {env}")
             made["missing"].update(_add_optional(env / "bin" / "python", new))
             made["tried"] = list(made.get("tried", FIRST_OPTIONAL)) + new

@@ -165,12 +165,20 @@ class Checked:
     app: dict | None = None   # the user's Celery app (APP=): what app_check found
 
 
+def _driver_packages(spec: RunSpec) -> list[str]:
+    """The run's driver and its patch, as the worker environment's on-demand packages name them."""
+    if spec.driver is None:
+        return []
+    rules = driver(spec.driver)
+    return [m.split(".")[0] for m in (rules.module, rules.patch) if m]
+
+
 def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     """Everything that can be known before a broker or worker starts."""
     # The user's app runs in their own environment as it is (INTERPRETER=/path/to/project/.venv/bin/python), never
     # in a worker environment of the lab's, which has none of their packages.
     interpreter = (as_is(spec.interpreter) if spec.app and spec.interpreter
-                   else worker_interpreter(spec.interpreter, log))
+                   else worker_interpreter(spec.interpreter, log, also=_driver_packages(spec)))
     check_gil_setting(spec, interpreter)
     own_task = check_own_task(spec, interpreter.python) if spec.task and not spec.app else None
     found = check_pool(spec, interpreter)
