@@ -97,6 +97,9 @@ def check_driver(spec: RunSpec, interpreter: Interpreter, timeout_s: float = 30.
         last = (out.stderr.strip().splitlines() or ["unknown error"])[-1]
         raise SpecError(f"DRIVER={spec.driver} does not import on the worker's {interpreter.label} ({last}); install "
                         f"it there (pip install {rules.package})")
+    if spec.pool_rules.slot == "interpreter":  # the tasks import it in a subinterpreter: a C extension may refuse
+        _ask(interpreter.python, ["workloads.pool_check", "interpreters", rules.module], f"DRIVER={spec.driver}",
+             timeout_s)
     if interpreter.free_threaded and spec.gil is None and out.stdout.strip().endswith("True"):
         fits = [n for n, d in DRIVERS.items() if d.kind == rules.kind and d.module != rules.module]
         raise SpecError(f"DRIVER={spec.driver} turns the GIL back on in the worker's {interpreter.label} (its C "
