@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import SpecError
+from harness.model import arrivals
 from harness.model.drivers import DEFAULT_DRIVERS, DRIVER_NAMES, driver
 from harness.model.machine import usable_cores
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
@@ -223,6 +224,31 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
+def _is_load(v: dict[str, Any]) -> bool:
+    """An open-loop run: a RATE, or a burst pattern (which implies one)."""
+    return v.get("rate") is not None or str(v.get("arrivals") or "").startswith("burst:")
+
+
+def _arrivals(name: str, raw: Any) -> str:
+    arrivals.parse(str(raw))  # one line naming the allowed patterns, or nothing
+    return str(raw).strip()
+
+
+def non_negative(name: str, raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise SpecError(f"{name} must be a number >= 0 (seconds), got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise SpecError(f"{name} must be a number >= 0 (seconds), got {raw!r}")
+    return value
+
+
+# An open-loop run's arrivals when LOAD_TIME is not given, and the warm-up left out of its latency figures.
+DEFAULT_LOAD_TIME_S = 10.0
+DEFAULT_WARMUP_S = 2.0
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str          # the RunSpec field and the experiment-file key
@@ -282,8 +308,25 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "CONCURRENCY", to_worker=True, derive=lambda v: usable_cores(), derived="the number of usable CPU cores"),
     Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
             f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
+    Setting("seed", int, 0, "the seed of CALLS's shuffled order and of Poisson arrivals (the same for every pool, so "
+            "each does the same work)", whole(0), "SEED"),
+    # Open-loop load (harness.model.arrivals): tasks submitted on a schedule, not as one batch.
+    Setting("rate", float, None, "open-loop load (make load): tasks per second offered, on a schedule kept whatever "
+            "the worker does", positive("tasks per second", arrivals.MAX_RATE), "RATE", label="RATE"),
+    Setting("arrivals", str, None, f"with RATE: how tasks arrive: constant, poisson (seeded by SEED) or "
+            f"{arrivals.BURST_FORM} (then RATE may be left out)", _arrivals, "ARRIVALS", label="ARRIVALS",
+            derive=lambda v: "constant" if v["rate"] is not None else None, derived="constant with RATE"),
+    Setting("load_time", float, None, "with RATE: seconds over which tasks arrive", positive(
+            maximum=arrivals.MAX_LOAD_TIME_S), "LOAD_TIME", label="LOAD_TIME",
+            derive=lambda v: DEFAULT_LOAD_TIME_S if _is_load(v) else None,
+            derived=f"{DEFAULT_LOAD_TIME_S:g} with RATE"),
+    Setting("warmup", float, None, "with RATE: the first seconds of arrivals, left out of the latency figures",
+            non_negative, "WARMUP", label="WARMUP",
+            derive=lambda v: min(DEFAULT_WARMUP_S, 0.2 * v["load_time"]) if _is_load(v) else None,
+            derived=f"{DEFAULT_WARMUP_S:g} s or a fifth of LOAD_TIME with RATE"),
     Setting("tasks", int, None, "number of measured tasks", at_most(whole(1), MAX_TASKS, "tasks in one run"), "TASKS",
-            derive=lambda v: _sample_tasks(v), derived="the CALLS sample's size, else 4 x concurrency x workers"),
+            derive=lambda v: _sample_tasks(v), derived="RATE x LOAD_TIME with RATE; the CALLS sample's size; else 4 x "
+            "concurrency x workers"),
     Setting("duration", float, 0.25, "seconds each task takes alone (not for TASK: yours takes what it takes)",
             positive(maximum=MAX_DURATION_S), "DURATION"),
     Setting("cpu_fraction", float, None, f"{' and '.join(WITH_CPU_FRACTION)} workload: the share of a task's time "
@@ -300,8 +343,6 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "current directory)", directory, "TASK_PATH", label="TASK_PATH", to_worker=True),
     Setting("in_order", bool, False, "replay CALLS in the file's order, not shuffled", on_off, "IN_ORDER",
             flag_only=True),
-    Setting("seed", int, 0, "the seed of CALLS's shuffled order (the same for every pool, so each does the same work)",
-            whole(0), "SEED"),
     Setting("routes", str, None, "with APP: tasks run by workers of their own, one per pool:concurrency, each on its "
             "own queue, the rest on POOL: 'orders.tasks.render_invoice=prefork:2' (several separated by ';')",
             routes, "ROUTES", label="ROUTES"),
@@ -346,7 +387,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
 
 
 def _sample_tasks(v: dict[str, Any]) -> int:
-    """TASKS by default: one pass of the CALLS sample where it has counts, else 4 tasks per slot."""
+    """TASKS by default: the schedule's arrivals (RATE x LOAD_TIME), one pass of the CALLS sample where it has counts,
+    else 4 tasks per slot."""
+    if _is_load(v):
+        pattern = arrivals.parse(v["arrivals"])
+        rate = pattern.burst_rate or v["rate"]
+        return arrivals.count(pattern, rate, v["load_time"], v["seed"])
     if v.get("calls"):
         from harness.model.calls import load_calls, sample_size
 

@@ -12,9 +12,10 @@ from dataclasses import Field, asdict, dataclass, make_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
+from harness.model import arrivals
 from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, Pool, pool
-from harness.model.settings import SETTINGS
+from harness.model.settings import MAX_TASKS, SETTINGS
 from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
@@ -59,6 +60,10 @@ class _RunSpecRules:
         routes: str | None
         driver: str | None
         db_query: str | None
+        rate: float | None
+        arrivals: str | None
+        load_time: float | None
+        warmup: float | None
         switch_interval: float
         prefetch: int | None
         timeout: float | None
@@ -104,7 +109,8 @@ class _RunSpecRules:
         overlaps = self.kind == "io" and "io" in (self.pool_rules.parallel_kinds or ())  # unknown: one at a time
         waves = math.ceil(self.tasks / self.slots) if overlaps else self.tasks
         background = self.background_tasks * (self.background_duration + min(self.switch_interval, 60.0))
-        return 30.0 + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
+        # An open-loop load submits over LOAD_TIME, then what is queued drains as a batch would.
+        return 30.0 + (self.load_time or 0.0) + 2.0 * (waves * (per_task + 2.0) + background) + 0.01 * self.tasks
 
     def expected_s(self, cores: int) -> float:
         """About how long the run takes, start to figures: a sweep's estimate, not a limit (deadline_s is that).
@@ -140,6 +146,16 @@ class _RunSpecRules:
         return out
 
     @property
+    def is_load(self) -> bool:
+        """An open-loop run: tasks submitted on a schedule (RATE), not as one batch."""
+        return self.rate is not None
+
+    def schedule(self) -> list[float]:
+        """An open-loop run's arrivals, seconds from the load's start (harness.model.arrivals)."""
+        assert self.rate is not None and self.arrivals is not None and self.load_time is not None
+        return arrivals.schedule(arrivals.parse(self.arrivals), self.rate, self.load_time, self.seed)
+
+    @property
     def task_args(self) -> list:
         return json.loads(self.args) if self.args else []
 
@@ -162,6 +178,11 @@ if TYPE_CHECKING:
         calls: str | None
         concurrency: int
         workers: int
+        seed: int
+        rate: float | None
+        arrivals: str | None
+        load_time: float | None
+        warmup: float | None
         tasks: int
         duration: float
         cpu_fraction: float | None
@@ -170,7 +191,6 @@ if TYPE_CHECKING:
         kwargs: str | None
         task_path: str | None
         in_order: bool
-        seed: int
         routes: str | None
         driver: str | None
         db_query: str | None
@@ -262,6 +282,34 @@ def _own_task_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
     v["task_path"] = v["task_path"] if v["task_path"] is not None else os.getcwd()
 
 
+def _load_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
+    """Open-loop load (RATE, ARRIVALS, LOAD_TIME, WARMUP): a burst's rate, and what cannot go with a schedule."""
+    given = [SETTINGS[n].make for n in ("arrivals", "load_time", "warmup") if raw.get(n) not in (None, "")]
+    pattern = arrivals.parse(v["arrivals"]) if v["arrivals"] else None
+    if pattern is None or (pattern.burst_rate is None and v["rate"] is None):
+        if given:
+            raise SpecError(f"{' and '.join(given)} shape an open-loop load: give RATE (tasks per second), e.g. make "
+                            "load RATE=40 LOAD_TIME=30")
+        return
+    if pattern.burst_rate is not None:
+        if v["rate"] is not None and abs(v["rate"] - pattern.burst_rate) > 0.01 * pattern.burst_rate:
+            raise SpecError(f"ARRIVALS={v['arrivals']} is {pattern.burst_rate:g} tasks/s but RATE={v['rate']:g}: "
+                            "leave RATE out with a burst pattern")
+        v["rate"] = pattern.burst_rate
+    if raw.get("tasks") not in (None, ""):
+        raise SpecError("TASKS follows from RATE x LOAD_TIME in an open-loop load: leave TASKS out")
+    if v["tasks"] < 1:
+        raise SpecError(f"RATE={v['rate']:g} over LOAD_TIME={v['load_time']:g} s schedules no task: raise either")
+    if v["tasks"] > MAX_TASKS:
+        raise SpecError(f"RATE={v['rate']:g} over LOAD_TIME={v['load_time']:g} s is {v['tasks']} tasks, more than "
+                        f"{MAX_TASKS} in one run: lower either")
+    if v["warmup"] >= v["load_time"] / 2:
+        raise SpecError(f"WARMUP={v['warmup']:g} s must be under half of LOAD_TIME={v['load_time']:g} s (the "
+                        "latency figures come from what is left)")
+    if v["background"] is not None:
+        raise SpecError("BACKGROUND runs beside a batch; an open-loop load (RATE) has none")
+
+
 def build_spec(**raw: Any) -> RunSpec:
     """Validate raw settings (strings from the CLI or make, values from code or TOML) into a RunSpec."""
     unknown = set(raw) - set(SETTINGS)
@@ -272,6 +320,7 @@ def build_spec(**raw: Any) -> RunSpec:
         v[name] = setting.validate(raw.get(name))
         if v[name] is None and setting.derive is not None:  # from the settings before it
             v[name] = setting.derive(v)
+    _load_rules(v, raw)
     if not _app_rules(v, raw):
         _own_task_rules(v, raw)
     if raw.get("cpu_fraction") not in (None, "") and workload(v["workload"]).default_cpu_fraction is None:
