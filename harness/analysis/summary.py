@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
+from harness.analysis.load import behind_sentence, load_figures, saturation_sentence
 from harness.analysis.mix import per_task
 from harness.analysis.resources import memory, round_trips
 from harness.analysis.timing import contended_windows, dispatch_gaps, max_overlap, with_timings
@@ -28,7 +29,7 @@ from harness.analysis.trust import (
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.spec import RunSpec
 from harness.model.workloads import PART_CPU_KINDS, workload
-from harness.results.records import Environment, GilProbe, Role, RunManifest, RunSettings, Summary
+from harness.results.records import Environment, GilProbe, Load, Role, RunManifest, RunSettings, Summary
 from harness.results.run_folder import tasks_of
 
 # 1: serial time inferred (own CPU of fixed-work tasks, else tasks x duration).
@@ -445,6 +446,19 @@ def context(spec: RunSpec, environment: Environment, settings: RunSettings) -> R
                       driver=getattr(spec, "driver", None))
 
 
+def _with_load(summary: Summary, ctx: RunContext, foreground: pd.DataFrame, rate: float, load_time_s: float,
+               warmup_s: float, queue: pd.DataFrame | None) -> Summary:
+    """An open-loop load's summary: its figures (harness.analysis.load), and no speedup. The makespan of tasks that
+    arrived over LOAD_TIME measures the schedule, not the pool: how the pool held the rate is in its latency and
+    whether it saturated."""
+    figures = load_figures(foreground, rate, load_time_s, warmup_s, queue)
+    summary = dataclasses.replace(summary, speedup=float("nan"), efficiency=None, load=Load.from_dict(figures),
+                                  serial_basis="an open-loop load: judged by its latency at the rate, not a speedup")
+    said = [s for s in (saturation_sentence(figures), behind_sentence(figures, rate)) if s]
+    summary.notes = said + notes(summary, ctx)
+    return summary
+
+
 def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground: pd.DataFrame,
                       cost: dict[str, Any] | None) -> GilProbe:
     """The GIL probes' figures while two or more measured tasks ran at once, with what the probes cost."""
@@ -457,12 +471,17 @@ def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground:
 
 
 def summarize_run(manifest: RunManifest, tasks: pd.DataFrame, samples: pd.DataFrame,
-                  oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None) -> Summary:
+                  oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None,
+                  queue: pd.DataFrame | None = None) -> Summary:
     """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
     foreground = tasks_of(tasks, Role.FOREGROUND)
     reference = tasks_of(tasks, Role.REFERENCE) if "role" in tasks else None
     ctx = context(manifest.spec, manifest.environment, manifest.settings)
     summary = summarize(foreground, samples, ctx, reference)
+    spec = manifest.spec
+    if spec.rate is not None and "scheduled" in foreground and len(foreground):
+        summary = _with_load(summary, ctx, foreground, spec.rate, float(spec.load_time or 0),
+                             float(spec.warmup or 0), queue)
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
         summary.gil_probe = gil_probe_summary(oncpu, contention, foreground, manifest.settings.gil_probe_cost)

@@ -23,6 +23,8 @@ class Batch:
     args: list
     kwargs: dict | None = None
     queue: str | None = None  # None: the run's own queue (ROUTES sends some tasks to a worker of their own)
+    # An open-loop load: each task's arrival, seconds from the load's start (harness.model.arrivals); None: all at once.
+    schedule: tuple[float, ...] | None = None
 
 
 def replayed_calls(spec: RunSpec) -> list[Call]:
@@ -43,8 +45,11 @@ def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
     run when the measured ones start; then the measured tasks. The user's app's mix: one task per call, in the
     replay's order."""
     measured = workload(spec.workload)
+    arrive = spec.schedule() if spec.is_load else None
     if measured.mix:
-        return [Batch(Role.FOREGROUND, c.task, 1, c.args, c.kwargs or None) for c in replayed_calls(spec)]
+        calls = replayed_calls(spec)
+        return [Batch(Role.FOREGROUND, c.task, 1, c.args, c.kwargs or None,
+                      schedule=(arrive[i],) if arrive is not None else None) for i, c in enumerate(calls)]
     foreground_args = measured.task_args(spec.duration, calibration, echo, spec.cpu_fraction, spec.task_args)
     kwargs = spec.task_kwargs or None
     batches = [Batch(Role.REFERENCE, spec.workload, 1, foreground_args, kwargs)] if measured.fixed_work else []
@@ -52,7 +57,8 @@ def plan_batches(spec: RunSpec, calibration: dict, background_calibration: dict,
         batches.append(Batch(Role.BACKGROUND, spec.background, spec.background_tasks,
                              workload(spec.background).task_args(spec.background_duration, background_calibration,
                                                                   echo)))
-    batches.append(Batch(Role.FOREGROUND, spec.workload, spec.tasks, foreground_args, kwargs))
+    batches.append(Batch(Role.FOREGROUND, spec.workload, spec.tasks, foreground_args, kwargs,
+                         schedule=tuple(arrive) if arrive is not None else None))
     return batches
 
 
@@ -60,15 +66,38 @@ def batch(batches: list[Batch], role: Role) -> Batch | None:
     return next((b for b in batches if b.role == role), None)
 
 
+# An open-loop load starts this long after the submitter is ready, so its first arrival is not already late.
+LOAD_LEAD_S = 0.05
+
+
 def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_index: int = 0) -> list[dict]:
-    """Send every task, marked as the run's; returns one row per task: task_id, index, role, submitted."""
+    """Send every task, marked as the run's; returns one row per task: task_id, index, role, submitted, and for a
+    task of an open-loop load its scheduled time (epoch s).
+
+    A scheduled task is sent at its time whatever the worker does (as wrk2 does): the submitter sleeps until then and
+    never waits for a result, so a stalled worker cannot slow the arrivals, and each task's latency is measured from
+    its scheduled time. How late each send was is `submitted - scheduled` (the analysis marks a submitter that fell
+    behind)."""
     rows: list[dict] = []
+    start = time.time() + LOAD_LEAD_S
     with app.producer_or_acquire() as producer:
         for b in batches:
-            for _ in range(b.count):
+            for i in range(b.count):
+                scheduled = start + b.schedule[i if len(b.schedule) > 1 else 0] if b.schedule else None
+                if scheduled is not None:
+                    _sleep_until(scheduled)
                 submitted = time.time()
                 result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=b.queue or queue,
                                        producer=producer, headers={RUN_HEADER: run_id})
-                rows.append({"task_id": result.id, "index": first_index + len(rows), "role": b.role,
-                             "submitted": submitted})
+                row = {"task_id": result.id, "index": first_index + len(rows), "role": b.role, "submitted": submitted}
+                if scheduled is not None:
+                    row["scheduled"] = scheduled
+                rows.append(row)
     return rows
+
+
+def _sleep_until(when: float) -> None:
+    """Sleep until epoch time `when` (no spinning: a spin would take a core from the worker on a small machine)."""
+    left = when - time.time()
+    if left > 0:
+        time.sleep(left)

@@ -18,6 +18,7 @@ from harness.lab.worker_group import WorkerGroup
 from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
+    from harness.lab.queue_depth import QueueDepthSampler
     from harness.lab.services.http_service import HttpService
     from harness.lab.services.postgres import PostgresServer
     from harness.present.live import Watch
@@ -42,13 +43,15 @@ class Measurement:
         self.database: PostgresServer | None = None  # the db workload's private PostgreSQL
         self.web: HttpService | None = None  # the http workload's service
         self.services: dict[str, str] = {}  # where the run's services are, for the worker's environment
+        self.queue_depth: QueueDepthSampler | None = None  # an open-loop load's queue on the broker
 
     def batch_records(self, first: int) -> list[dict]:
         """The records from index `first` on, without those of the tasks run alone."""
         return [r for r in self.records[first:] if r.get("task_id") not in self.alone_ids]
 
     def tasks_frame(self) -> pd.DataFrame:
-        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted"])
+        scheduled = ["scheduled"] if any("scheduled" in r for r in self.submitted) else []  # an open-loop load's
+        sent = pd.DataFrame(self.submitted, columns=["task_id", "index", "role", "submitted", *scheduled])
         got = pd.DataFrame(self.records)
         if got.empty:
             return sent.iloc[0:0]

@@ -28,6 +28,7 @@ from harness.lab.calibrate import Calibrations
 from harness.lab.client import client_app, warm
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
 from harness.lab.preflight import check_can_run
+from harness.lab.queue_depth import QueueDepthSampler
 from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
@@ -232,10 +233,16 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         task_s = _alone(app, client, queue, key, reference, run_id, spec, m)
         m.timings["reference_s"] = time.monotonic() - t0
     foreground = _planned(batches, Role.FOREGROUND)
-    # A batch of one workload (in two parts when it is long), or the user's app's calls, one batch each.
-    parts = ([[p] for p in _waves(spec, foreground)] if reference is not None else
+    # A batch of one workload (in two parts when it is long), or the user's app's calls, one batch each; an open-loop
+    # load in one part, sent on its schedule.
+    parts = ([[p] for p in _waves(spec, foreground)] if reference is not None and not spec.is_load else
              [[b for b in batches if b.role == Role.FOREGROUND]])
+    if spec.is_load:  # the queue's depth on the broker while tasks arrive and drain
+        m.queue_depth = stack.enter_context(QueueDepthSampler(broker_url, queue))
     first = len(m.records)  # the live view shows the batch from here on, its parts together
+    if spec.is_load:
+        log(f"offering {spec.tasks} {spec.task or spec.workload} tasks at {spec.rate:g}/s for {spec.load_time:g} s "
+            f"({spec.arrivals} arrivals), each sent at its time whatever the worker does")
     t0 = time.monotonic()
     _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + parts[0], run_id, m)
     m.timings["submit_s"] = time.monotonic() - t0
@@ -252,6 +259,8 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
         left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
         collect(client, key, len(m.submitted), worker, left, m, show_progress, watch, first)
     m.timings["collect_s"] = time.monotonic() - t0
+    if m.queue_depth is not None:
+        m.queue_depth.stop()
     if reference is not None:
         _alone(app, client, queue, key, reference, run_id, spec, m)
     m.sampler.stop()
@@ -384,6 +393,8 @@ def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     folder.write_frame("tasks.csv", m.tasks_frame())
     assert m.sampler is not None  # started once the batches ran (_run_batches)
     folder.write_frame("samples.csv", m.sampler.frame())
+    if m.queue_depth is not None:
+        folder.write_frame("queue.csv", m.queue_depth.frame())
     if m.oncpu is not None:
         folder.write_frame("gil_oncpu.csv", m.oncpu.frame())
         folder.write_frame("gil_contention.csv", pd.DataFrame(m.contention, columns=["t", "pid", "contention"]))

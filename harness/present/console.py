@@ -42,9 +42,54 @@ def _summary(run: Run) -> Summary:
     return run.summary
 
 
+def _ms(value: float | None) -> str:
+    return _num(value * 1000 if value is not None else None, ".1f")
+
+
+def _load_table(run: Run, s: Summary, where: bool) -> str:
+    """An open-loop load's summary: the rate held or not, latency from the schedule, the submitter's lateness."""
+    spec, load = run.spec, s.load
+    assert load is not None
+    lat = [load.latency_p50_s, load.latency_p90_s, load.latency_p99_s, load.latency_p999_s, load.latency_max_s]
+    rows = [
+        ("offered / finished", f"{_num(load.offered_rate, '.1f')} / {_num(load.finish_rate, '.1f')} tasks/s",
+         "arrivals over the load; finished per second in its second half"),
+        ("in the system", f"{_num(load.backlog_growth_per_s, '+.2f')} /s",
+         ("SATURATED: " if load.saturated else "held: ") + "growth of queued and running tasks in the second half"
+         + (f"; broker queue max {load.queue_depth_max}" if load.queue_depth_max is not None else "")),
+        ("latency p50/90/99/99.9/max", " / ".join(_ms(x) for x in lat) + " ms",
+         f"scheduled time to finish, {load.latency_tasks} tasks after a {_num(load.warmup_s, 'g')} s warm-up"),
+        ("queue wait p50 / p99", f"{_ms(load.wait_p50_s)} / {_ms(load.wait_p99_s)} ms", "scheduled time to start"),
+        ("run time p50 / p95", f"{_num(s.run_time_p50_s, '.3f')} / {_num(s.run_time_p95_s, '.3f')} s",
+         "start to finish"),
+        ("submitter late p50 / p99", f"{_ms(load.submit_late_p50_s)} / {_ms(load.submit_late_p99_s)} ms",
+         ("BEHIND: " if load.submitter_behind else "on schedule: ") + f"max {_ms(load.submit_late_max_s)} ms"),
+        ("tasks running (mean)", _num(s.mean_tasks_running, ".2f"), f"max {s.max_tasks_running}"),
+        ("CPU cores used (mean)", _num(s.mean_cores_used, ".2f"),
+         f"by the worker's processes; machine has {s.cores} cores"),
+        ("worker memory (peak)", _num(s.pss_peak_mib if s.pss_peak_mib is not None else s.rss_peak_mib, ".0f", " MiB"),
+         "PSS, shared pages split" if s.pss_peak_mib is not None else "RSS"),
+    ]
+    if s.other_cores_used is not None:
+        rows.append(("other processes' CPU", _num(s.other_cores_used, ".2f", " cores"),
+                     ("DISTURBED: " if trust.is_disturbed(s.other_cores_used, int(s.cores or 1))
+                      else "quiet enough; ") + machine_text(run.manifest)))
+    head = (f"{run.run_id}: {spec.pool} pool, {spec.task or spec.workload}, {slots_text(spec)}, "
+            f"{spec.rate:g} tasks/s for {spec.load_time:g} s ({spec.arrivals}), tasks of {spec.duration:g} s")
+    width, vwidth = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    lines = [head, "-" * len(head)]
+    lines += [f"  {name:<{width}}  {value:>{vwidth}}  {why}".rstrip() for name, value, why in rows]
+    lines += [f"  * {note}" for note in s.notes]
+    if where:
+        lines.append(f"  results: {run.path}")
+    return "\n".join(lines)
+
+
 def summary_table(run: Run, where: bool = True) -> str:
     """The run's summary for a terminal; `where`: end with the folder's path (not in a report, which is in it)."""
     s, spec = _summary(run), run.spec
+    if s.load is not None:
+        return _load_table(run, s, where)
     rows = [
         ("makespan", _num(s.makespan_s, ".2f", " s"), "first submit to last finish"),
         ("throughput", _num(s.throughput_per_s, ".2f", " tasks/s"), ""),

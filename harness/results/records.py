@@ -92,6 +92,34 @@ class GilProbe(Record):
 
 
 @dataclass
+class Load(Record):
+    """An open-loop load's figures (harness.analysis.load): latency from each task's scheduled time, after the
+    warm-up; how late the submitter sent; whether the pool kept up."""
+
+    offered_rate: float | None = None
+    finish_rate: float | None = None          # tasks finished per second in the load's second half
+    backlog_growth_per_s: float | None = None  # tasks in the system (queued or running), their growth then
+    queue_depth_growth_per_s: float | None = None  # the broker's queue, sampled
+    queue_depth_max: int | None = None
+    saturated: bool | None = None
+    warmup_s: float | None = None
+    latency_tasks: int | None = None
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_p999_s: float | None = None
+    latency_max_s: float | None = None
+    wait_p50_s: float | None = None
+    wait_p99_s: float | None = None
+    wait_max_s: float | None = None
+    submit_late_p50_s: float | None = None
+    submit_late_p99_s: float | None = None
+    submit_late_max_s: float | None = None
+    submitter_behind: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Summary(Record):
     """A run's summary numbers (README, "How to read the numbers"), computed by harness.analysis.summary.
 
@@ -160,13 +188,15 @@ class Summary(Record):
     unsteady_cause: str = ""
     notes: list[str] = field(default_factory=list)
     gil_probe: GilProbe | None = None
+    load: Load | None = None  # an open-loop load (RATE)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Summary:
         known, rest = _known(cls, dict(data or {}))
-        probe = known.pop("gil_probe", None)
-        return cls(**known, gil_probe=GilProbe.from_dict(probe) if probe else None, extra=rest)
+        probe, load = known.pop("gil_probe", None), known.pop("load", None)
+        return cls(**known, gil_probe=GilProbe.from_dict(probe) if probe else None,
+                   load=Load.from_dict(load) if load else None, extra=rest)
 
     def metric(self, name: str) -> Any:
         """A field by its name, for tables whose columns name summary fields (a sweep's metrics); None if unknown."""

@@ -8,6 +8,7 @@ Layout of a run folder (schema_version 3):
                and the worker's record
                (workloads.protocol.TaskRecord) with the workload's own columns (io_net: ops, rtt_*).
   samples.csv  CPU samples of the worker's process tree (see harness.lab.sampler.COLUMNS).
+  queue.csv    an open-loop load's queue depth on the broker over time (harness.lab.queue_depth.COLUMNS).
   gil_oncpu.csv, gil_contention.csv   with the GIL probe: each worker thread's on-CPU ns, and
                gilknocker's contention reports.
   worker.log   the worker's own output.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,7 @@ class Run:
     manifest: RunManifest
     tasks: pd.DataFrame
     samples: pd.DataFrame
+    queue: pd.DataFrame = field(default_factory=pd.DataFrame)  # an open-loop load's queue depth (queue.csv)
 
     @property
     def run_id(self) -> str:
@@ -208,4 +210,5 @@ def load_run(path: str | Path = LATEST, allow_incomplete: bool = False) -> Run:
             raise ResultsError(f"{path / 'tasks.csv'}: {len(tasks)} rows, but the run recorded {expected} tasks "
                                "(truncated or edited?)")
     samples = read_csv(path / "samples.csv") if (path / "samples.csv").exists() or complete else pd.DataFrame()
-    return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples)
+    queue = read_csv(path / "queue.csv") if (path / "queue.csv").exists() else pd.DataFrame()
+    return Run(path=path.resolve(), manifest=manifest, tasks=tasks, samples=samples, queue=queue)
