@@ -31,7 +31,7 @@ SAVE_REFERENCE ?=
 export EXP RESUME RUN A B N MAX_HOURS
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench advise sweep report summarize compare trace lesson lab benchmark lint check test clean
+.PHONY: help bench load advise sweep report summarize compare trace lesson lab benchmark lint check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -64,6 +64,10 @@ $(DEV_STAMP): $(STAMP)
 ## bench: measure one pool (POOL=threads WORKLOAD=cpu ...); writes results/<run-id>/ (STRICT=1: refuse a busy machine; JSON=1: summary as JSON; RECALIBRATE=1: size the work anew)
 bench: $(STAMP)
 	$(BIN)/python -m harness bench --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate) $(if $(YES),--yes)
+
+## load: offer tasks at a rate to one pool (POOL=threads RATE=40 LOAD_TIME=30, ARRIVALS=constant|poisson|burst:20x0.5s, WARMUP=s): latency percentiles from each task's scheduled time, SATURATED when it does not hold the rate
+load: $(STAMP)
+	$(BIN)/python -m harness load --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate) $(if $(YES),--yes)
 
 ## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', or your app: APP=proj CALLS=calls.jsonl TASK_PATH=<project>, YES=1 in a script; ONCE=1 for one repeat)
 advise: $(STAMP)

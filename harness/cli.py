@@ -89,10 +89,16 @@ def _setting_flags(bench: argparse.ArgumentParser, leave_out: tuple[str, ...] = 
             bench.add_argument(s.flag, default=None, metavar=s.name.upper(), help=s.help + s.default_text)
 
 
-def _bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="run one batch of tasks on one pool and summarise it",
-                           description="Start a real Celery worker under one pool, run a batch of tasks, "
-                                       "record timings and CPU, print a summary and write results/<run-id>/.")
+def _bench_parser(sub, name: str = "bench") -> None:
+    bench = (sub.add_parser("bench", help="run one batch of tasks on one pool and summarise it",
+                            description="Start a real Celery worker under one pool, run a batch of tasks, "
+                                        "record timings and CPU, print a summary and write results/<run-id>/.")
+             if name == "bench" else
+             sub.add_parser("load", help="offer tasks at a rate (RATE, LOAD_TIME, ARRIVALS) to one pool: latency "
+                                         "from each task's scheduled time, and whether the pool held the rate",
+                            description="Start a real Celery worker under one pool, send tasks on a schedule fixed in "
+                                        "advance (whatever the worker does), measure each task's latency from its "
+                                        "scheduled time and the queue's growth, and write results/<run-id>/."))
     _setting_flags(bench)
     _from_make_flag(bench)
     _results_dir_flag(bench, "run folders")
@@ -103,7 +109,8 @@ def _bench_parser(sub) -> None:
                        help="measure the fixed work's rate again rather than reuse one this machine measured within "
                             "the hour (.lab/calibrations.json): RECALIBRATE=1 with make")
     bench.set_defaults(func=cmd_bench, interrupted="interrupted: the worker and broker were stopped; "
-                                                   "any partial results are marked 'interrupted'")
+                                                   "any partial results are marked 'interrupted'",
+                       needs_rate=name == "load")
 
 
 def _sweep_parser(sub) -> None:
@@ -149,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gil-lab {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _bench_parser(sub)
+    _bench_parser(sub, "load")
 
     adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
                          description="Time the task alone, then measure it under every pool that can run it at a "
@@ -211,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 # _interrupt), but an interrupt then waits for the import's end: seconds, for scipy or matplotlib.
 PRELOAD = {
     "bench": ("harness.pipeline", "harness.present.live", "harness.present.console", "harness.model.spec"),
+    "load": ("harness.pipeline", "harness.present.live", "harness.present.console", "harness.model.spec"),
     "advise": ("harness.advisor", "harness.pipeline", "harness.present.console"),
     "sweep": ("harness.analysis.trust", "harness.model.experiment", "harness.judge", "harness.pipeline",
               "harness.sweeps", "harness.results.files", "harness.results.sweep_folder"),

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import SpecError, UsageError
 from harness.model.settings import SETTINGS, from_environment
 
 
@@ -54,6 +54,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
     spec = build_spec(**raw)  # a bad setting is refused before the lab's heavier modules load (pandas, scipy)
+    if getattr(args, "needs_rate", False) and not spec.is_load:
+        raise SpecError("load offers tasks at a rate: give RATE (tasks per second), e.g. make load POOL=threads "
+                        "RATE=40 LOAD_TIME=30, or ARRIVALS=burst:20x0.5s")
     _strict(args)
     _consent(args)
     from harness.lab.calibrate import Calibrations

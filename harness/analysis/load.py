@@ -123,7 +123,7 @@ def saturation_sentence(figures: dict[str, Any]) -> str | None:
     if not figures.get("saturated"):
         return None
     return (f"SATURATED: {figures['offered_rate']:.3g} tasks/s offered, {figures['finish_rate']:.3g} finished per "
-            f"second, the queue grew by {max(figures['backlog_growth_per_s'], 0):.3g} a second: this pool does not "
+            f"second, the queue grew by {max(figures['backlog_growth_per_s'], 0):.2g} a second: this pool does not "
             "hold this rate (its latency grows for as long as the load lasts).")
 
 

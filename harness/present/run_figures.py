@@ -10,6 +10,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from harness.analysis import cpu, timing
+from harness.analysis import load as load_analysis
 from harness.analysis.gil import gil_holder_bands
 from harness.analysis.trust import disturbance_cause
 from harness.errors import ResultsError
@@ -223,6 +224,53 @@ def gil_timeline(tasks: pd.DataFrame, bands: pd.DataFrame, contention: pd.DataFr
     return save(fig, path)
 
 
+def latency_spectrum(tasks: pd.DataFrame, summary: Summary, spec: RunSpec, path: Path) -> Path:
+    """An open-loop load's latency spectrum in wrk2's manner: latency (from the scheduled time) at each percentile,
+    the percentiles spaced on 1/(1 - p) so that the tail is as wide as the body; the task's own run time beside it."""
+    load = summary.load
+    assert load is not None and spec.load_time is not None
+    measured = tasks[tasks["scheduled"] >= tasks["scheduled"].min() + (load.warmup_s or 0)]
+    fig, ax = plt.subplots(figsize=WIDE)
+    for column, label, color in (("finished", "latency (scheduled time to finish)", "#3182bd"),
+                                 ("started", "queue wait (scheduled time to start)", "#9ecae1")):
+        curve = load_analysis.spectrum(measured[column] - measured["scheduled"])
+        ax.plot(curve["one_over_tail"], curve["value_s"] * 1000, marker=".", color=color, label=label)
+    run_p50 = float((measured["finished"] - measured["started"]).median())
+    ax.axhline(run_p50 * 1000, color="gray", ls="--", lw=1, label=f"a task's run time (p50 {run_p50 * 1000:.0f} ms)")
+    ax.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_xlim(1, max(2.0, float(len(measured))))
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("milliseconds")
+    state = "SATURATED" if load.saturated else "held"
+    ax.set_title(f"{run_title(spec)}\nlatency spectrum at {spec.rate:g} tasks/s ({state})")
+    legend_below(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def queue_depth(tasks: pd.DataFrame, queue: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
+    """An open-loop load over time: arrivals and finishes per second, the tasks in the system, the broker's queue."""
+    t0 = float(tasks["scheduled"].min())
+    end = float(tasks["finished"].max())
+    times = np.linspace(t0, end, 200)
+    fig, ax = plt.subplots(figsize=WIDE)
+    ax.plot(times - t0, load_analysis.in_system(tasks, times), color="#3182bd", label="tasks in the system (queued or "
+            "running)")
+    if len(queue):
+        ax.plot(queue["t"] - t0, queue["depth"], color="#e6550d", lw=1, label="the broker's queue (sampled)")
+    assert spec.load_time is not None
+    ax.axvspan(0, spec.load_time, color="#f0f0f0", zorder=0, label=f"arrivals ({spec.rate:g}/s)")
+    ax.set_xlabel("seconds from the first arrival")
+    ax.set_ylabel("tasks")
+    ax.set_title(f"{run_title(spec)}\nthe queue over the load")
+    legend_below(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def draw_run_figures(run: Run) -> list[Path]:
     """Every figure of a stored run with its summary, into its folder."""
     spec, tasks, summary = run.spec, run.tasks, run.summary
@@ -232,6 +280,10 @@ def draw_run_figures(run: Run) -> list[Path]:
            parallelism(tasks, run.samples, spec, summary.cores, run.path / "parallelism.png", summary)]
     if summary.per_task:
         out.append(per_task_figure(summary, spec, run.path / "per_task.png"))
+    if summary.load is not None:
+        foreground = tasks[tasks["role"] == Role.FOREGROUND] if "role" in tasks else tasks
+        out.append(latency_spectrum(foreground, summary, spec, run.path / "latency.png"))
+        out.append(queue_depth(foreground, run.queue, spec, run.path / "queue.png"))
     oncpu = run.table("gil_oncpu.csv")
     if oncpu is not None:
         contention = run.table("gil_contention.csv")
