@@ -185,7 +185,8 @@ def _report(path: Path) -> Path:
     if is_sweep(path):
         return _present_sweep(path)
     run = load_run(path)
-    names = ("timeline.png", "parallelism.png") + (("per_task.png",) if run.summary and run.summary.per_task else ())
+    names = (("timeline.png", "parallelism.png") + (("per_task.png",) if run.summary and run.summary.per_task else ())
+             + (("latency-spectrum.png", "queue.png") if run.summary and run.summary.load else ()))
     figures = [run.path / name for name in names]
     if not all(p.exists() for p in figures):  # a folder whose figures were never drawn, or removed
         figures = [p for p in draw_run_figures(run) if p.name in names]

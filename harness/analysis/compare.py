@@ -50,9 +50,10 @@ def compare_samples(a: Iterable[float | None], b: Iterable[float | None], test: 
 
 
 def task_metrics(foreground: pd.DataFrame) -> pd.DataFrame:
-    """Per-task run time, queue wait and latency (submit to finish) of the measured tasks."""
+    """Per-task run time, queue wait and latency (submit to finish; an open-loop load's from the scheduled time) of
+    the measured tasks."""
     t = with_timings(foreground)
-    return t.assign(latency_s=t["finished"] - t["submitted"])
+    return t.assign(latency_s=t["finished"] - (t["started"] - t["queue_wait_s"]))
 
 
 def compare_runs(tasks_a: pd.DataFrame, tasks_b: pd.DataFrame) -> pd.DataFrame:

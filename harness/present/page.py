@@ -46,6 +46,9 @@ FIGURE_ALT = {
     "speedup-by-pool": "Speedup over one task at a time, by pool and workload, with each pool's ideal.",
     "speedup-vs-concurrency": "Speedup against concurrency, a line per pool, the machine's cores marked.",
     "latency": "Per-task latency, submit to finish, as a box per cell.",
+    "latency-spectrum": "An open-loop load's latency from each task's scheduled time at each percentile, the tail "
+                        "spread out on 1/(1-p), beside a task's own run time.",
+    "queue": "An open-loop load over time: the tasks in the system and the broker's queue, the arrivals shaded.",
     "switch-interval": "Delay before the second task starts and throughput, against the switch interval.",
     "crossover": "Speedup against a task's CPU fraction, a line per pool, where each falls behind.",
     "topology": "Speedup and memory by how the slots are split among worker processes.",

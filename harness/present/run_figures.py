@@ -282,7 +282,7 @@ def draw_run_figures(run: Run) -> list[Path]:
         out.append(per_task_figure(summary, spec, run.path / "per_task.png"))
     if summary.load is not None:
         foreground = tasks[tasks["role"] == Role.FOREGROUND] if "role" in tasks else tasks
-        out.append(latency_spectrum(foreground, summary, spec, run.path / "latency.png"))
+        out.append(latency_spectrum(foreground, summary, spec, run.path / "latency-spectrum.png"))
         out.append(queue_depth(foreground, run.queue, spec, run.path / "queue.png"))
     oncpu = run.table("gil_oncpu.csv")
     if oncpu is not None:

@@ -116,14 +116,22 @@ def _gil_tracks(oncpu: pd.DataFrame, t0: float) -> list[dict]:
     return events
 
 
+def _queue_counter(queue: pd.DataFrame | None, t0: float) -> list[dict]:
+    """An open-loop load's queue on the broker (queue.csv), a counter on the machine's track."""
+    if queue is None or queue.empty:
+        return []
+    return [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "tasks queued on the broker", "ts": _us(t - t0),
+             "args": {"tasks": int(d)}} for t, d in zip(queue["t"], queue["depth"], strict=False) if t >= t0]
+
+
 def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec,
-                 oncpu: pd.DataFrame | None = None) -> dict:
+                 oncpu: pd.DataFrame | None = None, queue: pd.DataFrame | None = None) -> dict:
     """The trace of a run as a dict in the Trace Event Format (time 0: the first task submitted)."""
     t0 = float(tasks["submitted"].min())
     label = spec.task or spec.workload
     events = (_name(SLOTS, f"{spec.pool} pool: a track per slot", 1) + _name(MACHINE, "machine", 2)
               + _task_slices(tasks, t0, label) + _counters(tasks_of(tasks, Role.FOREGROUND), samples, t0)
-              + _drift(tasks_of(tasks, Role.REFERENCE), t0))
+              + _drift(tasks_of(tasks, Role.REFERENCE), t0) + _queue_counter(queue, t0))
     if oncpu is not None and not oncpu.empty:
         events += _name(GIL, "GIL holder (on a CPU)", 3) + _gil_tracks(oncpu, t0)
     return {"traceEvents": events, "displayTimeUnit": "ms",
@@ -134,7 +142,7 @@ def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec,
 def write_trace(run: Run, path: Path | None = None) -> Path:
     """trace.json in a stored run's folder."""
     path = path or run.path / "trace.json"
-    trace = trace_events(run.tasks, run.samples, run.spec, run.table("gil_oncpu.csv"))
+    trace = trace_events(run.tasks, run.samples, run.spec, run.table("gil_oncpu.csv"), run.queue)
     path.write_text(json.dumps(trace, separators=(",", ":")))
     return path
 

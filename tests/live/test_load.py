@@ -16,7 +16,8 @@ def test_a_rate_well_under_capacity_has_about_the_tasks_own_time_as_its_latency(
     assert load is not None and not load.saturated and s.tasks_done == run.spec.tasks
     assert 0.05 <= load.latency_p50_s < 0.08 and load.latency_p99_s >= load.latency_p50_s
     assert load.submit_late_p50_s < 0.01 and load.latency_tasks > 0
-    assert "scheduled" in run.tasks and (run.path / "queue.csv").exists() and (run.path / "latency.png").exists()
+    assert "scheduled" in run.tasks and (run.path / "queue.csv").exists()
+    assert (run.path / "latency-spectrum.png").exists() and (run.path / "queue.png").exists()
     assert not any(n.startswith("SATURATED") for n in s.notes)
 
 
