@@ -31,7 +31,7 @@ SAVE_REFERENCE ?=
 export EXP RESUME RUN A B N MAX_HOURS
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench load advise sweep report summarize compare trace lesson lab benchmark lint check test clean
+.PHONY: help bench load capacity advise sweep report summarize compare trace lesson lab benchmark lint check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -68,6 +68,10 @@ bench: $(STAMP)
 ## load: offer tasks at a rate to one pool (POOL=threads RATE=40 LOAD_TIME=30, ARRIVALS=constant|poisson|burst:20x0.5s, WARMUP=s): latency percentiles from each task's scheduled time, SATURATED when it does not hold the rate
 load: $(STAMP)
 	$(BIN)/python -m harness load --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate) $(if $(YES),--yes)
+
+## capacity: the highest rate one worker holds within a latency objective (POOL=threads WORKLOAD=cpu DURATION=0.02 SLO='p95<1s'): a ramp of loads, then bisection; capacity.json and capacity.png
+capacity: $(STAMP)
+	$(BIN)/python -m harness capacity --from-make $(if $(YES),--yes)
 
 ## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', or your app: APP=proj CALLS=calls.jsonl TASK_PATH=<project>, YES=1 in a script; ONCE=1 for one repeat)
 advise: $(STAMP)

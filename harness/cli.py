@@ -18,6 +18,7 @@ from typing import NoReturn
 from harness.commands import (
     cmd_advise,
     cmd_bench,
+    cmd_capacity,
     cmd_compare,
     cmd_lesson,
     cmd_report,
@@ -157,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _bench_parser(sub)
     _bench_parser(sub, "load")
+    cap = sub.add_parser("capacity", help="find the highest rate one worker holds within a latency objective (SLO)",
+                         description="Open-loop loads at rising rates, then bisection: the highest rate one worker of "
+                                     "the pool holds within the SLO without saturating; writes capacity.json and "
+                                     "capacity.png (latency against offered load).")
+    _setting_flags(cap, leave_out=("rate", "tasks"))
+    _from_make_flag(cap)
+    _results_dir_flag(cap, "the search's folder")
+    _yes_flag(cap)
+    cap.add_argument("--slo", default=None, help="the latency objective, e.g. 'p95<1s' or 'p99<250ms' (SLO= with "
+                                                 "make; default p95<1s)")
+    cap.set_defaults(func=cmd_capacity, interrupted="interrupted: the worker and broker were stopped")
 
     adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
                          description="Time the task alone, then measure it under every pool that can run it at a "
@@ -219,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 # _interrupt), but an interrupt then waits for the import's end: seconds, for scipy or matplotlib.
 PRELOAD = {
     "bench": ("harness.pipeline", "harness.present.live", "harness.present.console", "harness.model.spec"),
+    "capacity": ("harness.capacity", "harness.pipeline", "harness.present.live"),
     "load": ("harness.pipeline", "harness.present.live", "harness.present.console", "harness.model.spec"),
     "advise": ("harness.advisor", "harness.pipeline", "harness.present.console"),
     "sweep": ("harness.analysis.trust", "harness.model.experiment", "harness.judge", "harness.pipeline",

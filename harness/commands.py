@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.errors import SpecError, UsageError
 from harness.model.settings import SETTINGS, from_environment
+from harness.model.spec import build_spec
 
 
 def _log(line: str) -> None:
@@ -49,7 +50,6 @@ def _strict(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.model.spec import build_spec
 
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
@@ -72,6 +72,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      "machine_load": load.to_dict() if (load := run.manifest.settings.machine_load) else None})
     else:
         print(summary_table(run))
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from harness.model.slo import parse
+
+    raw = from_environment(dict(os.environ)) if args.from_make else {}
+    raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+    for given in ("rate", "tasks"):
+        if raw.pop(given, None) not in (None, ""):
+            raise SpecError(f"capacity chooses the rate itself: leave {SETTINGS[given].make} out")
+    slo = parse(args.slo or os.environ.get("SLO") or "p95<1s")
+    build_spec(**{**raw, "rate": 1.0})  # a bad setting is refused before anything starts
+    _consent(args)
+    from harness import capacity
+    from harness.lab.services.redis_broker import RedisBroker
+    from harness.pipeline import run_bench
+    from harness.present.sweep_figures import hockey_stick
+
+    with RedisBroker() as broker:  # one broker for every step
+        def measure(spec, folder):
+            return run_bench(spec, results_dir=folder, redis_url=broker.url, log=lambda _line: None,
+                             mark_latest=False)
+
+        result, folder = capacity.search(raw, slo, args.results_dir, measure, log=_log)
+    data = result.to_dict()
+    hockey_stick(data["steps"], slo.percentile, slo.limit_s, result.capacity,
+                 f"{result.pool} · {result.work}: latency against offered load ({slo.text})", folder / "capacity.png")
+    print(capacity.sentence(result))
+    print(f"steps: {', '.join(f'{s.rate:.4g}/s ' + ('held' if s.ok(slo) else 'not') for s in result.steps)}")
+    print(f"results: {folder}")
     return 0
 
 

@@ -71,6 +71,14 @@ def _name(p: float) -> str:
     return f"p{p:g}".replace(".", "")
 
 
+def latency_at(tasks: pd.DataFrame, warmup_s: float, percentile: float) -> float | None:
+    """The latency (scheduled time to finish) at `percentile`, of the tasks scheduled after the warm-up."""
+    start = float(tasks["scheduled"].min())
+    after = tasks[tasks["scheduled"] >= start + warmup_s]
+    h = histogram(after["finished"] - after["scheduled"])
+    return h.get_value_at_percentile(percentile) / 1e6 if h.get_total_count() else None
+
+
 def in_system(tasks: pd.DataFrame, times: np.ndarray) -> np.ndarray:
     """Tasks scheduled by each time and not yet finished: the queue and the tasks running."""
     scheduled = np.sort(tasks["scheduled"].to_numpy(dtype=float))

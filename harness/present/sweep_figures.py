@@ -235,6 +235,31 @@ def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
                          bar_label=lambda v: f"prefetch multiplier {v}" + (" (no limit)" if v == 0 else ""))
 
 
+def hockey_stick(steps: list[dict], slo_percentile: float, slo_limit_s: float, capacity: float | None,
+                 title: str, path: Path) -> Path:
+    """Latency against offered load, one point per step of a capacity search: flat while the pool keeps up, then
+    the hockey stick's blade. The SLO's limit and the capacity (the knee) are marked."""
+    rows = pd.DataFrame(steps).sort_values("rate")
+    fig, ax = plt.subplots(figsize=WIDE)
+    ax.plot(rows["rate"], rows["latency_slo_s"] * 1000, marker="o", color="#3182bd",
+            label=f"latency p{slo_percentile:g} (scheduled time to finish)")
+    ax.plot(rows["rate"], rows["latency_p50_s"] * 1000, marker=".", color="#9ecae1", label="latency p50")
+    bad = rows[rows["saturated"]]
+    ax.scatter(bad["rate"], bad["latency_slo_s"] * 1000, marker="x", s=80, color="#e6550d", zorder=3,
+               label="saturated")
+    ax.axhline(slo_limit_s * 1000, color="gray", ls="--", lw=1, label=f"SLO: p{slo_percentile:g} < "
+               f"{slo_limit_s * 1000:g} ms")
+    if capacity is not None:
+        ax.axvline(capacity, color="black", lw=1, label=f"capacity {capacity:.3g} tasks/s")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (tasks/s)")
+    ax.set_ylabel("milliseconds")
+    ax.set_title(title)
+    legend_below(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
                   latencies: dict[str, pd.Series], latency_label: str) -> list[Path]:
     """Every figure the sweep's axes call for."""
