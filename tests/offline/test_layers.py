@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Lowest first; each may import only its own layer and those before it (imports inside functions included).
 LAYERS = ["project", "errors", "model", "results", "analysis", "judge", "present", "lab", "pipeline", "sweeps",
-          "advisor", "course", "commands", "cli"]
+          "capacity", "advisor", "course", "commands", "cli"]
 
 
 def _layer(module: str) -> str:
