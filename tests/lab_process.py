@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from harness.results.records import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +150,25 @@ class Watched:
             self._reader.join(timeout=5)
             self.proc.stdout.close()
         return self.proc.returncode, "".join(self.lines)
+
+
+def killed_outright(code: str, started: Callable[[str], bool], still_there: Callable[[str], bool],
+                    timeout_s: float = 15) -> bool:
+    """Run `code` in a Python of its own that starts a service and prints one line about it (its pid, its folder),
+    check the service is all there (`started(line)`), kill that Python with SIGKILL (no clean-up of its own runs),
+    and wait, bounded, for the watchdog to remove what it started; returns whether it is all gone."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert started(line), f"not started: {line!r}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + timeout_s
+        while still_there(line) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not still_there(line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
-from lab_process import ROOT
+from lab_process import killed_outright
 
 from harness.lab.services.http_service import HttpService
 
@@ -50,17 +45,9 @@ def test_it_answers_with_the_token_only_at_the_set_size_and_overlaps_waits():
 def test_a_harness_killed_outright_leaves_no_http_service():
     code = ("import time; from harness.lab.services.http_service import HttpService; "
             "web = HttpService().__enter__(); print(web.pid, web._server.folder, flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        pid, folder = proc.stdout.readline().split()
-        assert psutil.pid_exists(int(pid)) and Path(folder).exists()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while (psutil.pid_exists(int(pid)) or Path(folder).exists()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not psutil.pid_exists(int(pid)) and not Path(folder).exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def server_and_folder(line: str) -> tuple[bool, bool]:
+        pid, folder = line.split()
+        return psutil.pid_exists(int(pid)), Path(folder).exists()
+
+    assert killed_outright(code, lambda line: all(server_and_folder(line)), lambda line: any(server_and_folder(line)))

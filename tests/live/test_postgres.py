@@ -3,15 +3,11 @@ it, and gone with its folder when it stops, also after SIGKILL of the harness th
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-from lab_process import ROOT
+from lab_process import killed_outright
 
 from harness.lab.services.postgres import PostgresServer, find_postgres
 
@@ -57,17 +53,7 @@ def test_a_private_postgres_serves_its_seeded_table_on_loopback_and_leaves_nothi
 def test_a_harness_killed_outright_leaves_no_server_and_no_folder():
     code = ("import time; from harness.lab.services.postgres import PostgresServer; "
             "pg = PostgresServer().__enter__(); print(pg.folder, flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        folder = Path(proc.stdout.readline().strip())
-        assert folder.exists() and _servers_in(folder)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while (folder.exists() or _servers_in(folder)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not folder.exists() and _servers_in(folder) == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def folder_and_server(folder: str) -> tuple[bool, bool]:
+        return Path(folder).exists(), bool(_servers_in(Path(folder)))
+
+    assert killed_outright(code, lambda f: all(folder_and_server(f)), lambda f: any(folder_and_server(f)))
