@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
 from harness.model import arrivals
-from harness.model.drivers import DRIVERS, driver
+from harness.model.drivers import DRIVERS, driver, fits
 from harness.model.pools import POOLS, Pool, pool
 from harness.model.settings import MAX_TASKS, SETTINGS
 from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
@@ -338,17 +338,19 @@ def build_spec(**raw: Any) -> RunSpec:
                "is a pool class the lab knows nothing of")
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
     kind = workload(v["workload"]).driver_kind
-    if raw.get("driver") not in (None, "") and driver(v["driver"]).kind != kind:
-        fits = [n for n, d in DRIVERS.items() if d.kind == kind]
+    # A driver given for a workload it does not reach, or a green patch off a green pool (drivers.fits): which one.
+    unfit = v["driver"] is not None and not fits(v["driver"], kind, rules.green)
+    if unfit and driver(v["driver"]).kind != kind:
+        takes = [n for n, d in DRIVERS.items() if d.kind == kind]
         raise SpecError(f"DRIVER={v['driver']} is a {driver(v['driver']).kind} client; "
-                        + (f"the {v['workload']} workload takes {', '.join(fits)}" if fits else
+                        + (f"the {v['workload']} workload takes {', '.join(takes)}" if takes else
                            f"only the db and http workloads take a DRIVER, not {v['workload']!r}"))
     if raw.get("db_query") not in (None, "") and not workload(v["workload"]).needs_db:
         raise SpecError(f"DB_QUERY is the db workload's query, not {v['workload']!r}'s: give WORKLOAD=db")
     if workload(v["workload"]).needs_db and rules.slot == "interpreter":
         raise SpecError("the db workload's drivers are C extensions that do not load in a subinterpreter: choose "
                         "another pool for WORKLOAD=db")
-    if v["driver"] is not None and driver(v["driver"]).patch and not rules.green:
+    if unfit:  # the driver's kind fits: its patch is for a green pool's hub
         raise SpecError(f"DRIVER={v['driver']}: {driver(v['driver']).patch} patches the driver for a green pool's hub "
                         f"(gevent, eventlet); on {rules.name} give DRIVER=psycopg2")
     if v["gil_probe"] and v["workers"] > 1:
