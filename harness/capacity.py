@@ -18,10 +18,11 @@ from typing import Any
 
 from harness.analysis.load import latency_at
 from harness.model.arrivals import MAX_RATE
+from harness.model.machine import usable_cores
 from harness.model.slo import Slo
 from harness.model.spec import RunSpec, build_spec
-from harness.results.paths import RESULTS_DIR
-from harness.results.run_folder import Run
+from harness.results.records import Role
+from harness.results.run_folder import Run, tasks_of
 
 MAX_RAMP_STEPS = 8
 BISECTION_STEPS = 3
@@ -75,20 +76,16 @@ def estimate_s(load_time_s: float) -> float:
     return (MAX_RAMP_STEPS + BISECTION_STEPS) * (load_time_s + STEP_OVERHEAD_S)
 
 
-def search(settings: dict[str, Any], slo: Slo, results_dir: str | Path = RESULTS_DIR,
-           measure: Callable[[RunSpec, Path], Run] | None = None, log: Callable[[str], None] = print) -> tuple[
-               Capacity, Path]:
+def search(settings: dict[str, Any], slo: Slo, results_dir: str | Path, measure: Callable[[RunSpec, Path], Run],
+           log: Callable[[str], None] = print) -> tuple[Capacity, Path]:
     """Ramp, then bisect; returns the answer and the search's folder. `measure(spec, folder)` runs one step (the
-    lab's run_bench on one broker, by default)."""
+    command's: the lab's run_bench, every step on one broker)."""
     settings = {**settings, "load_time": settings.get("load_time") or STEP_LOAD_TIME_S}
     batch = {k: v for k, v in settings.items() if k not in ("load_time", "warmup", "arrivals")}
     base = build_spec(**{**settings, "rate": first_rate(build_spec(**batch))})  # every mistake, before a step
     folder = Path(results_dir) / f"capacity-{time.strftime('%Y%m%d-%H%M%S')}-{base.pool}-{base.task or base.workload}"
     folder.mkdir(parents=True, exist_ok=True)
-    from harness.model.machine import usable_cores
-
     result = Capacity(slo.text, base.pool, base.task or base.workload, usable_cores())
-    assert measure is not None
     log(f"capacity: {base.pool} at concurrency {base.concurrency}, {slo.text}; at most "
         f"{MAX_RAMP_STEPS + BISECTION_STEPS} steps of {base.load_time:g} s of load, about "
         f"{estimate_s(float(base.load_time or 0)) / 60:.0f} min at most")
@@ -97,9 +94,6 @@ def search(settings: dict[str, Any], slo: Slo, results_dir: str | Path = RESULTS
         run = measure(build_spec(**{**settings, "rate": round(rate, 3)}), folder / "runs")
         load = run.summary.load if run.summary is not None else None
         assert load is not None and run.spec.warmup is not None
-        from harness.results.records import Role
-        from harness.results.run_folder import tasks_of
-
         foreground = tasks_of(run.tasks, Role.FOREGROUND)
         s = Step(rate, run.run_id, bool(load.saturated), bool(load.submitter_behind),
                  latency_at(foreground, run.spec.warmup, slo.percentile), load.latency_p50_s, load.finish_rate,
