@@ -1,6 +1,7 @@
 """What a run submits: batches of tasks of one workload each, sent by name to the run's queue."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -70,34 +71,45 @@ def batch(batches: list[Batch], role: Role) -> Batch | None:
 LOAD_LEAD_S = 0.05
 
 
-def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_index: int = 0) -> list[dict]:
+def submit(app: Celery, queue: str, batches: list[Batch], run_id: str, first_index: int = 0,
+           into: list[dict] | None = None, stop: threading.Event | None = None) -> list[dict]:
     """Send every task, marked as the run's; returns one row per task: task_id, index, role, submitted, and for a
-    task of an open-loop load its scheduled time (epoch s).
+    task of an open-loop load its scheduled time (epoch s). With `into`, each row is appended there as its task is
+    sent (an open-loop load is sent from a thread of its own while the run's records are collected and shown); a set
+    `stop` ends the sending before the next task. Returns the rows of this call's tasks.
 
     A scheduled task is sent at its time whatever the worker does (as wrk2 does): the submitter sleeps until then and
     never waits for a result, so a stalled worker cannot slow the arrivals, and each task's latency is measured from
     its scheduled time. How late each send was is `submitted - scheduled` (the analysis marks a submitter that fell
     behind)."""
-    rows: list[dict] = []
+    rows: list[dict] = [] if into is None else into
+    first = len(rows)
     start = time.time() + LOAD_LEAD_S
     with app.producer_or_acquire() as producer:
         for b in batches:
             for i in range(b.count):
                 scheduled = start + b.schedule[i if len(b.schedule) > 1 else 0] if b.schedule else None
                 if scheduled is not None:
-                    _sleep_until(scheduled)
+                    _sleep_until(scheduled, stop)
+                if stop is not None and stop.is_set():
+                    return rows[first:]
                 submitted = time.time()
                 result = app.send_task(b.workload, args=b.args, kwargs=b.kwargs, queue=b.queue or queue,
                                        producer=producer, headers={RUN_HEADER: run_id})
-                row = {"task_id": result.id, "index": first_index + len(rows), "role": b.role, "submitted": submitted}
+                row = {"task_id": result.id, "index": first_index + len(rows) - first, "role": b.role,
+                       "submitted": submitted}
                 if scheduled is not None:
                     row["scheduled"] = scheduled
                 rows.append(row)
-    return rows
+    return rows[first:]
 
 
-def _sleep_until(when: float) -> None:
-    """Sleep until epoch time `when` (no spinning: a spin would take a core from the worker on a small machine)."""
+def _sleep_until(when: float, stop: threading.Event | None = None) -> None:
+    """Sleep until epoch time `when` (no spinning: a spin would take a core from the worker on a small machine), or
+    until `stop` is set."""
     left = when - time.time()
     if left > 0:
-        time.sleep(left)
+        if stop is not None:
+            stop.wait(left)
+        else:
+            time.sleep(left)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -15,6 +16,7 @@ from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.worker import Worker
 from harness.lab.worker_group import WorkerGroup
+from harness.present.live import Arrivals
 from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
@@ -44,6 +46,15 @@ class Measurement:
         self.web: HttpService | None = None  # the http workload's service
         self.services: dict[str, str] = {}  # where the run's services are, for the worker's environment
         self.queue_depth: QueueDepthSampler | None = None  # an open-loop load's queue on the broker
+        self.offered: tuple[int, int] | None = None  # an open-loop load: where its rows start in submitted, how many
+
+    def arrivals_now(self) -> Arrivals | None:
+        """An open-loop load's arrivals so far and the broker's queue now, for a live view; None for a batch."""
+        if self.offered is None:
+            return None
+        start, total = self.offered
+        depth = self.queue_depth.rows[-1][1] if self.queue_depth is not None and self.queue_depth.rows else None
+        return Arrivals(sent=len(self.submitted) - start, total=total, queued=depth)
 
     def batch_records(self, first: int) -> list[dict]:
         """The records from index `first` on, without those of the tasks run alone."""
@@ -93,10 +104,12 @@ def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:
 
 
 def collect(client: redis.Redis, key: str, expected: int, worker: Worker | WorkerGroup, deadline_s: float,
-            m: Measurement, show_progress: bool, watch: Watch | None = None, first: int | None = None) -> None:
-    """Take records off the run's list until all arrived; fail fast on anything that means they won't.
-    `watch` (a live view) sees the records from index `first` on (default: those this call collects), but
-    not the tasks run alone (m.alone_ids), and the cores in use, several times a second."""
+            m: Measurement, show_progress: bool, watch: Watch | None = None, first: int | None = None,
+            check: Callable[[], None] | None = None) -> None:
+    """Take records off the run's list until all arrived; fail fast on anything that means they won't, and on
+    whatever `check` raises (an open-loop load's sender that failed). `watch` (a live view) sees the records from
+    index `first` on (default: those this call collects), but not the tasks run alone (m.alone_ids), the cores in
+    use, and an open-loop load's arrivals, several times a second."""
     deadline = time.monotonic() + deadline_s
     children = worker.children()
     shown = 0.0
@@ -106,7 +119,9 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker | Worke
         while len(m.records) < expected:
             if watch is not None and time.monotonic() - shown >= 0.2:
                 shown = time.monotonic()
-                watch(m.batch_records(first), m.sampler.cores_now() if m.sampler is not None else None)
+                _show(watch, m, first)
+            if check is not None:
+                check()
             try:
                 item = client.blpop([key], timeout=0.25)
             except (redis.RedisError, OSError) as exc:
@@ -131,4 +146,14 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker | Worke
                 raise RunFailed(f"{expected - len(m.records)} of {expected} tasks did not finish within "
                                 f"{deadline_s:g} s (a task that never returns, or a stuck worker)")
     if watch is not None:
-        watch(m.batch_records(first), m.sampler.cores_now() if m.sampler is not None else None)
+        _show(watch, m, first)
+
+
+def _show(watch: Watch, m: Measurement, first: int) -> None:
+    """One look for the live view; a batch's view is called with two arguments, as it was before loads had arrivals
+    (a notebook's own view need not take a third)."""
+    cores, arrivals = m.sampler.cores_now() if m.sampler is not None else None, m.arrivals_now()
+    if arrivals is None:
+        watch(m.batch_records(first), cores)
+    else:
+        watch(m.batch_records(first), cores, arrivals)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -205,6 +206,74 @@ def _waves(spec: RunSpec, foreground: Batch) -> list[Batch]:
     return [replace(foreground, count=first), replace(foreground, count=spec.tasks - first)]
 
 
+def _send_and_collect(app, client: redis.Redis, queue: str, key: str, run_id: str, spec: RunSpec,
+                      batches: list[Batch], parts: list[list[Batch]], reference: Batch | None, task_s: float | None,
+                      m: Measurement, log: Callable[[str], None], show_progress: bool, watch: Watch | None,
+                      first: int) -> None:
+    """A closed batch: every task sent at once (background first), then collected; a long batch in parts, one task
+    alone between them."""
+    assert m.worker is not None  # taken (_take_worker) before the batches run
+    t0 = time.monotonic()
+    _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + parts[0], run_id, m)
+    m.timings["submit_s"] = time.monotonic() - t0
+    log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
+        + (f" (in {len(parts)} parts, one alone between them)" if len(parts) > 1 else "")
+        + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
+    t0 = time.monotonic()
+    deadline = t0 + spec.deadline_s(task_s)  # one limit for the whole batch, however many parts
+    for i, part in enumerate(parts):  # a long batch: one task alone between its waves, then the rest
+        if i:
+            assert reference is not None  # a batch is in parts (_waves) only when a task runs alone between them
+            _alone(app, client, queue, key, reference, run_id, spec, m)
+            _send(app, queue, part, run_id, m)
+        left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
+        collect(client, key, len(m.submitted), m.worker, left, m, show_progress, watch, first)
+    m.timings["collect_s"] = time.monotonic() - t0
+
+
+def _offer(app, client: redis.Redis, queue: str, key: str, run_id: str, part: list[Batch], deadline_s: float,
+           m: Measurement, show_progress: bool, watch: Watch | None, first: int) -> None:
+    """An open-loop load: its tasks sent at their scheduled times from a thread of its own, each row kept in
+    m.submitted as it is sent, while this thread collects the records and feeds the live view (tasks sent, the
+    broker's queue). A sender that fails ends the run in one line; a run that fails stops the sender."""
+    assert m.worker is not None  # taken (_take_worker) before the batches run
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        try:
+            _send_rows(app, queue, part, run_id, m, stop)
+        except BaseException as exc:  # kept for the collecting thread to raise  # noqa: BLE001
+            failed.append(exc)
+
+    def check() -> None:
+        if failed:
+            raise failed[0]
+
+    expected = len(m.submitted) + sum(b.count for b in part)
+    m.offered = (len(m.submitted), expected - len(m.submitted))
+    sender = threading.Thread(target=send, name="lab-open-loop-sender", daemon=True)
+    t0 = time.monotonic()
+    sender.start()
+    try:
+        collect(client, key, expected, m.worker, deadline_s, m, show_progress, watch, first, check=check)
+    finally:
+        stop.set()  # a failed run: no task is sent after it (a complete one has sent them all)
+        sender.join(timeout=5)
+    check()
+    m.timings["submit_s"] = m.timings["collect_s"] = time.monotonic() - t0
+
+
+def _send_rows(app, queue: str, part: list[Batch], run_id: str, m: Measurement, stop: threading.Event) -> None:
+    """_send for the open-loop sender: each row into m.submitted as its task goes."""
+    try:
+        submit(app, queue, part, run_id, first_index=len(m.submitted), into=m.submitted, stop=stop)
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+        m.broker_lost = True
+        raise RunFailed(f"lost the Redis broker while submitting tasks ({redact(str(exc))}); "
+                        f"{len(m.records)} tasks had reported") from None
+
+
 def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
                  batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool,
                  watch: Watch | None = None) -> None:
@@ -243,22 +312,12 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     if spec.is_load:
         log(f"offering {spec.tasks} {spec.task or spec.workload} tasks at {spec.rate:g}/s for {spec.load_time:g} s "
             f"({spec.arrivals} arrivals), each sent at its time whatever the worker does")
-    t0 = time.monotonic()
-    _send(app, queue, [b for b in batches if b.role == Role.BACKGROUND] + parts[0], run_id, m)
-    m.timings["submit_s"] = time.monotonic() - t0
-    log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks" + (" after one alone" if reference else "")
-        + (f" (in {len(parts)} parts, one alone between them)" if len(parts) > 1 else "")
-        + (f", and {spec.background_tasks} {spec.background} tasks in the background" if spec.background else ""))
-    t0 = time.monotonic()
-    deadline = t0 + spec.deadline_s(task_s)  # one limit for the whole batch, however many parts
-    for i, part in enumerate(parts):  # a long batch: one task alone between its waves, then the rest
-        if i:
-            assert reference is not None  # a batch is in parts (_waves) only when a task runs alone between them
-            _alone(app, client, queue, key, reference, run_id, spec, m)
-            _send(app, queue, part, run_id, m)
-        left = spec.deadline_s(task_s) if not i else max(1.0, deadline - time.monotonic())  # (the limit as set, said)
-        collect(client, key, len(m.submitted), worker, left, m, show_progress, watch, first)
-    m.timings["collect_s"] = time.monotonic() - t0
+    if spec.is_load:  # sent on its schedule from a thread while the records are collected (and shown) here
+        _offer(app, client, queue, key, run_id, parts[0], spec.deadline_s(), m, show_progress, watch, first)
+        log(f"submitted {spec.tasks} {spec.task or spec.workload} tasks on their schedule")
+    else:
+        _send_and_collect(app, client, queue, key, run_id, spec, batches, parts, reference, task_s, m, log,
+                          show_progress, watch, first)
     if m.queue_depth is not None:
         m.queue_depth.stop()
     if reference is not None:

@@ -1,5 +1,6 @@
 """The live view of a run while it goes: lanes filling with finished tasks, each shaded by how much of its
-run time was its own CPU, and the CPU cores the worker uses right now against the machine's.
+run time was its own CPU, and the CPU cores the worker uses right now against the machine's; for an open-loop load,
+the tasks sent so far (the arrival rate) and the broker's queue, with a lane of its depth.
 
 A watcher is called by the measuring loop (harness.lab.run.collect) with the records so far and the
 cores in use, several times a second: `TerminalView` (rich, in a terminal), `PlainLines` (a line a
@@ -9,18 +10,48 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from harness.model.spec import RunSpec
 
 
-class Watch(Protocol):
-    """A live view: called with the records so far and the cores in use, closed when the run ends."""
+@dataclass(frozen=True)
+class Arrivals:
+    """An open-loop load so far: tasks sent on their schedule of all it will send, and the broker's queue now."""
 
-    def __call__(self, records: list[dict], cores_now: float | None, /) -> None: ...
+    sent: int
+    total: int
+    queued: int | None
+
+
+class Watch(Protocol):
+    """A live view: called with the records so far, the cores in use and an open-loop load's arrivals (None for a
+    batch), closed when the run ends."""
+
+    def __call__(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None, /) -> None: ...
 
     def close(self) -> None: ...
+
+
+def arrivals_text(arrivals: Arrivals | None, elapsed_s: float) -> str:
+    """'60/120 sent (29.8/s), 3 queued on the broker'; empty for a batch."""
+    if arrivals is None:
+        return ""
+    sending = 0 < arrivals.sent < arrivals.total and elapsed_s > 0.5  # after the last send a rate would only fall
+    rate = f" ({arrivals.sent / elapsed_s:.1f}/s)" if sending else ""
+    queued = f", {arrivals.queued} queued on the broker" if arrivals.queued is not None else ""
+    return f"{arrivals.sent}/{arrivals.total} sent{rate}{queued}"
+
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def spark(depths: list[int]) -> str:
+    """A lane of the queue's depth, a character per reading, scaled to the deepest."""
+    top = max(depths, default=0)
+    return "".join(SPARK[0 if top == 0 else round(d / top * (len(SPARK) - 1))] for d in depths)
 
 
 BLOCK = "█"
@@ -61,19 +92,26 @@ class TerminalView:
 
         self.title, self.total, self.cores = title, total, cores
         self.started = time.monotonic()
+        self.depths: list[int] = []  # the broker's queue at each redraw of a load
         self.live = Live(console=Console(stderr=True), refresh_per_second=8, transient=False)
         self.live.start()
 
-    def _render(self, records: list[dict], cores_now: float | None):
+    def _render(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None):
         from rich.text import Text
 
-        done = len(records)
+        done, elapsed = len(records), time.monotonic() - self.started
         text = Text()
         text.append(f"{self.title}\n", style="bold")
-        text.append(f"{done}/{self.total} tasks done · {time.monotonic() - self.started:4.1f} s · CPU cores used "
-                    f"now: ")
+        text.append(f"{done}/{self.total} tasks done · {elapsed:4.1f} s · CPU cores used now: ")
         text.append(f"{cores_now:.1f}" if cores_now is not None else "-", style="bold cyan")
         text.append(f" of {self.cores}\n")
+        if arrivals is not None:
+            text.append(f"arriving: {arrivals_text(arrivals, elapsed)}\n")
+            if arrivals.queued is not None:
+                self.depths.append(arrivals.queued)
+                text.append(f"{'queue':>5} ")
+                text.append(spark(self.depths[-60:]), style="magenta")
+                text.append(f" max {max(self.depths)}\n")
         slots = lanes(records)
         width = max((len(s) for s in slots), default=4)
         for slot, shares in list(slots.items())[:24]:
@@ -89,8 +127,8 @@ class TerminalView:
             text.append(f" {label}  ")
         return text
 
-    def __call__(self, records: list[dict], cores_now: float | None) -> None:
-        self.live.update(self._render(records, cores_now))
+    def __call__(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None) -> None:
+        self.live.update(self._render(records, cores_now, arrivals))
 
     def close(self) -> None:
         self.live.stop()
@@ -104,12 +142,13 @@ class PlainLines:
         self.out = out or sys.stderr
         self.started = self.last = time.monotonic()
 
-    def __call__(self, records: list[dict], cores_now: float | None) -> None:
+    def __call__(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None) -> None:
         if not _due(self, records):
             return
         done, now = len(records), self.last
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
-        print(f"[{now - self.started:5.1f} s] {self.title}: {done}/{self.total} tasks done, "
+        arriving = f"{arrivals_text(arrivals, now - self.started)}, " if arrivals is not None else ""
+        print(f"[{now - self.started:5.1f} s] {self.title}: {done}/{self.total} tasks done, {arriving}"
               f"{cores} of {self.cores} cores in use", file=self.out, flush=True)
 
     def close(self) -> None:
@@ -124,9 +163,10 @@ class NotebookView:
 
         self.title, self.total, self.cores, self.every_s = title, total, cores, every_s
         self.last = 0.0
+        self.started = time.monotonic()
         self.handle = display(self._figure([], None), display_id=True)
 
-    def _figure(self, records: list[dict], cores_now: float | None):
+    def _figure(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None):
         from harness.present.style import plt
 
         fig, ax = plt.subplots(figsize=(10, 3.2))
@@ -143,15 +183,16 @@ class NotebookView:
             ax.invert_yaxis()
         done = len(records)
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
-        ax.set_title(f"{self.title}: {done}/{self.total} done · {cores} of {self.cores} cores in use now",
+        arriving = f" · {arrivals_text(arrivals, time.monotonic() - self.started)}" if arrivals is not None else ""
+        ax.set_title(f"{self.title}: {done}/{self.total} done · {cores} of {self.cores} cores in use now{arriving}",
                      fontsize=13)
         ax.set_xlabel("seconds (darker: more of the task's time on a CPU)", fontsize=12)
         plt.close(fig)
         return fig
 
-    def __call__(self, records: list[dict], cores_now: float | None) -> None:
+    def __call__(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None) -> None:
         if _due(self, records):
-            self.handle.update(self._figure(list(records), cores_now))
+            self.handle.update(self._figure(list(records), cores_now, arrivals))
 
     def close(self) -> None:
         pass
@@ -190,10 +231,11 @@ class BarPostfix:
     def __init__(self, bar, total: int) -> None:
         self.bar, self.total = bar, total
 
-    def __call__(self, records: list[dict], cores_now: float | None) -> None:
+    def __call__(self, records: list[dict], cores_now: float | None, arrivals: Arrivals | None = None) -> None:
         done = len(records)
         cores = f"{cores_now:.1f}" if cores_now is not None else "-"
-        self.bar.set_postfix_str(f"{done}/{self.total} tasks, {cores} cores", refresh=True)
+        queued = f", {arrivals.queued} queued" if arrivals is not None and arrivals.queued is not None else ""
+        self.bar.set_postfix_str(f"{done}/{self.total} tasks{queued}, {cores} cores", refresh=True)
 
     def close(self) -> None:
         self.bar.set_postfix_str("", refresh=False)

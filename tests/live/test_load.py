@@ -22,6 +22,27 @@ def test_a_rate_well_under_capacity_has_about_the_tasks_own_time_as_its_latency(
     assert not any(n.startswith("SATURATED") for n in s.notes)
 
 
+def test_the_live_view_of_a_load_sees_tasks_finish_and_the_queue_while_they_still_arrive(redis_url, tmp_path):
+    from harness.model.spec import build_spec
+    from harness.pipeline import run_bench
+
+    seen: list[tuple[int, object]] = []
+
+    def live(_spec):
+        def watch(records, _cores, arrivals=None):
+            seen.append((len(records), arrivals))
+        watch.close = lambda: None
+        return watch
+
+    run = run_bench(build_spec(pool="threads", workload="io_sleep", duration=0.05, concurrency=4, rate=20,
+                               load_time=3), results_dir=tmp_path, redis_url=redis_url, log=lambda _l: None, live=live)
+    assert run.summary is not None and run.summary.tasks_done == 60
+    midway = [(done, a) for done, a in seen if a is not None and 0 < a.sent < a.total]
+    assert any(done > 0 for done, _ in midway), seen[:5]  # records came in while the schedule was still being sent
+    assert all(a.queued is not None for _, a in midway[5:])  # the broker's queue read from the first tenth of a second
+    assert seen[-1][0] == 60 and seen[-1][1].sent == 60
+
+
 def test_a_rate_well_over_capacity_is_marked_saturated_with_its_growth(tmp_path):
     # Python CPU work on threads: one core under the GIL, 50 ms tasks, so 10-40 a second on this machine; 80 offered.
     done = harness("load", "--pool", "threads", "--workload", "cpu", "--duration", "0.05", "--concurrency", "2",

@@ -33,7 +33,7 @@ class SlowDown:
         self.hogs: list[subprocess.Popen] = []
 
     def __call__(self, _spec):
-        def watch(_records, _cores):
+        def watch(_records, _cores, _arrivals=None):
             if not self.hogs:
                 for worker in _workers():
                     _lower_priority(worker.pid)
