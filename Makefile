@@ -69,11 +69,11 @@ bench: $(STAMP)
 load: $(STAMP)
 	$(BIN)/python -m harness load --from-make $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(RECALIBRATE),--recalibrate) $(if $(YES),--yes)
 
-## capacity: the highest rate one worker holds within a latency objective (POOL=threads WORKLOAD=cpu DURATION=0.02 SLO='p95<1s'): a ramp of loads, then bisection; capacity.json and capacity.png
+## capacity: the highest rate one worker holds within a latency objective (POOL=threads WORKLOAD=cpu DURATION=0.02 SLO='p95<1s'): a ramp of loads, then bisection; capacity.json and capacity.png (EXP=experiments/capacity.toml: several pools, QUICK=1)
 capacity: $(STAMP)
-	$(BIN)/python -m harness capacity --from-make $(if $(YES),--yes)
+	$(BIN)/python -m harness capacity --from-make $(if $(YES),--yes) $(if $(EXP),--exp "$$EXP") $(if $(QUICK),--quick)
 
-## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', or your app: APP=proj CALLS=calls.jsonl TASK_PATH=<project>, YES=1 in a script; ONCE=1 for one repeat)
+## advise: which pool and concurrency for your task? (TASK=package.module:function ARGS='[...]', or your app: APP=proj CALLS=calls.jsonl TASK_PATH=<project>, YES=1 in a script; ONCE=1 for one repeat; RATE=120 SLO='p95<0.5s': how many workers hold that rate)
 advise: $(STAMP)
 	@test -z "$(QUICK)" || { echo 'make advise takes ONCE=1 for one repeat per setting; QUICK=1 is for make sweep' >&2; exit 2; }
 	$(BIN)/python -m harness advise --from-make $(if $(ONCE),--once) $(if $(STRICT),--strict) $(if $(YES),--yes)

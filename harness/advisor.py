@@ -5,16 +5,19 @@ this module only runs them, through the same pipeline as any sweep.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from harness.analysis.advice import Advice
 from harness.errors import SpecError, UsageError
 from harness.model.experiment import Experiment
 from harness.model.pools import BASELINE_POOL
 from harness.model.settings import SETTINGS
+from harness.model.slo import Slo
 from harness.model.spec import RunSpec, build_spec
 from harness.pipeline import Log, advice_of, run_bench  # noqa: F401 (advice_of: re-exported)
 from harness.results.paths import RESULTS_DIR
-from harness.results.records import AdvisorRecord
+from harness.results.records import AdvisorRecord, Role
 from harness.results.sweep_folder import load_sweep_manifest, write_sweep_manifest
 from harness.sweeps import run_sweep, start_sweep
 
@@ -113,3 +116,78 @@ def _task_label(spec: RunSpec) -> str:
     if spec.app:
         return f"{spec.app.replace(':', '.').split('.')[0]}-mix"
     return (spec.task.replace(":", ".").split(".")[-1] if spec.task else spec.workload)
+
+
+def advise_at_rate(folder: Path, advice: Advice, settings: dict, slo: Slo, redis_url: str | None = None,
+                   log: Log = print) -> dict:
+    """After the batch advice (`advise`): the capacity of its best settings at an SLO, one worker each (a capacity
+    search per setting, harness.capacity), the workers the rate needs on the best of them, and one load at the rate
+    with as many of those workers as fit on this machine (or at what those should hold, when fewer fit: the rest is
+    extrapolated and marked). `settings` are the user's, with RATE and the load's shape; rate.json in the advisor's
+    folder keeps it all."""
+    from harness import capacity
+    from harness.analysis import advice as advising
+    from harness.analysis.load import latency_at
+    from harness.lab.services.redis_broker import RedisBroker
+    from harness.model.machine import usable_cores
+    from harness.model.settings import MAX_WORKERS
+    from harness.present.sweep_figures import hockey_sticks
+    from harness.results.run_folder import tasks_of
+
+    rate = float(settings["rate"])
+    shape = {k: settings[k] for k in ("load_time", "arrivals", "warmup", "seed") if settings.get(k) is not None}
+    base = {k: v for k, v in settings.items() if k not in ("rate", "tasks", *ADVISOR_CHOOSES, *shape)}
+    cells = advising.rate_candidates(advice)
+    log(f"advisor: at {rate:g} tasks/s within {slo.text}: the capacity of "
+        + ", ".join(f"{c['pool']} at {c['concurrency']}" + (" split by queue" if c.get("routes") else "")
+                    for c in cells) + ", one worker each")
+    searches = []
+    with RedisBroker(redis_url) as broker:
+        def measure(spec: RunSpec, into: Path):
+            return run_bench(spec, results_dir=into, redis_url=broker.url, log=lambda _l: None, mark_latest=False)
+
+        for i, cell in enumerate(cells):
+            found, _ = capacity.search({**base, **shape, **cell}, slo, folder / "rate", measure, log=log,
+                                       label=f"{i + 1:02d}-{cell['pool']}-{cell['concurrency']}")
+            log(capacity.sentence(found))
+            searches.append((cell, found))
+        held = [(cell, found) for cell, found in searches if found.capacity]
+        verified = None
+        best: tuple[dict, capacity.Capacity] | None = max(held, key=lambda h: h[1].capacity or 0) if held else None
+        plan = None
+        if best is not None:
+            cell, found = best
+            data = found.to_dict()
+            plan = advising.plan_rate(rate, float(found.capacity or 0), data["cores_used"], usable_cores(), MAX_WORKERS)
+            log(f"advisor: {plan.workers} worker(s) needed; offering {plan.verify_rate:g} tasks/s to {plan.here} here")
+            run = measure(build_spec(**{**base, **shape, **cell, "workers": plan.here, "rate": plan.verify_rate}),
+                          folder / "rate" / "check")
+            load = run.summary.load if run.summary is not None else None
+            late = (latency_at(tasks_of(run.tasks, Role.FOREGROUND), run.spec.warmup or 0, slo.percentile)
+                    if load is not None else None)
+            verified = {"workers": plan.here, "rate": plan.verify_rate, "run": str(run.path),
+                        "percentile": slo.percentile, "latency_slo_s": late,
+                        "saturated": bool(load.saturated) if load is not None else None,
+                        "held": bool(load is not None and not load.saturated and not load.submitter_behind
+                                     and late is not None and late <= slo.limit_s)}
+    sentence = (advising.rate_sentence(rate, slo.text, best[0]["pool"], best[0]["concurrency"],
+                                       float(best[1].capacity or 0), best[1].to_dict()["cores_used"], plan, verified)
+                if best is not None and plan is not None else
+                f"No setting measured held any rate tried within {slo.text}: " + "; ".join(
+                    capacity.sentence(f) for _, f in searches))
+    if best is not None and best[0].get("routes"):
+        split = advice.split or {}
+        sentence += (f" Each such worker is the split's pair: {split.get('cpu_pool')} at {split.get('cpu_concurrency')}"
+                     f" on the cpu queue beside {split.get('waiting_pool')} at {split.get('waiting_concurrency')} on "
+                     "the io queue.")
+    hockey_sticks([{**found.to_dict(), "pool": f"{cell['pool']} at {cell['concurrency']}"
+                    + (" split" if cell.get("routes") else "")} for cell, found in searches],
+                  slo.percentile, slo.limit_s, f"one worker each: latency against offered load ({slo.text})",
+                  folder / "rate.png")
+    out = {"rate": rate, "slo": slo.text, "searches": [{**cell, **found.to_dict()} for cell, found in searches],
+           "chosen": best[0] if best is not None else None,
+           "plan": {"workers": plan.workers, "here": plan.here, "verify_rate": plan.verify_rate,
+                    "extrapolated": plan.extrapolated} if plan is not None else None,
+           "verified": verified, "sentence": sentence}
+    (folder / "rate.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.analysis.load import latency_at
 from harness.model.arrivals import MAX_RATE
+from harness.model.experiment import Experiment
 from harness.model.machine import usable_cores
 from harness.model.slo import Slo
 from harness.model.spec import RunSpec, build_spec
@@ -43,6 +44,7 @@ class Step:
     latency_p50_s: float | None
     finish_rate: float | None
     memory_mib: float | None
+    cores_used: float | None = None  # the worker's mean over the step
 
     def ok(self, slo: Slo) -> bool:
         return (not self.saturated and not self.behind and self.latency_slo_s is not None
@@ -61,9 +63,14 @@ class Capacity:
     stopped: str = ""                 # why the search ended before bisecting, if it did
 
     def to_dict(self) -> dict[str, Any]:
-        memory = next((s.memory_mib for s in self.steps if s.rate == self.capacity), None)
-        return {**asdict(self), "per_core": self.capacity / self.cores if self.capacity else None,
-                "per_gib": self.capacity / (memory / 1024) if self.capacity and memory else None}
+        held = next((s for s in self.steps if s.rate == self.capacity), None)
+        memory = held.memory_mib if held is not None else None
+        used = held.cores_used if held is not None else None
+        # Per core the worker used at that rate (its mean), not per core of the machine: one worker's capacity over
+        # the machine's cores would rank the pools as the capacity does. A pool that waits uses little of a core.
+        return {**asdict(self), "per_core": self.capacity / used if self.capacity and used else None,
+                "per_gib": self.capacity / (memory / 1024) if self.capacity and memory else None,
+                "memory_mib": memory, "cores_used": held.cores_used if held is not None else None}
 
 
 def first_rate(spec: RunSpec) -> float:
@@ -77,13 +84,14 @@ def estimate_s(load_time_s: float) -> float:
 
 
 def search(settings: dict[str, Any], slo: Slo, results_dir: str | Path, measure: Callable[[RunSpec, Path], Run],
-           log: Callable[[str], None] = print) -> tuple[Capacity, Path]:
+           log: Callable[[str], None] = print, label: str = "") -> tuple[Capacity, Path]:
     """Ramp, then bisect; returns the answer and the search's folder. `measure(spec, folder)` runs one step (the
     command's: the lab's run_bench, every step on one broker)."""
     settings = {**settings, "load_time": settings.get("load_time") or STEP_LOAD_TIME_S}
     batch = {k: v for k, v in settings.items() if k not in ("load_time", "warmup", "arrivals")}
     base = build_spec(**{**settings, "rate": first_rate(build_spec(**batch))})  # every mistake, before a step
-    folder = Path(results_dir) / f"capacity-{time.strftime('%Y%m%d-%H%M%S')}-{base.pool}-{base.task or base.workload}"
+    folder = Path(results_dir) / (label or f"capacity-{time.strftime('%Y%m%d-%H%M%S')}-{base.pool}-"
+                                           f"{base.task or base.workload}")
     folder.mkdir(parents=True, exist_ok=True)
     result = Capacity(slo.text, base.pool, base.task or base.workload, usable_cores())
     log(f"capacity: {base.pool} at concurrency {base.concurrency}, {slo.text}; at most "
@@ -97,7 +105,8 @@ def search(settings: dict[str, Any], slo: Slo, results_dir: str | Path, measure:
         foreground = tasks_of(run.tasks, Role.FOREGROUND)
         s = Step(rate, run.run_id, bool(load.saturated), bool(load.submitter_behind),
                  latency_at(foreground, run.spec.warmup, slo.percentile), load.latency_p50_s, load.finish_rate,
-                 run.summary.pss_peak_mib if run.summary is not None else None)
+                 run.summary.pss_peak_mib if run.summary is not None else None,
+                 run.summary.mean_cores_used if run.summary is not None else None)
         result.steps.append(s)
         verdict = ("held" if s.ok(slo) else "submitter behind" if s.behind else "saturated" if s.saturated
                    else f"over the SLO ({(s.latency_slo_s or 0) * 1000:.0f} ms)")
@@ -143,8 +152,63 @@ def sentence(result: Capacity) -> str:
                 + (f" (the lowest, {result.first_bad:.4g} tasks/s, did not)" if result.first_bad else "")
                 + (f"; {result.stopped}" if result.stopped else ""))
     data = result.to_dict()
-    per_gib = f", {data['per_gib']:.3g} per GiB of worker memory" if data["per_gib"] else ""
+    per_gib = f", {rate_text(data['per_gib'])} per GiB of worker memory" if data["per_gib"] else ""
+    per_core = (f"{rate_text(data['per_core'])} per core it used ({data['cores_used']:.2f} cores)"
+                if data["per_core"] else "its cores not sampled")
     return (f"capacity: {result.pool} on {result.work} holds {result.capacity:.3g} tasks/s within {result.slo} "
-            f"({result.capacity / result.cores:.3g} per core{per_gib})"
+            f"({per_core}{per_gib})"
             + (f"; {result.first_bad:.3g} tasks/s did not" if result.first_bad else "")
             + (f"; {result.stopped}" if result.stopped else ""))
+
+
+def search_experiment(experiment: Experiment, slo: Slo, results_dir: str | Path,
+                      measure: Callable[[RunSpec, Path], Run], log: Callable[[str], None] = print
+                      ) -> tuple[list[Capacity], Path]:
+    """A capacity search per cell of a capacity experiment (experiments/capacity.toml), one after another under one
+    folder; capacities.json keeps every search and the answer per work (answers)."""
+    cells = experiment.cells()
+    for cell in cells:  # every cell's mistakes before the first step of any
+        build_spec(**{**cell, "rate": 1.0})
+    folder = Path(results_dir) / f"capacity-{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_step = float(cells[0].get("load_time") or STEP_LOAD_TIME_S) if cells else STEP_LOAD_TIME_S
+    log(f"capacity: {len(cells)} searches ({experiment.name}), at most {len(cells) * estimate_s(per_step) / 60:.0f} "
+        f"min if every one takes its most steps")
+    results = []
+    for i, cell in enumerate(cells):
+        label = f"{i + 1:02d}-" + "-".join(str(cell[a]) for a in experiment.axes)
+        result, _ = search(cell, slo, folder, measure, log, label=label)
+        log(sentence(result))
+        results.append(result)
+    (folder / "capacities.json").write_text(json.dumps(
+        {"experiment": experiment.to_dict(), "slo": slo.text, "searches": [r.to_dict() for r in results],
+         "answers": answers(results)}, indent=1) + "\n")
+    return results, folder
+
+
+MEASURES = {"per worker": "capacity", "per core it used": "per_core", "per GiB of worker memory": "per_gib"}
+
+
+def rate_text(rate: float) -> str:
+    """Three significant figures, whole numbers from a thousand up: 43.8, 160, 3,440."""
+    return f"{rate:.3g}" if rate < 1000 else f"{rate:,.0f}"
+
+
+def answers(results: list[Capacity]) -> list[str]:
+    """Per work, which pool holds the most per worker, per core it used and per GiB of the worker's memory,
+    and by how much over the next; the pools that held no rate named. Pure."""
+    out = []
+    for work in dict.fromkeys(r.work for r in results):
+        rows = [r.to_dict() for r in results if r.work == work]
+        held = [r for r in rows if r["capacity"]]
+        parts = []
+        for name, key in MEASURES.items():
+            ranked = sorted((r for r in held if r[key]), key=lambda r: -r[key])
+            if not ranked:
+                continue
+            best = ranked[0]
+            then = (f", {ranked[1][key] / best[key]:.0%} of it on {ranked[1]['pool']}" if len(ranked) > 1 else "")
+            parts.append(f"{name}: {best['pool']} ({rate_text(best[key])} tasks/s{then})")
+        none = [r["pool"] for r in rows if not r["capacity"]]
+        out.append(f"{work}: " + "; ".join(parts) + (f"; held no rate tried: {', '.join(none)}" if none else ""))
+    return out

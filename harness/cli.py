@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     _yes_flag(cap)
     cap.add_argument("--slo", default=None, help="the latency objective, e.g. 'p95<1s' or 'p99<250ms' (SLO= with "
                                                  "make; default p95<1s)")
+    cap.add_argument("--exp", default=None, metavar="FILE", help="a capacity experiment (a TOML file with slo, e.g. "
+                                                                 "experiments/capacity.toml): a search per cell")
+    cap.add_argument("--quick", action="store_true", help="with --exp: the file's [quick] settings")
     cap.set_defaults(func=cmd_capacity, interrupted="interrupted: the worker and broker were stopped")
 
     adv = sub.add_parser("advise", help="measure a task under every pool and recommend a pool and concurrency",
@@ -175,12 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "few concurrency levels, with repeats; print the recommendation and write a "
                                      "sweep folder with report.html. The advisor chooses the pool and the "
                                      "concurrency (and TASKS, except for your app's mix); for your app (APP=) it "
-                                     "also measures a queue split when the task kinds want different pools.")
+                                     "also measures a queue split when the task kinds want different pools. With "
+                                     "--rate (RATE=): the capacity of its best settings within --slo, and how many "
+                                     "workers hold that rate.")
     _setting_flags(adv, leave_out=("pool", "concurrency", "routes"))
     _from_make_flag(adv)
     _yes_flag(adv)
     # Not --quick: a sweep's --quick takes an experiment's [quick] settings, which an advice has none of.
     adv.add_argument("--once", action="store_true", help="one repeat per setting instead of two (ONCE=1 with make)")
+    adv.add_argument("--slo", default=None, help="with --rate: the latency objective the rate must be held within, "
+                                                 "e.g. 'p95<500ms' (SLO= with make; default p95<1s)")
     _results_dir_flag(adv, "the advice's folders")
     _strict_flag(adv)
     adv.set_defaults(func=cmd_advise, interrupted="interrupted: the worker and broker were stopped")

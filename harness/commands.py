@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.errors import SpecError, UsageError
 from harness.model.settings import SETTINGS, from_environment
+from harness.model.slo import Slo
 from harness.model.spec import build_spec
 
 
@@ -83,6 +84,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for given in ("rate", "tasks"):
         if raw.pop(given, None) not in (None, ""):
             raise SpecError(f"capacity chooses the rate itself: leave {SETTINGS[given].make} out")
+    if args.exp:
+        return _capacity_experiment(args, raw)
     slo = parse(args.slo or os.environ.get("SLO") or "p95<1s")
     build_spec(**{**raw, "rate": 1.0})  # a bad setting is refused before anything starts
     _consent(args)
@@ -102,6 +105,43 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                  f"{result.pool} · {result.work}: latency against offered load ({slo.text})", folder / "capacity.png")
     print(capacity.sentence(result))
     print(f"steps: {', '.join(f'{s.rate:.4g}/s ' + ('held' if s.ok(slo) else 'not') for s in result.steps)}")
+    print(f"results: {folder}")
+    return 0
+
+
+def _capacity_experiment(args: argparse.Namespace, raw: dict) -> int:
+    """make capacity EXP=experiments/capacity.toml: a capacity search per cell, the pools' hockey sticks in one
+    figure and which pool holds the most per worker, per core it used and per GiB."""
+    from harness.model.experiment import load_experiment
+    from harness.model.slo import parse
+
+    if raw:
+        raise UsageError(f"EXP={args.exp} gives the settings: leave out "
+                         f"{', '.join(SETTINGS[k].make for k in raw if k in SETTINGS)}")
+    experiment = load_experiment(args.exp)
+    if experiment.slo is None:
+        raise UsageError(f"{args.exp} has no slo: it is a sweep (make sweep EXP={args.exp}); a capacity experiment "
+                         "names its objective, e.g. slo = \"p95<1s\"")
+    if args.quick:
+        experiment = experiment.shrunk()
+    slo = parse(args.slo or os.environ.get("SLO") or str(experiment.slo))
+    _consent(args)
+    from harness import capacity
+    from harness.lab.services.redis_broker import RedisBroker
+    from harness.pipeline import run_bench
+    from harness.present.sweep_figures import hockey_sticks
+
+    with RedisBroker() as broker:  # one broker for every step of every search
+        def measure(spec, folder):
+            return run_bench(spec, results_dir=folder, redis_url=broker.url, log=lambda _line: None,
+                             mark_latest=False)
+
+        results, folder = capacity.search_experiment(experiment, slo, args.results_dir, measure, log=_log)
+    hockey_sticks([r.to_dict() for r in results], slo.percentile, slo.limit_s,
+                  f"{experiment.name}: latency against offered load, one worker each ({slo.text})",
+                  folder / "capacity.png")
+    for line in capacity.answers(results):
+        print(f"most tasks/s within {slo.text}, {line}")
     print(f"results: {folder}")
     return 0
 
@@ -127,6 +167,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("give an experiment file (e.g. experiments/pools.toml) or --resume <sweep folder>")
     else:
         experiment = load_experiment(args.file)
+        if experiment.slo is not None:
+            raise UsageError(f"{args.file} is a capacity experiment (slo = {experiment.slo!r}): run it with "
+                             f"make capacity EXP={args.file}")
         _strict(args)
         folder = start_sweep(experiment, args.quick, args.results_dir, agree=lambda specs: _agree(specs, args, max_s))
     args.interrupted = f"interrupted: resume with `python -m harness sweep --resume {folder}`"
@@ -205,6 +248,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
     raw = from_environment(dict(os.environ)) if args.from_make else {}
     raw.update({name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+    at_rate = _rate_settings(raw, args)  # RATE and the load's shape, checked now; the batch advice runs without them
     _strict(args)
     _consent(args)
     folder = advise(raw, results_dir=args.results_dir, once=args.once, log=_log, show_progress=sys.stderr.isatty())
@@ -213,8 +257,38 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if advice is None:
         print(f"no setting of the advisor's sweep completed; see {folder}/report.html")
         return 1
+    rated = None
+    if at_rate is not None:
+        from harness.advisor import advise_at_rate
+
+        settings, slo = at_rate
+        rated = advise_at_rate(folder, advice, {**raw, **settings}, slo, log=_log)
+        report(folder)  # with the advice at the rate and its figure
     print(advice_text(advice, folder))
+    if rated is not None:
+        print(f"\nAt {rated['rate']:g} tasks/s within {rated['slo']}: {rated['sentence']}\n"
+              f"  details: {folder}/rate.json")
     return 0
+
+
+LOAD_SHAPE = ("rate", "arrivals", "load_time", "warmup")
+
+
+def _rate_settings(raw: dict, args: argparse.Namespace) -> tuple[dict, Slo] | None:
+    """make advise RATE=120 SLO='p95<0.5s': the rate and the load's shape taken out of the settings (the batch advice
+    runs without them) and checked, with the SLO, before anything starts. None without a RATE."""
+    from harness.model.slo import parse
+
+    shape = {k: raw.pop(k) for k in LOAD_SHAPE if raw.get(k) not in (None, "")}
+    slo_text = getattr(args, "slo", None) or os.environ.get("SLO")
+    if "rate" not in shape:
+        if shape or slo_text:
+            given = [SETTINGS[k].make for k in shape] + (["SLO"] if slo_text else [])
+            raise UsageError(f"{', '.join(given)} go with RATE: give RATE (tasks per second) for advice at a rate")
+        return None
+    slo = parse(slo_text or "p95<1s")
+    build_spec(**{**raw, "pool": "threads", "concurrency": 1, **shape})  # a bad rate or shape: one line, now
+    return shape, slo
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ its summary and report are made here.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -146,7 +147,10 @@ def _present_sweep(folder: Path) -> Path:
                    if e.status == Status.COMPLETE]
     figures = sweep_figures(sweep.path, table, sweep.axes, sweep_cores(sweep), stats.latencies_by_cell(foregrounds),
                             "task latency, submit to finish (s)")
-    return sweep_report(sweep, table, figures, advice_of(folder), judge_sweep(folder, table))
+    rated = json.loads((folder / "rate.json").read_text()) if (folder / "rate.json").exists() else None
+    if (folder / "rate.png").exists():  # the advice at a rate's capacity searches (harness.advisor.advise_at_rate)
+        figures.append(folder / "rate.png")
+    return sweep_report(sweep, table, figures, advice_of(folder), judge_sweep(folder, table), rated)
 
 
 # --- the advisor's sweeps -------------------------------------------------------------------

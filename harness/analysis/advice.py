@@ -325,3 +325,85 @@ def _serial_sentence(best_per_pool: pd.DataFrame) -> str:
                         "pycurl); a driver that yields would let it overlap the waits." if green else
                         "holds the GIL while it waits."))
     return "".join(parts)
+
+
+# --- advice at a rate (make advise RATE=120 SLO='p95<0.5s') -----------------------------------------------------
+
+# The pools whose capacity the advice at a rate searches: the recommended one and the best of the others, in the
+# order the batch advice ranked them. Each search is a minute or two of loads.
+RATE_CANDIDATES = 2
+# A worker counts as fitting on this machine beside the others while their cores (each as it used them at its
+# capacity) stay within this share of the machine's: the rest is the broker's, the submitter's and the OS's.
+FITS_SHARE = 0.9
+
+
+def rate_candidates(advice: Advice) -> list[dict[str, Any]]:
+    """The settings whose capacity to search: the recommendation, then the best setting of each other pool by the
+    batch's ranking, RATE_CANDIDATES in all. Where the batch advice recommends splitting the user's app by queue, the
+    split first (its cpu queue's worker beside the waiting pool's, as ROUTES runs them: one 'worker' of the advice
+    at a rate is then that pair)."""
+    chosen = {"pool": advice.pool, "concurrency": advice.concurrency}
+    others = [{"pool": str(r["pool"]), "concurrency": int(r["concurrency"])}
+              for _, r in advice.candidates.iterrows()
+              if str(r["pool"]) != advice.pool and str(r["pool"]) != BASELINE_POOL
+              and not (isinstance(r.get("routes"), str) and r.get("routes"))]
+    seen, out = set(), []
+    for cell in [chosen, *others]:
+        if cell["pool"] not in seen:
+            seen.add(cell["pool"])
+            out.append(cell)
+    out = out[:RATE_CANDIDATES]
+    if advice.split is not None and advice.split["recommended"]:  # the user's app split by queue: searched first
+        split = advice.split
+        out = [{"pool": split["waiting_pool"], "concurrency": split["waiting_concurrency"],
+                "routes": split["routes"]}, *out[:RATE_CANDIDATES - 1]]
+    return out
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    workers: int         # worker processes the rate needs, each holding what one held here
+    here: int            # how many of them this machine can run beside each other (at most `workers`)
+    verify_rate: float   # the rate to offer `here` workers: the target, or 90 % of what `here` workers should hold
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.here < self.workers
+
+
+def plan_rate(rate: float, capacity: float, cores_used: float | None, cores: int, max_workers: int) -> RatePlan:
+    """How many workers of a setting that holds `capacity` tasks/s each (using `cores_used` cores there) a rate
+    needs, how many of them fit on this machine, and what to offer those to check it. Pure."""
+    workers = max(1, math.ceil(rate / capacity))
+    fit = max(1, int(FITS_SHARE * cores / cores_used)) if cores_used and cores_used > 0 else 1
+    here = min(workers, fit, max_workers)
+    verify = rate if here == workers else round(0.9 * here * capacity, 3)
+    return RatePlan(workers, here, verify)
+
+
+def rate_sentence(rate: float, slo_text: str, pool_name: str, concurrency: int, capacity: float,
+                  cores_used: float | None, plan: RatePlan, verified: dict[str, Any] | None) -> str:
+    """The advice at a rate in a few sentences, with the numbers it rests on: what one worker holds, how many workers
+    the rate needs and the headroom that leaves, what was measured with how many workers, and what is extrapolated
+    (marked EXTRAPOLATED)."""
+    one = (f"One {pool_name} worker at concurrency {concurrency} holds {capacity:.3g} tasks/s within {slo_text}"
+           + (f", using {cores_used:.2f} cores" if cores_used else "") + ".")
+    headroom = plan.workers * capacity / rate - 1
+    need = (f" {rate:g} tasks/s needs {plan.workers} such worker{'s' if plan.workers > 1 else ''} "
+            f"({plan.workers * capacity:.3g} tasks/s between them: {headroom:.0%} headroom).")
+    if verified is None:
+        return one + need + " Not checked with a load here."
+    at = (f"{verified['workers']} worker{'s' if verified['workers'] > 1 else ''} offered {verified['rate']:g} tasks/s "
+          f"here: p{verified['percentile']:g} {verified['latency_slo_s'] * 1000:.0f} ms"
+          if verified.get("latency_slo_s") is not None else
+          f"{verified['workers']} worker(s) offered {verified['rate']:g} tasks/s here: no latency")
+    held = verified.get("held")
+    measured = f" Measured: {at}, " + ("held." if held else "NOT held" + (" (saturated)" if verified.get("saturated")
+                                                                          else "") + ".")
+    if not plan.extrapolated:
+        return one + need + measured
+    per_worker = (f" (each used {cores_used:.2f} cores; {plan.here} fit on this machine's cores)" if cores_used
+                  else "")
+    return (one + need + measured + f" EXTRAPOLATED: {plan.workers} workers is {plan.workers / plan.here:.1f}x the "
+            f"{plan.here} measured here{per_worker}; it assumes each has cores of its own like these and a broker "
+            "that keeps up.")

@@ -14,18 +14,22 @@ COLUMNS = ["t", "depth"]
 
 
 class QueueDepthSampler(PeriodicSampler):
-    """LLEN of the run's queue (kombu's Redis transport keeps it as a list of that name) every 1/hz s."""
+    """LLEN of the run's queues (kombu's Redis transport keeps each as a list of that name) every 1/hz s, summed: the
+    run's own and, with ROUTES, each routed group's."""
 
     thread_name = "lab-queue-depth"
 
-    def __init__(self, broker_url: str, queue: str, hz: float = 10.0) -> None:
+    def __init__(self, broker_url: str, queues: list[str], hz: float = 10.0) -> None:
         super().__init__(0, hz)
-        self.queue = queue
+        self.queues = list(dict.fromkeys(queues))
         self._client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
 
     def sample(self) -> None:
         try:
-            depth = self._client.llen(self.queue)
+            with self._client.pipeline(transaction=False) as pipe:
+                for queue in self.queues:
+                    pipe.llen(queue)
+                depth = sum(pipe.execute())
         except (redis.RedisError, OSError):  # a broker gone: the run fails on it elsewhere, in one line
             return
         self.rows.append((time.time(), int(depth)))

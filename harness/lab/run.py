@@ -307,7 +307,8 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     parts = ([[p] for p in _waves(spec, foreground)] if reference is not None and not spec.is_load else
              [[b for b in batches if b.role == Role.FOREGROUND]])
     if spec.is_load:  # the queue's depth on the broker while tasks arrive and drain
-        m.queue_depth = stack.enter_context(QueueDepthSampler(broker_url, queue))
+        routed = list(getattr(worker, "routes", {}).values())  # ROUTES: the routed groups' queues too
+        m.queue_depth = stack.enter_context(QueueDepthSampler(broker_url, [queue, *routed]))
     first = len(m.records)  # the live view shows the batch from here on, its parts together
     if spec.is_load:
         log(f"offering {spec.tasks} {spec.task or spec.workload} tasks at {spec.rate:g}/s for {spec.load_time:g} s "

@@ -16,6 +16,9 @@ A setting is any run setting (harness.model.settings.SETTINGS, by the same name)
 may also be "cores" or "N*cores", resolved on the machine that runs the sweep, or "N/workers": N
 slots shared among the cell's workers (topologies such as 1x4, 2x2, 4x1 with workers = [1, 2, 4]).
 Every cell is validated, as a RunSpec, before any worker starts.
+
+A capacity experiment (`make capacity EXP=experiments/capacity.toml`) adds `slo = "p95<1s"`: each cell is then a
+capacity search (harness.capacity) under that objective, not a batch, and `make sweep` refuses the file.
 """
 from __future__ import annotations
 
@@ -35,9 +38,10 @@ else:  # pragma: no cover - Python 3.10
 from harness.errors import ExperimentError, SpecError
 from harness.model.machine import usable_cores
 from harness.model.settings import SETTINGS
+from harness.model.slo import parse as parse_slo
 from harness.model.spec import RunSpec, build_spec
 
-TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick")
+TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick", "slo")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 # Bounds of a sweep: a typo should not start days of runs or a sweep.json of a hundred megabytes.
 # Settings that define the work itself; every other axis (pool, concurrency, workers, prefetch, switch
@@ -70,10 +74,11 @@ class Experiment:
     # The cells to run, where not every combination of the axes makes sense (the advisor runs solo
     # at concurrency 1 only): each gives a value for every axis. None: every combination.
     only: list[dict[str, Any]] | None = None
+    slo: str | None = None  # a capacity experiment's objective (harness.model.slo): each cell is a capacity search
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "name": self.name, "question": self.question, "repeats": self.repeats,
-                "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only}
+                "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only, "slo": self.slo}
 
     def shrunk(self) -> Experiment:
         """The --quick version: the [quick] table applied, one repeat unless it says otherwise."""
@@ -86,7 +91,7 @@ class Experiment:
             else:
                 fixed[key] = value
         return Experiment(self.path, self.name, self.question, int(self.quick.get("repeats", 1)),
-                          fixed, axes, {}, self.only)
+                          fixed, axes, {}, self.only, self.slo)
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of the axes' values, merged with the fixed settings, machine-resolved."""
@@ -215,7 +220,20 @@ def load_experiment(path: str | Path) -> Experiment:
     qr = quick.get("repeats", 1)
     if not isinstance(qr, int) or isinstance(qr, bool) or qr < 1:
         raise ExperimentError(f"{path}: quick.repeats must be a whole number >= 1, got {qr!r}")
-    exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick)
+    slo = data.get("slo")
+    if slo is not None:
+        try:
+            parse_slo(slo if isinstance(slo, str) else repr(slo))
+        except SpecError as exc:
+            raise ExperimentError(f"{path}: slo: {exc}") from None
+        for given in ("rate", "tasks"):
+            if given in fixed or given in axes:
+                raise ExperimentError(f"{path}: a capacity experiment (slo) chooses the rate itself: leave {given} "
+                                      "out")
+        if repeats != 1:
+            raise ExperimentError(f"{path}: a capacity experiment (slo) runs one search per cell, its steps its own "
+                                  "repeats: leave repeats out")
+    exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick, slo=slo)
     for version in (exp, exp.shrunk()):
         size = math.prod(len(v) for v in version.axes.values()) * version.repeats
         if size > MAX_RUNS:
@@ -227,7 +245,7 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ExperimentError(f"{path}: {exc}") from None
         for cell in cells:
             try:
-                build_spec(**cell)
+                build_spec(**({**cell, "rate": 1.0} if slo is not None else cell))  # a search's steps have a rate
             except SpecError as exc:
                 raise ExperimentError(f"{path}: {exc}") from None
     return exp

@@ -48,7 +48,22 @@ def sweep_cores(sweep: Sweep) -> int:
     return sweep.manifest.environment.cores
 
 
-def _advice(advice: Advice) -> str:
+def _at_rate(rated: dict | None) -> str:
+    """The advice at a rate (rate.json): its sentence and what one worker of each setting searched holds."""
+    if not rated:
+        return ""
+    rows = []
+    for search in rated["searches"]:
+        held = f"{search['capacity']:.3g}" if search.get("capacity") else "none held"
+        rows.append(f"<tr><td>{html.escape(str(search['pool']))}</td><td>{search['concurrency']}</td>"
+                    f"<td>{'split by queue' if search.get('routes') else ''}</td><td>{held}</td></tr>")
+    return (f"<h2>At {rated['rate']:g} tasks/s within {html.escape(rated['slo'])}</h2>"
+            f"<p class='reading'>{html.escape(rated['sentence'])}</p>"
+            "<table><tr><th>pool</th><th>concurrency</th><th></th><th>one worker holds (tasks/s)</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _advice(advice: Advice, rated: dict | None = None) -> str:
     lines = "".join(f"<li>{html.escape(note)}</li>" for note in advice.notes)
     candidates = advice.candidates.rename(columns=ADVICE_COLUMNS)
     table = numbers_table(candidates, list(candidates.columns))
@@ -56,7 +71,7 @@ def _advice(advice: Advice) -> str:
     return (f"<h2>Recommendation: {html.escape(advice.pool)} at concurrency {advice.concurrency}</h2>"
             f"<p class='reading'>{html.escape(advice.reason)}</p><ul>{lines}</ul>"
             + (f"<pre>{html.escape(chr(10).join(line[2:] for line in split[1:]))}</pre>" if split else "")
-            + f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
+            + _at_rate(rated) + f"<h3>Every setting measured (median over repeats, fastest first)</h3>{table}")
 
 
 def _cautions(lines: list[str]) -> str:
@@ -102,7 +117,7 @@ def _runs(manifest: SweepManifest) -> str:
 
 
 def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice: Advice | None = None,
-                 judgement: Judgement | None = None) -> Path:
+                 judgement: Judgement | None = None, rated: dict | None = None) -> Path:
     """report.html for a sweep folder, from its summary table and figures; returns the report's path."""
     manifest, folder = sweep.manifest, sweep.path
     axes, exp = manifest.axes, manifest.experiment  # the experiment as sweep.json keeps it (Experiment.to_dict)
@@ -128,7 +143,7 @@ def sweep_report(sweep: Sweep, table: pd.DataFrame, figures: list[Path], advice:
                   if not table.empty else "<p>No cell completed.</p>")
     table_html += _how_compared(manifest) + _per_task(sweep)
     cautions = _cautions(judgement.cautions) if judgement else ""
-    sections = [cautions] + ([_advice(advice)] if advice is not None else []) + [
+    sections = [cautions] + ([_advice(advice, rated)] if advice is not None else []) + [
                 status, _reading(reading.sweep_reading(table, axes, cores)), table_html,
                 "<h2>Figures</h2>" + "".join(img(p) for p in figures), _runs(manifest), settings,
                 _environment(manifest.environment),

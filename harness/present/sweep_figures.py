@@ -260,6 +260,36 @@ def hockey_stick(steps: list[dict], slo_percentile: float, slo_limit_s: float, c
     return save(fig, path)
 
 
+def hockey_sticks(searches: list[dict], slo_percentile: float, slo_limit_s: float, title: str, path: Path) -> Path:
+    """Several capacity searches (capacity.json's dicts): a panel per work, a line per pool of the SLO's percentile
+    against offered load, each pool's capacity (its knee) marked on its line with its value."""
+    works = list(dict.fromkeys(s["work"] for s in searches))
+    fig, axes = plt.subplots(1, len(works), figsize=(WIDE[0], WIDE[1]), squeeze=False)
+    for ax, work in zip(axes[0], works, strict=True):
+        for i, search in enumerate(s for s in searches if s["work"] == work):
+            rows = pd.DataFrame(search["steps"]).sort_values("rate")
+            color = POOL_COLORS.get(search["pool"], f"C{i}")
+            ax.plot(rows["rate"], rows["latency_slo_s"] * 1000, marker="o", ms=4, color=color, label=search["pool"])
+            if search["capacity"]:
+                at = rows[rows["rate"] == search["capacity"]]["latency_slo_s"].iloc[0] * 1000
+                ax.scatter([search["capacity"]], [at], s=120, facecolors="none", edgecolors=color, lw=2, zorder=3)
+                ax.annotate(f"{search['capacity']:.3g}/s", (search["capacity"], at), textcoords="offset points",
+                            xytext=(4, -12), fontsize=9, color=color)
+        ax.axhline(slo_limit_s * 1000, color="gray", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # 20 and 40, not 2x10^1 and 4x10^1
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            axis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}" if str(v)[0] in "25" else ""))
+        ax.set_xlabel("offered load (tasks/s)")
+        ax.set_title(work)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    axes[0][0].set_ylabel(f"latency p{slo_percentile:g}, ms (dashed: the SLO)")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int,
                   latencies: dict[str, pd.Series], latency_label: str) -> list[Path]:
     """Every figure the sweep's axes call for."""

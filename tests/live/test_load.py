@@ -96,3 +96,36 @@ def test_capacity_refuses_a_rate_and_a_bad_slo_before_anything_starts(tmp_path):
                        timeout=60)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_a_capacity_experiment_searches_each_cell_and_answers_which_pool_holds_the_most(tmp_path):
+    """Two pools on 20 ms of waiting at 2 slots each (40 tasks/s at most): both hold a rate, one figure draws both."""
+    (tmp_path / "cap.toml").write_text('name = "cap"\nquestion = "q"\nslo = "p95<1s"\n[fixed]\nworkload = "io_sleep"\n'
+                                       'duration = 0.02\nconcurrency = 2\nload_time = 2\n'
+                                       '[axes]\npool = ["threads", "gevent"]\n')
+    done = harness("capacity", "--exp", "cap.toml", "--results-dir", "results", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / done.stdout.strip().splitlines()[-1].split("results: ")[1]
+    data = json.loads((folder / "capacities.json").read_text())
+    assert [s["pool"] for s in data["searches"]] == ["threads", "gevent"]
+    assert all(s["capacity"] and s["capacity"] < 2 / 0.02 * 1.1 for s in data["searches"])  # never past the slots
+    assert (folder / "capacity.png").exists() and data["answers"][0].startswith("io_sleep: per worker: ")
+    assert "most tasks/s within p95<1s, io_sleep: per worker:" in done.stdout
+
+
+def test_advice_at_a_rate_counts_the_workers_and_marks_what_it_could_not_measure_here(tmp_path):
+    """20 ms of Python CPU work at 200 tasks/s: one worker holds at most the machine's two cores (about 100/s here),
+    so the rate needs more workers than fit on this machine; one is measured, the rest EXTRAPOLATED, said in the
+    sentence. The capacities stay within physics: no setting holds more than 2 cores / 20 ms allow."""
+    done = harness("advise", "--workload", "cpu", "--duration", "0.02", "--rate", "200", "--slo", "p95<1s",
+                   "--load-time", "2", "--once", "--yes", "--results-dir", "results", cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rated = json.loads(next((tmp_path / "results").glob("*/rate.json")).read_text())
+    assert len(rated["searches"]) == 2 and all(s["capacity"] for s in rated["searches"])
+    assert all(s["capacity"] < 2 / 0.02 * 1.3 for s in rated["searches"])  # two cores, 20 ms each, and noise
+    best = max(s["capacity"] for s in rated["searches"])
+    plan = rated["plan"]
+    assert plan["workers"] == -(-200 // best) and plan["extrapolated"] and plan["here"] < plan["workers"]
+    assert rated["verified"]["workers"] == plan["here"] and rated["verified"]["rate"] < 200
+    assert "EXTRAPOLATED" in rated["sentence"] and "At 200 tasks/s within p95<1s: One " in done.stdout
+    assert (next((tmp_path / "results").glob("*/rate.png"))).exists()

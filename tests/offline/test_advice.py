@@ -190,3 +190,34 @@ def test_a_green_pool_that_ran_a_waiting_task_one_at_a_time_is_said_from_the_mea
     io.loc[io["pool"] == "gevent", ["speedup", "max_tasks_running"]] = (110.0, 128)
     io.loc[io["pool"] == "eventlet", ["speedup", "max_tasks_running"]] = (7.6, 8)
     assert "one at a time (" not in advice.recommend(io, cpu_share=0.01).reason
+
+
+def test_advice_at_a_rate_searches_the_recommendation_and_the_best_other_pool():
+    a = advice.recommend(CPU_TABLE, cpu_share=0.99)
+    # gevent at 8 (0.99x) ranks above threads at 2 (0.97x): the best other pool by the batch ranking
+    assert advice.rate_candidates(a) == [{"pool": "prefork", "concurrency": 2}, {"pool": "gevent", "concurrency": 8}]
+
+
+def test_workers_for_a_rate_are_what_one_holds_rounded_up_and_only_those_that_fit_are_measured():
+    # 120/s on a setting that holds 50/s: 3 workers; each used 0.5 cores, 3 fit in 90 % of 2 cores: all measured
+    fits = advice.plan_rate(120, 50, 0.5, cores=2, max_workers=64)
+    assert (fits.workers, fits.here, fits.verify_rate, fits.extrapolated) == (3, 3, 120, False)
+    # each used 1.9 cores: one fits; it is offered 90 % of what it held, the other two are extrapolated
+    big = advice.plan_rate(120, 50, 1.9, cores=2, max_workers=64)
+    assert (big.workers, big.here, big.verify_rate, big.extrapolated) == (3, 1, 45.0, True)
+    assert advice.plan_rate(30, 50, 1.9, cores=2, max_workers=64).workers == 1
+
+
+def test_the_advice_at_a_rate_gives_its_headroom_what_was_measured_and_marks_what_was_not():
+    plan = advice.plan_rate(120, 50, 1.9, cores=2, max_workers=64)
+    said = advice.rate_sentence(120, "p95<500ms", "prefork", 2, 50, 1.9, plan,
+                                {"workers": 1, "rate": 45.0, "percentile": 95, "latency_slo_s": 0.08, "held": True})
+    assert said.startswith("One prefork worker at concurrency 2 holds 50 tasks/s within p95<500ms, using 1.90 cores. "
+                           "120 tasks/s needs 3 such workers (150 tasks/s between them: 25% headroom).")
+    assert "Measured: 1 worker offered 45 tasks/s here: p95 80 ms, held." in said
+    assert "EXTRAPOLATED: 3 workers is 3.0x the 1 measured here" in said
+    fits = advice.plan_rate(40, 50, 0.5, cores=2, max_workers=64)
+    failed = advice.rate_sentence(40, "p95<500ms", "threads", 8, 50, 0.5, fits,
+                                  {"workers": 1, "rate": 40, "percentile": 95, "latency_slo_s": 0.9, "held": False,
+                                   "saturated": True})
+    assert failed.endswith("p95 900 ms, NOT held (saturated).") and "EXTRAPOLATED" not in failed

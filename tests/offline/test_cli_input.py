@@ -110,3 +110,25 @@ def test_an_interpreter_or_gil_setting_that_cannot_work_is_refused_before_anythi
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert not (workdir / "results").exists()
+
+
+def test_a_capacity_experiment_is_not_a_sweep_and_a_sweep_is_not_a_capacity_experiment(workdir, monkeypatch,
+                                                                                          capsys):
+    for args, said in [(["sweep", str(ROOT / "experiments" / "capacity.toml")], "is a capacity experiment"),
+                       (["capacity", "--exp", str(ROOT / "experiments" / "pools.toml")], "has no slo: it is a sweep"),
+                       (["capacity", "--exp", str(ROOT / "experiments" / "capacity.toml"), "--pool", "threads"],
+                        "gives the settings: leave out POOL")]:
+        code, err = in_process(args, workdir, monkeypatch, capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "results").exists()
+
+
+def test_advice_at_a_rate_refuses_a_bad_rate_slo_or_shape_before_anything_starts(workdir, monkeypatch, capsys):
+    for args, said in [(["--slo", "p95<1s"], "SLO go with RATE: give RATE"),
+                       (["--load-time", "5"], "LOAD_TIME go with RATE"),
+                       (["--rate", "40", "--slo", "fast"], "SLO 'fast' does not parse"),
+                       (["--rate", "0"], "RATE"),
+                       (["--rate", "40", "--arrivals", "burst:3"], "is not an arrival pattern")]:
+        code, err = in_process(["advise", "--workload", "io_sleep", *args], workdir, monkeypatch, capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (workdir / "results").exists()

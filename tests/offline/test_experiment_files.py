@@ -12,7 +12,8 @@ from harness.errors import ExperimentError
 from harness.model.experiment import load_experiment, resolve_concurrency
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap", "interpreters", "drivers"]
+SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap", "interpreters", "drivers",
+           "capacity"]
 
 
 def write(tmp_path, text: str, name="exp.toml") -> Path:
