@@ -118,7 +118,7 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/python -m harness.course.jupyter
 
-## benchmark: time the lab itself (pools experiment per cell, the advisor, load); writes BENCHMARKS.md
+## benchmark: time the lab itself (pools experiment per cell, the advisor, load, the submitter and capacities); writes BENCHMARKS.md
 benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/advise_time.py
@@ -127,6 +127,7 @@ benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/offline_suite.py
 	$(BIN)/python benchmarks/events_cost.py
 	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/capacity.py
 
 ## lint: ruff (errors, import order, modern syntax) and mypy (types) on the code, as configured in pyproject.toml
 lint: $(DEV_STAMP)

@@ -31,7 +31,8 @@ def main() -> None:
         report(folder)
         wall = time.monotonic() - t0
         advice = advice_of(folder)
-        runs = len(load_sweep(folder).manifest["runs"])
+        assert advice is not None, f"{folder}: no setting completed"
+        runs = len(load_sweep(folder).manifest.runs)
         rows.append(f"| `{task}` | {runs} | {wall:.0f} s | < {TARGET_S:.0f} s | {'yes' if wall < TARGET_S else 'no'} | "
                     f"{advice.pool} at {advice.concurrency}{' (close call)' if advice.close_call else ''} | "
                     f"`{folder.relative_to(ROOT)}` |")

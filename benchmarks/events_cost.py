@@ -31,7 +31,8 @@ def main() -> None:
                                            duration=DURATION, events=events),
                                 results_dir=ROOT / "results", redis_url=broker.url, log=lambda _l: None,
                                 mark_latest=False)
-                throughput[events].append(run.summary["throughput_per_s"])
+                assert run.summary is not None  # run_bench returns a summarized run
+                throughput[events].append(run.summary.throughput_per_s)
     off, on = statistics.median(throughput[False]), statistics.median(throughput[True])
     lines = ["## Celery task events, EVENTS=1 (issue 14)", "",
              f"`python benchmarks/events_cost.py`, {env['time_utc']}. Machine: {env['cpu_model']}, "

@@ -58,13 +58,14 @@ def main() -> None:
                 run = run_bench(build_spec(pool=pool, workload="cpu", concurrency=2), results_dir=ROOT / "results",
                                 redis_url=broker.url, log=lambda _line: None, mark_latest=False)
                 s = run.summary
-                first = s["alone_runs_s"][0]
-                runs[pool].append({"old": s["tasks_done"] * first / s["makespan_s"], "new": s["speedup"],
-                                   "old_marked": bool(s.get("disturbed")), "marked": unreliable(s),
-                                   "unsteady": bool(s.get("unsteady")), "drift": s.get("machine_drift") or 0.0,
-                                   "steal": s.get("steal_cores") or 0.0})
-                print(f"round {i + 1} {pool}: before {runs[pool][-1]['old']:.2f}x, now {s['speedup']:.2f}x"
-                      f"{' UNSTEADY: ' + s['unsteady_cause'] if s.get('unsteady') else ''}", flush=True)
+                assert s is not None and s.alone_runs_s and s.makespan_s
+                first = s.alone_runs_s[0]
+                runs[pool].append({"old": (s.tasks_done or 0) * first / s.makespan_s, "new": s.speedup,
+                                   "old_marked": bool(s.disturbed), "marked": unreliable(s),
+                                   "unsteady": bool(s.unsteady), "drift": s.machine_drift or 0.0,
+                                   "steal": s.steal_cores or 0.0})
+                print(f"round {i + 1} {pool}: before {runs[pool][-1]['old']:.2f}x, now {s.speedup:.2f}x"
+                      f"{' UNSTEADY: ' + str(s.unsteady_cause) if s.unsteady else ''}", flush=True)
     rows, beyond = [], 0
     for pool in POOLS:
         ideal, rs = expected(pool), runs[pool]

@@ -62,7 +62,7 @@ def instrumentation(broker_url: str) -> dict:
     return {"on": statistics.median(on), "off": statistics.median(off)}
 
 
-def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
+def sampler_cost(broker_url: str) -> list[tuple[str, int, float, float]]:
     rows = []
     for pool in ("threads", "prefork"):
         spec = build_spec(pool=pool, workload="io_sleep", concurrency=2, tasks=1)
@@ -78,16 +78,19 @@ def sampler_cost(broker_url: str) -> list[tuple[str, float, float]]:
 
 def probe_cost(broker_url: str) -> dict:
     """What the GIL probes cost the work they watch: cpu tasks on threads, probes on vs off, interleaved."""
-    makespans = {True: [], False: []}
+    makespans: dict[bool, list[float]] = {True: [], False: []}
     oncpu = []
     for _ in range(3):
         for probe in (False, True):
             run = run_bench(build_spec(pool="threads", workload="cpu", concurrency=2, tasks=4, duration=0.3,
                                        gil_probe=probe), results_dir=ROOT / "results", redis_url=broker_url,
                             log=lambda _l: None, mark_latest=False)
-            makespans[probe].append(run.summary["makespan_s"])
+            assert run.summary is not None  # run_bench returns a summarized run
+            makespans[probe].append(run.summary.makespan_s)
             if probe:
-                oncpu.append(run.manifest["settings"]["gil_probe_cost"]["oncpu_sampler_core_fraction"])
+                cost = run.manifest.settings.gil_probe_cost
+                assert cost is not None  # recorded by every run with the probes
+                oncpu.append(cost["oncpu_sampler_core_fraction"])
     return {"off": statistics.median(makespans[False]), "on": statistics.median(makespans[True]),
             "oncpu_fraction": statistics.median(oncpu)}
 

@@ -16,6 +16,7 @@ from benchmarks.sections import write_section  # noqa: E402
 from harness.lab.broker import Broker  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
+from harness.results.records import Environment  # noqa: E402
 
 CASES = [
     ("10,000 tasks", dict(pool="threads", workload="io_sleep", concurrency=8, tasks=10_000, duration=0.001,
@@ -26,27 +27,31 @@ CASES = [
 
 
 def main() -> None:
-    rows, env = [], None
+    rows: list[str] = []
+    env: Environment | None = None
     with Broker() as broker:
         for name, settings in CASES:
             t0 = time.monotonic()
             run = run_bench(build_spec(**settings), results_dir=ROOT / "results", redis_url=broker.url,
                             log=lambda _l: None, mark_latest=False)
             wall = time.monotonic() - t0
-            env = run.manifest["environment"]
-            timings = run.manifest["settings"]["harness_timings"]
+            env = run.manifest.environment
+            timings = run.manifest.settings.harness_timings
+            summary = run.summary
+            assert summary is not None  # run_bench returns a summarized run
             worker_rss = run.samples[run.samples["kind"] == "process"].groupby("t")["rss"].sum().max()
             rows.append(f"| {name} | {settings['pool']}, {settings['workload']} {settings['duration']:g} s, "
                         f"concurrency {settings['concurrency']} | {len(run.tasks):,} of {settings['tasks']:,} | "
-                        f"{wall:.1f} s | {timings['submit_s']:.1f} s | {run.summary['makespan_s']:.1f} s | "
-                        f"{len(run.tasks) / timings['collect_s']:,.0f} | {run.summary['throughput_per_s']:,.0f} | "
+                        f"{wall:.1f} s | {timings['submit_s']:.1f} s | {summary.makespan_s:.1f} s | "
+                        f"{len(run.tasks) / timings['collect_s']:,.0f} | {summary.throughput_per_s:,.0f} | "
                         f"{worker_rss / 2**20:.0f} MiB |")
+    assert env is not None  # CASES is not empty
     harness_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     body = [
         "## Load (issue 5)", "",
-        f"`python benchmarks/load.py`, {env['time_utc']}. Machine: {env['cpu_model']}, {env['cpu_count_logical']} "
-        f"logical CPUs, {env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, "
-        f"celery {env['packages']['celery']}.",
+        f"`python benchmarks/load.py`, {env.time_utc}. Machine: {env.cpu_model}, {env.cpu_count_logical} "
+        f"logical CPUs, {env.extra['memory_total'] / 2**30:.0f} GiB, Python {env.python}, "
+        f"celery {env.packages['celery']}.",
         "", "| case | settings | records kept | run wall time | submit | makespan | records collected/s | tasks/s "
             "| worker peak RSS |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
         f"Harness peak RSS over both runs: {harness_rss:.0f} MiB. The tests in `tests/test_load.py` assert that no "

@@ -22,6 +22,7 @@ from harness.model.estimate import estimate  # noqa: E402
 from harness.model.experiment import load_experiment  # noqa: E402
 from harness.model.machine import usable_cores  # noqa: E402
 from harness.results import load_sweep  # noqa: E402
+from harness.results.records import Environment, Status  # noqa: E402
 from harness.sweeps import run_sweep, start_sweep  # noqa: E402
 
 TARGET_S = 2.0  # issue 3: harness time per cell
@@ -36,7 +37,7 @@ def pools_experiment():
     return dataclasses.replace(load_experiment(ROOT / "experiments" / "pools.toml"), repeats=1)
 
 
-def measure(fresh_workers: bool) -> tuple[pd.DataFrame, dict, float, Path]:
+def measure(fresh_workers: bool) -> tuple[pd.DataFrame, Environment, float, Path]:
     exp = pools_experiment()
     folder = start_sweep(exp, quick=False, results_dir=ROOT / "results")
     t0 = time.monotonic()
@@ -44,34 +45,35 @@ def measure(fresh_workers: bool) -> tuple[pd.DataFrame, dict, float, Path]:
     wall = time.monotonic() - t0
     rows = []
     sweep = load_sweep(folder)
-    for entry in manifest["runs"]:
-        if entry["status"] != "complete":
+    for entry in manifest.runs:
+        if entry.status != Status.COMPLETE:
             continue
         run = sweep.run(entry)
-        settings, summary = run.manifest["settings"], run.summary
-        timings = settings["harness_timings"]
+        settings, summary = run.manifest.settings, run.summary
+        assert summary is not None  # a complete run is summarized
+        timings = settings.harness_timings
         # total_s is the measuring only: summarizing and drawing are timed apart (analysis_s, figures_s).
-        rows.append({"pool": run.spec["pool"], "workload": run.spec["workload"],
-                     "ready_s": settings["worker_start_to_ready_s"],
+        rows.append({"pool": run.spec.pool, "workload": run.spec.workload,
+                     "ready_s": settings.extra["worker_start_to_ready_s"],
                      "calibration_s": timings["calibration_s"], "stop_s": timings.get("worker_stop_s", 0.0),
-                     "harness_s": timings["total_s"] - summary["makespan_s"], "makespan_s": summary["makespan_s"],
+                     "harness_s": timings["total_s"] - summary.makespan_s, "makespan_s": summary.makespan_s,
                      "present_s": timings["analysis_s"] + timings["figures_s"]})
-    return pd.DataFrame(rows), manifest["environment"], wall, folder
+    return pd.DataFrame(rows), manifest.environment, wall, folder
 
 
-def section(fresh: pd.DataFrame, warm: pd.DataFrame, env: dict, walls: tuple[float, float],
+def section(fresh: pd.DataFrame, warm: pd.DataFrame, env: Environment, walls: tuple[float, float],
             folders: tuple[Path, Path]) -> list[str]:
     guess = estimate(pools_experiment().specs(), usable_cores()).seconds
     per_pool = fresh.groupby("pool", sort=False).median(numeric_only=True)
     warm_pool = warm.groupby("pool", sort=False).median(numeric_only=True)
     lines = ["## Worker start-up and harness time per cell (issues 3, 6 and 11)", "",
              f"The `pools` experiment, one repeat ({len(fresh)} cells), run twice by `make benchmark`, "
-             f"{env['time_utc']}: once with a worker started and stopped for every run (`--fresh-workers`, "
+             f"{env.time_utc}: once with a worker started and stopped for every run (`--fresh-workers`, "
              "as before issue 11), once with warm workers (the default: runs that start their worker the same way "
              "share one, here the five workloads of each pool).",
-             f"Machine: {env['cpu_model']}, {env['cpu_count_logical']} logical CPUs, "
-             f"{env['memory_total'] / 2**30:.0f} GiB, Python {env['python']}, celery {env['packages']['celery']}, "
-             f"git {str(env['git_commit'])[:10]}{' (dirty)' if env['git_dirty'] else ''}.",
+             f"Machine: {env.cpu_model}, {env.cpu_count_logical} logical CPUs, "
+             f"{env.extra['memory_total'] / 2**30:.0f} GiB, Python {env.python}, celery {env.packages['celery']}, "
+             f"git {str(env.git_commit)[:10]}{' (dirty)' if env.git_dirty else ''}.",
              f"Whole sweep: {walls[0]:.0f} s of wall time with fresh workers, {walls[1]:.0f} s with warm ones. "
              f"The estimate a sweep prints before it starts (harness.model.estimate) said {guess:.0f} s: "
              f"{guess / walls[1]:.2f} times the warm sweep's time, {guess / walls[0]:.2f} times the fresh one's.", "",
