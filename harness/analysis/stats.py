@@ -19,7 +19,10 @@ METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "effici
            "alone_cpu_share", "gil_wait_fraction", "other_cores_used", "machine_drift", "steal_cores", "vs_solo",
            # whether a pool ran waiting tasks one at a time (harness.analysis.summary.ran_waits_serially), and the CPU
            # of the server they waited on
-           "max_tasks_running", "task_cpu_share", "service_cores_used"]
+           "max_tasks_running", "task_cpu_share", "service_cores_used",
+           # an open-loop load's (harness.analysis.load): latency from the schedule, what finished, whether it held
+           "load_offered_rate", "load_finish_rate", "load_backlog_growth_per_s", "load_saturated",
+           "load_latency_p50_s", "load_latency_p99_s", "load_submit_late_p99_s"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}

@@ -125,6 +125,28 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
     return save(fig, path)
 
 
+def latency_vs_rate(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
+    """A sweep with a rate axis (open-loop loads): latency p99 from the schedule against the offered rate, a line per
+    way of running it (the other axes), saturated cells crossed: the hockey stick measured at the rates given."""
+    panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
+    fig, axs = plt.subplots(1, len(panels), figsize=(max(WIDE[0], 6.4 * len(panels)), WIDE[1]), squeeze=False)
+    for ax, workload in zip(axs[0], panels, strict=False):
+        part = table if workload is None else table[table["workload"] == workload]
+        for label, group in _line_groups(part, [a for a in axes if a not in ("workload", "rate")], "rate"):
+            pool = group["pool"].iloc[0] if "pool" in group else None
+            ax.plot(group["rate"], group["load_latency_p99_s"] * 1000, marker="o", lw=2, label=label,
+                    color=_pool_color(pool))
+            bad = group[group["load_saturated"] > 0.5]
+            ax.scatter(bad["rate"], bad["load_latency_p99_s"] * 1000, marker="x", s=90, color="#e6550d", zorder=3)
+        ax.set_yscale("log")
+        ax.set_xlabel("offered load (tasks/s); x: saturated")
+        ax.set_ylabel("latency p99 from the schedule (ms)")
+        ax.set_title(f"{workload} work" if workload else "latency against offered load")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=10)
+    return save(fig, path)
+
+
 def speedup_vs_cpu_fraction(table: pd.DataFrame, path: Path) -> Path:
     """The crossover: speedup against a task's CPU share, one line per pool, its ideal dashed, and where
     each pool stops keeping up with the best (harness.analysis.stats.stops_paying_off)."""
@@ -305,6 +327,8 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(topology(table, folder / "topology.png"))
     elif "concurrency" in axes:
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
+    if "rate" in axes and "load_latency_p99_s" in table and table["load_latency_p99_s"].notna().any():
+        out.append(latency_vs_rate(table, axes, folder / "latency-vs-rate.png"))
     if {"pool", "cpu_fraction"} <= set(axes):
         out.append(speedup_vs_cpu_fraction(table, folder / "crossover.png"))
     if "switch_interval" in axes:

@@ -199,11 +199,16 @@ class Summary(Record):
                    load=Load.from_dict(load) if load else None, extra=rest)
 
     def metric(self, name: str) -> Any:
-        """A field by its name, for tables whose columns name summary fields (a sweep's metrics); None if unknown."""
+        """A field by its name, for tables whose columns name summary fields (a sweep's metrics); an open-loop load's
+        as load_<field> (a saturated load reads 1.0, one that held 0.0); None if unknown."""
+        if name.startswith("load_") and name[5:] in LOAD_FIELDS:
+            value = getattr(self.load, name[5:]) if self.load is not None else None
+            return float(value) if isinstance(value, bool) else value
         return getattr(self, name, None) if name in SUMMARY_FIELDS else self.extra.get(name)
 
 
 SUMMARY_FIELDS = frozenset(f.name for f in fields(Summary)) - {"extra"}
+LOAD_FIELDS = frozenset(f.name for f in fields(Load)) - {"extra"}
 
 
 @dataclass

@@ -56,3 +56,18 @@ def test_the_spectrum_reaches_the_tail_and_ends_at_the_max():
     curve = spectrum(values)
     assert curve["value_s"].is_monotonic_increasing and curve["one_over_tail"].iloc[0] == 1
     assert curve["value_s"].iloc[-1] == pytest.approx(1.0, rel=0.002) and curve["percentile"].iloc[-2] > 99.8
+
+
+def test_a_sweep_reads_a_loads_figures_as_metrics_and_draws_latency_against_the_rate(tmp_path):
+    from harness.present.sweep_figures import sweep_figures
+    from harness.results.records import Load, Summary
+
+    held = Summary(load=Load(latency_p99_s=0.06, saturated=False, finish_rate=20.0))
+    assert held.metric("load_latency_p99_s") == 0.06 and held.metric("load_saturated") == 0.0
+    assert held.metric("load_finish_rate") == 20.0 and held.metric("load_nonsense") is None
+    assert Summary().metric("load_latency_p99_s") is None  # a batch has no load
+    table = pd.DataFrame({"pool": ["threads", "threads", "prefork", "prefork"], "rate": [10.0, 40.0, 10.0, 40.0],
+                          "load_latency_p99_s": [0.05, 2.5, 0.05, 0.07], "load_saturated": [0.0, 1.0, 0.0, 0.0],
+                          "speedup": [float("nan")] * 4})
+    paths = sweep_figures(tmp_path, table, ["pool", "rate"], 2, {}, "latency")
+    assert tmp_path / "latency-vs-rate.png" in paths and (tmp_path / "latency-vs-rate.png").stat().st_size > 0
