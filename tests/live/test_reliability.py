@@ -76,6 +76,26 @@ def test_redis_killed_mid_run_ends_the_run_and_the_next_run_works(tmp_path):
     assert json.loads((tmp_path / "results" / "latest" / "run.json").read_text())["status"] == "complete"
 
 
+def test_a_worker_killed_mid_load_ends_the_run_and_stops_the_sender_at_once(tmp_path):
+    """An open-loop load sends from a thread of its own: a worker that dies while tasks still arrive ends the run in
+    one line, and no task is sent after it (the sender stops before its next scheduled send)."""
+    proc = Watched(["load", "--pool", "threads", "--workload", "io_sleep", "--duration", "0.05", "--rate", "20",
+                    "--load-time", "20"], tmp_path)
+    worker = wait_for(lambda: worker_of(proc.pid), what="the worker")
+    proc.wait_for_line("offering")
+    time.sleep(2)  # tasks arrive and finish
+    started = time.monotonic()
+    worker.kill()
+    code, err = proc.finish()
+    assert code == 1 and "Traceback" not in err
+    assert time.monotonic() - started < 10  # not the 20 s of the schedule
+    folder = only_run_folder(tmp_path / "results")
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["partial"]["tasks_submitted"] < 20 * 20 / 2  # the sender stopped with the run
+    assert not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == psutil.STATUS_ZOMBIE
+
+
 TINY_SWEEP = '''name = "tiny"
 question = "q"
 repeats = 2
