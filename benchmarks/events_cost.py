@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.sections import write_section  # noqa: E402
 from harness.lab import environment  # noqa: E402
-from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
 
@@ -24,7 +24,7 @@ TASKS, CONCURRENCY, DURATION, REPEATS = 400, 8, 0.01, 5
 def main() -> None:
     env = environment.collect()
     throughput: dict[bool, list[float]] = {False: [], True: []}
-    with Broker() as broker:
+    with RedisBroker() as broker:
         for _ in range(REPEATS):
             for events in (False, True):
                 run = run_bench(build_spec(pool="threads", workload="io_sleep", concurrency=CONCURRENCY, tasks=TASKS,

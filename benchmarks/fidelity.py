@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.sections import write_section  # noqa: E402
 from harness.analysis.trust import unreliable  # noqa: E402
 from harness.lab import environment  # noqa: E402
-from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.model.machine import usable_cores  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
@@ -52,7 +52,7 @@ def _within(values: list[float], ideal: float) -> str:
 def main() -> None:
     env = environment.collect()
     runs: dict[str, list[dict]] = {p: [] for p in POOLS}
-    with Broker(None) as broker:
+    with RedisBroker(None) as broker:
         for i in range(ROUNDS):
             for pool in POOLS:
                 run = run_bench(build_spec(pool=pool, workload="cpu", concurrency=2), results_dir=ROOT / "results",

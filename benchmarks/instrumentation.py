@@ -18,7 +18,7 @@ import redis  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402
 from harness.lab import environment  # noqa: E402
-from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.lab.client import client_app  # noqa: E402
 from harness.lab.sampler import Sampler  # noqa: E402
 from harness.lab.worker import Worker  # noqa: E402
@@ -97,10 +97,10 @@ def probe_cost(broker_url: str) -> dict:
 
 def main() -> None:
     env = environment.collect()
-    with Broker() as broker:
-        inst = instrumentation(broker.url)
-        samp = sampler_cost(broker.url)
-        probe = probe_cost(broker.url)
+    with RedisBroker() as broker:
+        inst = instrumentation(str(broker.url))
+        samp = sampler_cost(str(broker.url))
+        probe = probe_cost(str(broker.url))
     ratio = inst["on"] / inst["off"]
     lines = [
         "## What measuring costs (issue 6)", "",

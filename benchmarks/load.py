@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.sections import write_section  # noqa: E402
-from harness.lab.broker import Broker  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402
 from harness.results.records import Environment  # noqa: E402
@@ -29,7 +29,7 @@ CASES = [
 def main() -> None:
     rows: list[str] = []
     env: Environment | None = None
-    with Broker() as broker:
+    with RedisBroker() as broker:
         for name, settings in CASES:
             t0 = time.monotonic()
             run = run_bench(build_spec(**settings), results_dir=ROOT / "results", redis_url=broker.url,
