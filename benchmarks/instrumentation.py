@@ -18,9 +18,9 @@ import redis  # noqa: E402
 
 from benchmarks.sections import write_section  # noqa: E402
 from harness.lab import environment  # noqa: E402
-from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.lab.client import client_app  # noqa: E402
 from harness.lab.sampler import Sampler  # noqa: E402
+from harness.lab.services.redis_broker import RedisBroker  # noqa: E402
 from harness.lab.worker import Worker  # noqa: E402
 from harness.model.spec import build_spec  # noqa: E402
 from harness.pipeline import run_bench  # noqa: E402

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from harness.analysis.advice import Advice
     from harness.lab.calibrate import Calibrations
+    from harness.lab.services.rabbitmq import RabbitBroker
     from harness.lab.warm import WarmWorkers
     from harness.present.live import Watch
 
@@ -47,11 +48,12 @@ AFTER_MEASURING = "after measuring: "
 def run_bench(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
               log: Log = print, show_progress: bool = False, mark_latest: bool = True,
               workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
-              calibrations: Calibrations | None = None) -> Run:
-    """Measure one pool on one workload, summarize and draw it; returns the run as read back."""
+              calibrations: Calibrations | None = None, rabbit: RabbitBroker | None = None) -> Run:
+    """Measure one pool on one workload, summarize and draw it; returns the run as read back. `rabbit`: a RabbitMQ
+    node already running (a sweep's) for a run with BROKER=rabbitmq; without it such a run starts its own."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure
 
-    path = measure(spec, results_dir, redis_url, log, show_progress, workers, live, calibrations)
+    path = measure(spec, results_dir, redis_url, log, show_progress, workers, live, calibrations, rabbit)
     try:
         run = summarize_folder(path, timed=True)
         status, reason = run_status(run)

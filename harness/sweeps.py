@@ -29,6 +29,7 @@ from harness.results.run_folder import read_manifest
 from harness.results.sweep_folder import load_sweep_manifest, new_sweep, now_utc, write_sweep_manifest
 
 if TYPE_CHECKING:
+    from harness.lab.services.rabbitmq import RabbitBroker
     from harness.lab.warm import WarmWorkers
 
 
@@ -43,7 +44,7 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
     version = experiment.shrunk() if quick else experiment
     specs = version.specs()
     checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs, s.app, s.calls, s.routes,
-               s.driver): s for s in specs}
+               s.driver, s.broker): s for s in specs}
     pythons = {}
     for spec in checks.values():
         pythons[spec.interpreter] = check_can_run(spec, log=print).interpreter.python
@@ -99,6 +100,7 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
 
 def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log: Log, show_progress: bool,
                fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> SweepManifest:
+    from harness.lab.services.rabbitmq import RabbitBroker
     from harness.lab.services.redis_broker import RedisBroker
     from harness.lab.warm import WarmWorkers
 
@@ -109,13 +111,17 @@ def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log
         order = _plan_order(todo, manifest.cells, fresh_workers)
         manifest.order = order.how
         write_sweep_manifest(folder, manifest)
-        with RedisBroker(redis_url) as broker, (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
+        # BROKER=rabbitmq in any cell: one node for all of them, started once (a node takes seconds), as the warm
+        # workers are shared.
+        rabbit_cells = any(manifest.cell(e.cell).settings.get("broker") == "rabbitmq" for e in todo)
+        with RedisBroker(redis_url) as broker, (RabbitBroker() if rabbit_cells else nullcontext()) as rabbit, \
+                (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
             assert broker.url is not None  # a started broker has its URL (RedisBroker.start)
-            _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at)
+            _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at, rabbit)
             if rerun_disturbed:
                 again = [e for e in manifest.runs if e.status == Status.COMPLETE and _disturbed(folder, e)]
                 log(f"rerunning {len(again)} disturbed run(s)")
-                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress, stop_at)
+                _run_entries(folder, manifest, again, broker.url, workers, log, show_progress, stop_at, rabbit)
     except KeyboardInterrupt:
         manifest.status = Status.INTERRUPTED
         write_sweep_manifest(folder, manifest)
@@ -136,7 +142,8 @@ def _disturbed(folder: Path, entry: SweepEntry) -> bool:
 
 
 def _run_entries(folder: Path, manifest: SweepManifest, todo: list[SweepEntry], broker_url: str,
-                 workers: WarmWorkers | None, log: Log, show_progress: bool, stop_at: float | None) -> None:
+                 workers: WarmWorkers | None, log: Log, show_progress: bool, stop_at: float | None,
+                 rabbit: RabbitBroker | None = None) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
     from harness.lab.calibrate import Calibrations
     from harness.present.live import BarPostfix
@@ -154,7 +161,7 @@ def _run_entries(folder: Path, manifest: SweepManifest, todo: list[SweepEntry], 
             try:
                 run = run_bench(build_spec(**cell.settings), results_dir=folder / "runs", redis_url=broker_url,
                                 log=lambda _line: None, mark_latest=False, workers=workers, live=live,
-                                calibrations=calibrations)
+                                calibrations=calibrations, rabbit=rabbit)
                 entry.status, entry.run, entry.reason = Status.COMPLETE, run.run_id, None
             except RunFailed as exc:
                 # A failed cell is recorded and the sweep goes on; a resume retries it.

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from harness.model.brokers import broker
 from harness.model.drivers import driver
 from harness.model.workloads import WORKLOADS, Workload
 from workloads import functions, lab_signals, own
@@ -32,6 +33,8 @@ app.conf.update(
     worker_prefetch_multiplier=config.prefetch if config.prefetch is not None else 1,
     task_default_queue=config.queue,
     broker_connection_retry_on_startup=True,
+    # AMQP (BROKER=rabbitmq) also takes heartbeats; the worker runs --without-heartbeat (no worker events), and
+    # Celery's own connection heartbeat stays at its default (broker_heartbeat, 120 s), recorded in run.json.
     # Task events only when asked (EVENTS=1, for Flower): they add broker traffic to every task.
     worker_send_task_events=config.events,
     worker_hijack_root_logger=False,
@@ -43,10 +46,10 @@ app.conf.update(
         # Every task acks through the transport's connection pool, 10 connections by default: 1,000
         # greenlets acking at once hit MaxConnectionsError and their tasks were lost. One per slot.
         "max_connections": max(10, 2 * config.concurrency + 10),
-    },
+    } if broker(config.broker).redis_transport else {},
 )
 
-recorder = Recorder(config.broker_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
+recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
 lab_signals.connect(config, recorder)
 if config.driver:
     # The db or http workload's client is imported here, at the worker's start (before prefork forks): imported by the

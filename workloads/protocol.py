@@ -16,7 +16,8 @@ from harness.model.settings import SETTINGS
 from workloads.functions import ECHO_PASSWORD as ECHO_PASSWORD  # its password's variable, beside ECHO_ADDR
 
 PREFIX = "LAB_"
-BROKER_URL = "LAB_BROKER_URL"
+BROKER_URL = "LAB_BROKER_URL"    # Celery's broker: the tasks
+RECORDS_URL = "LAB_RECORDS_URL"  # the lab's Redis: records, ready and done keys (the broker's URL when it is Redis)
 RUN_ID = "LAB_RUN_ID"
 QUEUE = "LAB_QUEUE"
 # Fault injection for the reliability tests: LAB_FAULT=raise makes every task raise after its work.
@@ -101,9 +102,11 @@ def worker_key(settings: Mapping[str, Any], python: str) -> tuple:
     return (python, settings.get("gil"), *(json.dumps(settings[name]) for name in WORKER_SETTINGS))
 
 
-def worker_env(settings: Mapping[str, Any], broker_url: str, run_id: str) -> dict[str, str]:
-    """The LAB_* variables a worker for this run is started with."""
-    env = {BROKER_URL: broker_url, RUN_ID: run_id, QUEUE: queue_name(run_id)}
+def worker_env(settings: Mapping[str, Any], broker_url: str, run_id: str, records_url: str | None = None
+               ) -> dict[str, str]:
+    """The LAB_* variables a worker for this run is started with: the tasks' broker, and the Redis its records go to
+    (the same URL when the broker is Redis)."""
+    env = {BROKER_URL: broker_url, RECORDS_URL: records_url or broker_url, RUN_ID: run_id, QUEUE: queue_name(run_id)}
     env.update({env_name(name): json.dumps(settings[name]) for name in WORKER_SETTINGS})
     return env
 
@@ -113,6 +116,7 @@ class WorkerConfig:
     """What a worker process knows about its run, read from its environment."""
 
     broker_url: str
+    records_url: str
     run_id: str
     queue: str
     pool: str
@@ -121,6 +125,7 @@ class WorkerConfig:
     workers: int
     switch_interval: float
     prefetch: int | None   # the lab's own app's; the user's app (APP=) gets PREFETCH on its command line instead
+    broker: str            # BROKER: redis or rabbitmq (harness.model.brokers); broker_url is its URL
     gil_probe: bool
     events: bool           # EVENTS=1: send Celery's task events (for Flower)
     task: str | None       # the user's own task, package.module:function (workloads.own); with APP, task names
@@ -143,6 +148,7 @@ class WorkerConfig:
         run_id = environ.get(RUN_ID, "adhoc")
         values = {name: getattr(spec, name) for name in WORKER_SETTINGS}
         values.update(app_given)
-        return cls(broker_url=environ.get(BROKER_URL, "redis://127.0.0.1:6379/0"), run_id=run_id,
+        broker_url = environ.get(BROKER_URL, "redis://127.0.0.1:6379/0")
+        return cls(broker_url=broker_url, records_url=environ.get(RECORDS_URL, broker_url), run_id=run_id,
                    queue=environ.get(QUEUE, queue_name(run_id)),
                    fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")), **values)

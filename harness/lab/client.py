@@ -10,9 +10,11 @@ def client_app(broker_url: str, name: str = "gil_lab_client", connect_timeout_s:
     app = Celery(name, broker=broker_url)
     # Every wait on the broker is bounded: a frozen broker (SIGSTOP, a hung host) accepts the connection
     # and then answers nothing, and without a socket timeout a control command would wait forever.
+    # The names differ by transport: redis-py's socket timeouts, py-amqp's read and write timeouts.
+    options = ({"read_timeout": 5.0, "write_timeout": 5.0} if broker_url.startswith("amqp") else
+               {"socket_timeout": 5.0, "socket_connect_timeout": connect_timeout_s})
     app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry=False,
-                    broker_connection_timeout=connect_timeout_s,
-                    broker_transport_options={"socket_timeout": 5.0, "socket_connect_timeout": connect_timeout_s})
+                    broker_connection_timeout=connect_timeout_s, broker_transport_options=options)
     return app
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from harness.errors import SpecError
 from harness.lab import consent, gilprobe
 from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
-from harness.lab.services import postgres
+from harness.lab.services import postgres, rabbitmq
 from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
@@ -178,6 +178,8 @@ def _driver_packages(spec: RunSpec) -> list[str]:
 
 def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     """Everything that can be known before a broker or worker starts."""
+    if spec.broker == "rabbitmq":
+        rabbitmq.check_available()
     # The user's app runs in their own environment as it is (INTERPRETER=/path/to/project/.venv/bin/python), never
     # in a worker environment of the lab's, which has none of their packages.
     interpreter = (as_is(spec.interpreter) if spec.app and spec.interpreter

@@ -35,10 +35,12 @@ from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
 from harness.lab.services.http_service import HttpService
 from harness.lab.services.postgres import SCHEMA, PostgresServer
+from harness.lab.services.rabbitmq import RabbitBroker
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import OVERRIDDEN, Worker
 from harness.lab.worker_group import WorkerGroup
+from harness.model.brokers import broker as broker_record
 from harness.model.machine import usable_cores
 from harness.model.spec import RunSpec
 from harness.model.workloads import workload
@@ -62,10 +64,22 @@ def _planned(batches: list[Batch], role: Role) -> Batch:
 
 
 def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, calibration: dict,
-              bg_calibration: dict, batches: list[Batch], echo: EchoService | None) -> dict:
+              bg_calibration: dict, batches: list[Batch], echo: EchoService | None,
+              rabbit: RabbitBroker | None = None) -> dict:
     """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
+    record = broker_record(spec.broker)
     return {
-        "broker": {"url": broker.redacted_url, "private": broker.private},
+        # The tasks' broker, and what of its transport matters to a pool; the lab's records always on its Redis.
+        "broker": {"kind": spec.broker, "url": rabbit.redacted_url if rabbit else broker.redacted_url,
+                   "private": rabbit.private if rabbit else broker.private,
+                   "version": rabbit.version if rabbit else broker.version, "delivery": record.delivery,
+                   "prefetch_multiplier": spec.prefetch, "acks_late": True,
+                   "visibility_timeout_s": 3600 if record.redis_transport else None,  # kombu's default, unchanged
+                   "heartbeat": "none: workers run --without-heartbeat; the connection's own heartbeat is Celery's "
+                                "default (broker_heartbeat 120 s)" if not record.redis_transport else None},
+        "records_channel": {"url": broker.redacted_url, "private": broker.private,
+                            "note": "the lab's Redis: task records, ready and done keys, whichever broker carries the "
+                                    "tasks"},
         "queue": worker.queue,
         "prefetch_multiplier": spec.prefetch,
         "prefetch_is_pool_default": spec.prefetch == spec.pool_rules.default_prefetch,
@@ -274,7 +288,7 @@ def _send_rows(app, queue: str, part: list[Batch], run_id: str, m: Measurement, 
                         f"{len(m.records)} tasks had reported") from None
 
 
-def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis.Redis, run_id: str,
+def _run_batches(stack: ExitStack, spec: RunSpec, tasks_url: str, client: redis.Redis, run_id: str,
                  batches: list[Batch], m: Measurement, log: Callable[[str], None], show_progress: bool,
                  watch: Watch | None = None) -> None:
     """Sample the worker, time one task alone, submit the batches, collect every record, time one task alone
@@ -293,7 +307,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
     m.sampler = stack.enter_context(Sampler(worker.pids, spec.sample_hz, services=servers))
     if spec.gil_probe:
         m.oncpu = stack.enter_context(gilprobe.OnCpuSampler(worker.pid))
-    app, queue, key = client_app(broker_url), queue_name(run_id), records_key(run_id)
+    app, queue, key = client_app(tasks_url), queue_name(run_id), records_key(run_id)
     _warm(app, queue, m)
     reference = batch(batches, Role.REFERENCE)
     task_s = None
@@ -308,7 +322,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
              [[b for b in batches if b.role == Role.FOREGROUND]])
     if spec.is_load:  # the queue's depth on the broker while tasks arrive and drain
         routed = list(getattr(worker, "routes", {}).values())  # ROUTES: the routed groups' queues too
-        m.queue_depth = stack.enter_context(QueueDepthSampler(broker_url, [queue, *routed]))
+        m.queue_depth = stack.enter_context(QueueDepthSampler(tasks_url, [queue, *routed]))
     first = len(m.records)  # the live view shows the batch from here on, its parts together
     if spec.is_load:
         log(f"offering {spec.tasks} {spec.task or spec.workload} tasks at {spec.rate:g}/s for {spec.load_time:g} s "
@@ -338,7 +352,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, broker_url: str, client: redis
 def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
             log: Callable[[str], None] = print, show_progress: bool = False,
             workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
-            calibrations: Calibrations | None = None) -> Path:
+            calibrations: Calibrations | None = None, rabbit: RabbitBroker | None = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
@@ -346,7 +360,8 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     run.json marked failed or interrupted, and the error is raised. Given `workers` (a sweep's warm
     workers), the run takes one with its settings and leaves it warm for the next run. `calibrations`: where
     the fixed work's size comes from (a sweep's rates; by default a rate this machine measured within the
-    hour, harness.lab.calibrate).
+    hour, harness.lab.calibrate). BROKER=rabbitmq: the tasks go through `rabbit` (a sweep's node, shared by its
+    cells) or a private RabbitMQ node started for this run; the records stay on the Redis either way.
     """
     check_writable(Path(results_dir))  # before anything starts: a run whose results cannot be kept is not run
     checked = check_can_run(spec, log)
@@ -359,7 +374,15 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     try:
         with ExitStack() as stack:
             broker = stack.enter_context(RedisBroker(redis_url))
-            log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}")
+            log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}"
+                + (" (the lab's records)" if spec.broker != "redis" else ""))
+            if spec.broker == "rabbitmq" and rabbit is None:
+                t0 = time.monotonic()
+                rabbit = stack.enter_context(RabbitBroker())
+                log(f"task broker: private {rabbit.version or 'RabbitMQ'} at {rabbit.redacted_url}, "
+                    f"ready in {time.monotonic() - t0:.1f} s")
+            if spec.broker != "rabbitmq":
+                rabbit = None
             if workers is not None and not WarmWorkers.shareable(spec):
                 workers = None  # a worker of its own; the warm ones wait, idle, for the runs that alternate with it
             calibration, bg_calibration, batches, echo = _prepare(stack, spec, m, interpreter.python, workers,
@@ -368,12 +391,13 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             queue = queue_name(run_id)
             broker_url = broker.url
             assert broker_url is not None  # a started broker has its URL (RedisBroker.start)
+            tasks_url = rabbit.url if rabbit is not None and rabbit.url else broker_url
             client = redis.Redis.from_url(broker_url, socket_timeout=10)
             stack.callback(client.close)
             stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id))
             # Run before the keys go, once the worker has stopped: records that reached Redis are kept.
             stack.callback(take_leftovers, m, client, records_key(run_id))
-            if client.llen(queue) or client.llen(records_key(run_id)):
+            if (spec.broker == "redis" and client.llen(queue)) or client.llen(records_key(run_id)):
                 raise RunFailed(f"queue {queue} already holds messages; refusing to mix runs")
             # ROUTES: each routed group's queue, removed with the run's own (registered before its worker starts, so a
             # worker that fails to start leaves none of its keys behind either).
@@ -382,10 +406,11 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             if spec.app:  # the results the user's worker stored in the lab's Redis, which a shared REDIS_URL would keep
                 stack.callback(lambda: forget_keys(m, client, *(f"celery-task-meta-{r['task_id']}"
                                                                   for r in m.submitted)))
-            worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log)
+            worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log,
+                                  tasks_url)
             routes = getattr(worker, "routes", {})  # ROUTES: the queue of each routed task
             batches = [replace(b, queue=routes.get(b.workload)) for b in batches]
-            settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo),
+            settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo, rabbit),
                         "worker_interpreter": {**interpreter.to_dict(), "PYTHON_GIL": worker.env().get("PYTHON_GIL")},
                         "own_task": checked.own_task, "pool_check": checked.pool,
                         "database": {"url": m.database.redacted_url, "rows": DB_ROWS, "private": m.database.private,
@@ -405,7 +430,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             watch = live(spec) if live is not None else None
             if watch is not None:
                 stack.callback(watch.close)
-            _run_batches(stack, spec, broker_url, client, run_id, batches, m, log, show_progress, watch)
+            _run_batches(stack, spec, tasks_url, client, run_id, batches, m, log, show_progress, watch)
         _write_records(folder, manifest, m, scratch, t_begin)
     except BaseException as exc:
         if workers is not None:
@@ -429,19 +454,20 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
 
 def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, scratch: Path, python: str,
                  echo: EchoService | None, workers: WarmWorkers | None, m: Measurement,
-                 log: Callable[[str], None]) -> Worker | WorkerGroup:
+                 log: Callable[[str], None], tasks_url: str | None = None) -> Worker | WorkerGroup:
     """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
     consuming the run's queue until the stack closes."""
     if workers is None or m.services:  # a warm worker has not the run's own database or HTTP service in its environment
         kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
         m.worker = cast("Worker | WorkerGroup", stack.enter_context(
-            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo, services=m.services)))
+            kind(spec, broker_url, run_id, scratch / "worker.log", python=python, echo=echo, services=m.services,
+                 tasks_url=tasks_url)))
         log(f"worker{'s' if spec.workers > 1 else ''}: {f'{spec.workers} x ' if spec.workers > 1 else ''}"
             f"{spec.pool} pool, concurrency {spec.concurrency}, ready in {m.worker.start_to_ready_s:.2f} s")
         return m.worker
     queue = queue_name(run_id)
-    m.worker, m.warm_runs_before = workers.worker_for(spec, broker_url, python)
+    m.worker, m.warm_runs_before = workers.worker_for(spec, broker_url, python, tasks_url)
     m.worker.consume(queue)
     stack.callback(_release, workers, m.worker, queue)
     log(f"worker: {spec.pool} pool, concurrency {spec.concurrency}, warm (run {m.warm_runs_before + 1} on it)")

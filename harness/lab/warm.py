@@ -53,9 +53,11 @@ class WarmWorkers:
             self._echo = EchoService().__enter__()
         return self._echo
 
-    def worker_for(self, spec: RunSpec, broker_url: str, python: str) -> tuple[Worker, int]:
-        """A ready worker for these settings, and how many runs it served before this one."""
-        key = (broker_url, *worker_key(spec.to_dict(), python))
+    def worker_for(self, spec: RunSpec, broker_url: str, python: str, tasks_url: str | None = None
+                   ) -> tuple[Worker, int]:
+        """A ready worker for these settings, and how many runs it served before this one (on the lab's Redis at
+        `broker_url`, its tasks on `tasks_url` when that is another broker)."""
+        key = (broker_url, tasks_url, *worker_key(spec.to_dict(), python))
         if key in self._warm and not self._warm[key][0].alive():
             self._stop(key)
         if key in self._warm:
@@ -66,7 +68,8 @@ class WarmWorkers:
                 self._stop(next(iter(self._warm)))
             echo = self.echo()
             worker = Worker(spec, broker_url, f"warm-{spec.pool}-{secrets.token_hex(3)}",
-                            self._dir / f"worker-{self.started}.log", python=python, echo=echo)
+                            self._dir / f"worker-{self.started}.log", python=python, echo=echo,
+                            tasks_url=tasks_url)
             worker, runs = worker.__enter__(), 0
             self.started += 1
         self._warm[key] = (worker, runs)  # now the newest

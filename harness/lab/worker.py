@@ -47,8 +47,9 @@ OVERRIDDEN = {"CELERY_BROKER_URL": "broker_url", "CELERY_BROKER_READ_URL": "brok
               "CELERY_BROKER_WRITE_URL": "broker_write_url", "CELERY_RESULT_BACKEND": "result_backend"}
 
 
-def app_overrides(broker_url: str) -> dict[str, str]:
-    return dict.fromkeys(OVERRIDDEN, broker_url)
+def app_overrides(broker_url: str, results_url: str | None = None) -> dict[str, str]:
+    """The broker URLs the tasks' broker, the result backend the lab's Redis (Celery has no AMQP result backend)."""
+    return {**dict.fromkeys(OVERRIDDEN, broker_url), "CELERY_RESULT_BACKEND": results_url or broker_url}
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -64,12 +65,14 @@ class Worker:
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path,
                  ready_timeout_s: float = 60.0, python: str | None = None,
                  echo: EchoService | None = None, index: int = 1, queue: str | None = None,
-                 of_workers: int | None = None, services: dict[str, str] | None = None) -> None:
+                 of_workers: int | None = None, services: dict[str, str] | None = None,
+                 tasks_url: str | None = None) -> None:
         self.spec = spec
         self.index = index  # which of the run's workers (WORKERS=N): its node name, ready key, slot names
         self.of_workers = of_workers or spec.workers  # how many workers the run has (slots name theirs beyond 1)
         self.python = python or sys.executable  # the worker's interpreter (harness.lab.interpreters)
-        self.broker_url = broker_url
+        self.broker_url = broker_url  # the lab's Redis: records, the ready and done keys
+        self.tasks_url = tasks_url or broker_url  # Celery's broker (BROKER=rabbitmq: the run's RabbitMQ)
         self.run_id = run_id
         self.queue = queue or queue_name(run_id)  # ROUTES: a queue of its own
         self.log_path = log_path
@@ -107,13 +110,13 @@ class Worker:
         also = ([self.spec.task_path] if self.spec.app and self.spec.task_path else []) + (
             [os.getcwd()] if self.spec.pool_rules.custom else [])
         env = project_env(also=also or None)
-        env.update(worker_env(self.spec.to_dict(), self.broker_url, self.run_id))
+        env.update(worker_env(self.spec.to_dict(), self.tasks_url, self.run_id, records_url=self.broker_url))
         env[QUEUE] = self.queue
         env[env_name("workers")] = json.dumps(self.of_workers)
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
         env[WORKER_INDEX] = str(self.index)
         if self.spec.app:
-            env.update(app_overrides(self.broker_url))
+            env.update(app_overrides(self.tasks_url, self.broker_url))
         env.pop("CELERY_CUSTOM_WORKER_POOL", None)
         if self.spec.pool_rules.celery_class:  # Celery's custom pool reads the class from here
             env["CELERY_CUSTOM_WORKER_POOL"] = self.spec.pool_rules.celery_class
@@ -206,7 +209,7 @@ class Worker:
         Both commands used here do nothing the second time.
         """
         node = (self.ready_info or {}).get("hostname")
-        app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
+        app = client_app(self.tasks_url, "gil_lab_control", connect_timeout_s=3)
         deadline = time.monotonic() + timeout_s
         answers: list = []
         try:
@@ -239,7 +242,7 @@ class Worker:
             return
         self._control("add_consumer", queue)
         client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
-        app = client_app(self.broker_url, "gil_lab_prime", connect_timeout_s=3)
+        app = client_app(self.tasks_url, "gil_lab_prime", connect_timeout_s=3)
         try:
             before = int(client.get(done_key(self.run_id)) or 0)
             app.send_task("noop", args=[False], queue=queue)
@@ -268,7 +271,7 @@ class Worker:
         node = (self.ready_info or {}).get("hostname")
         if not node:
             return False
-        app = client_app(self.broker_url, "gil_lab_control", connect_timeout_s=3)
+        app = client_app(self.tasks_url, "gil_lab_control", connect_timeout_s=3)
         try:
             app.control.broadcast("shutdown", destination=[node])
             self._running().wait(timeout=grace_s)

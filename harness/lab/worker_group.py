@@ -27,17 +27,19 @@ class WorkerGroup:
     """
 
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path, python: str | None = None,
-                 echo: EchoService | None = None, services: dict[str, str] | None = None) -> None:
+                 echo: EchoService | None = None, services: dict[str, str] | None = None,
+                 tasks_url: str | None = None) -> None:
         self.spec, self.run_id, self.log_path = spec, run_id, log_path
         routed = list(dict.fromkeys(spec.routed.values()))  # ROUTES: one worker per pool and concurrency
         total = spec.workers + len(routed)
         self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i,
-                               of_workers=total, services=services) for i in range(1, spec.workers + 1)]
+                               of_workers=total, services=services, tasks_url=tasks_url)
+                        for i in range(1, spec.workers + 1)]
         for k, (name, concurrency) in enumerate(routed, start=1):
             own = replace(spec, pool=name, concurrency=concurrency, workers=1, routes=None)
             self.members.append(Worker(own, broker_url, run_id, log_path, python=python, echo=echo,
                                        index=spec.workers + k, queue=route_queue(run_id, k), of_workers=total,
-                                       services=services))
+                                       services=services, tasks_url=tasks_url))
         self.queue = self.members[0].queue
         # Which queue each routed task goes to (the rest go to the run's own).
         self.routes = {task: route_queue(run_id, routed.index(where) + 1) for task, where in spec.routed.items()}

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.errors import SpecError
 from harness.model import arrivals
+from harness.model.brokers import BROKER_NAMES
 from harness.model.drivers import DEFAULT_DRIVERS, DRIVER_NAMES, driver
 from harness.model.machine import usable_cores
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
@@ -363,6 +364,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             derived="your app's own with APP; " + "; ".join(f"{n or '0 = no limit'} for "
                               f"{_names([p for p in POOL_NAMES if POOLS[p].default_prefetch == n])}"
                               for n in sorted({p.default_prefetch for p in POOLS.values()}, reverse=True))),
+    Setting("broker", str, "redis", "the task broker: redis (a private Redis, or REDIS_URL) or rabbitmq (a private "
+            "RabbitMQ node); the lab's own records travel on its Redis either way", one_of(BROKER_NAMES), "BROKER",
+            label="BROKER", to_worker=True),
     Setting("sample_hz", float, 50.0, "CPU samples of the worker per second",
             at_least(positive("Hz", MAX_SAMPLE_HZ), MIN_SAMPLE_HZ, "fewer would miss short runs"),
             "SAMPLE_HZ", label="sample rate (Hz)"),

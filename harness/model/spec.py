@@ -196,6 +196,7 @@ if TYPE_CHECKING:
         db_query: str | None
         switch_interval: float
         prefetch: int | None
+        broker: str
         sample_hz: float
         timeout: float | None
         background: str | None

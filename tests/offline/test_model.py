@@ -81,11 +81,18 @@ def test_celery_task_names_come_from_the_workload_registry():
 def test_the_worker_reads_back_what_the_harness_sends():
     spec = build_spec(pool="gevent", concurrency=7, switch_interval="0.002", gil_probe=False)
     env = worker_env(spec.to_dict(), "redis://:pw@127.0.0.1:1/0", "run-1")
-    assert set(env) == {"LAB_BROKER_URL", "LAB_RUN_ID", "LAB_QUEUE"} | {f"LAB_{n.upper()}" for n in WORKER_SETTINGS}
+    assert set(env) == {"LAB_BROKER_URL", "LAB_RECORDS_URL", "LAB_RUN_ID", "LAB_QUEUE"} | {
+        f"LAB_{n.upper()}" for n in WORKER_SETTINGS}
     config = WorkerConfig.from_env(env)
     assert (config.pool, config.concurrency, config.switch_interval, config.prefetch, config.gil_probe) == (
         "gevent", 7, 0.002, 0, False)
     assert config.queue == "lab.run-1" and config.run_id == "run-1"
+    assert config.broker == "redis" and config.records_url == config.broker_url  # Redis carries both
+    # BROKER=rabbitmq: the tasks on AMQP, the records still on the lab's Redis
+    amqp = WorkerConfig.from_env(worker_env(build_spec(broker="rabbitmq").to_dict(), "amqp://lab:pw@127.0.0.1:2//",
+                                            "run-2", records_url="redis://:pw@127.0.0.1:1/0"))
+    assert (amqp.broker, amqp.broker_url, amqp.records_url) == ("rabbitmq", "amqp://lab:pw@127.0.0.1:2//",
+                                                                 "redis://:pw@127.0.0.1:1/0")
     assert RECORD_FIELDS == tuple(f.name for f in dataclasses.fields(TaskRecord))
 
 

@@ -78,6 +78,18 @@ class RedisBroker(ServerService):
     def redacted_url(self) -> str:
         return redact(self.url or "")
 
+    @property
+    def version(self) -> str | None:
+        """The server's version (INFO), for run.json; None if it does not say."""
+        try:
+            client = redis.Redis.from_url(str(self.url), socket_timeout=3, socket_connect_timeout=3)
+            info = client.info("server")
+            client.close()
+        except (redis.RedisError, OSError, ValueError):
+            return None
+        name = "valkey" if "valkey_version" in info else "redis"
+        return f"{name} {info.get('valkey_version') or info.get('redis_version')}"
+
     def start(self) -> None:
         if not self.private:
             check_reachable(str(self.url))

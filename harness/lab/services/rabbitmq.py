@@ -1,0 +1,154 @@
+"""BROKER=rabbitmq: a private RabbitMQ node started for a run (or a sweep), on 127.0.0.1 only, with a user and
+password of its own and no guest, stopped and removed when the run ends.
+
+RabbitMQ runs on Erlang, whose nodes find each other through epmd, a small name server that Erlang starts as a
+daemon of its own, outside the process that started it, on port 4369 of every interface. The lab starts epmd itself
+instead, in the foreground, on a free port on 127.0.0.1 (ERL_EPMD_PORT, ERL_EPMD_ADDRESS), so that it is stopped
+and watched like the node; the node is told not to start one (-start_epmd false). Everything the node writes
+(its database, logs, pid file, the Erlang cookie in HOME) lives in a scratch folder (mode 0700); its password is
+in its config file there (0600), never on a command line; the folder is removed on stop, and the watchdog kills
+the node, epmd and the folder if the harness dies. No plugin is enabled (the management plugin stays off).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+
+from harness.errors import BrokerError
+from harness.lab.services.base import ServerProcess, ServerService, free_port, new_password, redact
+
+HOW_TO_GET = ("install RabbitMQ's server (apt-get install rabbitmq-server, or brew install rabbitmq); the lab starts "
+              "a private node of it for the run")
+# The node's start script, where the packages put it: Debian's (the one under /usr/lib, not /usr/sbin's wrapper,
+# which switches to the rabbitmq user), then Homebrew's.
+SERVER_SCRIPTS = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/opt/homebrew/opt/rabbitmq/sbin/rabbitmq-server",
+                  "/usr/local/opt/rabbitmq/sbin/rabbitmq-server")
+EPMD_PLACES = ("/usr/lib/erlang/erts-*/bin/epmd", "/usr/lib/erlang/bin/epmd", "/opt/homebrew/opt/erlang/bin/epmd",
+               "/usr/local/opt/erlang/bin/epmd")
+USER = "lab"
+
+
+def _first(places: tuple[str, ...], name: str) -> str | None:
+    for pattern in places:
+        for path in sorted(glob.glob(pattern), reverse=True):
+            if os.access(path, os.X_OK):
+                return path
+    return shutil.which(name)
+
+
+def find_rabbitmq() -> tuple[str, str] | None:
+    """The node's start script and epmd; None where either is missing."""
+    server, epmd = _first(SERVER_SCRIPTS, "rabbitmq-server"), _first(EPMD_PLACES, "epmd")
+    return (server, epmd) if server and epmd else None
+
+
+def check_available() -> None:
+    """Before anything starts: a RabbitMQ to start, or one line saying how to get one."""
+    if find_rabbitmq() is None:
+        raise BrokerError(f"BROKER=rabbitmq: no RabbitMQ server found (rabbitmq-server and Erlang's epmd): "
+                          f"{HOW_TO_GET}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RabbitBroker(ServerService):
+    """A private RabbitMQ node: `with RabbitBroker() as broker:` then broker.url (amqp://lab:...@127.0.0.1:port//)."""
+
+    name = "RabbitMQ"
+    error = BrokerError
+    start_timeout_s = 60.0  # a node's start is seconds (Erlang, its database); measured in BENCHMARKS.md
+    private = True
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.port: int | None = None
+        self._server: ServerProcess | None = None
+        self._epmd: ServerProcess | None = None
+        self._password = ""
+        self.version: str | None = None  # RabbitMQ's, as the node says when a connection opens
+
+    def __enter__(self) -> RabbitBroker:
+        super().__enter__()
+        return self
+
+    @property
+    def redacted_url(self) -> str:
+        return redact(self.url or "")
+
+    def start(self) -> None:
+        found = find_rabbitmq()
+        if found is None:
+            raise BrokerError(f"no RabbitMQ server found (rabbitmq-server and Erlang's epmd): {HOW_TO_GET}")
+        script, epmd = found
+        self._password, self.port = new_password(), free_port()
+        epmd_port, dist_port = free_port(), free_port()
+        self._epmd = ServerProcess("epmd")
+        self._epmd.start([epmd, "-port", str(epmd_port), "-address", "127.0.0.1"],
+                         env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"})
+        for _ in range(100):  # epmd answers within milliseconds; the node must find it there
+            if _port_open(epmd_port) or self._epmd.exited() is not None:
+                break
+            time.sleep(0.02)
+        if not _port_open(epmd_port):
+            raise BrokerError(f"epmd did not start: {self._epmd.exited() or 'no answer'}")
+        self._server = ServerProcess("rabbitmq")
+        folder = self._server.folder
+        for sub in ("mnesia", "log"):
+            (folder / sub).mkdir(mode=0o700)
+        self._server.private_file("rabbitmq.conf", "\n".join([
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}",
+            f"default_user = {USER}",
+            f"default_pass = {self._password}",
+            "default_vhost = /",
+            "log.console = true", "log.console.level = warning", "log.file = false",
+            "", ]))
+        self._server.private_file("enabled_plugins", "[].\n")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
+            "HOME": str(folder),  # the Erlang cookie goes there
+            "RABBITMQ_NODENAME": f"gillab{secrets.token_hex(4)}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),  # not /etc/rabbitmq's
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"), "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_PID_FILE": str(folder / "rabbitmq.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_EPMD_PORT": str(epmd_port),
+            # Erlang distribution on loopback only, and no epmd of the node's own (the lab's is running).
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        self._server.start([script], env=env)
+        self.url = f"amqp://{USER}:{self._password}@127.0.0.1:{self.port}//"
+
+    def ready(self) -> bool:
+        import amqp
+
+        assert self.port is not None
+        if not _port_open(self.port):
+            return False
+        try:
+            connection = amqp.Connection(host=f"127.0.0.1:{self.port}", userid=USER, password=self._password,
+                                         connect_timeout=2)
+            connection.connect()
+            self.version = f"RabbitMQ {connection.server_properties.get('version', '?')}"
+            connection.close()
+            return True
+        except Exception:  # noqa: BLE001 - not answering yet, however it says so
+            return False
+
+    def stop(self) -> None:
+        super().stop()  # the node: SIGTERM (Erlang stops in order), SIGKILL of its tree after the grace
+        if self._epmd is not None:
+            self._epmd.stop(grace_s=2.0, sig=signal.SIGTERM)
+            self._epmd = None
