@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from harness.lab.queue_depth import QueueDepthSampler
     from harness.lab.services.http_service import HttpService
     from harness.lab.services.postgres import PostgresServer
+    from harness.lab.services.rabbitmq import RabbitBroker
     from harness.present.live import Watch
 
 
@@ -47,6 +48,7 @@ class Measurement:
         self.services: dict[str, str] = {}  # where the run's services are, for the worker's environment
         self.queue_depth: QueueDepthSampler | None = None  # an open-loop load's queue on the broker
         self.offered: tuple[int, int] | None = None  # an open-loop load: where its rows start in submitted, how many
+        self.task_broker: RabbitBroker | None = None  # BROKER=rabbitmq: the node the tasks go through, watched
 
     def arrivals_now(self) -> Arrivals | None:
         """An open-loop load's arrivals so far and the broker's queue now, for a live view; None for a batch."""
@@ -134,6 +136,9 @@ def collect(client: redis.Redis, key: str, expected: int, worker: Worker | Worke
                 continue
             if not worker.alive():
                 raise RunFailed(worker.died_message())
+            trouble = m.task_broker.trouble() if m.task_broker is not None else None
+            if trouble:  # the worker waits on its broker (reconnecting) for as long as it takes: the run does not
+                raise RunFailed(f"{trouble}; {len(m.records)} of {expected} tasks had reported")
             lost = children - worker.children()
             if lost and not worker.alive():  # killed between the two looks: its children went with it
                 raise RunFailed(worker.died_message())

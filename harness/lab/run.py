@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+import amqp.exceptions
 import kombu.exceptions
 import pandas as pd
 import redis
@@ -174,15 +175,28 @@ DB_ROWS = 200_000
 BETWEEN_WAVES_AFTER_S = 4.0
 
 
+# What sending a task raises when its broker stops answering: kombu's, redis-py's, py-amqp's, a socket's.
+SEND_ERRORS = (kombu.exceptions.OperationalError, redis.RedisError, amqp.exceptions.AMQPError, OSError)
+
+
+def _lost(m: Measurement, when: str, exc: BaseException, tail: str = "") -> RunFailed:
+    """The one line for a broker that stopped answering while the harness sent to it: the Redis (then its keys are
+    not cleaned up again: it does not answer) or the RabbitMQ node (the records, on the Redis, are still taken)."""
+    rabbit = m.task_broker is not None
+    if not rabbit:
+        m.broker_lost = True
+    trouble = m.task_broker.trouble() if m.task_broker is not None else None
+    what = "RabbitMQ" if rabbit else "Redis"
+    return RunFailed(f"lost the {what} broker {when} ({trouble or redact(str(exc)) or type(exc).__name__}){tail}")
+
+
 def _send(app, queue: str, batches: list[Batch], run_id: str, m: Measurement) -> None:
     """Submit batches as the run's; a broker that stops answering meanwhile (frozen, gone) ends the run in one
     line, as it does while records are collected (kombu's own error would come out as a traceback)."""
     try:
         m.submitted += submit(app, queue, batches, run_id, first_index=len(m.submitted))
-    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
-        m.broker_lost = True
-        raise RunFailed(f"lost the Redis broker while submitting tasks ({redact(str(exc))}); "
-                        f"{len(m.records)} tasks had reported") from None
+    except SEND_ERRORS as exc:
+        raise _lost(m, "while submitting tasks", exc, f"; {len(m.records)} tasks had reported") from None
 
 
 def _warm(app, queue: str, m: Measurement) -> None:
@@ -190,9 +204,8 @@ def _warm(app, queue: str, m: Measurement) -> None:
     broker that stops answering meanwhile ending the run in one line, as in _send."""
     try:
         warm(app, queue)
-    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
-        m.broker_lost = True
-        raise RunFailed(f"lost the Redis broker before submitting tasks ({redact(str(exc))})") from None
+    except SEND_ERRORS as exc:
+        raise _lost(m, "before submitting tasks", exc) from None
 
 
 def _alone(app, client: redis.Redis, queue: str, key: str, reference: Batch, run_id: str, spec: RunSpec,
@@ -282,10 +295,8 @@ def _send_rows(app, queue: str, part: list[Batch], run_id: str, m: Measurement, 
     """_send for the open-loop sender: each row into m.submitted as its task goes."""
     try:
         submit(app, queue, part, run_id, first_index=len(m.submitted), into=m.submitted, stop=stop)
-    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
-        m.broker_lost = True
-        raise RunFailed(f"lost the Redis broker while submitting tasks ({redact(str(exc))}); "
-                        f"{len(m.records)} tasks had reported") from None
+    except SEND_ERRORS as exc:
+        raise _lost(m, "while submitting tasks", exc, f"; {len(m.records)} tasks had reported") from None
 
 
 def _run_batches(stack: ExitStack, spec: RunSpec, tasks_url: str, client: redis.Redis, run_id: str,
@@ -392,6 +403,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             broker_url = broker.url
             assert broker_url is not None  # a started broker has its URL (RedisBroker.start)
             tasks_url = rabbit.url if rabbit is not None and rabbit.url else broker_url
+            m.task_broker = rabbit
             client = redis.Redis.from_url(broker_url, socket_timeout=10)
             stack.callback(client.close)
             stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id))

@@ -107,3 +107,40 @@ def test_an_open_loop_load_reads_the_queue_depth_from_rabbitmq(rabbit, redis_url
                     log=lambda _l: None, rabbit=rabbit)
     load = run.summary.load
     assert load is not None and load.saturated and load.queue_depth_max is not None and load.queue_depth_max > 20
+
+
+LONG_ON_RABBITMQ = ["bench", "--broker", "rabbitmq", "--pool", "threads", "--workload", "io_sleep", "--concurrency",
+                    "2", "--tasks", "4", "--duration", "20"]
+
+
+def _node_of(harness_pid: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The run's Erlang VM (beam.smp) and every process of its node, epmd included."""
+    tree = psutil.Process(harness_pid).children(recursive=True)
+    beam = next(p for p in tree if p.name() == "beam.smp")
+    return beam, [p for p in tree if p.name() in ("beam.smp", "epmd", "erl_child_setup", "inet_gethost")]
+
+
+@pytest.mark.parametrize("fault", ["killed", "stopped"])
+def test_a_node_killed_or_stopped_mid_run_fails_the_run_in_one_bounded_line_and_leaves_nothing(fault, tmp_path):
+    import signal
+    import time
+
+    from lab_process import Watched, wait_for
+
+    proc = Watched(LONG_ON_RABBITMQ, tmp_path)
+    proc.wait_for_line("submitted", timeout_s=90)  # the node is up, the worker has its tasks (20 s each)
+    beam, node = _node_of(proc.proc.pid)
+    time.sleep(0.5)
+    started = time.monotonic()
+    beam.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+    code, err = proc.finish(timeout=60)
+    assert code == 1 and "Traceback" not in err
+    said = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and ("RabbitMQ node exited" in said[0] or "Erlang VM is gone" in said[0]
+                               if fault == "killed" else "RabbitMQ node is stopped" in said[0]), err
+    assert time.monotonic() - started < 20  # not the tasks' 20 s, nor the run's deadline
+    (folder,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.is_symlink()]
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["status"] == "failed" and "RabbitMQ" in manifest["reason"]
+    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in node), timeout_s=15,
+             what="the node's processes to go")

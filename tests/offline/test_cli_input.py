@@ -132,3 +132,15 @@ def test_advice_at_a_rate_refuses_a_bad_rate_slo_or_shape_before_anything_starts
         code, err = in_process(["advise", "--workload", "io_sleep", *args], workdir, monkeypatch, capsys)
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (workdir / "results").exists()
+
+
+def test_broker_rabbitmq_without_a_rabbitmq_is_one_line_saying_how_to_get_one(workdir, monkeypatch, capsys):
+    from harness.lab.services import rabbitmq
+
+    monkeypatch.setattr(rabbitmq, "find_rabbitmq", lambda: None)  # as on a machine without it
+    code, err = in_process(["bench", "--broker", "rabbitmq"], workdir, monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "BROKER=rabbitmq: no RabbitMQ server found" in err and "apt-get install rabbitmq-server" in err
+    code, err = in_process(["bench", "--broker", "kafka"], workdir, monkeypatch, capsys)
+    assert code == 2 and "allowed: redis, rabbitmq" in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "results").exists()

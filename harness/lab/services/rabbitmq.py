@@ -19,6 +19,8 @@ import signal
 import socket
 import time
 
+import psutil
+
 from harness.errors import BrokerError
 from harness.lab.services.base import ServerProcess, ServerService, free_port, new_password, redact
 
@@ -75,6 +77,7 @@ class RabbitBroker(ServerService):
         self._epmd: ServerProcess | None = None
         self._password = ""
         self.version: str | None = None  # RabbitMQ's, as the node says when a connection opens
+        self._beam: int | None = None  # the Erlang VM's pid (the start script's child)
 
     def __enter__(self) -> RabbitBroker:
         super().__enter__()
@@ -143,9 +146,30 @@ class RabbitBroker(ServerService):
             connection.connect()
             self.version = f"RabbitMQ {connection.server_properties.get('version', '?')}"
             connection.close()
+            assert self.pid is not None
+            self._beam = next((p.pid for p in psutil.Process(self.pid).children(recursive=True)
+                               if p.name() == "beam.smp"), self.pid)
             return True
         except Exception:  # noqa: BLE001 - not answering yet, however it says so
             return False
+
+    def trouble(self) -> str | None:
+        """Why the node cannot carry tasks now, for a run waiting on them (harness.lab.collect): gone, or stopped
+        (SIGSTOP, a debugger: it keeps its sockets open and answers nothing); None while it runs."""
+        gone = self.exited()
+        if gone is not None:
+            return f"the RabbitMQ node exited ({gone})"
+        if self._beam is None:
+            return None
+        try:
+            status = psutil.Process(self._beam).status()
+        except psutil.NoSuchProcess:
+            return "the RabbitMQ node's Erlang VM is gone"
+        if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+            return "the RabbitMQ node is stopped (SIGSTOP or a debugger) and answers nothing"
+        if status == psutil.STATUS_ZOMBIE:
+            return "the RabbitMQ node's Erlang VM is gone"
+        return None
 
     def stop(self) -> None:
         super().stop()  # the node: SIGTERM (Erlang stops in order), SIGKILL of its tree after the grace
