@@ -53,7 +53,8 @@ def _setting_text(row: pd.Series) -> str:
     if workers is not None and not pd.isna(workers) and int(workers) > 1:
         text += f" x {int(workers)} workers"
     extra = [f"{k} {row[k]:g}" if isinstance(row[k], float) else f"{k} {row[k]}"
-             for k in ("driver", "prefetch", "switch_interval") if k in row.get("_axes", ()) and not pd.isna(row[k])]
+             for k in ("broker", "driver", "prefetch", "switch_interval") if k in row.get("_axes", ())
+             and not pd.isna(row[k])]
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 

@@ -26,6 +26,7 @@ from harness.analysis.trust import (
     unsteady_note,
     was_stopped,
 )
+from harness.model.brokers import broker
 from harness.model.pools import CPU_KINDS, pool
 from harness.model.spec import RunSpec
 from harness.model.workloads import PART_CPU_KINDS, workload
@@ -47,7 +48,8 @@ from harness.results.run_folder import tasks_of
 #    SERIAL note (a pool that overlaps waits ran them one at a time: serial_waits).
 # 8: the CPU of the servers the tasks waited on (the run's PostgreSQL, its HTTP service: service_cores_used), apart
 #    from other processes'; the SERVER-BOUND note.
-ANALYSIS_VERSION = 8
+# 9: THE BROKER'S GAP note (a green pool's seconds-long dispatch gap on Redis is the transport's, not the pool's).
+ANALYSIS_VERSION = 9
 # Tasks whose own CPU is below this share of their run time mostly wait (for serial_waits).
 MOSTLY_WAITS = 0.5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
@@ -73,6 +75,7 @@ class RunContext:
     workers: int = 1  # worker processes on the run's queue, each with `concurrency` slots
     physical_cores: int | None = None  # the machine's cores, not counting SMT siblings (None: as many as `cores`)
     driver: str | None = None  # the db workload's driver (harness.model.drivers)
+    broker: str = "redis"  # the tasks' broker (harness.model.brokers)
 
     def gil_free(self, gil_enabled_tasks: int) -> bool:
         """Whether the tasks ran without a GIL: a free-threaded worker, not asked for one, and no task saw it on
@@ -377,9 +380,28 @@ def notes(summary: Summary, ctx: RunContext) -> list[str]:
     if not summary.switch_interval_ok:
         out.append(f"WARNING: tasks saw switch intervals {summary.switch_intervals_seen}, "
                    f"not the requested {ctx.switch_interval:g} s.")
+    gap_note = broker_gap_note(summary, ctx)
+    if gap_note:
+        out.append(gap_note)
     if summary.tasks_failed:
         out.append(f"{summary.tasks_failed} task(s) raised an error: see the error column of tasks.csv.")
     return out
+
+
+# A free slot that waited this long for queued work waited on the transport, not on the tasks.
+BROKER_GAP_S = 1.0
+
+
+def broker_gap_note(summary: Summary, ctx: RunContext) -> str:
+    """Where the broker, not the pool, explains a loss: a green pool on Redis whose free slots waited seconds for
+    queued work (its synloop's 2 s wait on a polling transport at a prefetch limit). "" otherwise."""
+    gap = summary.dispatch_gap_max_s
+    if gap is None or gap < BROKER_GAP_S or not pool(ctx.pool).green or broker(ctx.broker).pushes:
+        return ""
+    return (f"THE BROKER'S GAP: free slots waited up to {gap:.2f} s for queued work. That is Redis's transport "
+            f"with {ctx.pool}'s synloop at a prefetch limit (it asks for more only between 2 s waits), not the pool: "
+            "through RabbitMQ, which pushes messages, the same pool's gap was milliseconds (experiments/brokers.toml). "
+            "Use PREFETCH=0 (the lab's default for green pools) or BROKER=rabbitmq.")
 
 
 # The server the tasks waited on limited them when it used at least this share of the machine's cores.
@@ -443,7 +465,7 @@ def context(spec: RunSpec, environment: Environment, settings: RunSettings) -> R
                       switch_interval=spec.switch_interval, cores=environment.cores,
                       free_threaded=settings.free_threaded, gil=spec.gil, cpu_fraction=spec.cpu_fraction,
                       workers=spec.workers, physical_cores=environment.physical_cores,
-                      driver=getattr(spec, "driver", None))
+                      driver=getattr(spec, "driver", None), broker=getattr(spec, "broker", None) or "redis")
 
 
 def _with_load(summary: Summary, ctx: RunContext, foreground: pd.DataFrame, rate: float, load_time_s: float,

@@ -14,6 +14,11 @@ class Broker:
     delivery: str            # how a message reaches a worker, in a phrase (for run.json and the README)
     redis_transport: bool    # kombu's Redis transport: polling and connection-pool options apply, queues are lists
 
+    @property
+    def pushes(self) -> bool:
+        """The broker pushes messages to consumers (AMQP's basic.consume): no polling wait between tasks."""
+        return not self.redis_transport
+
 
 BROKERS = {
     "redis": Broker("redis", "a private Redis (or REDIS_URL)", "redis",

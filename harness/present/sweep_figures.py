@@ -257,6 +257,38 @@ def dispatch_gap_by_pool(table: pd.DataFrame, path: Path) -> Path:
                          bar_label=lambda v: f"prefetch multiplier {v}" + (" (no limit)" if v == 0 else ""))
 
 
+def dispatch_gap_by_broker(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
+    """The broker as an axis: per pool, the longest wait of a free slot for queued work and the throughput, one bar
+    per broker (and prefetch setting, where that is an axis too), a panel per workload where that is an axis."""
+    table = table.copy()
+    by = ["broker", *(["prefetch"] if "prefetch" in axes else [])]
+    table["_bar"] = table[by].astype(str).agg(lambda r: " · ".join(
+        f"{k} {v}" if k == "prefetch" else v for k, v in zip(by, r, strict=True)), axis=1)
+    works = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
+    fig, axs = plt.subplots(2, len(works), figsize=(max(WIDE[0], 7 * len(works)), WIDE[1] * 1.6), squeeze=False)
+    bars = list(dict.fromkeys(table["_bar"]))
+    for col, work in enumerate(works):
+        part = table if work is None else table[table["workload"] == work]
+        pools = list(dict.fromkeys(part["pool"]))
+        width = 0.8 / len(bars)
+        for row, (metric, label) in enumerate([("dispatch_gap_max_s", "longest wait of a free slot (s)"),
+                                               ("throughput_per_s", "tasks/s")]):
+            ax = axs[row][col]
+            for i, bar in enumerate(bars):
+                rows = part[part["_bar"] == bar].set_index("pool").reindex(pools)
+                x = np.arange(len(pools)) + (i - (len(bars) - 1) / 2) * width
+                ax.bar(x, rows[metric], width, yerr=_err(rows, metric), capsize=3, label=bar,
+                       color=f"C{i}", hatch="//" if bar.startswith("rabbitmq") else None)
+            ax.set_xticks(np.arange(len(pools)))
+            ax.set_xticklabels(pools)
+            ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{work} work" if work else "dispatch gap by pool and broker")
+    axs[0][0].legend(fontsize=9)
+    return save(fig, path)
+
+
 def hockey_stick(steps: list[dict], slo_percentile: float, slo_limit_s: float, capacity: float | None,
                  title: str, path: Path) -> Path:
     """Latency against offered load, one point per step of a capacity search: flat while the pool keeps up, then
@@ -333,7 +365,9 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(speedup_vs_cpu_fraction(table, folder / "crossover.png"))
     if "switch_interval" in axes:
         out.append(switch_interval_effects(table, axes, folder / "switch-interval.png"))
-    if {"pool", "prefetch"} <= set(axes):
+    if {"pool", "broker"} <= set(axes):
+        out.append(dispatch_gap_by_broker(table, axes, folder / "brokers.png"))
+    elif {"pool", "prefetch"} <= set(axes):
         out.append(dispatch_gap_by_pool(table, folder / "dispatch-gap.png"))
     if latencies and len(latencies) <= 60:
         out.append(latency_distributions(latencies, latency_label, folder / "latency.png"))

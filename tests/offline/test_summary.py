@@ -114,3 +114,16 @@ def test_more_tasks_than_cores_is_not_blamed_on_a_gil_the_worker_does_not_have()
     # Free-threaded but only one core used of two: not a GIL, something the tasks share (or the OS).
     locked = summary.summarize(tasks, samples_table({1: [(0, 0.0), (1, 1.0)]}), ctx(free_threaded=True, concurrency=8))
     assert any("no GIL on this worker" in n for n in locked.notes)
+
+
+def test_a_green_pools_seconds_long_dispatch_gap_on_redis_is_said_to_be_the_brokers():
+    from harness.analysis.summary import RunContext, broker_gap_note
+    from harness.results.records import Summary
+
+    gap = Summary(dispatch_gap_max_s=1.95)
+    ctx = dict(workload="io_sleep", kind="io", concurrency=2, tasks=8, duration=0.05, switch_interval=0.005, cores=2)
+    said = broker_gap_note(gap, RunContext(pool="gevent", broker="redis", **ctx))
+    assert said.startswith("THE BROKER'S GAP: free slots waited up to 1.95 s") and "BROKER=rabbitmq" in said
+    assert broker_gap_note(gap, RunContext(pool="gevent", broker="rabbitmq", **ctx)) == ""  # pushed: not the case
+    assert broker_gap_note(gap, RunContext(pool="threads", broker="redis", **ctx)) == ""  # not a synloop pool
+    assert broker_gap_note(Summary(dispatch_gap_max_s=0.004), RunContext(pool="gevent", **ctx)) == ""
