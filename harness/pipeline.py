@@ -167,7 +167,8 @@ def advice_of(folder: Path) -> Advice | None:
         return None
     if advisor.cpu_share is None:
         raise ResultsError(f"{folder / 'sweep.json'}: the advisor's record has no cpu_share: the file is damaged")
-    advice = recommend(sweep.summary, advisor.cpu_share, advisor.split, advisor.app)
+    fixed = (sweep.manifest.experiment or {}).get("fixed") or {}
+    advice = recommend(sweep.summary, advisor.cpu_share, advisor.split, advisor.app, fixed.get("broker") or "redis")
     advice.alone_per_task = advisor.per_task
     return advice
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.summary import ran_waits_serially
+from harness.analysis.summary import BROKER_GAP_S, ran_waits_serially
 from harness.analysis.trust import INFLATION_LIMIT
+from harness.model.brokers import broker
 from harness.model.pools import ADVISED_POOLS, BASELINE_POOL, pool
 
 # A task that spends less than this share of its time alone on its own CPU mostly waits: the advisor
@@ -203,12 +204,15 @@ def _with_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def recommend(table: pd.DataFrame, cpu_share: float, split_plan: dict[str, Any] | None = None,
-              app: str | None = None) -> Advice:
+              app: str | None = None, broker_name: str = "redis") -> Advice:
     """The single pool to choose (`_recommend_single`) and, for the user's app, the measured queue split
     (`split_plan`'s cell, the one with ROUTES) against it: recommended where it beat every single pool."""
     routed = table["routes"].notna() & (table["routes"].astype(str) != "") if "routes" in table else None
     singles = table[~routed] if routed is not None else table
     advice = _recommend_single(singles.reset_index(drop=True), cpu_share)
+    said = _broker_gap(table, broker_name)
+    if said:
+        advice.notes.append(said)
     if routed is not None and split_plan:
         advice.candidates = candidates(table)
         advice.split = split_advice(singles, table[routed], split_plan, app)
@@ -263,6 +267,22 @@ def _recommend_single(table: pd.DataFrame, cpu_share: float) -> Advice:
     return Advice(str(chosen["pool"]), int(chosen["concurrency"]), reason, close_call, candidates(table),
                   {k: _plain(runner[k]) for k in ("pool", "concurrency", "throughput_per_s")} if runner is not None
                   else None, notes)
+
+
+def _broker_gap(table: pd.DataFrame, broker_name: str) -> str:
+    """Where the broker, not the pool, explains a loss in the advisor's table: green pools whose free slots waited
+    seconds for queued work on a polling broker (harness.analysis.summary.broker_gap_note). "" otherwise."""
+    if "dispatch_gap_max_s" not in table or broker(broker_name).pushes:
+        return ""
+    hit = table[table["pool"].map(lambda p: pool(str(p)).green)
+                & (pd.to_numeric(table["dispatch_gap_max_s"], errors="coerce") >= BROKER_GAP_S)]
+    if hit.empty:
+        return ""
+    names = ", ".join(dict.fromkeys(f"{r.pool} at {int(r.concurrency)}" for r in hit.itertuples()))
+    return (f"{names}: free slots waited up to {float(hit['dispatch_gap_max_s'].max()):.2f} s for queued work. That "
+            "is the broker's doing, not the pool's: Redis's polling transport with the green pools' synloop at a "
+            "prefetch limit. Through RabbitMQ (BROKER=rabbitmq) or with PREFETCH=0 the gap was milliseconds "
+            "(experiments/brokers.toml).")
 
 
 def _marked_settings(table: pd.DataFrame) -> int:

@@ -221,3 +221,11 @@ def test_the_advice_at_a_rate_gives_its_headroom_what_was_measured_and_marks_wha
                                   {"workers": 1, "rate": 40, "percentile": 95, "latency_slo_s": 0.9, "held": False,
                                    "saturated": True})
     assert failed.endswith("p95 900 ms, NOT held (saturated).") and "EXTRAPOLATED" not in failed
+
+
+def test_the_advice_says_when_the_broker_not_the_pool_explains_a_loss():
+    rows = table([("solo", 1, 4.0, 0.98, 45, 0.3, 0.0, 1.0, 1.0), ("threads", 8, 30.0, 7.5, 50, 0.3, 0.1, 1.0, 1.0),
+                  ("gevent", 8, 1.3, 0.3, 50, 7.0, 0.0, 1.0, 1.0)]).assign(dispatch_gap_max_s=[0.002, 0.003, 1.95])
+    said = [n for n in advice.recommend(rows, cpu_share=0.02).notes if "broker's doing" in n]
+    assert said and said[0].startswith("gevent at 8: free slots waited up to 1.95 s")
+    assert not [n for n in advice.recommend(rows, 0.02, broker_name="rabbitmq").notes if "broker's doing" in n]
