@@ -128,6 +128,7 @@ benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/events_cost.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/capacity.py
+	@if $(BIN)/python -c 'from harness.lab.services.rabbitmq import find_rabbitmq; raise SystemExit(find_rabbitmq() is None)'; then $(BIN)/python benchmarks/brokers.py; else echo "benchmark: no RabbitMQ here (apt-get install rabbitmq-server): benchmarks/brokers.py skipped"; fi
 
 ## lint: ruff (errors, import order, modern syntax) and mypy (types) on the code, as configured in pyproject.toml
 lint: $(DEV_STAMP)
