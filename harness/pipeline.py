@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from harness.analysis.advice import Advice
     from harness.lab.calibrate import Calibrations
-    from harness.lab.services.rabbitmq import RabbitBroker
+    from harness.lab.services.rabbitmq import TaskBroker
     from harness.lab.warm import WarmWorkers
     from harness.present.live import Watch
 
@@ -48,7 +48,7 @@ AFTER_MEASURING = "after measuring: "
 def run_bench(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
               log: Log = print, show_progress: bool = False, mark_latest: bool = True,
               workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
-              calibrations: Calibrations | None = None, rabbit: RabbitBroker | None = None) -> Run:
+              calibrations: Calibrations | None = None, rabbit: TaskBroker | None = None) -> Run:
     """Measure one pool on one workload, summarize and draw it; returns the run as read back. `rabbit`: a RabbitMQ
     node already running (a sweep's) for a run with BROKER=rabbitmq; without it such a run starts its own."""
     from harness.lab.run import measure  # the lab (Celery, redis) is imported only to measure

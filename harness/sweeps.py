@@ -29,7 +29,7 @@ from harness.results.run_folder import read_manifest
 from harness.results.sweep_folder import load_sweep_manifest, new_sweep, now_utc, write_sweep_manifest
 
 if TYPE_CHECKING:
-    from harness.lab.services.rabbitmq import RabbitBroker
+    from harness.lab.services.rabbitmq import TaskBroker
     from harness.lab.warm import WarmWorkers
 
 
@@ -100,7 +100,7 @@ def run_sweep(folder: Path, redis_url: str | None = None, log: Log = print, show
 
 def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log: Log, show_progress: bool,
                fresh_workers: bool, rerun_disturbed: bool, stop_at: float | None) -> SweepManifest:
-    from harness.lab.services.rabbitmq import RabbitBroker
+    from harness.lab.services.rabbitmq import rabbit_broker
     from harness.lab.services.redis_broker import RedisBroker
     from harness.lab.warm import WarmWorkers
 
@@ -114,7 +114,7 @@ def _run_sweep(folder: Path, manifest: SweepManifest, redis_url: str | None, log
         # BROKER=rabbitmq in any cell: one node for all of them, started once (a node takes seconds), as the warm
         # workers are shared.
         rabbit_cells = any(manifest.cell(e.cell).settings.get("broker") == "rabbitmq" for e in todo)
-        with RedisBroker(redis_url) as broker, (RabbitBroker() if rabbit_cells else nullcontext()) as rabbit, \
+        with RedisBroker(redis_url) as broker, (rabbit_broker() if rabbit_cells else nullcontext()) as rabbit, \
                 (nullcontext() if fresh_workers else WarmWorkers(order.keep)) as workers:
             assert broker.url is not None  # a started broker has its URL (RedisBroker.start)
             _run_entries(folder, manifest, order.entries, broker.url, workers, log, show_progress, stop_at, rabbit)
@@ -143,7 +143,7 @@ def _disturbed(folder: Path, entry: SweepEntry) -> bool:
 
 def _run_entries(folder: Path, manifest: SweepManifest, todo: list[SweepEntry], broker_url: str,
                  workers: WarmWorkers | None, log: Log, show_progress: bool, stop_at: float | None,
-                 rabbit: RabbitBroker | None = None) -> None:
+                 rabbit: TaskBroker | None = None) -> None:
     """Run the given entries of a sweep (worker by worker where workers are shared), recording each in sweep.json."""
     from harness.lab.calibrate import Calibrations
     from harness.present.live import BarPostfix

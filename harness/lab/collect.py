@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from harness.lab.queue_depth import QueueDepthSampler
     from harness.lab.services.http_service import HttpService
     from harness.lab.services.postgres import PostgresServer
-    from harness.lab.services.rabbitmq import RabbitBroker
+    from harness.lab.services.rabbitmq import TaskBroker
     from harness.present.live import Watch
 
 
@@ -48,7 +48,7 @@ class Measurement:
         self.services: dict[str, str] = {}  # where the run's services are, for the worker's environment
         self.queue_depth: QueueDepthSampler | None = None  # an open-loop load's queue on the broker
         self.offered: tuple[int, int] | None = None  # an open-loop load: where its rows start in submitted, how many
-        self.task_broker: RabbitBroker | None = None  # BROKER=rabbitmq: the node the tasks go through, watched
+        self.task_broker: TaskBroker | None = None  # BROKER=rabbitmq: the node the tasks go through, watched
 
     def arrivals_now(self) -> Arrivals | None:
         """An open-loop load's arrivals so far and the broker's queue now, for a live view; None for a batch."""

@@ -36,7 +36,7 @@ from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
 from harness.lab.services.http_service import HttpService
 from harness.lab.services.postgres import SCHEMA, PostgresServer
-from harness.lab.services.rabbitmq import RabbitBroker
+from harness.lab.services.rabbitmq import TaskBroker, rabbit_broker
 from harness.lab.services.redis_broker import RedisBroker
 from harness.lab.warm import WarmWorkers
 from harness.lab.worker import OVERRIDDEN, Worker
@@ -66,7 +66,7 @@ def _planned(batches: list[Batch], role: Role) -> Batch:
 
 def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, calibration: dict,
               bg_calibration: dict, batches: list[Batch], echo: EchoService | None,
-              rabbit: RabbitBroker | None = None) -> dict:
+              rabbit: TaskBroker | None = None) -> dict:
     """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
     record = broker_record(spec.broker)
     return {
@@ -363,7 +363,7 @@ def _run_batches(stack: ExitStack, spec: RunSpec, tasks_url: str, client: redis.
 def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str | None = None,
             log: Callable[[str], None] = print, show_progress: bool = False,
             workers: WarmWorkers | None = None, live: Callable[[RunSpec], Watch] | None = None,
-            calibrations: Calibrations | None = None, rabbit: RabbitBroker | None = None) -> Path:
+            calibrations: Calibrations | None = None, rabbit: TaskBroker | None = None) -> Path:
     """Measure one pool on one workload and store the raw records; returns the run folder.
 
     Nothing is written under `results_dir` until the broker and the worker are up, so a setting
@@ -389,9 +389,9 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
                 + (" (the lab's records)" if spec.broker != "redis" else ""))
             if spec.broker == "rabbitmq" and rabbit is None:
                 t0 = time.monotonic()
-                rabbit = stack.enter_context(RabbitBroker())
-                log(f"task broker: private {rabbit.version or 'RabbitMQ'} at {rabbit.redacted_url}, "
-                    f"ready in {time.monotonic() - t0:.1f} s")
+                rabbit = cast("TaskBroker", stack.enter_context(rabbit_broker()))  # either kind enters as itself
+                log(f"task broker: {'private ' if rabbit.private else ''}{rabbit.version or 'RabbitMQ'} at "
+                    f"{rabbit.redacted_url}, ready in {time.monotonic() - t0:.1f} s")
             if spec.broker != "rabbitmq":
                 rabbit = None
             if workers is not None and not WarmWorkers.shareable(spec):

@@ -144,3 +144,30 @@ def test_a_node_killed_or_stopped_mid_run_fails_the_run_in_one_bounded_line_and_
     assert manifest["status"] == "failed" and "RabbitMQ" in manifest["reason"]
     wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in node), timeout_s=15,
              what="the node's processes to go")
+
+
+def test_amqp_url_runs_in_a_vhost_of_the_labs_that_is_gone_afterwards_and_a_refused_user_is_one_line(tmp_path):
+    """A second node, with its management plugin asked for (on loopback only), stands in for the user's broker."""
+    import requests
+
+    with RabbitBroker(management=True) as users:
+        assert users.api_url is not None and users.api_url.startswith("http://127.0.0.1:")
+        api_port = int(users.api_url.rsplit(":", 1)[1])
+        assert all(c.laddr.ip in ("127.0.0.1", "::1") for c in psutil.net_connections("tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == api_port)
+        env = {"AMQP_URL": users.url, "RABBITMQ_API_URL": users.api_url}
+        done = harness("bench", "--broker", "rabbitmq", "--pool", "threads", "--workload", "io_sleep", "--tasks",
+                       "4", "--duration", "0.1", "--results-dir", "results", env=env, cwd=tmp_path, timeout=180)
+        assert done.returncode == 0, done.stderr
+        (run,) = [p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.is_symlink()]
+        broker = json.loads((run / "run.json").read_text())["settings"]["broker"]
+        assert broker["private"] is False and "/gil-lab-" in broker["url"] and "***" in broker["url"]
+        vhosts = [v["name"] for v in requests.get(f"{users.api_url}/api/vhosts", timeout=10,
+                                                  auth=("lab", users._password)).json()]
+        assert vhosts == ["/"]  # the run's vhost went with it, and nothing was made elsewhere
+        wrong = users.url.replace(users._password, "not-the-password")
+        refused = harness("bench", "--broker", "rabbitmq", "--results-dir", "results2", cwd=tmp_path, timeout=60,
+                          env={"AMQP_URL": wrong, "RABBITMQ_API_URL": users.api_url})
+        assert refused.returncode == 2 and "refused user 'lab'" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "not-the-password" not in refused.stderr
+        assert not (tmp_path / "results2").exists()
