@@ -13,7 +13,7 @@ from harness.model.experiment import load_experiment, resolve_concurrency
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ["pools", "concurrency", "switch-interval", "convoy", "seed-demo", "dispatch-gap", "interpreters", "drivers",
-           "capacity", "brokers"]
+           "capacity", "brokers", "broker-overhead"]
 
 
 def write(tmp_path, text: str, name="exp.toml") -> Path:
