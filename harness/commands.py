@@ -76,6 +76,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_steps(redis_url: str | None):
+    """A capacity search's measure: each step a run on the search's one broker, into the folder it names, silent."""
+    from harness.pipeline import run_bench
+
+    def measure(spec, folder):
+        return run_bench(spec, results_dir=folder, redis_url=redis_url, log=lambda _line: None, mark_latest=False)
+    return measure
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     from harness.model.slo import parse
 
@@ -91,14 +100,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     _consent(args)
     from harness import capacity
     from harness.lab.services.redis_broker import RedisBroker
-    from harness.pipeline import run_bench
     from harness.present.sweep_figures import hockey_stick
 
     with RedisBroker() as broker:  # one broker for every step
-        def measure(spec, folder):
-            return run_bench(spec, results_dir=folder, redis_url=broker.url, log=lambda _line: None,
-                             mark_latest=False)
-
+        measure = _quiet_steps(broker.url)
         result, folder = capacity.search(raw, slo, args.results_dir, measure, log=_log)
     data = result.to_dict()
     hockey_stick(data["steps"], slo.percentile, slo.limit_s, result.capacity,
@@ -128,14 +133,10 @@ def _capacity_experiment(args: argparse.Namespace, raw: dict) -> int:
     _consent(args)
     from harness import capacity
     from harness.lab.services.redis_broker import RedisBroker
-    from harness.pipeline import run_bench
     from harness.present.sweep_figures import hockey_sticks
 
     with RedisBroker() as broker:  # one broker for every step of every search
-        def measure(spec, folder):
-            return run_bench(spec, results_dir=folder, redis_url=broker.url, log=lambda _line: None,
-                             mark_latest=False)
-
+        measure = _quiet_steps(broker.url)
         results, folder = capacity.search_experiment(experiment, slo, args.results_dir, measure, log=_log)
     hockey_sticks([r.to_dict() for r in results], slo.percentile, slo.limit_s,
                   f"{experiment.name}: latency against offered load, one worker each ({slo.text})",

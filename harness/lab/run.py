@@ -190,11 +190,13 @@ def _lost(m: Measurement, when: str, exc: BaseException, tail: str = "") -> RunF
     return RunFailed(f"lost the {what} broker {when} ({trouble or redact(str(exc)) or type(exc).__name__}){tail}")
 
 
-def _send(app, queue: str, batches: list[Batch], run_id: str, m: Measurement) -> None:
-    """Submit batches as the run's; a broker that stops answering meanwhile (frozen, gone) ends the run in one
-    line, as it does while records are collected (kombu's own error would come out as a traceback)."""
+def _send(app, queue: str, batches: list[Batch], run_id: str, m: Measurement,
+          stop: threading.Event | None = None) -> None:
+    """Submit batches as the run's, each row into m.submitted as its task goes (an open-loop load's sender thread
+    stops before its next send once `stop` is set); a broker that stops answering meanwhile (frozen, gone) ends the
+    run in one line, as it does while records are collected (kombu's own error would come out as a traceback)."""
     try:
-        m.submitted += submit(app, queue, batches, run_id, first_index=len(m.submitted))
+        submit(app, queue, batches, run_id, first_index=len(m.submitted), into=m.submitted, stop=stop)
     except SEND_ERRORS as exc:
         raise _lost(m, "while submitting tasks", exc, f"; {len(m.records)} tasks had reported") from None
 
@@ -269,7 +271,7 @@ def _offer(app, client: redis.Redis, queue: str, key: str, run_id: str, part: li
 
     def send() -> None:
         try:
-            _send_rows(app, queue, part, run_id, m, stop)
+            _send(app, queue, part, run_id, m, stop)
         except BaseException as exc:  # kept for the collecting thread to raise  # noqa: BLE001
             failed.append(exc)
 
@@ -289,14 +291,6 @@ def _offer(app, client: redis.Redis, queue: str, key: str, run_id: str, part: li
         sender.join(timeout=5)
     check()
     m.timings["submit_s"] = m.timings["collect_s"] = time.monotonic() - t0
-
-
-def _send_rows(app, queue: str, part: list[Batch], run_id: str, m: Measurement, stop: threading.Event) -> None:
-    """_send for the open-loop sender: each row into m.submitted as its task goes."""
-    try:
-        submit(app, queue, part, run_id, first_index=len(m.submitted), into=m.submitted, stop=stop)
-    except SEND_ERRORS as exc:
-        raise _lost(m, "while submitting tasks", exc, f"; {len(m.records)} tasks had reported") from None
 
 
 def _run_batches(stack: ExitStack, spec: RunSpec, tasks_url: str, client: redis.Redis, run_id: str,

@@ -103,11 +103,19 @@ def speedup_by_pool_driver(table: pd.DataFrame, path: Path) -> Path:
                          bar_color=POOL_COLORS.get, decorate=_ideal_ticks)
 
 
+def _workload_panels(table: pd.DataFrame, axes: list[str], rows: int = 1, panel_width: float = 6.4,
+                     height: float = 1.0):
+    """A panel per workload where the workload is an axis (else one): the figure, its grid of axes (`rows` x
+    panels), and each panel's workload (None when not an axis) with its rows of the table."""
+    works = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
+    fig, axs = plt.subplots(rows, len(works), figsize=(max(WIDE[0], panel_width * len(works)), WIDE[1] * height),
+                            squeeze=False)
+    return fig, axs, [(w, table if w is None else table[table["workload"] == w]) for w in works]
+
+
 def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, path: Path) -> Path:
-    panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
-    fig, axs = plt.subplots(1, len(panels), figsize=(max(WIDE[0], 6.4 * len(panels)), WIDE[1]), squeeze=False)
-    for ax, workload in zip(axs[0], panels, strict=False):
-        part = table if workload is None else table[table["workload"] == workload]
+    fig, axs, panels = _workload_panels(table, axes)
+    for ax, (workload, part) in zip(axs[0], panels, strict=True):
         line_axes = [a for a in axes if a != "workload"]
         if "tasks" in line_axes and part.groupby("concurrency")["tasks"].nunique().max() == 1:
             line_axes.remove("tasks")  # tasks follow the concurrency (the advisor's cells): one line per pool
@@ -128,10 +136,8 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
 def latency_vs_rate(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
     """A sweep with a rate axis (open-loop loads): latency p99 from the schedule against the offered rate, a line per
     way of running it (the other axes), saturated cells crossed: the hockey stick measured at the rates given."""
-    panels = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
-    fig, axs = plt.subplots(1, len(panels), figsize=(max(WIDE[0], 6.4 * len(panels)), WIDE[1]), squeeze=False)
-    for ax, workload in zip(axs[0], panels, strict=False):
-        part = table if workload is None else table[table["workload"] == workload]
+    fig, axs, panels = _workload_panels(table, axes)
+    for ax, (workload, part) in zip(axs[0], panels, strict=True):
         for label, group in _line_groups(part, [a for a in axes if a not in ("workload", "rate")], "rate"):
             pool = group["pool"].iloc[0] if "pool" in group else None
             ax.plot(group["rate"], group["load_latency_p99_s"] * 1000, marker="o", lw=2, label=label,
@@ -264,11 +270,9 @@ def dispatch_gap_by_broker(table: pd.DataFrame, axes: list[str], path: Path) -> 
     by = ["broker", *(["prefetch"] if "prefetch" in axes else [])]
     table["_bar"] = table[by].astype(str).agg(lambda r: " · ".join(
         f"{k} {v}" if k == "prefetch" else v for k, v in zip(by, r, strict=True)), axis=1)
-    works = list(dict.fromkeys(table["workload"])) if "workload" in axes else [None]
-    fig, axs = plt.subplots(2, len(works), figsize=(max(WIDE[0], 7 * len(works)), WIDE[1] * 1.6), squeeze=False)
+    fig, axs, panels = _workload_panels(table, axes, rows=2, panel_width=7, height=1.6)
     bars = list(dict.fromkeys(table["_bar"]))
-    for col, work in enumerate(works):
-        part = table if work is None else table[table["workload"] == work]
+    for col, (work, part) in enumerate(panels):
         pools = list(dict.fromkeys(part["pool"]))
         width = 0.8 / len(bars)
         for row, (metric, label) in enumerate([("dispatch_gap_max_s", "longest wait of a free slot (s)"),
