@@ -113,7 +113,7 @@ def summarize_folder(path: Path, timed: bool = False) -> Run:
                            "there is nothing to summarize")
     t0 = time.monotonic()
     summary = summarize_run(run.manifest, run.tasks, run.samples, run.table("gil_oncpu.csv"),
-                            run.table("gil_contention.csv"), queue=run.queue)
+                            run.table("gil_contention.csv"), queue=run.queue, lag=run.table("loop_lag.csv"))
     run.manifest = run.manifest.replace(summary=summary, analysis_version=ANALYSIS_VERSION)  # the figures read it
     t1 = time.monotonic()
     draw_run_figures(run)

@@ -83,8 +83,9 @@ def _register(workload: Workload, function: Callable[..., Any], reference: str |
 
 
 for _workload in WORKLOADS.values():
-    if _workload.function is not None:
-        _register(_workload, _workload.function)
+    _function = _workload.runs(recorder.pool.awaits)  # a coroutine twin on the asyncio pool
+    if _function is not None:
+        _register(_workload, _function)
 if config.task:
     # The user's own task, imported once here (before prefork forks its children). Their module may
     # make a Celery app of its own, which would become the current app: this one is made current again.

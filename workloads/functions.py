@@ -263,6 +263,11 @@ def io_net(duration: float, host: str, port: int) -> dict:
             if not reader.readline():
                 raise ConnectionError("echo server closed the connection")
             rtts.append(time.perf_counter() - t0)
+    return _rtt_fields(rtts)
+
+
+def _rtt_fields(rtts: list[float]) -> dict:
+    """What io_net's record adds: the round trips' count and latency."""
     rtts.sort()
     return {
         "ops": len(rtts),
@@ -286,3 +291,55 @@ def gil_release(rounds: int) -> str:
     for _ in range(rounds):
         digest = hashlib.sha256(_buffer).digest()
     return digest.hex()
+
+
+# --- coroutine twins: the same work written with async/await, run by a pool that awaits (the asyncio pool) ---
+# Each does what its plain twin does, through asyncio: the waits are awaited, so other tasks on the loop run
+# meanwhile; the CPU is the same loop, which holds the loop (and every other task on it) while it computes.
+# asyncio is imported by each (not by this module, which a subinterpreter of the interpreters pool loads alone).
+
+async def cpu_async(iterations: int) -> int:
+    """cpu's loop in a coroutine that never awaits: the loop runs nothing else until it ends (its lag shows it)."""
+    return cpu(iterations)
+
+
+async def io_sleep_async(duration: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(duration)
+
+
+async def mixed_async(burst_iterations: int, wait_s: float, rounds: int) -> int:
+    """mixed's rounds with the waits awaited: a burst holds the loop, a wait lets the others run."""
+    import asyncio
+
+    x = 0
+    for _ in range(rounds):
+        if burst_iterations:
+            x ^= cpu(burst_iterations)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+    return x
+
+
+async def io_net_async(duration: float, host: str, port: int) -> dict:
+    """io_net's round trips to the echo service through asyncio's streams."""
+    import asyncio
+
+    rtts = []
+    end = time.perf_counter() + duration
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=30)
+    try:
+        writer.write(os.environ.get(ECHO_PASSWORD, "").encode() + b"\n")
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            writer.write(b"ping\n")
+            await writer.drain()
+            if not await asyncio.wait_for(reader.readline(), timeout=30):
+                raise ConnectionError("echo server closed the connection")
+            rtts.append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+        with suppress(Exception):
+            await writer.wait_closed()
+    return _rtt_fields(rtts)

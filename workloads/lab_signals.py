@@ -12,8 +12,8 @@ from typing import Any
 
 from celery import signals
 
-from workloads import gilprobe
-from workloads.protocol import WorkerConfig, ready_key
+from workloads import gilprobe, loop_lag
+from workloads.protocol import WorkerConfig, lag_key, ready_key
 from workloads.record import Recorder
 
 
@@ -46,6 +46,9 @@ def connect(config: WorkerConfig, recorder: Recorder, describe: Callable[[Any], 
             info["interpreters"] = interpreter_pool.startup
         if describe is not None:
             info.update(describe(sender))
+        if recorder.pool.loop is not None:  # the loop now runs (the asyncio pool has started, a green hub is up)
+            key = lag_key(config.run_id)
+            loop_lag.start(recorder.pool.loop, lambda row: recorder.client().rpush(key, row))
         recorder.client().set(ready_key(config.run_id, config.worker_index), json.dumps(info, default=repr), ex=3600)
 
     signals.worker_process_init.connect(in_child, weak=False)

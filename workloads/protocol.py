@@ -92,6 +92,11 @@ def contention_key(run_id: str) -> str:
     return f"lab:{run_id}:gil"
 
 
+def lag_key(run_id: str) -> str:
+    """The Redis list the worker's event-loop lag probe reports to (workloads.loop_lag)."""
+    return f"lab:{run_id}:lag"
+
+
 def done_key(run_id: str) -> str:
     """A counter the benchmark's no-op tasks increment when they run without recording."""
     return f"lab:{run_id}:done"

@@ -5,6 +5,8 @@ the GIL while the task is running: it reads clocks before and after, nothing in 
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import sys
@@ -106,7 +108,7 @@ class Recorder:
         clock = self.start()
         error = None
         result = None
-        inside: dict[str, Any] = {}  # what the subinterpreter measured, in the interpreters pool
+        inside: dict[str, Any] = {}  # what was measured where the function ran: a subinterpreter, the asyncio loop
         try:
             if self.pool.slot == "interpreter":
                 from workloads import interpreter_pool
@@ -114,6 +116,15 @@ class Recorder:
                 module, _, qualname = (reference or f"{fn.__module__}:{fn.__qualname__}").partition(":")
                 inside = interpreter_pool.run(module, qualname, path, args, kwargs or {})
                 result = inside["result"]
+            elif self.pool.awaits:  # the asyncio pool: a coroutine awaited on its loop, a function in its executor
+                from workloads import asyncio_pool
+
+                run_on_loop = asyncio_pool.await_task if inspect.iscoroutinefunction(fn) else asyncio_pool.in_executor
+                inside = run_on_loop(fn, args, kwargs or {})
+                result = inside["result"]
+            elif inspect.iscoroutinefunction(fn):  # a pool that cannot await: a loop of its own per call, marked
+                inside = {"ran": "asyncio.run"}
+                result = asyncio.run(fn(*args, **(kwargs or {})))
             else:
                 result = fn(*args, **(kwargs or {}))
             if self.fault == "raise":
@@ -143,14 +154,22 @@ class Recorder:
         # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
         # own (handing the task over, pickling) both count; the slot is the subinterpreter.
         thread_id = inside.get("thread_id", thread_id)
-        cpu_s = cpu1 - cpu0 + inside.get("cpu_s", 0.0)
+        # On the asyncio pool this thread ran every task in flight meanwhile: only the task's own steps count (and
+        # its executor thread's CPU, for a plain function), not the thread's CPU around it.
+        own = 0.0 if self.pool.awaits else cpu1 - cpu0
+        cpu_s = own + inside.get("cpu_s", 0.0)
         gil_enabled = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
-        slot = self.pool.slot_name(pid, thread_id, greenlet_id, inside.get("interpreter_id"), self.worker_pid)
+        slot = self.pool.slot_name(pid, thread_id, greenlet_id, inside.get("interpreter_id"), self.worker_pid,
+                                   inside.get("coroutine"))
         # vars(), not dataclasses.asdict: asdict deep-copies every field, a cost paid on every task.
         record = dict(vars(TaskRecord(
             task_id=task_id, name=name, started=started, finished=finished, pid=pid, thread_id=thread_id,
             greenlet_id=greenlet_id, cpu_s=cpu_s, switch_interval=sys.getswitchinterval(),
             gil_enabled=gil_enabled, error=error, slot=self.slot_prefix + slot, worker=self.worker_index)))
-        if fields:
-            record.update({k: v for k, v in fields.items() if k not in record})
+        # How a coroutine function's task ran (awaited on the loop, in its executor, or through asyncio.run), and the
+        # longest the task held the loop without awaiting: columns of their own, only where they apply.
+        how = {k: inside[k] for k in ("ran", "loop_block_s") if k in inside}
+        for extra in (fields, how):
+            if extra:
+                record.update({k: v for k, v in extra.items() if k not in record})
         self.client().rpush(records_key(run_id or self.run_id), json.dumps(record))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis import loop
 from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.load import behind_sentence, load_figures, saturation_sentence
@@ -27,7 +28,7 @@ from harness.analysis.trust import (
     was_stopped,
 )
 from harness.model.brokers import broker
-from harness.model.pools import CPU_KINDS, pool
+from harness.model.pools import CPU_KINDS, executor_threads, pool
 from harness.model.spec import RunSpec
 from harness.model.workloads import PART_CPU_KINDS, workload
 from harness.results.records import Environment, GilProbe, Load, Role, RunManifest, RunSettings, Summary
@@ -49,7 +50,9 @@ from harness.results.run_folder import tasks_of
 # 8: the CPU of the servers the tasks waited on (the run's PostgreSQL, its HTTP service: service_cores_used), apart
 #    from other processes'; the SERVER-BOUND note.
 # 9: THE BROKER'S GAP note (a green pool's seconds-long dispatch gap on Redis is the transport's, not the pool's).
-ANALYSIS_VERSION = 9
+# 10: the event loop's lag (loop_lag_*, from loop_lag.csv) and the longest a task held it (loop_block_max_s); the
+#     LOOP BLOCKED, ASYNCIO.RUN and EXECUTOR notes; the asyncio pool's ideal for a plain function is its executor's.
+ANALYSIS_VERSION = 10
 # Tasks whose own CPU is below this share of their run time mostly wait (for serial_waits).
 MOSTLY_WAITS = 0.5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
@@ -209,7 +212,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
     gil_free = ctx.gil_free(int(gil_seen.sum()))
     ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction,
-                                         ctx.workers)
+                                         ctx.workers, coroutine=workload(ctx.workload).coroutine is not None)
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
     cpu_known = t["cpu_s"].notna().all()
@@ -492,9 +495,30 @@ def gil_probe_summary(oncpu: pd.DataFrame, contention: pd.DataFrame, foreground:
     })
 
 
+def with_loop(summary: Summary, ctx: RunContext, foreground: pd.DataFrame, lag: pd.DataFrame | None) -> Summary:
+    """The event loop's figures (a pool with a loop: its lag; the asyncio pool: the longest a task held it) and how
+    coroutine tasks ran, with their notes ahead of the others."""
+    rules = pool(ctx.pool)
+    said: list[str | None] = []
+    if len(foreground):
+        start, end = float(foreground["started"].min()), float(foreground["finished"].max())
+        lag_seen = loop.loop_lag(lag, start, end)
+        hold = loop.longest_hold(foreground)
+        if lag_seen is not None:
+            summary = dataclasses.replace(summary, loop_lag_mean_s=lag_seen.mean_s, loop_lag_p95_s=lag_seen.p95_s,
+                                          loop_lag_max_s=lag_seen.max_s)
+        if hold is not None:
+            summary = dataclasses.replace(summary, loop_block_max_s=hold[0])
+        ran = loop.how_ran(foreground)
+        said = [loop.blocked_note(lag_seen, hold, rules.loop or ""), loop.asyncio_run_note(ran, ctx.pool),
+                loop.executor_note(ran, executor_threads(ctx.cores))]
+    summary.notes = [s for s in said if s] + summary.notes
+    return summary
+
+
 def summarize_run(manifest: RunManifest, tasks: pd.DataFrame, samples: pd.DataFrame,
                   oncpu: pd.DataFrame | None = None, contention: pd.DataFrame | None = None,
-                  queue: pd.DataFrame | None = None) -> Summary:
+                  queue: pd.DataFrame | None = None, lag: pd.DataFrame | None = None) -> Summary:
     """The summary of a stored run, from its manifest (spec, environment, settings) and raw tables."""
     foreground = tasks_of(tasks, Role.FOREGROUND)
     reference = tasks_of(tasks, Role.REFERENCE) if "role" in tasks else None
@@ -507,4 +531,4 @@ def summarize_run(manifest: RunManifest, tasks: pd.DataFrame, samples: pd.DataFr
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
         summary.gil_probe = gil_probe_summary(oncpu, contention, foreground, manifest.settings.gil_probe_cost)
-    return summary
+    return with_loop(summary, ctx, foreground, lag)

@@ -37,6 +37,7 @@ class Measurement:
         self.worker: Worker | WorkerGroup | None = None
         self.oncpu: gilprobe.OnCpuSampler | None = None
         self.contention: list = []
+        self.loop_lag: list = []  # a pool with an event loop: its lag reports (workloads.loop_lag.COLUMNS)
         self.timings: dict[str, float] = {}
         self.warm_runs_before: int | None = None  # on a warm worker: how many runs it served before
         self.snapshot: machine_load.Snapshot | None = None

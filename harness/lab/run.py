@@ -52,8 +52,9 @@ from harness.results.files import check_writable, owner
 from harness.results.paths import RESULTS_DIR
 from harness.results.records import Environment, MachineLoad, Role, RunManifest, RunSettings, Status
 from harness.results.run_folder import RunFolder, new_run_id
+from workloads import loop_lag
 from workloads.functions import HTTP_TOKEN, HTTP_URL, PG_URL
-from workloads.protocol import contention_key, queue_keys, queue_name, records_key, route_queue
+from workloads.protocol import contention_key, lag_key, queue_keys, queue_name, records_key, route_queue
 
 
 def _planned(batches: list[Batch], role: Role) -> Batch:
@@ -227,7 +228,8 @@ def _waves(spec: RunSpec, foreground: Batch) -> list[Batch]:
     Decided from the settings (DURATION, not the time measured alone), so every repeat of a cell is cut alike."""
     slots = spec.slots
     best = spec.pool_rules.ideal_speedup(spec.kind, spec.concurrency, spec.tasks, usable_cores(),
-                                         cpu_fraction=spec.cpu_fraction, workers=spec.workers) or 1.0
+                                         cpu_fraction=spec.cpu_fraction, workers=spec.workers,
+                                         coroutine=spec.coroutine) or 1.0
     waves = -(-spec.tasks // slots)
     if spec.duration * spec.tasks / max(best, 1.0) < BETWEEN_WAVES_AFTER_S or waves < 4 or spec.background:
         return [foreground]
@@ -348,6 +350,8 @@ def _run_batches(stack: ExitStack, spec: RunSpec, tasks_url: str, client: redis.
         m.oncpu.stop()
         m.contention = [json.loads(x) for x in client.lrange(contention_key(run_id), 0, -1)]
         client.delete(contention_key(run_id))
+    if spec.pool_rules.loop is not None:  # its loop's lag, reported by the worker all along (the last window too)
+        m.loop_lag = [json.loads(x) for x in client.lrange(lag_key(run_id), 0, -1)]
     if m.warm_runs_before is None:  # a worker of its own: stopped now (a warm one stays for the next run)
         t0 = time.monotonic()
         worker.stop()
@@ -400,7 +404,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
             m.task_broker = rabbit
             client = redis.Redis.from_url(broker_url, socket_timeout=10)
             stack.callback(client.close)
-            stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id))
+            stack.callback(forget_keys, m, client, *queue_keys(queue), records_key(run_id), lag_key(run_id))
             # Run before the keys go, once the worker has stopped: records that reached Redis are kept.
             stack.callback(take_leftovers, m, client, records_key(run_id))
             if (spec.broker == "redis" and client.llen(queue)) or client.llen(records_key(run_id)):
@@ -490,6 +494,8 @@ def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     if m.oncpu is not None:
         folder.write_frame("gil_oncpu.csv", m.oncpu.frame())
         folder.write_frame("gil_contention.csv", pd.DataFrame(m.contention, columns=["t", "pid", "contention"]))
+    if m.loop_lag:
+        folder.write_frame("loop_lag.csv", pd.DataFrame(m.loop_lag, columns=list(loop_lag.COLUMNS)))
     _keep_worker_log(folder, m, scratch)
     m.timings["total_s"] = time.monotonic() - t_begin
     warm = m.warm_runs_before is not None

@@ -23,7 +23,8 @@ class Pool:
     # accounting, and there is no GIL handover to probe.
     green: bool
     # What a task runs in, which names its slot: "process", "thread", "greenlet", "interpreter" (a
-    # subinterpreter), or "where" (a custom pool: a process when it is not the worker's own, else a thread).
+    # subinterpreter), "coroutine" (a task in flight on an asyncio loop), or "where" (a custom pool: a process
+    # when it is not the worker's own, else a thread).
     slot: str
     # Whether tasks run in the worker's main process, where `worker_init` fires (threads, solo,
     # green pools), or in child processes, where `worker_process_init` fires (prefork).
@@ -48,6 +49,12 @@ class Pool:
     # Its slots are cheap (threads, greenlets, not processes): the advisor also tries it at a high concurrency
     # when the task mostly waits.
     cheap_slots: bool = False
+    # The event loop that runs its tasks, whose lag the worker measures (workloads.loop_lag): "asyncio" (the
+    # asyncio pool's), "gevent" or "eventlet" (the hub). None: no loop (threads, processes).
+    loop: str | None = None
+    # Awaits a coroutine function's task on its loop (the asyncio pool); a plain function goes to the loop's
+    # default executor. On the other pools a coroutine function runs through asyncio.run, a loop per call.
+    awaits: bool = False
 
     @property
     def celery_pool(self) -> str:
@@ -84,7 +91,7 @@ class Pool:
         only between its 2 s waits in `drain_events`, so serving the next run on a warm worker took
         2-3 s (measured) against 0.7-0.8 s for a fresh worker's start and stop.
         """
-        return not self.green and not self.custom
+        return not self.green and not self.custom and self.loop is None
 
     @property
     def isolates_tasks(self) -> bool:
@@ -99,7 +106,7 @@ class Pool:
         return self.slot in ("process", "thread")
 
     def ideal_speedup(self, kind: str, concurrency: int, tasks: int, cores: int, gil_free: bool = False,
-                      cpu_fraction: float | None = None, workers: int = 1) -> float | None:
+                      cpu_fraction: float | None = None, workers: int = 1, coroutine: bool = True) -> float | None:
         """The best speedup over serial this pool can give this kind of work, physically.
 
         solo runs one task at a time. I/O waits overlap in every other pool up to its concurrency.
@@ -117,9 +124,16 @@ class Pool:
         `workers` worker processes, each running this pool: what one worker runs in parallel
         (its concurrency, or 1), times the workers, for each kind. Two threads-pool workers are two
         processes, so two GILs: Python CPU work runs on two cores.
+
+        On a pool that awaits (asyncio), a coroutine's waits overlap up to its tasks in flight and its CPU runs on
+        the loop's one thread; a plain function (`coroutine` False) runs in the loop's default executor, a thread
+        pool of executor_threads(cores): the threads pool's rule at that many slots.
         """
         if kind == "own" or self.parallel_kinds is None:
             return None
+        if self.awaits and not coroutine:
+            return POOLS["threads"].ideal_speedup(kind, min(concurrency, executor_threads(cores)), tasks, cores,
+                                                  gil_free, cpu_fraction, workers)
         parallel = self.parallel_kinds | ({"python-cpu"} if gil_free and "c-cpu" in self.parallel_kinds else set())
 
         def at_once(k: str) -> int:  # tasks of kind k running at once
@@ -134,20 +148,23 @@ class Pool:
         return min(at_once(kind), cores) if kind in CPU_KINDS else at_once(kind)
 
     def slot_name(self, pid: int, thread_id: int, greenlet_id: int | None = None, interpreter_id: int | None = None,
-                  worker_pid: int | None = None) -> str:
-        """The execution slot that ran a task: a process, an OS thread, a greenlet or a subinterpreter."""
+                  worker_pid: int | None = None, coroutine: int | None = None) -> str:
+        """The execution slot that ran a task: a process, an OS thread, a greenlet, a subinterpreter, or a slot of
+        the asyncio pool's tasks in flight (1..concurrency)."""
         if self.slot == "process" or (self.slot == "where" and pid != worker_pid):
             return f"process {pid}"
         if self.slot == "greenlet":
             return f"greenlet {greenlet_id}"
         if self.slot == "interpreter":
             return f"interpreter {interpreter_id}"
+        if self.slot == "coroutine" and coroutine:
+            return f"coroutine {coroutine}"
         return f"thread {thread_id}"
 
     @property
     def waiter(self) -> str:
         """Who takes the difference when tasks 'run' but cores are not used."""
-        if self.green:
+        if self.green or self.loop:
             return "the event loop's single thread"
         if self.slot == "interpreter":
             return "the cores (each subinterpreter has its own GIL) or the main interpreter's hand-over"
@@ -167,10 +184,11 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("solo", "the worker's own thread, one task at a time", green=False, slot="thread",
          tasks_in_main_process=True, parallel_kinds=frozenset(), color="#7570b3", baseline=True),
     Pool("gevent", "greenlets in one OS thread", green=True, slot="greenlet", tasks_in_main_process=True,
-         parallel_kinds=frozenset({"io"}), requires_module="gevent", color="#e7298a", advised=True, cheap_slots=True),
+         parallel_kinds=frozenset({"io"}), requires_module="gevent", color="#e7298a", advised=True, cheap_slots=True,
+         loop="gevent"),
     Pool("eventlet", "greenlets in one OS thread (eventlet is deprecated upstream)", green=True, slot="greenlet",
          tasks_in_main_process=True, parallel_kinds=frozenset({"io"}), requires_module="eventlet",
-         color="#66a61e", advised=True, cheap_slots=True,
+         color="#66a61e", advised=True, cheap_slots=True, loop="eventlet",
          # eventlet's own README and PyPI page: "New usages of eventlet are now heavily discouraged!"
          deprecated="deprecated: eventlet's maintainers discourage it for new code (use gevent or threads)"),
     # The lab's own pool (workloads/interpreter_pool.py), run through Celery's custom pool: a thread per
@@ -180,6 +198,14 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("interpreters", "subinterpreters in one process, each with its own GIL (PEP 684/734)", green=False,
          slot="interpreter", tasks_in_main_process=True, parallel_kinds=_ALL, color="#e6ab02",
          celery_class="workloads.interpreter_pool:TaskPool", min_python=(3, 13)),
+    # The lab's own asyncio pool (workloads/asyncio_pool.py), run through Celery's custom pool: one event loop per
+    # worker process, concurrency as tasks in flight. Celery's synchronous tracer runs in a greenlet per task on
+    # the loop's thread, so the pool needs greenlet (gevent's dependency, installed with the lab). Processes:
+    # WORKERS=N, a loop in each (no prefork-style children: a worker per process is what WORKERS already is).
+    Pool("asyncio", "coroutines in flight on one asyncio event loop (the lab's own pool)", green=False,
+         slot="coroutine", tasks_in_main_process=True, parallel_kinds=frozenset({"io"}), requires_module="greenlet",
+         color="#1f78b4", celery_class="workloads.asyncio_pool:TaskPool", cheap_slots=True, loop="asyncio",
+         awaits=True),
 )}
 POOL_NAMES = tuple(POOLS)
 # The pools Celery itself names (`-P <name>`), as opposed to the lab's own run through `-P custom`.
@@ -187,6 +213,11 @@ CELERY_POOLS = tuple(name for name, p in POOLS.items() if p.celery_class is None
 # The one-at-a-time reference pool, and the pools the advisor compares with it.
 BASELINE_POOL = next(name for name, p in POOLS.items() if p.baseline)
 ADVISED_POOLS = tuple(name for name, p in POOLS.items() if p.advised)
+
+
+def executor_threads(cores: int) -> int:
+    """The threads of an asyncio loop's default executor (ThreadPoolExecutor's default size)."""
+    return min(32, cores + 4)
 
 
 def custom_pool(reference: str) -> Pool:

@@ -82,6 +82,11 @@ class _RunSpecRules:
         return self.workload_rules.kind
 
     @property
+    def coroutine(self) -> bool:
+        """Whether the workload has a coroutine twin, which a pool that awaits runs on its loop."""
+        return self.workload_rules.coroutine is not None
+
+    @property
     def slots(self) -> int:
         """How many tasks the workers can hold at once: each worker's concurrency, times the workers."""
         return slots(self.concurrency, self.workers)
@@ -121,7 +126,8 @@ class _RunSpecRules:
         which says nothing of it: `expected_known` is False then.
         """
         speedup = self.pool_rules.ideal_speedup(self.kind, self.concurrency, self.tasks, cores,
-                                                cpu_fraction=self.cpu_fraction, workers=self.workers) or 1.0
+                                                cpu_fraction=self.cpu_fraction, workers=self.workers,
+                                                coroutine=self.coroutine) or 1.0
         tasks = self.tasks * self.duration / max(speedup, 1.0)
         return RUN_OVERHEAD_S + max(tasks, self.background_tasks * self.background_duration)
 
@@ -335,6 +341,8 @@ def build_spec(**raw: Any) -> RunSpec:
     if v["gil_probe"] and not rules.gil_probe:
         names = [name for name, p in POOLS.items() if p.gil_probe]
         why = ("runs every task in one OS thread, so there is no GIL handover to see" if rules.green else
+               "runs its coroutines on one OS thread, so there is no GIL handover to see (its loop's lag is "
+               "measured on every run instead)" if rules.loop else
                "gives every subinterpreter a GIL of its own" if rules.slot == "interpreter" else
                "is a pool class the lab knows nothing of")
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")

@@ -73,6 +73,13 @@ class Workload:
     # Replays a mix of the user's calls (APP=, CALLS=): no one task is the work, so nothing is timed alone, and
     # pools are compared by tasks/s on the same seeded replay, per task name and for the mix.
     mix: bool = False
+    # The same work as a coroutine function (async def), run instead of `function` by a pool that awaits (asyncio):
+    # its waits awaited, its CPU on the loop. None: the pool runs `function` in its loop's default executor.
+    coroutine: Callable[..., Any] | None = None
+
+    def runs(self, awaits: bool) -> Callable[..., Any] | None:
+        """The function a worker registers for this workload: its coroutine twin on a pool that awaits."""
+        return self.coroutine if awaits and self.coroutine is not None else self.function
 
     @property
     def own(self) -> bool:
@@ -128,17 +135,19 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              "the tutorials' wall-clock spin: finishes on time whether or not it got the CPU", background_ok=True,
              wall_clock=True),
     Workload("cpu", "python-cpu", functions.cpu, "a fixed amount of pure-Python arithmetic",
-             calibration=Calibration("iterations", 100_000), background_ok=True),
+             calibration=Calibration("iterations", 100_000), background_ok=True, coroutine=functions.cpu_async),
     Workload("cpu_shared", "python-cpu", functions.cpu_shared,
              "cpu's work through objects all threads share: contention on a free-threaded build",
              calibration=Calibration("iterations", 100_000), shares_objects=True),
-    Workload("io_sleep", "io", functions.io_sleep, "time.sleep(duration)", background_ok=True),
-    Workload("io_net", "io", functions.io_net, "blocking round trips to a slow echo service on 127.0.0.1",
-             needs_echo=True, reports_fields=True),
+    Workload("io_sleep", "io", functions.io_sleep, "time.sleep(duration) (on the asyncio pool: await asyncio.sleep)",
+             background_ok=True, coroutine=functions.io_sleep_async),
+    Workload("io_net", "io", functions.io_net, "blocking round trips to a slow echo service on 127.0.0.1 (on the "
+             "asyncio pool: asyncio streams)", needs_echo=True, reports_fields=True, coroutine=functions.io_net_async),
     Workload("gil_release", "c-cpu", functions.gil_release, "hashlib.sha256 over a 4 MiB buffer, GIL released",
              calibration=Calibration("rounds", 4, {"chunk_bytes": functions.GIL_RELEASE_CHUNK}), background_ok=True),
     Workload("mixed", "mixed", functions.mixed, "CPU bursts (cpu's loop) between sleeps, CPU_FRACTION of its time "
-             "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5),
+             "alone is CPU", calibration=Calibration("iterations", 100_000, timed="cpu"), default_cpu_fraction=0.5,
+             coroutine=functions.mixed_async),
     Workload("db", "io", functions.db, "a query that waits on the lab's PostgreSQL (pg_sleep of DURATION) and an "
              "indexed read, or with DB_QUERY=scan scans that cost the server DURATION of CPU, through DRIVER, on a "
              "connection per slot", needs_db=True),

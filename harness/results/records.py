@@ -186,6 +186,11 @@ class Summary(Record):
     pss_mean_mib: float | None = None
     unsteady: bool | None = None
     unsteady_cause: str = ""
+    # A pool with an event loop (asyncio, gevent, eventlet): how late it woke its timers (harness.analysis.loop)
+    loop_lag_mean_s: float | None = None
+    loop_lag_p95_s: float | None = None
+    loop_lag_max_s: float | None = None
+    loop_block_max_s: float | None = None  # the asyncio pool: the longest a task held the loop in one step
     notes: list[str] = field(default_factory=list)
     gil_probe: GilProbe | None = None
     load: Load | None = None  # an open-loop load (RATE)

@@ -11,6 +11,8 @@ Layout of a run folder (schema_version 3):
   queue.csv    an open-loop load's queue depth on the broker over time (harness.lab.queue_depth.COLUMNS).
   gil_oncpu.csv, gil_contention.csv   with the GIL probe: each worker thread's on-CPU ns, and
                gilknocker's contention reports.
+  loop_lag.csv a pool with an event loop (asyncio, gevent, eventlet): how late its loop woke a timer, in windows
+               of 0.1 s (workloads.loop_lag.COLUMNS).
   worker.log   the worker's own output.
   *.png, report.html   drawn from the above by harness.present; never read back.
 

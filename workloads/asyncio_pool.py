@@ -1,0 +1,209 @@
+"""The asyncio pool: a Celery pool whose tasks are coroutines in flight on one event loop per worker process.
+
+Celery runs it as a custom pool (`-P custom`, CELERY_CUSTOM_WORKER_POOL=workloads.asyncio_pool:TaskPool;
+harness.model.pools). Its concurrency is tasks in flight, bounded by a semaphore on the loop.
+
+Celery's tracer (the code that runs a task, sends its signals, stores its result and acknowledges its
+message through the pool's callback) is synchronous. The add-ons monkeypatch `build_tracer()` to make it
+async. This pool leaves Celery unpatched instead: each task's tracer runs in a greenlet on the loop's
+thread, and when the task's body reaches its coroutine (`await_task`), the greenlet hands the coroutine to
+the loop, which awaits it as an asyncio task, and the greenlet resumes with its result. So the message is
+acknowledged (late acks) after the coroutine ends, by Celery's own code, and a thousand tasks in flight
+are a thousand asyncio tasks plus a thousand small greenlet stacks, not a thousand threads.
+(SQLAlchemy's asyncio layer bridges sync code to a loop the same way.)
+
+A plain `def` task on this pool runs in the loop's default executor (a thread pool of min(32, cores + 4)
+threads), as `loop.run_in_executor` does in an asyncio application, and its record says so.
+
+Each coroutine is driven step by step (`Stepped`): the thread CPU of each step is the task's own CPU, and
+its longest step is how long it held the loop without awaiting: a blocking call in a coroutine shows there,
+and as the loop's lag (workloads.loop_lag).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import Future
+from typing import Any
+
+from celery.concurrency.base import BasePool, apply_target
+from greenlet import getcurrent, greenlet
+
+# The loop of this worker's pool once it has started (the loop-lag probe runs on it: workloads.loop_lag).
+running_loop: asyncio.AbstractEventLoop | None = None
+# How long a stopping pool waits for the tasks in flight to end before it cancels them.
+STOP_WAIT_S = 60.0
+
+
+class _Bridge(greenlet):
+    """The greenlet that runs one task's synchronous tracer on the loop's thread, in slot `slot` (1..concurrency)."""
+
+    slot: int = 0
+
+
+def _await(awaitable: Awaitable[Any]) -> Any:
+    """From a task's tracer (a _Bridge): have the loop await `awaitable`, and return its result."""
+    current = getcurrent()
+    if not isinstance(current, _Bridge):
+        raise RuntimeError("a coroutine task can be awaited only on the asyncio pool's event loop")
+    parent = current.parent
+    assert parent is not None  # a _Bridge is always started from the loop's task (_bridged)
+    return parent.switch(awaitable)
+
+
+async def _bridged(slot: int, function: Callable[..., Any], *args: Any) -> Any:
+    """Run `function` (sync) in a greenlet of its own; each awaitable it hands over (_await) is awaited here."""
+    child = _Bridge(function)
+    child.slot = slot
+    handed = child.switch(*args)
+    while not child.dead:
+        try:
+            value = await handed
+        except BaseException as exc:  # the coroutine's error (or a cancellation) is raised where it was awaited
+            handed = child.throw(exc)
+        else:
+            handed = child.switch(value)
+    return handed
+
+
+class Stepped:
+    """Awaits a coroutine one step at a time (each `send` up to its next wait), adding up the thread CPU of its
+    steps: its own CPU on a thread that runs many coroutines. `longest_step_s` is the longest wall time one step
+    took: how long the task held the loop, every other task waiting."""
+
+    def __init__(self, coroutine: Any) -> None:
+        self.coroutine = coroutine
+        self.cpu_s = 0.0
+        self.longest_step_s = 0.0
+        self.steps = 0
+
+    def _step(self, send: Any, throw: BaseException | None) -> Any:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return self.coroutine.throw(throw) if throw is not None else self.coroutine.send(send)
+        finally:
+            self.cpu_s += time.thread_time() - cpu
+            self.longest_step_s = max(self.longest_step_s, time.perf_counter() - wall)
+            self.steps += 1
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            try:
+                waiting_on = self._step(send, throw)
+            except StopIteration as done:
+                return done.value
+            try:
+                send, throw = (yield waiting_on), None
+            except GeneratorExit:
+                self.coroutine.close()
+                raise
+            except BaseException as exc:  # thrown in by the task driving us (a cancellation): passed on
+                send, throw = None, exc
+
+
+def await_task(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Run a coroutine function's task on the loop (from its tracer): its result and how it ran."""
+    stepped = Stepped(function(*args, **kwargs))
+    result = _await(stepped)
+    return {"result": result, "cpu_s": stepped.cpu_s, "loop_block_s": stepped.longest_step_s, "ran": "awaited",
+            "coroutine": _slot(), "thread_id": threading.get_native_id()}
+
+
+def in_executor(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Run a plain function's task in the loop's default executor (from its tracer), as an asyncio app would."""
+    def call() -> dict[str, Any]:
+        cpu = time.thread_time()
+        result = function(*args, **kwargs)
+        return {"result": result, "cpu_s": time.thread_time() - cpu, "thread_id": threading.get_native_id()}
+
+    loop = asyncio.get_running_loop()
+    return {**_await(loop.run_in_executor(None, call)), "ran": "executor", "coroutine": _slot()}
+
+
+def _slot() -> int:
+    current = getcurrent()
+    return current.slot if isinstance(current, _Bridge) else 0
+
+
+class TaskPool(BasePool):
+    """Tasks in flight on one event loop, run in a thread of the worker's own; at most `limit` at once."""
+
+    body_can_be_buffer = True
+    signal_safe = False
+    task_join_will_block = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="lab-asyncio-loop", daemon=True)
+        self._free_slots: list[int] = []
+        self._semaphore: asyncio.Semaphore | None = None
+        self._in_flight: set[asyncio.Task] = set()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def on_start(self) -> None:
+        global running_loop
+        self._free_slots = list(range(self.limit, 0, -1))
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._make_semaphore(), self.loop).result(timeout=10)
+        running_loop = self.loop
+
+    async def _make_semaphore(self) -> None:  # made on the loop it belongs to
+        self._semaphore = asyncio.Semaphore(self.limit)
+
+    def on_apply(self, target: Callable[..., Any], args: tuple | None = None, kwargs: dict | None = None,
+                 callback: Callable[..., Any] | None = None, accept_callback: Callable[..., Any] | None = None,
+                 **_: Any) -> Future:
+        """Called on the consumer's thread: the task is started on the loop's."""
+        return asyncio.run_coroutine_threadsafe(
+            self._run(target, args or (), kwargs or {}, callback, accept_callback), self.loop)
+
+    async def _run(self, target: Callable[..., Any], args: tuple, kwargs: dict, callback: Callable[..., Any] | None,
+                   accept_callback: Callable[..., Any] | None) -> None:
+        assert self._semaphore is not None
+        async with self._semaphore:
+            slot = self._free_slots.pop()
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
+            try:
+                await _bridged(slot, apply_target, target, args, kwargs, callback, accept_callback)
+            finally:
+                self._in_flight.discard(task)
+                self._free_slots.append(slot)
+
+    def on_stop(self) -> None:
+        """A warm shutdown: the tasks in flight end (up to STOP_WAIT_S), then the loop stops."""
+        if self._thread.is_alive():
+            async def drain() -> None:
+                if self._in_flight:
+                    await asyncio.wait(list(self._in_flight), timeout=STOP_WAIT_S)
+                for task in list(self._in_flight):
+                    task.cancel()
+
+            try:
+                asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=STOP_WAIT_S + 5)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(timeout=10)
+        super().on_stop()
+
+    def on_terminate(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def _get_info(self) -> dict:
+        info = super()._get_info()
+        info.update({"max-concurrency": self.limit, "in-flight": len(self._in_flight)})
+        return info
+
+    @property
+    def num_processes(self) -> int:
+        return self.limit
