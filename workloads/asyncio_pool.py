@@ -43,12 +43,16 @@ class _Bridge(greenlet):
     slot: int = 0
 
 
-def _await(awaitable: Awaitable[Any]) -> Any:
-    """From a task's tracer (a _Bridge): have the loop await `awaitable`, and return its result."""
+def _bridge() -> _Bridge:
     current = getcurrent()
     if not isinstance(current, _Bridge):
         raise RuntimeError("a coroutine task can be awaited only on the asyncio pool's event loop")
-    parent = current.parent
+    return current
+
+
+def _await(awaitable: Awaitable[Any]) -> Any:
+    """From a task's tracer (a _Bridge): have the loop await `awaitable`, and return its result."""
+    parent = _bridge().parent
     assert parent is not None  # a _Bridge is always started from the loop's task (_bridged)
     return parent.switch(awaitable)
 
@@ -107,6 +111,7 @@ class Stepped:
 
 def await_task(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
     """Run a coroutine function's task on the loop (from its tracer): its result and how it ran."""
+    _bridge()  # before the coroutine is made: off the loop, none is left never awaited
     stepped = Stepped(function(*args, **kwargs))
     result = _await(stepped)
     return {"result": result, "cpu_s": stepped.cpu_s, "loop_block_s": stepped.longest_step_s, "ran": "awaited",
@@ -125,8 +130,7 @@ def in_executor(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict
 
 
 def _slot() -> int:
-    current = getcurrent()
-    return current.slot if isinstance(current, _Bridge) else 0
+    return _bridge().slot
 
 
 class TaskPool(BasePool):

@@ -1,0 +1,130 @@
+"""The asyncio pool's rules, its bridge from Celery's synchronous tracer to the loop, and the loop's analysis, on
+hand-made tables (no worker: the live tests in tests/live/test_asyncio_pool.py run real ones)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pandas as pd
+import pytest
+
+from harness.analysis import loop
+from harness.errors import SpecError
+from harness.model.pools import POOLS, executor_threads
+from harness.model.spec import build_spec
+from harness.model.workloads import WORKLOADS
+from workloads import asyncio_pool
+
+
+def test_the_asyncio_pool_overlaps_awaited_waits_runs_their_cpu_on_one_thread_and_plain_functions_in_its_executor():
+    aio = POOLS["asyncio"]
+    assert aio.awaits and aio.loop == "asyncio" and not aio.green and not aio.stays_warm
+    assert aio.ideal_speedup("io", 1000, 4000, 2) == 1000
+    assert aio.ideal_speedup("python-cpu", 8, 8, 2) == 1  # a CPU coroutine holds the one loop
+    assert aio.ideal_speedup("mixed", 10, 10, 2, cpu_fraction=0.5) == 2  # its bursts on one thread: 1 / 0.5
+    # A plain function (no coroutine twin) in the default executor: the threads pool's rule at its size.
+    assert executor_threads(2) == 6 and executor_threads(64) == 32
+    assert aio.ideal_speedup("io", 100, 100, 2, coroutine=False) == 6
+    assert aio.ideal_speedup("c-cpu", 100, 100, 2, coroutine=False) == 2
+    assert aio.slot_name(1, 2, coroutine=17) == "coroutine 17" and aio.slot_name(1, 2) == "thread 2"
+    assert {name for name, w in WORKLOADS.items() if w.coroutine} == {"cpu", "io_sleep", "io_net", "mixed"}
+    assert WORKLOADS["io_sleep"].runs(awaits=True) is WORKLOADS["io_sleep"].coroutine
+    assert WORKLOADS["gil_release"].runs(awaits=True) is WORKLOADS["gil_release"].function
+
+
+def test_the_gil_probe_on_the_asyncio_pool_is_refused_in_one_line():
+    with pytest.raises(SpecError, match="asyncio runs its coroutines on one OS thread") as refused:
+        build_spec(pool="asyncio", workload="io_sleep", gil_probe=True)
+    assert "\n" not in str(refused.value)
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+async def _compute_then_wait() -> str:
+    _spin(0.03)
+    await asyncio.sleep(0.05)
+    _spin(0.01)
+    return "done"
+
+
+def test_a_coroutine_driven_step_by_step_reports_its_own_cpu_and_its_longest_hold_of_the_loop():
+    async def main() -> tuple:
+        stepped = asyncio_pool.Stepped(_compute_then_wait())
+        result = await stepped
+        return result, stepped
+
+    result, stepped = asyncio.run(main())
+    assert result == "done" and stepped.steps >= 2
+    assert 0.04 <= stepped.cpu_s < 0.06  # the waiting is not CPU
+    assert 0.03 <= stepped.longest_step_s < 0.05  # the first step; the wait ended it
+
+
+def test_a_cancelled_coroutine_is_cancelled_where_it_waits():
+    async def main() -> None:
+        task = asyncio.ensure_future(asyncio_pool.Stepped(asyncio.sleep(10)))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+
+
+def test_celerys_synchronous_side_awaits_a_task_coroutine_on_the_loop_through_the_bridge():
+    """What the pool does per message: a sync function (Celery's tracer, here a stand-in) run in a greenlet, its task's
+    coroutine awaited by the loop; many at once overlap their waits."""
+    def tracer(delay: float) -> dict:
+        async def body(d: float) -> float:
+            await asyncio.sleep(d)
+            return d
+
+        return asyncio_pool.await_task(body, (delay,), {})
+
+    async def main() -> tuple[list[dict], float]:
+        t0 = time.perf_counter()
+        out = await asyncio.gather(*(asyncio_pool._bridged(k, tracer, 0.1) for k in range(1, 51)))
+        return out, time.perf_counter() - t0
+
+    out, elapsed = asyncio.run(main())
+    assert [o["result"] for o in out] == [0.1] * 50 and {o["ran"] for o in out} == {"awaited"}
+    assert sorted(o["coroutine"] for o in out) == list(range(1, 51))
+    assert elapsed < 50 * 0.1 / 5  # overlapped, not one after another (5 s)
+    with pytest.raises(RuntimeError, match="only on the asyncio pool's event loop"):
+        asyncio_pool.await_task(_compute_then_wait, (), {})
+
+
+def _lag(rows: list[tuple[float, float]], t0: float = 100.0) -> pd.DataFrame:
+    return pd.DataFrame([(t0 + 0.1 * i, 7, 10, mean, worst) for i, (mean, worst) in enumerate(rows)],
+                        columns=["t", "pid", "ticks", "lag_mean_s", "lag_max_s"])
+
+
+def test_the_loops_lag_is_read_while_the_tasks_ran_and_a_blocked_loop_is_told_from_a_busy_one():
+    busy = _lag([(0.001, 0.003)] * 40 + [(0.004, 0.054)])  # a thousand sleeping greenlets: one spike
+    lag = loop.loop_lag(busy, 100.0, 104.0)
+    assert lag is not None and lag.windows == 41 and lag.max_s == 0.054 and lag.p95_s < 0.01
+    assert loop.blocked_note(lag, None, "gevent") is None
+    assert loop.loop_lag(busy, 200.0, 201.0) is None  # nothing reported while the tasks ran
+    blocked = loop.loop_lag(_lag([(0.2, 0.25)] * 10), 100.0, 101.0)
+    note = loop.blocked_note(blocked, (0.25, "cpu"), "asyncio")
+    assert note is not None and note.startswith("LOOP BLOCKED: the asyncio pool's event loop woke its timers up to "
+                                                 "250 ms late") and "one step of a cpu task ran 250 ms" in note
+    # One late window while a task held the loop that long is enough; without the hold it is not.
+    spike = loop.loop_lag(_lag([(0.001, 0.002)] * 30 + [(0.06, 0.12)]), 100.0, 104.0)
+    assert loop.blocked_note(spike, (0.11, "task"), "asyncio") is not None
+    assert loop.blocked_note(spike, (0.001, "task"), "asyncio") is None
+
+
+def test_how_coroutine_tasks_ran_is_counted_and_said():
+    tasks = pd.DataFrame({"name": ["a", "b", "c"], "ran": ["asyncio.run", "asyncio.run", None],
+                          "loop_block_s": [0.01, 0.3, None]})
+    ran = loop.how_ran(tasks)
+    assert ran == {"asyncio.run": 2}
+    assert loop.longest_hold(tasks) == (0.3, "b")
+    assert "2 coroutine tasks ran through asyncio.run on the threads pool" in loop.asyncio_run_note(ran, "threads")
+    assert loop.executor_note(ran, 6) is None
+    assert "at most 6 at once" in loop.executor_note({"executor": 4}, 6)
+    assert loop.how_ran(pd.DataFrame({"name": ["a"]})) == {} and loop.longest_hold(pd.DataFrame({"x": [1]})) is None
