@@ -64,11 +64,15 @@ def blocked_note(lag: LoopLag | None, hold: tuple[float, str] | None, loop: str)
     if lag is None or not (lag.p95_s >= BLOCKED_LAG_S or (held_long and lag.max_s >= BLOCKED_LAG_S)):
         return None
     where = "the asyncio pool's event loop" if loop == "asyncio" else f"{loop}'s hub"
-    held = ""
     if held_long:
         assert hold is not None
         held = (f"; one step of a {hold[1]} task ran {hold[0] * 1000:,.0f} ms without awaiting (a blocking call or "
                 "CPU work in a coroutine)")
+    elif hold is not None:  # many short steps, none long: the tasks' CPU between their waits, queued on one thread
+        held = (f"; no one step held it that long (the longest {hold[0] * 1000:,.1f} ms): the tasks' CPU between their "
+                "awaits, together, kept the loop's one thread busy")
+    else:
+        held = ""
     fix = ("await it (asyncio.sleep, an async driver) or move it off the loop (asyncio.to_thread, a process pool)"
            if loop == "asyncio" else "make the call cooperative (a patched or green driver) or run CPU work elsewhere")
     return (f"LOOP BLOCKED: {where} woke its timers up to {lag.max_s * 1000:,.0f} ms late (mean "

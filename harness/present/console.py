@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from harness.analysis import trust
 from harness.analysis.summary import WHEN_ALONE
 from harness.errors import ResultsError
+from harness.model.pools import pool
 from harness.model.workloads import workload
 from harness.results.records import MachineLoad
 from harness.results.run_folder import Run
@@ -130,9 +131,16 @@ def summary_table(run: Run, where: bool = True) -> str:
         rows.append(("worker memory (peak)", _num(s.pss_peak_mib, ".0f", " MiB PSS"),
                      f"summed over the worker's processes, shared pages split; RSS {_num(s.rss_peak_mib, '.0f')}, "
                      f"USS {_num(s.uss_peak_mib, '.0f')} MiB"))
+    loop = pool(spec.pool).loop
     if s.gil_wait_mean_s is not None:  # measured for CPU work only
-        rows.append(("GIL wait per task (mean)", _num(s.gil_wait_mean_s, ".3f", " s"),
+        rows.append((f"{'loop' if loop else 'GIL'} wait per task (mean)", _num(s.gil_wait_mean_s, ".3f", " s"),
                      f"run time minus own CPU; {_num(s.gil_wait_fraction, '.0%')} of run time"))
+    if s.loop_lag_max_s is not None and s.loop_lag_p95_s is not None:
+        held = (f"; a task held it up to {s.loop_block_max_s * 1000:,.1f} ms" if s.loop_block_max_s is not None
+                else "")
+        rows.append(("event loop lag p95 / max", f"{s.loop_lag_p95_s * 1000:,.1f} / {s.loop_lag_max_s * 1000:,.0f} ms",
+                     f"how late {'the loop' if loop == 'asyncio' else f'{loop} hub'} woke a timer (worst per 0.1 s)"
+                     f"{held} (see loop-lag.png)"))
     probe = s.gil_probe
     if probe is not None:
         rows.append(("GIL held per turn (median)", _num(probe.gil_hold_median_s, ".4f", " s"),

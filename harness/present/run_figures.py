@@ -12,10 +12,12 @@ from matplotlib.patches import Patch
 from harness.analysis import cpu, timing
 from harness.analysis import load as load_analysis
 from harness.analysis.gil import gil_holder_bands
+from harness.analysis.loop import BLOCKED_LAG_S
 from harness.analysis.trust import disturbance_cause
 from harness.errors import ResultsError
 from harness.present.style import WIDE, legend_below, plt, run_title, save
 from harness.results.records import Role
+from harness.results.run_folder import tasks_of
 
 if TYPE_CHECKING:
     from harness.model.spec import RunSpec
@@ -271,6 +273,33 @@ def queue_depth(tasks: pd.DataFrame, queue: pd.DataFrame, spec: RunSpec, path: P
     return save(fig, path)
 
 
+def loop_lag_figure(tasks: pd.DataFrame, lag: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
+    """The event loop's lag over the run (each window's worst and mean tick, a line per worker process), over the
+    tasks running: a task that holds the loop shows as a tall step while the others wait."""
+    t0 = float(tasks["submitted"].min())
+    fig, ax = plt.subplots(figsize=WIDE)
+    for k, (pid, rows) in enumerate(lag.groupby("pid")):
+        who = f" (process {pid})" if lag["pid"].nunique() > 1 else ""
+        ax.step(rows["t"] - t0, rows["lag_max_s"] * 1000, where="post", color="#e31a1c", alpha=1 - 0.3 * (k % 3),
+                label=f"worst timer in each 0.1 s{who}")
+        ax.step(rows["t"] - t0, rows["lag_mean_s"] * 1000, where="post", color="#fd8d3c", lw=1, alpha=0.8,
+                label=f"mean{who}")
+    ax.axhline(BLOCKED_LAG_S * 1000, color="#555555", ls=":", lw=1, label="blocked beyond this")
+    ax.set_xlabel("seconds from the first submit")
+    ax.set_ylabel("how late the loop woke a timer (ms)")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)
+    running = timing.running_over_time(tasks_of(tasks, Role.FOREGROUND))
+    twin = ax.twinx()
+    twin.step(running["t"] - t0, running["running"], where="post", color="#3182bd", lw=1, alpha=0.5)
+    twin.set_ylabel("tasks running", color="#3182bd")
+    twin.set_ylim(bottom=0)
+    ax.set_title(f"{run_title(spec)}\nthe event loop's lag: a task that does not yield holds every other")
+    legend_below(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def draw_run_figures(run: Run) -> list[Path]:
     """Every figure of a stored run with its summary, into its folder."""
     spec, tasks, summary = run.spec, run.tasks, run.summary
@@ -288,4 +317,7 @@ def draw_run_figures(run: Run) -> list[Path]:
     if oncpu is not None:
         contention = run.table("gil_contention.csv")
         out.append(gil_timeline(tasks, gil_holder_bands(oncpu), contention, spec, run.path / "gil.png"))
+    lag = run.table("loop_lag.csv")
+    if lag is not None and not lag.empty:
+        out.append(loop_lag_figure(tasks, lag, spec, run.path / "loop-lag.png"))
     return out

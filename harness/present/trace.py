@@ -124,14 +124,24 @@ def _queue_counter(queue: pd.DataFrame | None, t0: float) -> list[dict]:
              "args": {"tasks": int(d)}} for t, d in zip(queue["t"], queue["depth"], strict=False) if t >= t0]
 
 
+def _lag_counter(lag: pd.DataFrame | None, t0: float) -> list[dict]:
+    """The event loop's lag (loop_lag.csv): each 0.1 s window's worst timer, a counter on the machine's track."""
+    if lag is None or lag.empty:
+        return []
+    return [{"ph": "C", "pid": MACHINE, "tid": 0, "name": "event loop lag (ms)", "ts": _us(t - t0),
+             "args": {f"process {int(pid)}": round(float(worst) * 1000, 2)}}
+            for t, pid, worst in zip(lag["t"], lag["pid"], lag["lag_max_s"], strict=False) if t >= t0]
+
+
 def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec,
-                 oncpu: pd.DataFrame | None = None, queue: pd.DataFrame | None = None) -> dict:
+                 oncpu: pd.DataFrame | None = None, queue: pd.DataFrame | None = None,
+                 lag: pd.DataFrame | None = None) -> dict:
     """The trace of a run as a dict in the Trace Event Format (time 0: the first task submitted)."""
     t0 = float(tasks["submitted"].min())
     label = spec.task or spec.workload
     events = (_name(SLOTS, f"{spec.pool} pool: a track per slot", 1) + _name(MACHINE, "machine", 2)
               + _task_slices(tasks, t0, label) + _counters(tasks_of(tasks, Role.FOREGROUND), samples, t0)
-              + _drift(tasks_of(tasks, Role.REFERENCE), t0) + _queue_counter(queue, t0))
+              + _drift(tasks_of(tasks, Role.REFERENCE), t0) + _queue_counter(queue, t0) + _lag_counter(lag, t0))
     if oncpu is not None and not oncpu.empty:
         events += _name(GIL, "GIL holder (on a CPU)", 3) + _gil_tracks(oncpu, t0)
     return {"traceEvents": events, "displayTimeUnit": "ms",
@@ -142,7 +152,8 @@ def trace_events(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec,
 def write_trace(run: Run, path: Path | None = None) -> Path:
     """trace.json in a stored run's folder."""
     path = path or run.path / "trace.json"
-    trace = trace_events(run.tasks, run.samples, run.spec, run.table("gil_oncpu.csv"), run.queue)
+    trace = trace_events(run.tasks, run.samples, run.spec, run.table("gil_oncpu.csv"), run.queue,
+                         run.table("loop_lag.csv"))
     path.write_text(json.dumps(trace, separators=(",", ":")))
     return path
 
