@@ -22,7 +22,9 @@ METRICS = ["makespan_s", "throughput_per_s", "speedup", "ideal_speedup", "effici
            "max_tasks_running", "task_cpu_share", "service_cores_used",
            # an open-loop load's (harness.analysis.load): latency from the schedule, what finished, whether it held
            "load_offered_rate", "load_finish_rate", "load_backlog_growth_per_s", "load_saturated",
-           "load_latency_p50_s", "load_latency_p99_s", "load_submit_late_p99_s"]
+           "load_latency_p50_s", "load_latency_p99_s", "load_submit_late_p99_s",
+           # a pool with an event loop: how late it woke its timers; and the worker's CPU for its tasks
+           "loop_lag_p95_s", "loop_lag_max_s", "worker_cpu_s", "tasks_done"]
 # Repeats of a cell "disagree widely" when the range of one of these exceeds this share of the
 # median and also its floor: an I/O cell's 0.01 vs 0.03 cores is noise, not disagreement.
 STABLE_METRICS = {"makespan_s": 0.05, "speedup": 0.1, "mean_cores_used": 0.1}

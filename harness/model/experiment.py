@@ -11,6 +11,9 @@
     [quick]                       # overrides for --quick: repeats, fixed values, or axis lists
     repeats = 1
     duration = 0.1
+    [[skip]]                      # cells left out: every cell whose axes have all these values
+    pool = "prefork"
+    concurrency = 1000
 
 A setting is any run setting (harness.model.settings.SETTINGS, by the same name). `concurrency`
 may also be "cores" or "N*cores", resolved on the machine that runs the sweep, or "N/workers": N
@@ -41,7 +44,7 @@ from harness.model.settings import SETTINGS
 from harness.model.slo import parse as parse_slo
 from harness.model.spec import RunSpec, build_spec
 
-TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick", "slo")
+TOP_KEYS = ("name", "question", "repeats", "fixed", "axes", "quick", "slo", "skip")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 # Bounds of a sweep: a typo should not start days of runs or a sweep.json of a hundred megabytes.
 # Settings that define the work itself; every other axis (pool, concurrency, workers, prefetch, switch
@@ -75,10 +78,14 @@ class Experiment:
     # at concurrency 1 only): each gives a value for every axis. None: every combination.
     only: list[dict[str, Any]] | None = None
     slo: str | None = None  # a capacity experiment's objective (harness.model.slo): each cell is a capacity search
+    # Cells left out (a thousand prefork processes): each rule names axis values, and a cell that has them all is
+    # not run.
+    skip: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "name": self.name, "question": self.question, "repeats": self.repeats,
-                "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only, "slo": self.slo}
+                "fixed": self.fixed, "axes": self.axes, "quick": self.quick, "only": self.only, "slo": self.slo,
+                "skip": self.skip}
 
     def shrunk(self) -> Experiment:
         """The --quick version: the [quick] table applied, one repeat unless it says otherwise."""
@@ -91,7 +98,7 @@ class Experiment:
             else:
                 fixed[key] = value
         return Experiment(self.path, self.name, self.question, int(self.quick.get("repeats", 1)),
-                          fixed, axes, {}, self.only, self.slo)
+                          fixed, axes, {}, self.only, self.slo, self.skip)
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of the axes' values, merged with the fixed settings, machine-resolved."""
@@ -101,6 +108,8 @@ class Experiment:
                   else itertools.product(*(self.axes[n] for n in names)))
         for combo in combos:
             settings = {**self.fixed, **dict(zip(names, combo, strict=False))}
+            if any(all(settings.get(k) == v for k, v in rule.items()) for rule in self.skip):
+                continue
             if "driver" in self.axes and not _driver_fits(settings):
                 continue  # a db driver on the http workload, psycogreen off a green pool: no such run
             if "concurrency" in settings:
@@ -233,7 +242,15 @@ def load_experiment(path: str | Path) -> Experiment:
         if repeats != 1:
             raise ExperimentError(f"{path}: a capacity experiment (slo) runs one search per cell, its steps its own "
                                   "repeats: leave repeats out")
-    exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick, slo=slo)
+    skip = data.get("skip", [])
+    if not isinstance(skip, list) or not all(isinstance(rule, dict) and rule for rule in skip):
+        raise ExperimentError(f"{path}: skip must be a list of [[skip]] tables, each naming axis values")
+    for rule in skip:
+        for key, value in rule.items():
+            if key not in axes or value not in axes[key]:
+                raise ExperimentError(f"{path}: skip.{key} = {value!r} is not a value of an axis; allowed: "
+                                      + "; ".join(f"{k} in {v}" for k, v in axes.items()))
+    exp = Experiment(path, data["name"], data["question"], repeats, fixed, axes, quick, slo=slo, skip=skip)
     for version in (exp, exp.shrunk()):
         size = math.prod(len(v) for v in version.axes.values()) * version.repeats
         if size > MAX_RUNS:

@@ -133,6 +133,41 @@ def speedup_vs_concurrency(table: pd.DataFrame, axes: list[str], cores: int, pat
     return save(fig, path)
 
 
+# What async_comparison draws per workload, a row each: the column of summary.csv, its axis label, a scale to it.
+ASYNC_ROWS = (("throughput_per_s", "tasks/s", 1.0), ("latency_p95_s", "latency p95, submit to finish (ms)", 1000.0),
+              ("pss_peak_mib", "worker memory, peak (MiB PSS)", 1.0),
+              ("cpu_per_task_ms", "worker CPU per task (ms)", 1.0),
+              ("loop_lag_p95_s", "event loop lag p95 (ms)", 1000.0))
+
+
+def async_comparison(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
+    """The asyncio pool against the others as the concurrency grows (lesson 13): throughput, p95 latency, memory,
+    the worker's CPU per task and the loop's lag, a row each, a column per workload, a line per pool."""
+    table = table.assign(cpu_per_task_ms=1000 * table["worker_cpu_s"] / table["tasks_done"].clip(lower=1))
+    fig, axs, panels = _workload_panels(table, axes, rows=len(ASYNC_ROWS), height=2.6)
+    for col, (workload, part) in enumerate(panels):
+        for row, (metric, label, scale) in enumerate(ASYNC_ROWS):
+            ax = axs[row][col]
+            for name, group in _line_groups(part, [a for a in axes if a not in ("workload", "concurrency")],
+                                            "concurrency"):
+                values = group[metric] * scale if metric in group else None
+                if values is None or values.isna().all():
+                    continue
+                pool = group["pool"].iloc[0] if "pool" in group else None
+                ax.plot(group["concurrency"], values, marker="o", lw=2, label=name, color=_pool_color(pool))
+            ax.set_xscale("log")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{workload} work" if workload else "by concurrency")
+                ax.legend(fontsize=9)
+            if metric == "loop_lag_p95_s":
+                ax.set_yscale("symlog", linthresh=1)
+            if row == len(ASYNC_ROWS) - 1:
+                ax.set_xlabel("concurrency (tasks in flight)")
+    return save(fig, path)
+
+
 def latency_vs_rate(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
     """A sweep with a rate axis (open-loop loads): latency p99 from the schedule against the offered rate, a line per
     way of running it (the other axes), saturated cells crossed: the hockey stick measured at the rates given."""
@@ -363,6 +398,8 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(topology(table, folder / "topology.png"))
     elif "concurrency" in axes:
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
+        if "pool" in axes and "asyncio" in set(table["pool"]) and "worker_cpu_s" in table:
+            out.append(async_comparison(table, axes, folder / "async.png"))
     if "rate" in axes and "load_latency_p99_s" in table and table["load_latency_p99_s"].notna().any():
         out.append(latency_vs_rate(table, axes, folder / "latency-vs-rate.png"))
     if {"pool", "cpu_fraction"} <= set(axes):
