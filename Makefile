@@ -53,6 +53,9 @@ $(STAMP): pyproject.toml
 	@$(PIP) -e .
 	@# DRIVER=pycurl where it has a wheel (built from source it needs libcurl's headers): refused in one line elsewhere.
 	@$(PIP) --only-binary=:all: 'pycurl>=7.45' 2>/dev/null || echo "set-up: pycurl has no wheel for this Python here; DRIVER=pycurl will be refused"
+	@# The async drivers of POOL=asyncio (DRIVER=aiohttp, asyncpg), likewise where they have wheels.
+	@$(PIP) --only-binary=:all: 'aiohttp>=3.9' 2>/dev/null || echo "set-up: aiohttp has no wheel for this Python here; DRIVER=aiohttp will be refused"
+	@$(PIP) --only-binary=:all: 'asyncpg>=0.29' 2>/dev/null || echo "set-up: asyncpg has no wheel for this Python here; DRIVER=asyncpg will be refused"
 	@touch $(STAMP)
 	@echo "set-up: done; later runs skip it"
 

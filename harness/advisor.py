@@ -69,6 +69,14 @@ def advise(raw: dict, results_dir: str | Path = RESULTS_DIR, once: bool = False,
         cpu_share = summary.alone_cpu_share
         if cpu_share is None:
             cpu_share = summary.task_cpu_share
+        if (probe.manifest.settings.extra.get("own_task") or {}).get("coroutine"):  # async def: a pool that awaits it
+            for name in advising.COROUTINE_POOLS:
+                try:
+                    check_pool_importable(name)
+                    pools.append(name)
+                    log(f"advisor: {base.task} is a coroutine function: measuring the {name} pool too")
+                except SpecError as exc:
+                    log(f"advisor: leaving out {name}: {exc}")
         cores = usable_cores()
         plan = advising.plan(cores, float(cpu_share), pools)
         log(f"advisor: {plan.why}; measuring {len(plan.cells)} settings"

@@ -7,6 +7,7 @@ the workloads of harness.model.workloads, one per record, named after it.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from celery import Celery, signals
 
 from harness.model.brokers import broker
 from harness.model.drivers import driver
+from harness.model.pools import executor_threads
 from harness.model.workloads import WORKLOADS, Workload
 from workloads import functions, lab_signals, own
 from workloads.protocol import RUN_HEADER, WorkerConfig, done_key
@@ -59,12 +61,20 @@ if config.driver:
     _driver_kind = driver(config.driver).kind
 
     def _open_slots(**_: object) -> None:
-        """Each process that runs tasks opens its slots' connections before any task (a prefork child its one)."""
-        functions.open_slots(_driver_kind, 1 if recorder.pool.slot == "process" else config.concurrency)
+        """Each process that runs tasks opens its slots' connections before any task (a prefork child its one; the
+        asyncio pool, for a sync driver, one per thread of its loop's executor, where those tasks run)."""
+        slots = (1 if recorder.pool.slot == "process" else
+                 min(config.concurrency, executor_threads(os.cpu_count() or 1)) if recorder.pool.awaits else
+                 config.concurrency)
+        functions.open_slots(_driver_kind, slots)
 
     # Before the worker says it is ready (lab_signals' worker_ready): the harness's reference task finds them open.
     # A prefork child opens its own after the fork (a connection shared across a fork breaks both).
-    if recorder.pool.slot == "process":
+    if recorder.pool.awaits and driver(config.driver).coroutine:  # async connections, opened on the pool's loop
+        from workloads import asyncio_pool
+
+        asyncio_pool.at_start.append(lambda: functions.open_slots_async(_driver_kind, config.concurrency))
+    elif recorder.pool.slot == "process":
         signals.worker_process_init.connect(_open_slots, weak=False)
     elif recorder.pool.slot != "interpreter":  # a subinterpreter has its own module state: its tasks open their own
         signals.worker_init.connect(_open_slots, weak=False)
@@ -83,7 +93,7 @@ def _register(workload: Workload, function: Callable[..., Any], reference: str |
 
 
 for _workload in WORKLOADS.values():
-    _function = _workload.runs(recorder.pool.awaits)  # a coroutine twin on the asyncio pool
+    _function = _workload.runs(recorder.pool.awaits, config.driver)  # a coroutine twin on the asyncio pool
     if _function is not None:
         _register(_workload, _function)
 if config.task:

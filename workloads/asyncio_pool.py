@@ -33,6 +33,10 @@ from greenlet import getcurrent, greenlet
 
 # The loop of this worker's pool once it has started (the loop-lag probe runs on it: workloads.loop_lag).
 running_loop: asyncio.AbstractEventLoop | None = None
+# What to do on the loop once it runs, before the worker takes tasks (the async drivers' connections per slot).
+at_start: list[Callable[[], Awaitable[Any]]] = []
+# How long the pool waits for what it does at its start (opening a thousand connections).
+START_WAIT_S = 120.0
 # How long a stopping pool waits for the tasks in flight to end before it cancels them.
 STOP_WAIT_S = 60.0
 
@@ -157,6 +161,8 @@ class TaskPool(BasePool):
         self._free_slots = list(range(self.limit, 0, -1))
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._make_semaphore(), self.loop).result(timeout=10)
+        for starting in at_start:
+            asyncio.run_coroutine_threadsafe(starting(), self.loop).result(timeout=START_WAIT_S)  # type: ignore[arg-type]
         running_loop = self.loop
 
     async def _make_semaphore(self) -> None:  # made on the loop it belongs to

@@ -11,8 +11,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 # The environment variable holding the lab's echo service's password, sent as a client's first line (declared here,
@@ -343,3 +343,115 @@ async def io_net_async(duration: float, host: str, port: int) -> dict:
         with suppress(Exception):
             await writer.wait_closed()
     return _rtt_fields(rtts)
+
+
+# --- the db and http workloads through async drivers (DRIVER=psycopg-async, asyncpg, httpx-async, aiohttp) ---
+# A connection or client per slot as for the sync drivers (`_free`), opened on the asyncio pool's loop at the
+# worker's start (open_slots_async): a connection belongs to the loop it was opened on.
+
+@asynccontextmanager
+async def _aslot(kind: str, opener: Callable[[], Any]) -> AsyncIterator[Any]:
+    """_slot for async connections: a free one (or one opened now, awaited), given back when the task ends well."""
+    free = _free.setdefault(kind, [])
+    conn = free.pop() if free else await opener()
+    try:
+        yield conn
+    except BaseException:
+        close = getattr(conn, "close", None)
+        if close is not None:
+            with suppress(Exception):
+                closing = close()
+                if hasattr(closing, "__await__"):
+                    await closing
+        raise
+    free.append(conn)
+
+
+async def open_slots_async(kind: str, count: int) -> None:
+    """Open `count` async connections (db) or clients (http) of the run's driver, on the running loop."""
+    driver = json.loads(os.environ.get(DRIVER, "null"))
+    if kind == "db" and PG_URL in os.environ:
+        _free.setdefault(kind, []).extend([await _aconnect(driver) for _ in range(count)])
+    elif kind == "http" and HTTP_URL in os.environ:
+        _free.setdefault(kind, []).extend([await _aclient(driver) for _ in range(count)])
+
+
+def _asyncpg_args(url: str) -> tuple[str, dict[str, str]]:
+    """asyncpg takes no libpq `options` in its URL: the lab's session options (-c name=value) as its server_settings."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    settings = {}
+    for option in query.pop("options", "").split("-c"):
+        name, _, value = option.strip().partition("=")
+        if name:
+            settings[name] = value
+    return urlunsplit(parts._replace(query=urlencode(query))), settings
+
+
+async def _aconnect(driver: str) -> Any:
+    url = os.environ[PG_URL]
+    if driver == "asyncpg":
+        import asyncpg
+
+        dsn, settings = _asyncpg_args(url)
+        return await asyncpg.connect(dsn, server_settings=settings)
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def _aclient(driver: str) -> Any:
+    if driver == "aiohttp":
+        import aiohttp
+
+        # A connector per slot, like a Client per slot elsewhere: each keeps its connection to the service.
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                     connector=aiohttp.TCPConnector(limit=1))
+    import httpx
+
+    return httpx.AsyncClient(timeout=120, verify=False)  # plain http on 127.0.0.1: no CA bundle to load (see _client)
+
+
+async def db_async(duration: float, key: int = 0, query: str = "wait", scans: int = 0) -> dict:
+    """db's query through an async driver, awaited: the loop runs other tasks while the server works."""
+    driver = json.loads(os.environ.get(DRIVER, '"psycopg-async"'))
+    async with _aslot("db", lambda: _aconnect(driver)) as conn:
+        if driver == "asyncpg":
+            if query == "scan":
+                for _ in range(scans):
+                    await conn.fetchval(SCAN_SQL)
+                return {}
+            await conn.execute("SELECT pg_sleep($1)", float(duration))
+            await conn.fetchval("SELECT name FROM items WHERE score = $1 LIMIT 1", key % 100_000)
+            return {}
+        async with conn.cursor() as cur:
+            if query == "scan":
+                for _ in range(scans):
+                    await cur.execute(SCAN_SQL)
+                    await cur.fetchone()
+                return {}
+            await cur.execute("SELECT pg_sleep(%s)", (duration,))
+            await cur.execute("SELECT name FROM items WHERE score = %s LIMIT 1", (key % 100_000,))
+            await cur.fetchone()
+    return {}
+
+
+async def http_async(duration: float, size: int = 1000) -> dict:
+    """http's GET through an async client, awaited."""
+    driver = json.loads(os.environ.get(DRIVER, '"httpx-async"'))
+    url = f"{os.environ[HTTP_URL]}/wait?ms={round(duration * 1000)}&bytes={size}"
+    headers = {"Authorization": f"Bearer {os.environ[HTTP_TOKEN]}"}
+    async with _aslot("http", lambda: _aclient(driver)) as client:
+        if driver == "aiohttp":
+            async with client.get(url, headers=headers) as response:
+                response.raise_for_status()
+                body = await response.read()
+        else:
+            response = await client.get(url, headers=headers)
+            response.raise_for_status()
+            body = response.content
+    if len(body) != size:
+        raise ConnectionError(f"the HTTP service answered {len(body)} bytes, not {size}")
+    return {}

@@ -66,7 +66,9 @@ def describe(reference: str, path: str | None, args: list, kwargs: dict) -> dict
     """What run.json records about the task: where its source is and a hash of that file."""
     function, obj = resolve(reference, path)
     check_arguments(reference, function, args, kwargs)
-    return {"reference": reference, "path": path, "celery_task": _is_celery_task(obj), **source_of(function)}
+    # A coroutine function (async def): the asyncio pool awaits it; another pool runs it through asyncio.run.
+    return {"reference": reference, "path": path, "celery_task": _is_celery_task(obj),
+            "coroutine": inspect.iscoroutinefunction(function), **source_of(function)}
 
 
 def source_of(function: Callable[..., Any]) -> dict[str, Any]:

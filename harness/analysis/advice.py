@@ -15,7 +15,7 @@ import pandas as pd
 from harness.analysis.summary import BROKER_GAP_S, ran_waits_serially
 from harness.analysis.trust import INFLATION_LIMIT
 from harness.model.brokers import broker
-from harness.model.pools import ADVISED_POOLS, BASELINE_POOL, pool
+from harness.model.pools import ADVISED_POOLS, BASELINE_POOL, POOLS, pool
 
 # A task that spends less than this share of its time alone on its own CPU mostly waits: the advisor
 # then also tries a high concurrency, where waits overlap by the dozen.
@@ -25,6 +25,8 @@ MOSTLY_WAITS = 0.5
 CLOSE = 0.10
 # Pools the advisor compares (their records say: harness.model.pools); the baseline only at concurrency 1.
 CANDIDATE_POOLS = ADVISED_POOLS
+# Pools the advisor adds when the user's task is a coroutine function (async def): those that await it on a loop.
+COROUTINE_POOLS = tuple(name for name, p in POOLS.items() if p.awaits)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def plan(cores: int, cpu_share: float, pools: list[str]) -> Plan:
     waits = cpu_share < MOSTLY_WAITS
     high = high_concurrency(cores, cpu_share) if waits else None
     cells = [{"pool": BASELINE_POOL, "concurrency": 1}] if BASELINE_POOL in pools else []
-    candidates = [p for p in CANDIDATE_POOLS if p in pools]
+    candidates = [p for p in (*CANDIDATE_POOLS, *COROUTINE_POOLS) if p in pools]
     cheap = [p for p in candidates if pool(p).cheap_slots]
     for name in candidates:
         for level in levels + ([high] if high and name in cheap and high > levels[-1] else []):

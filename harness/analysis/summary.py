@@ -212,7 +212,7 @@ def summarize(tasks: pd.DataFrame, samples: pd.DataFrame, ctx: RunContext,
     gil_seen = t["gil_enabled"].dropna().astype(bool) if "gil_enabled" in t else pd.Series(dtype=bool)
     gil_free = ctx.gil_free(int(gil_seen.sum()))
     ideal = pool(ctx.pool).ideal_speedup(ctx.kind, ctx.concurrency, ctx.tasks, ctx.cores, gil_free, ctx.cpu_fraction,
-                                         ctx.workers, coroutine=workload(ctx.workload).coroutine is not None)
+                                         ctx.workers, coroutine=workload(ctx.workload).awaited(ctx.driver))
     busy = float(t["run_s"].sum())
     mean_running = busy / makespan if makespan > 0 else float("nan")
     cpu_known = t["cpu_s"].notna().all()

@@ -36,11 +36,12 @@ TITLES = {
     10: "free-threaded Python: threads in parallel, and contention instead of a GIL",
     11: "subinterpreters: a GIL each, parallel CPU work in one process",
     12: "the green trap: a driver that waits in C blocks gevent",
+    13: "should I rewrite my tasks as async? coroutines on one event loop",
 }
 # Summary fields, a column each in a lesson's table of runs.
 TABLE_COLUMNS = ["speedup", "ideal_speedup", "makespan_s", "mean_tasks_running", "mean_cores_used",
                  "max_tasks_running", "queue_wait_p50_s", "second_start_delay_s", "rtt_mean_s", "phantom",
-                 "work_inflation", "pss_peak_mib"]
+                 "work_inflation", "pss_peak_mib", "loop_lag_max_s"]
 
 
 @dataclass
@@ -77,7 +78,10 @@ class LessonResult:
     def figures(self) -> list[Path]:
         if self.saved_figures:
             return list(self.saved_figures)
-        return [run.path / name for run in self.runs.values() for name in ("timeline.png", "parallelism.png")]
+        # The asyncio pool's runs add their loop's lag (lesson 13: what a CPU coroutine does to the loop).
+        return [run.path / name for run in self.runs.values()
+                for name in ("timeline.png", "parallelism.png", *(["loop-lag.png"] if run.spec.pool == "asyncio"
+                                                                   else []))]
 
 
 def _summary(run: Run) -> Summary:
@@ -234,8 +238,22 @@ def _lesson12(lab: _Lab, cores: int) -> verdicts.Verdict:
 # Lesson 12's slots: enough that overlapping the waits (8x) and not (1x) are far apart.
 GREEN_TRAP_SLOTS = 8
 
+
+def _lesson13(lab: _Lab, cores: int) -> verdicts.Verdict:
+    """The same sleeps in flight on the asyncio pool (awaited), gevent and threads; then CPU coroutines on the loop."""
+    work = dict(workload="io_sleep", concurrency=ASYNC_SLOTS, tasks=2 * ASYNC_SLOTS, duration=0.5)
+    aio = lab.run("asyncio, io_sleep", pool="asyncio", **work)
+    gevent = lab.run("gevent, io_sleep", pool="gevent", **work)
+    threads = lab.run("threads, io_sleep", pool="threads", **work)
+    cpu = lab.run("asyncio, cpu", pool="asyncio", workload="cpu", concurrency=4, tasks=4, duration=0.2)
+    return verdicts.rewrite_as_async(aio, gevent, threads, cpu, ASYNC_SLOTS)
+
+
+# Lesson 13's tasks in flight: enough that a thread each costs measurable memory, few enough to send in a moment.
+ASYNC_SLOTS = 300
+
 LESSONS = {1: _lesson1, 2: _lesson2, 3: _lesson3, 4: _lesson4, 5: _lesson5, 6: _lesson6, 7: _lesson7,
-           8: _lesson8, 9: _lesson9, 10: _lesson10, 11: _lesson11, 12: _lesson12}
+           8: _lesson8, 9: _lesson9, 10: _lesson10, 11: _lesson11, 12: _lesson12, 13: _lesson13}
 
 
 def run_lesson(number: int, results_dir: str | Path = "results/lessons", redis_url: str | None = None,

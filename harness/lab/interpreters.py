@@ -42,12 +42,16 @@ OPTIONAL = {"gevent": "gevent>=23", "eventlet": "eventlet>=0.36", "gilknocker": 
             # first asks for one (ON_DEMAND): a driver still missing is refused before the run starts, naming what
             # to install (harness.lab.preflight.check_driver).
             "psycopg": "psycopg[binary]>=3.1", "psycopg2": "psycopg2-binary>=2.9", "psycogreen": "psycogreen>=1.0",
-            "requests": "requests>=2.31", "httpx": "httpx>=0.27", "pycurl": "pycurl>=7.45"}
+            "requests": "requests>=2.31", "httpx": "httpx>=0.27", "pycurl": "pycurl>=7.45",
+            "aiohttp": "aiohttp>=3.9", "asyncpg": "asyncpg>=0.29",
+            # The asyncio pool's bridge from Celery's synchronous tracer to its loop (gevent brings it where it
+            # installs; a free-threaded build may have greenlet without gevent).
+            "greenlet": "greenlet>=3"}
 # Installed from wheels only: built from source they need a compiler and a library's headers (libpq, libcurl), and
 # a failed build costs minutes for nothing.
-WHEELS_ONLY = {"psycopg", "psycopg2", "pycurl"}
+WHEELS_ONLY = {"psycopg", "psycopg2", "pycurl", "aiohttp", "asyncpg", "greenlet"}
 # Installed only for a run that needs them (a DRIVER): every other run on the interpreter does without.
-ON_DEMAND = {"psycopg", "psycopg2", "psycogreen", "requests", "httpx", "pycurl"}
+ON_DEMAND = {"psycopg", "psycopg2", "psycogreen", "requests", "httpx", "pycurl", "aiohttp", "asyncpg"}
 # Optional packages wanted only on some versions: the backport of PEP 734 on 3.13 (3.14 has it, and on
 # 3.12 its low-level module crashed the interpreter on import).
 ONLY_ON = {"interpreters_backport": ("3.13",)}

@@ -19,6 +19,10 @@ class Driver:
     summary: str
     patch: str | None = None  # a package that patches the driver for a green pool's hub (psycogreen)
     package: str = ""         # what to pip install for it
+    # An async client (its calls are awaited): the workload's coroutine twin runs it on a pool that awaits (asyncio),
+    # a connection per slot opened on the pool's loop. Another pool would need a loop per task, and a connection
+    # belongs to its loop: refused there.
+    coroutine: bool = False
 
 
 DRIVERS: dict[str, Driver] = {d.name: d for d in (
@@ -34,6 +38,15 @@ DRIVERS: dict[str, Driver] = {d.name: d for d in (
     Driver("urllib", "http", "urllib.request", "the standard library's urllib: a new connection per request"),
     Driver("pycurl", "http", "pycurl", "pycurl: libcurl in C, a handle per slot, blocking the OS thread while it waits",
            package="pycurl"),
+    # Async clients, for the asyncio pool (POOL=asyncio): awaited on its loop.
+    Driver("psycopg-async", "db", "psycopg", "psycopg 3's AsyncConnection, awaited on the asyncio pool's loop",
+           package="psycopg[binary]", coroutine=True),
+    Driver("asyncpg", "db", "asyncpg", "asyncpg: its own binary protocol in Cython, awaited on the asyncio pool's loop",
+           package="asyncpg", coroutine=True),
+    Driver("httpx-async", "http", "httpx", "httpx's AsyncClient, awaited on the asyncio pool's loop", package="httpx",
+           coroutine=True),
+    Driver("aiohttp", "http", "aiohttp", "aiohttp's ClientSession, awaited on the asyncio pool's loop",
+           package="aiohttp", coroutine=True),
 )}
 DRIVER_NAMES = tuple(DRIVERS)
 # Each kind's driver when DRIVER is not given.
@@ -44,9 +57,11 @@ def driver(name: str) -> Driver:
     return DRIVERS[name]
 
 
-def fits(name: str, workload_kind: str | None, green_pool: bool) -> bool:
+def fits(name: str, workload_kind: str | None, green_pool: bool, awaits: bool = False) -> bool:
     """Whether a run can pair this driver with a workload whose driver kind is `workload_kind` (db, http) on a pool
-    (green or not): a client of the workload's kind, and a green patch only on a green pool. What the settings
-    refuse (harness.model.spec), and what a sweep's driver axis leaves out (harness.model.experiment)."""
+    (green or not, awaiting or not): a client of the workload's kind, a green patch only on a green pool, an async
+    client only on a pool that awaits. What the settings refuse (harness.model.spec), and what a sweep's driver axis
+    leaves out (harness.model.experiment)."""
     rules = DRIVERS[name]
-    return rules.kind == workload_kind and (rules.patch is None or green_pool)
+    return (rules.kind == workload_kind and (rules.patch is None or green_pool)
+            and (not rules.coroutine or awaits))

@@ -135,7 +135,7 @@ def _driver_fits(settings: dict[str, Any]) -> bool:
     name, work, pool = settings.get("driver"), settings.get("workload", "cpu"), settings.get("pool", "threads")
     if name not in DRIVERS or work not in WORKLOADS or pool not in POOLS:
         return True
-    return fits(name, WORKLOADS[work].driver_kind, POOLS[pool].green)
+    return fits(name, WORKLOADS[work].driver_kind, POOLS[pool].green, POOLS[pool].awaits)
 
 
 def cell_label(settings: dict[str, Any], axes: list[str]) -> str:

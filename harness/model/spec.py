@@ -83,8 +83,9 @@ class _RunSpecRules:
 
     @property
     def coroutine(self) -> bool:
-        """Whether the workload has a coroutine twin, which a pool that awaits runs on its loop."""
-        return self.workload_rules.coroutine is not None
+        """Whether a pool that awaits runs this work as a coroutine on its loop (its coroutine twin, for db and http
+        through an async driver), not as a function in its executor."""
+        return self.workload_rules.awaited(self.driver)
 
     @property
     def slots(self) -> int:
@@ -348,7 +349,7 @@ def build_spec(**raw: Any) -> RunSpec:
         raise SpecError(f"the GIL probe runs on {', '.join(names[:-1])} and {names[-1]}; {rules.name} {why}")
     kind = workload(v["workload"]).driver_kind
     # A driver given for a workload it does not reach, or a green patch off a green pool (drivers.fits): which one.
-    unfit = v["driver"] is not None and not fits(v["driver"], kind, rules.green)
+    unfit = v["driver"] is not None and not fits(v["driver"], kind, rules.green, rules.awaits)
     if unfit and driver(v["driver"]).kind != kind:
         takes = [n for n, d in DRIVERS.items() if d.kind == kind]
         raise SpecError(f"DRIVER={v['driver']} is a {driver(v['driver']).kind} client; "
@@ -359,6 +360,12 @@ def build_spec(**raw: Any) -> RunSpec:
     if workload(v["workload"]).needs_db and rules.slot == "interpreter":
         raise SpecError("the db workload's drivers are C extensions that do not load in a subinterpreter: choose "
                         "another pool for WORKLOAD=db")
+    if unfit and driver(v["driver"]).coroutine:  # an async client off a pool that awaits
+        awaiting = [n for n, p in POOLS.items() if p.awaits]
+        raise SpecError(f"DRIVER={v['driver']} is an async client: it runs on a pool that awaits "
+                        f"({', '.join(awaiting)}), where each slot keeps its connection on the pool's loop; "
+                        f"{rules.name} would need a loop per task. Give POOL={awaiting[0]}, or a sync driver on "
+                        f"{rules.name}")
     if unfit:  # the driver's kind fits: its patch is for a green pool's hub
         raise SpecError(f"DRIVER={v['driver']}: {driver(v['driver']).patch} patches the driver for a green pool's hub "
                         f"(gevent, eventlet); on {rules.name} give DRIVER=psycopg2")

@@ -77,9 +77,20 @@ class Workload:
     # its waits awaited, its CPU on the loop. None: the pool runs `function` in its loop's default executor.
     coroutine: Callable[..., Any] | None = None
 
-    def runs(self, awaits: bool) -> Callable[..., Any] | None:
-        """The function a worker registers for this workload: its coroutine twin on a pool that awaits."""
-        return self.coroutine if awaits and self.coroutine is not None else self.function
+    def awaited(self, driver_name: str | None = None) -> bool:
+        """Whether a pool that awaits runs this workload as its coroutine twin: one it has, and for the db and http
+        workloads only through an async driver (DRIVER=asyncpg, aiohttp, ...; a sync one runs in the executor)."""
+        if self.coroutine is None:
+            return False
+        if self.driver_kind is None:
+            return True
+        from harness.model.drivers import DEFAULT_DRIVERS, driver
+
+        return driver(driver_name or DEFAULT_DRIVERS[self.driver_kind]).coroutine
+
+    def runs(self, awaits: bool, driver_name: str | None = None) -> Callable[..., Any] | None:
+        """The function a worker registers for this workload: its coroutine twin on a pool that awaits it."""
+        return self.coroutine if awaits and self.awaited(driver_name) else self.function
 
     @property
     def own(self) -> bool:
@@ -150,9 +161,9 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              coroutine=functions.mixed_async),
     Workload("db", "io", functions.db, "a query that waits on the lab's PostgreSQL (pg_sleep of DURATION) and an "
              "indexed read, or with DB_QUERY=scan scans that cost the server DURATION of CPU, through DRIVER, on a "
-             "connection per slot", needs_db=True),
+             "connection per slot", needs_db=True, coroutine=functions.db_async),
     Workload("http", "io", functions.http, "a GET of the lab's HTTP service that answers after DURATION, through "
-             "DRIVER, on a connection per slot", needs_http=True),
+             "DRIVER, on a connection per slot", needs_http=True, coroutine=functions.http_async),
     Workload("task", "own", None, "your own function: TASK=package.module:function, ARGS, KWARGS"),
     Workload("app", "own", None, "your Celery app's registered tasks, run by its own worker: APP=proj with TASK=names "
              "or CALLS=calls.jsonl", mix=True),

@@ -2,10 +2,12 @@
 their coroutine; the loop's lag; a plain function in the executor; a coroutine task on a pool that cannot await it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import redis
+from lab_process import harness
 
 from harness.analysis.loop import BLOCKED_LAG_S
 from harness.model.machine import usable_cores
@@ -80,3 +82,13 @@ def test_several_asyncio_workers_each_run_a_loop(bench):
     assert run.foreground["slot"].str.match(r"worker [12]: coroutine \d+").all()
     lag = run.table("loop_lag.csv")
     assert lag is not None and lag["pid"].nunique() == 2
+
+
+def test_the_advisor_measures_the_asyncio_pool_for_a_coroutine_task(workdir):
+    out = harness("advise", "--task", f"{ASYNC}:call_service", "--args", "[0.1]", "--once", cwd=workdir, timeout=400)
+    assert out.returncode == 0, out.stderr
+    assert "call_service is a coroutine function: measuring the asyncio pool too" in out.stdout
+    folder = Path(out.stdout.strip().splitlines()[-1].split("report: ")[1]).parent
+    cells = json.loads((workdir / folder / "sweep.json").read_text())["cells"]
+    assert any("pool=asyncio" in c["label"] for c in cells)
+    assert out.stdout.startswith("Recommendation: ") and "solo pool" not in out.stdout.splitlines()[0]

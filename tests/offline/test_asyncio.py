@@ -27,9 +27,28 @@ def test_the_asyncio_pool_overlaps_awaited_waits_runs_their_cpu_on_one_thread_an
     assert aio.ideal_speedup("io", 100, 100, 2, coroutine=False) == 6
     assert aio.ideal_speedup("c-cpu", 100, 100, 2, coroutine=False) == 2
     assert aio.slot_name(1, 2, coroutine=17) == "coroutine 17" and aio.slot_name(1, 2) == "thread 2"
-    assert {name for name, w in WORKLOADS.items() if w.coroutine} == {"cpu", "io_sleep", "io_net", "mixed"}
+    assert {name for name, w in WORKLOADS.items() if w.coroutine} == {"cpu", "io_sleep", "io_net", "mixed", "db",
+                                                                       "http"}
     assert WORKLOADS["io_sleep"].runs(awaits=True) is WORKLOADS["io_sleep"].coroutine
+    assert WORKLOADS["io_sleep"].runs(awaits=False) is WORKLOADS["io_sleep"].function
     assert WORKLOADS["gil_release"].runs(awaits=True) is WORKLOADS["gil_release"].function
+    # The db and http workloads are coroutines only through an async driver; a sync one runs in the executor.
+    assert WORKLOADS["http"].runs(True, "aiohttp") is WORKLOADS["http"].coroutine
+    assert WORKLOADS["db"].runs(True, "asyncpg") is WORKLOADS["db"].coroutine
+    assert WORKLOADS["db"].runs(True, "psycopg2") is WORKLOADS["db"].function
+    assert WORKLOADS["http"].runs(True, None) is WORKLOADS["http"].function  # requests, by default
+    assert build_spec(pool="asyncio", workload="http", driver="httpx-async").coroutine
+    assert not build_spec(pool="asyncio", workload="http", driver="httpx").coroutine
+
+
+@pytest.mark.parametrize("name", ["aiohttp", "httpx-async", "asyncpg", "psycopg-async"])
+def test_an_async_driver_off_the_asyncio_pool_is_refused_in_one_line(name):
+    work = "http" if name in ("aiohttp", "httpx-async") else "db"
+    with pytest.raises(SpecError, match=f"DRIVER={name} is an async client: it runs on a pool that awaits "
+                                        r"\(asyncio\)") as refused:
+        build_spec(pool="threads", workload=work, driver=name)
+    assert "\n" not in str(refused.value)
+    build_spec(pool="asyncio", workload=work, driver=name)  # where it belongs
 
 
 def test_the_gil_probe_on_the_asyncio_pool_is_refused_in_one_line():
@@ -107,6 +126,8 @@ def test_the_loops_lag_is_read_while_the_tasks_ran_and_a_blocked_loop_is_told_fr
     lag = loop.loop_lag(busy, 100.0, 104.0)
     assert lag is not None and lag.windows == 41 and lag.max_s == 0.054 and lag.p95_s < 0.01
     assert loop.blocked_note(lag, None, "gevent") is None
+    hiccup = loop.loop_lag(_lag([(0.002, 0.01)] * 12 + [(0.01, 0.064)] * 2), 100.0, 102.0)  # 2 late windows in 14
+    assert hiccup is not None and loop.blocked_note(hiccup, (0.043, "http"), "asyncio") is None
     assert loop.loop_lag(busy, 200.0, 201.0) is None  # nothing reported while the tasks ran
     blocked = loop.loop_lag(_lag([(0.2, 0.25)] * 10), 100.0, 101.0)
     note = loop.blocked_note(blocked, (0.25, "cpu"), "asyncio")
@@ -128,3 +149,14 @@ def test_how_coroutine_tasks_ran_is_counted_and_said():
     assert loop.executor_note(ran, 6) is None
     assert "at most 6 at once" in loop.executor_note({"executor": 4}, 6)
     assert loop.how_ran(pd.DataFrame({"name": ["a"]})) == {} and loop.longest_hold(pd.DataFrame({"x": [1]})) is None
+
+
+def test_the_advisor_plans_the_asyncio_pool_only_where_it_was_given_one_for_a_coroutine_task():
+    from harness.analysis.advice import COROUTINE_POOLS, plan
+
+    assert COROUTINE_POOLS == ("asyncio",)
+    with_loop = plan(2, 0.02, ["solo", "threads", "gevent", "asyncio"])
+    assert {(c["pool"], c["concurrency"]) for c in with_loop.cells if c["pool"] == "asyncio"} == {
+        ("asyncio", 2), ("asyncio", 8), ("asyncio", with_loop.high)}
+    assert "asyncio" in with_loop.why
+    assert not any(c["pool"] == "asyncio" for c in plan(2, 0.02, ["solo", "threads", "gevent"]).cells)

@@ -106,3 +106,16 @@ def test_green_trap():
     assert not verdicts.green_trap(s(speedup=0.98, max_tasks_running=1, notes=[]), patched, threads, 8).held
     assert not verdicts.green_trap(s(speedup=7.5, max_tasks_running=8, notes=[]), patched, threads, 8).held
     assert not verdicts.green_trap(trapped, s(speedup=1.0, max_tasks_running=1), threads, 8).held
+
+
+def test_rewrite_as_async():
+    blocked = ["LOOP BLOCKED: the asyncio pool's event loop woke its timers up to 612 ms late"]
+    aio, gevent = s(speedup=180.0, pss_peak_mib=52.0), s(speedup=190.0, pss_peak_mib=58.0)
+    threads, cpu = s(speedup=185.0, pss_peak_mib=61.0), s(speedup=1.0, loop_lag_max_s=0.61, notes=blocked)
+    v = verdicts.rewrite_as_async(aio, gevent, threads, cpu, 300)
+    assert v.held and v.lesson == 13 and "asyncio 180.0x in 52 MiB" in v.measured and "610 ms late" in v.measured
+    # Slower than gevent by more than 10%, heavier than threads, or a CPU coroutine the lab did not see: not held.
+    assert not verdicts.rewrite_as_async(s(speedup=160.0, pss_peak_mib=52.0), gevent, threads, cpu, 300).held
+    assert not verdicts.rewrite_as_async(s(speedup=180.0, pss_peak_mib=70.0), gevent, threads, cpu, 300).held
+    assert not verdicts.rewrite_as_async(aio, gevent, threads, s(loop_lag_max_s=0.61, notes=[]), 300).held
+    assert not verdicts.rewrite_as_async(aio, gevent, threads, s(loop_lag_max_s=0.02, notes=blocked), 300).held
