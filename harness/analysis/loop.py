@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 # A loop late by this much in a quarter of its windows (BLOCKED_SHARE) or more, or held this long by one step of a
-# task, was blocked, not merely busy. A timer on an idle loop is late by well under a millisecond; on a loop switching among a
-# thousand sleeping tasks (and Celery's own work) by a few ms, with rare spikes (measured on this 2-core machine at
-# 1,000 io_sleep tasks: asyncio p95 6 ms, max 41 ms; gevent p95 19 ms, max 54 ms). Four 0.25 s cpu coroutines on
-# asyncio: p95 997 ms.
+# task, was blocked, not merely busy. A timer on an idle loop is late by well under a millisecond; on a loop switching
+# among a thousand sleeping tasks (and Celery's own work) by a few ms, with rare spikes (measured on this 2-core
+# machine at 1,000 io_sleep tasks: asyncio p95 6 ms, max 41 ms; gevent p95 19 ms, max 54 ms). Four 0.25 s cpu
+# coroutines on asyncio: p95 997 ms.
 BLOCKED_LAG_S = 0.05
 # One late window in a short run is a hiccup (httpx's AsyncClient at 50 in flight: one step of 43 ms, one window 64 ms
 # late in 15), not a loop that was kept from its timers.
