@@ -163,6 +163,9 @@ def async_comparison(table: pd.DataFrame, axes: list[str], path: Path) -> Path:
                 ax.legend(fontsize=9)
             if metric == "loop_lag_p95_s":
                 ax.set_yscale("symlog", linthresh=1)
+                ax.set_ylim(bottom=0)
+            if metric == "pss_peak_mib":  # a process per slot (prefork) is orders of magnitude above the others
+                ax.set_yscale("log")
             if row == len(ASYNC_ROWS) - 1:
                 ax.set_xlabel("concurrency (tasks in flight)")
     return save(fig, path)
