@@ -510,7 +510,9 @@ def with_loop(summary: Summary, ctx: RunContext, foreground: pd.DataFrame, lag: 
         if hold is not None:
             summary = dataclasses.replace(summary, loop_block_max_s=hold[0])
         ran = loop.how_ran(foreground)
-        said = [loop.blocked_note(lag_seen, hold, rules.loop or ""), loop.asyncio_run_note(ran, ctx.pool),
+        by_run = foreground[foreground["ran"] == "asyncio.run"] if "ran" in foreground else foreground.iloc[:0]
+        cpu_median = float(by_run["cpu_s"].median()) if len(by_run) else None
+        said = [loop.blocked_note(lag_seen, hold, rules.loop or ""), loop.asyncio_run_note(ran, ctx.pool, cpu_median),
                 loop.executor_note(ran, executor_threads(ctx.cores))]
     summary.notes = [s for s in said if s] + summary.notes
     return summary

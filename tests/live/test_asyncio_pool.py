@@ -3,6 +3,7 @@ their coroutine; the loop's lag; a plain function in the executor; a coroutine t
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,8 +88,22 @@ def test_several_asyncio_workers_each_run_a_loop(bench):
 def test_the_advisor_measures_the_asyncio_pool_for_a_coroutine_task(workdir):
     out = harness("advise", "--task", f"{ASYNC}:call_service", "--args", "[0.1]", "--once", cwd=workdir, timeout=400)
     assert out.returncode == 0, out.stderr
-    assert "call_service is a coroutine function: measuring the asyncio pool too" in out.stdout
+    assert "call_service is a coroutine function: measuring the asyncio pool too" in out.stdout + out.stderr
     folder = Path(out.stdout.strip().splitlines()[-1].split("report: ")[1]).parent
     cells = json.loads((workdir / folder / "sweep.json").read_text())["cells"]
     assert any("pool=asyncio" in c["label"] for c in cells)
     assert out.stdout.startswith("Recommendation: ") and "solo pool" not in out.stdout.splitlines()[0]
+
+
+AIO_POOL = "custom:celery_aio_pool.pool:AsyncIOPool"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="celery-aio-pool declares Python < 3.13: not installed here")
+def test_celery_aio_pool_is_measurable_as_a_custom_pool(bench):
+    """PyPI's celery-aio-pool runs the lab's recording (a sync task) through asyncio.to_thread, the user's coroutine
+    through asyncio.run there; it is measured like any custom pool, with no ideal claimed for it."""
+    run = bench(pool=AIO_POOL, task=f"{ASYNC}:call_service", args="[0.1]", task_path=ROOT, concurrency=4, tasks=8)
+    s = run.summary
+    assert s.tasks_done == 8 and s.tasks_failed == 0 and s.ideal_speedup is None
+    assert set(run.foreground["ran"]) == {"asyncio.run"} and any(n.startswith("ASYNCIO.RUN") for n in s.notes)
+    assert run.foreground["slot"].str.startswith("thread ").all()  # to_thread's threads, in the worker's process

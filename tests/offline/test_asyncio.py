@@ -146,6 +146,7 @@ def test_how_coroutine_tasks_ran_is_counted_and_said():
     assert ran == {"asyncio.run": 2}
     assert loop.longest_hold(tasks) == (0.3, "b")
     assert "2 coroutine tasks ran through asyncio.run on the threads pool" in loop.asyncio_run_note(ran, "threads")
+    assert "the loop's included: 0.47 ms, median" in loop.asyncio_run_note(ran, "threads", 0.00047)
     assert loop.executor_note(ran, 6) is None
     assert "at most 6 at once" in loop.executor_note({"executor": 4}, 6)
     assert loop.how_ran(pd.DataFrame({"name": ["a"]})) == {} and loop.longest_hold(pd.DataFrame({"x": [1]})) is None
