@@ -121,7 +121,7 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/python -m harness.course.jupyter
 
-## benchmark: time the lab itself (pools experiment per cell, the advisor, load, the submitter and capacities); writes BENCHMARKS.md
+## benchmark: time the lab itself (pools experiment per cell, the advisor, load, the submitter, capacities, the asyncio pool against gevent); writes BENCHMARKS.md
 benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/advise_time.py
@@ -131,6 +131,7 @@ benchmark: $(DEV_STAMP)
 	$(BIN)/python benchmarks/events_cost.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/capacity.py
+	$(BIN)/python benchmarks/asyncio_pool.py
 	@if $(BIN)/python -c 'from harness.lab.services.rabbitmq import find_rabbitmq; raise SystemExit(find_rabbitmq() is None)'; then $(BIN)/python benchmarks/brokers.py; else echo "benchmark: no RabbitMQ here (apt-get install rabbitmq-server): benchmarks/brokers.py skipped"; fi
 
 ## lint: ruff (errors, import order, modern syntax) and mypy (types) on the code, as configured in pyproject.toml
