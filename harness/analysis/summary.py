@@ -445,14 +445,14 @@ def serial_waits(summary: Summary, ctx: RunContext) -> str | None:
         return None
     code = (f"the {ctx.driver} driver" if ctx.driver else "the code your task waits in" if ctx.kind == "own"
             else f"the code the {ctx.workload} tasks wait in")
-    how = ("does not yield to the event loop while it waits, so each wait blocked every task" if rules.green
+    how = ("does not yield to the event loop while it waits, so each wait blocked every task" if rules.loop
            else "holds the GIL while it waits, so each wait blocked every thread")
     others = ""
     if ctx.driver:
-        from harness.model.drivers import DRIVERS
+        from harness.model.drivers import DRIVERS, fits
 
         kind = DRIVERS[ctx.driver].kind
-        same = [d for d, rules in DRIVERS.items() if d != ctx.driver and rules.kind == kind]
+        same = [d for d in DRIVERS if d != ctx.driver and fits(d, kind, rules.green, rules.awaits)]
         others = f"; {' or '.join(same)} may overlap the waits (measure them)" if same else ""
     ran = (f"ran {summary.mean_tasks_running:.1f} tasks at once" if summary.max_tasks_running <= 1 else
            f"gained {summary.speedup:.1f}x over one at a time")

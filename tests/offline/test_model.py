@@ -56,7 +56,8 @@ def test_a_pool_and_a_workload_are_each_one_record():
     for p in POOLS.values():
         assert p.default_prefetch == (0 if p.green else 1)
         assert p.gil_probe == (p.slot in ("process", "thread"))  # one GIL per process to watch
-        assert p.slot in ("process", "thread", "greenlet", "interpreter")
+        assert p.slot in ("process", "thread", "greenlet", "interpreter", "coroutine")
+        assert (p.loop is not None) == (p.green or p.awaits)  # a loop's lag is measured where there is one
         assert (p.celery_pool == "custom") == (p.celery_class is not None)
     for w in WORKLOADS.values():
         assert w.kind in KINDS
