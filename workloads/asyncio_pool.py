@@ -124,10 +124,11 @@ def await_task(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[
 
 def in_executor(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
     """Run a plain function's task in the loop's default executor (from its tracer), as an asyncio app would."""
-    def call() -> dict[str, Any]:
-        cpu = time.thread_time()
+    def call() -> dict[str, Any]:  # its start is when a thread of the executor took it: the wait before is queueing
+        started, cpu = time.time(), time.thread_time()
         result = function(*args, **kwargs)
-        return {"result": result, "cpu_s": time.thread_time() - cpu, "thread_id": threading.get_native_id()}
+        return {"result": result, "cpu_s": time.thread_time() - cpu, "thread_id": threading.get_native_id(),
+                "started": started, "finished": time.time()}
 
     loop = asyncio.get_running_loop()
     return {**_await(loop.run_in_executor(None, call)), "ran": "executor", "coroutine": _slot()}

@@ -150,6 +150,8 @@ class Recorder:
         finished = time.time()
         started, cpu0 = clock
         inside = inside or {}
+        if inside.get("ran") == "executor":  # it ran while an executor thread had it, not from hand-over to hand-back
+            started, finished = inside["started"], inside["finished"]
         pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
         # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
         # own (handing the task over, pickling) both count; the slot is the subinterpreter.
