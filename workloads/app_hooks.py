@@ -8,6 +8,9 @@ runs it, and push the same record as the lab's own tasks (workloads.record).
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from celery import signals
@@ -22,6 +25,8 @@ recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault
 # (task id, attempt) -> (the run it belongs to, its start clock), from prerun to postrun. The attempt is part of the
 # key: a retry taken at once by another thread may begin before the attempt that sent it has ended.
 _begun: dict[tuple[str, int], tuple[str, tuple[float, float]]] = {}
+# (task id, attempt) -> how its body ran where the lab ran it (the asyncio pool, or asyncio.run): for its record.
+_how: dict[tuple[str, int], dict[str, Any]] = {}
 # States after which the same task id comes back (a retry): its record is the attempt that ends it.
 NOT_THE_END = ("RETRY",)
 
@@ -38,6 +43,57 @@ TASK_OPTIONS = ("acks_late", "time_limit", "soft_time_limit", "max_retries", "de
 
 def _attempt(task: Any) -> int:
     return int(getattr(task.request, "retries", 0) or 0)
+
+
+def _run_on_the_pool(task: Any) -> None:
+    """Have the worker run a task's body as a pool that awaits needs it (the asyncio pool: a coroutine awaited on its
+    loop, a plain function in the loop's executor with the task's request), and a coroutine body elsewhere through
+    asyncio.run, a loop per call (what Celery would otherwise return unawaited). Recorded in the task's record."""
+    run = task.run
+    coroutine = inspect.iscoroutinefunction(run)
+    if not coroutine and not recorder.pool.awaits:
+        return  # a plain task on a plain pool: as the user wrote it
+
+    def body(*args: Any, **kwargs: Any) -> Any:
+        key = (task.request.id, _attempt(task))
+        if not recorder.pool.awaits:
+            _how[key] = {"ran": "asyncio.run"}
+            return asyncio.run(run(*args, **kwargs))
+        from workloads import asyncio_pool
+
+        if coroutine:
+            done = asyncio_pool.await_task(run, args, kwargs)
+        else:
+            done = asyncio_pool.in_executor(_with_request(task, run), args, kwargs)
+        _how[key] = done
+        return done["result"]
+
+    task.run = body
+
+
+def _with_request(task: Any, run: Callable[..., Any]) -> Callable[..., Any]:
+    """`run` with the task's request pushed in the thread that runs it (Celery's request stack is per thread or
+    greenlet: an executor thread has none of its own), so `self.request` works in the body there."""
+    request = task.request
+
+    def in_thread(*args: Any, **kwargs: Any) -> Any:
+        task.request_stack.push(request)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            task.request_stack.pop()
+
+    return in_thread
+
+
+@signals.worker_init.connect
+def _prepare(sender: Any = None, **_: object) -> None:
+    """Before any task (and before prefork forks): the measured tasks' bodies, run as their pool needs."""
+    app = sender.app
+    for name in (config.task.split(",") if config.task else [n for n in app.tasks if not n.startswith("celery.")]):
+        task = app.tasks.get(name)
+        if task is not None:
+            _run_on_the_pool(task)
 
 
 @signals.task_prerun.connect
@@ -60,7 +116,8 @@ def _end(task_id: str = "", task: Any = None, retval: Any = None, state: str | N
     error = None
     if state != "SUCCESS":
         error = f"{type(retval).__name__}: {retval}" if isinstance(retval, BaseException) else f"{state}: {retval}"
-    recorder.finish(clock, task_id, task.name, error, run_id, fields={"retries": _attempt(task)})
+    recorder.finish(clock, task_id, task.name, error, run_id, inside=_how.pop((task_id, _attempt(task)), None),
+                    fields={"retries": _attempt(task)})
 
 
 @signals.task_failure.connect

@@ -212,6 +212,15 @@ def flaky(self, fail_times: int = 1) -> int:
     return self.request.retries
 
 
+@shared_task
+async def fetch_status(delay: float = 0.2) -> str:
+    """An async def task, as people write them for an async client: awaits a remote call (a sleep here)."""
+    import asyncio
+
+    await asyncio.sleep(delay)
+    return "ok"
+
+
 from celery.exceptions import SoftTimeLimitExceeded  # noqa: E402
 
 
@@ -258,3 +267,24 @@ def test_a_call_killed_by_its_hard_time_limit_fails_the_run_at_once(shop_with_ex
     folder = next((project / "results").glob("*-prefork-app-*"))
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "failed" and run["settings"]["harness_timings"]["collect_s"] < 30
+
+
+def test_the_apps_coroutine_task_is_awaited_on_the_asyncio_pool_and_its_orm_task_runs_in_the_executor(
+        shop_with_extras):
+    """The user's app on the lab's asyncio pool: an async def task awaited on the loop (its waits overlap), a plain
+    task that uses the ORM in the loop's executor with its request; on threads the coroutine runs through
+    asyncio.run, marked (Celery alone would return it unawaited)."""
+    project, env = shop_with_extras
+    _out, run = _run(project, "--task", "orders.tasks.fetch_status", "--args", "[0.2]", "--tasks", "16", "--pool",
+                     "asyncio", "--concurrency", "8", env=env)
+    tasks = pd.read_csv(project / "results" / "latest" / "tasks.csv")
+    assert set(tasks["ran"]) == {"awaited"} and tasks["error"].isna().all()
+    assert run["summary"]["max_tasks_running"] >= 6
+    _out, run = _run(project, "--task", "orders.tasks.revenue", "--tasks", "8", "--pool", "asyncio", "--concurrency",
+                     "4", env=env)
+    tasks = pd.read_csv(project / "results" / "latest" / "tasks.csv")
+    assert set(tasks["ran"]) == {"executor"} and tasks["error"].isna().all() and run["summary"]["tasks_done"] == 8
+    _out, run = _run(project, "--task", "orders.tasks.fetch_status", "--args", "[0.1]", "--tasks", "8", "--pool",
+                     "threads", "--concurrency", "4", env=env)
+    tasks = pd.read_csv(project / "results" / "latest" / "tasks.csv")
+    assert set(tasks["ran"]) == {"asyncio.run"} and any(n.startswith("ASYNCIO.RUN") for n in run["summary"]["notes"])
