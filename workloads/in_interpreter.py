@@ -9,6 +9,7 @@ error cannot be pickled back (interpreters-pep-734 0.5.0, WorkerContext.run).
 from __future__ import annotations
 
 import importlib
+import inspect
 import pickle
 import sys
 import threading
@@ -43,8 +44,15 @@ def call(module: str, qualname: str | None, path: str | None, args: list, kwargs
     """Run the function once and say how: its result (when it can cross back), own CPU, clock times, thread."""
     try:
         function = find(module, qualname, path)
+        # A coroutine function: this pool cannot await it, so a loop of its own per call (asyncio.run), marked.
+        coroutine = inspect.iscoroutinefunction(function)
         started, cpu0 = time.time(), time.thread_time()
-        result = function(*args, **kwargs) if function is not None else None
+        if coroutine:
+            import asyncio
+
+            result = asyncio.run(function(*args, **kwargs))
+        else:
+            result = function(*args, **kwargs) if function is not None else None
         cpu_s, finished = time.thread_time() - cpu0, time.time()
     except BaseException as exc:  # made plain, so it can be pickled back whatever it was
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
@@ -53,4 +61,5 @@ def call(module: str, qualname: str | None, path: str | None, args: list, kwargs
     except Exception:
         result = None  # the lab uses a result only when it is a dict of numbers (io_net's)
     return {"result": result, "cpu_s": cpu_s, "started": started, "finished": finished,
-            "thread_id": threading.get_native_id(), "interpreter_id": interpreter_id()}
+            "thread_id": threading.get_native_id(), "interpreter_id": interpreter_id(),
+            **({"ran": "asyncio.run"} if coroutine else {})}
