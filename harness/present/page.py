@@ -32,7 +32,8 @@ COLUMN_NAMES = {
     "task_stretch": "task time vs alone (x)", "second_start_delay_s": "2nd task starts after (s)",
     "rtt_mean_s": "I/O round trip (s)", "warning": "caution", "throughput_per_s": "tasks/s",
     "latency_p95_s": "p95 latency (s)", "work_inflation": "work inflation (x)",
-    "other_cores_used": "other processes (cores)",
+    "other_cores_used": "other processes (cores)", "loop_lag_p95_s": "event loop lag p95 (s)",
+    "loop_lag_max_s": "event loop lag max (s)",
 }
 TEXT_COLUMNS = ("label", "warning", "cell", "status", "pool", "workload", "kind", "name", "trust")
 # What each figure shows, for readers who cannot see it (and for screen readers).
@@ -51,6 +52,10 @@ FIGURE_ALT = {
     "queue": "An open-loop load over time: the tasks in the system and the broker's queue, the arrivals shaded.",
     "switch-interval": "Delay before the second task starts and throughput, against the switch interval.",
     "crossover": "Speedup against a task's CPU fraction, a line per pool, where each falls behind.",
+    "loop-lag": "How late the event loop woke a timer, each tenth of a second's worst and mean, over the tasks "
+                "running: a task that does not yield holds every other.",
+    "async": "Against tasks in flight, a line per pool: tasks per second, p95 latency, worker memory, the worker's "
+             "CPU per task and the event loop's lag, a column per workload.",
     "topology": "Speedup and memory by how the slots are split among worker processes.",
     "dispatch-gap": "How long a free slot waited for queued work, by pool and prefetch multiplier.",
 }
