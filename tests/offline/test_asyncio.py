@@ -3,7 +3,10 @@ hand-made tables (no worker: the live tests in tests/live/test_asyncio_pool.py r
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -161,3 +164,46 @@ def test_the_advisor_plans_the_asyncio_pool_only_where_it_was_given_one_for_a_co
         ("asyncio", 2), ("asyncio", 8), ("asyncio", with_loop.high)}
     assert "asyncio" in with_loop.why
     assert not any(c["pool"] == "asyncio" for c in plan(2, 0.02, ["solo", "threads", "gevent"]).cells)
+
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "v1"
+
+
+def test_a_stored_asyncio_run_reads_its_loops_lag_into_the_summary_the_figure_and_the_trace(tmp_path):
+    """A committed run (three 0.1 s cpu coroutines at 3 in flight): its lag table, summarized anew offline."""
+    from harness.pipeline import summarize
+    from harness.results import load_run
+    from tests.offline.test_trace import check_trace_event_format
+
+    path = tmp_path / "run"
+    shutil.copytree(DATA / "run-asyncio-cpu-lag", path)
+    summarize(path, log=lambda _line: None)
+    run = load_run(path)
+    s = run.summary
+    assert s.loop_lag_max_s == pytest.approx(0.298, abs=0.001) and s.loop_block_max_s > 0.09
+    assert any(n.startswith("LOOP BLOCKED") and "cpu task" in n for n in s.notes)
+    assert (path / "loop-lag.png").stat().st_size > 10_000
+    trace = json.loads((path / "trace.json").read_text())
+    check_trace_event_format(trace)
+    lags = [e for e in trace["traceEvents"] if e["ph"] == "C" and e["name"] == "event loop lag (ms)"]
+    assert lags and max(v for e in lags for v in e["args"].values()) == pytest.approx(298.2, abs=0.1)
+    assert set(run.tasks["ran"]) == {"awaited"} and run.tasks["slot"].str.match(r"coroutine \d").all()
+
+
+def test_the_async_figure_draws_a_row_per_measure_and_a_column_per_workload(tmp_path):
+    from harness.present.sweep_figures import async_comparison, sweep_figures
+
+    rows = [{"pool": p, "workload": w, "concurrency": c, "throughput_per_s": 40.0 * c ** 0.5, "latency_p95_s": 1.0,
+             "pss_peak_mib": 300.0 if p == "prefork" else 50.0, "worker_cpu_s": 0.05 * c, "tasks_done": 4 * c,
+             "loop_lag_p95_s": 0.002 if p in ("asyncio", "gevent") else float("nan"), "speedup": 0.9 * c}
+            for p in ("asyncio", "gevent", "prefork") for w in ("io_sleep", "mixed") for c in (10, 100)]
+    table = pd.DataFrame(rows)
+    table = table.assign(speedup_q25=table["speedup"], speedup_q75=table["speedup"], disturbed=0, unsteady=0)
+    path = async_comparison(table, ["workload", "pool", "concurrency"], tmp_path / "async.png")
+    assert path.stat().st_size > 20_000
+    drawn = sweep_figures(tmp_path, table, ["workload", "pool", "concurrency"], 2, {}, "latency")
+    assert tmp_path / "async.png" in drawn and tmp_path / "speedup-vs-concurrency.png" in drawn
+    (tmp_path / "x").mkdir()
+    without = sweep_figures(tmp_path / "x", table[table["pool"] != "asyncio"], ["workload", "pool", "concurrency"], 2,
+                            {}, "latency")
+    assert without and not any(p.name == "async.png" for p in without)

@@ -93,6 +93,9 @@ BAD_FILES = [
     ('name = "x"\n[axes]\npool = ["solo"]', "question must be a non-empty string"),
     ('name = "x"\nquestion = "q"', "[axes] is missing or empty"),
     ('name = "x\nquestion', "not valid TOML"),
+    ('name = "x"\nquestion = "q"\n[axes]\npool = ["solo"]\n[[skip]]\npool = "threads"',
+     "skip.pool = 'threads' is not a value of an axis; allowed: pool in ['solo']"),
+    ('name = "x"\nquestion = "q"\nskip = 3\n[axes]\npool = ["solo"]', "skip must be a list of [[skip]] tables"),
 ]
 
 
@@ -136,3 +139,13 @@ def test_a_driver_axis_draws_speedup_by_driver_and_pool_with_no_bar_where_no_run
         "speedup_q75": [1.0, 7.7, 7.7, 0.98]})
     drawn = sweep_figures(tmp_path, table, ["workload", "pool", "driver"], 2, {}, "")
     assert [p.name for p in drawn] == ["drivers.png"] and (tmp_path / "drivers.png").stat().st_size > 10_000
+
+
+def test_skip_tables_leave_out_the_cells_that_have_all_their_values(tmp_path):
+    path = write(tmp_path, 'name = "x"\nquestion = "q"\n[axes]\npool = ["asyncio", "prefork"]\n'
+                           'concurrency = [10, 1000]\n[[skip]]\npool = "prefork"\nconcurrency = 1000\n')
+    cells = load_experiment(path).cells()
+    assert [(c["pool"], c["concurrency"]) for c in cells] == [("asyncio", 10), ("asyncio", 1000), ("prefork", 10)]
+    asked = load_experiment(ROOT / "experiments" / "async.toml")
+    assert not any(c["pool"] == "prefork" and c["concurrency"] == 1000 for c in asked.cells())
+    assert {c["pool"] for c in asked.cells()} == {"asyncio", "gevent", "threads", "prefork"}
