@@ -280,9 +280,11 @@ def loop_lag_figure(tasks: pd.DataFrame, lag: pd.DataFrame, spec: RunSpec, path:
     fig, ax = plt.subplots(figsize=WIDE)
     for k, (pid, rows) in enumerate(lag.groupby("pid")):
         who = f" (process {pid})" if lag["pid"].nunique() > 1 else ""
-        ax.step(rows["t"] - t0, rows["lag_max_s"] * 1000, where="post", color="#e31a1c", alpha=1 - 0.3 * (k % 3),
+        # A window is stamped when it ends, and a late tick is known only once the loop ran it: each value belongs
+        # to the time before its stamp (where="pre").
+        ax.step(rows["t"] - t0, rows["lag_max_s"] * 1000, where="pre", color="#e31a1c", alpha=1 - 0.3 * (k % 3),
                 label=f"worst timer in each 0.1 s{who}")
-        ax.step(rows["t"] - t0, rows["lag_mean_s"] * 1000, where="post", color="#fd8d3c", lw=1, alpha=0.8,
+        ax.step(rows["t"] - t0, rows["lag_mean_s"] * 1000, where="pre", color="#fd8d3c", lw=1, alpha=0.8,
                 label=f"mean{who}")
     ax.axhline(BLOCKED_LAG_S * 1000, color="#555555", ls=":", lw=1, label="blocked beyond this")
     ax.set_xlabel("seconds from the first submit")
