@@ -7,7 +7,6 @@ the workloads of harness.model.workloads, one per record, named after it.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from celery import Celery, signals
 
 from harness.model.brokers import broker
 from harness.model.drivers import driver
+from harness.model.machine import usable_cores
 from harness.model.pools import executor_threads
 from harness.model.workloads import WORKLOADS, Workload
 from workloads import functions, lab_signals, own
@@ -64,7 +64,7 @@ if config.driver:
         """Each process that runs tasks opens its slots' connections before any task (a prefork child its one; the
         asyncio pool, for a sync driver, one per thread of its loop's executor, where those tasks run)."""
         slots = (1 if recorder.pool.slot == "process" else
-                 min(config.concurrency, executor_threads(os.cpu_count() or 1)) if recorder.pool.awaits else
+                 min(config.concurrency, executor_threads(usable_cores())) if recorder.pool.awaits else
                  config.concurrency)
         functions.open_slots(_driver_kind, slots)
 
@@ -74,6 +74,7 @@ if config.driver:
         from workloads import asyncio_pool
 
         asyncio_pool.at_start.append(lambda: functions.open_slots_async(_driver_kind, config.concurrency))
+        asyncio_pool.at_stop.append(lambda: functions.close_slots_async(_driver_kind))
     elif recorder.pool.slot == "process":
         signals.worker_process_init.connect(_open_slots, weak=False)
     elif recorder.pool.slot != "interpreter":  # a subinterpreter has its own module state: its tasks open their own

@@ -55,18 +55,16 @@ def _run_on_the_pool(task: Any) -> None:
         return  # a plain task on a plain pool: as the user wrote it
 
     def body(*args: Any, **kwargs: Any) -> Any:
-        key = (task.request.id, _attempt(task))
+        how: dict[str, Any] = {}
+        _how[(task.request.id, _attempt(task))] = how  # popped by the call's postrun, which records it
         if not recorder.pool.awaits:
-            _how[key] = {"ran": "asyncio.run"}
+            how["ran"] = "asyncio.run"
             return asyncio.run(run(*args, **kwargs))
         from workloads import asyncio_pool
 
         if coroutine:
-            done = asyncio_pool.await_task(run, args, kwargs)
-        else:
-            done = asyncio_pool.in_executor(_with_request(task, run), args, kwargs)
-        _how[key] = done
-        return done["result"]
+            return asyncio_pool.await_task(run, args, kwargs, how)
+        return asyncio_pool.in_executor(_with_request(task, run), args, kwargs, how)
 
     task.run = body
 
@@ -110,14 +108,14 @@ def _end(task_id: str = "", task: Any = None, retval: Any = None, state: str | N
     """One record per call: the attempt that ended it, with how many retries came before (`retries`). An attempt
     that asked for a retry is not the end: the call's time is its last attempt's."""
     begun = _begun.pop((task_id, _attempt(task)), None)
+    how = _how.pop((task_id, _attempt(task)), None)
     if begun is None or state in NOT_THE_END:
         return
     run_id, clock = begun
     error = None
     if state != "SUCCESS":
         error = f"{type(retval).__name__}: {retval}" if isinstance(retval, BaseException) else f"{state}: {retval}"
-    recorder.finish(clock, task_id, task.name, error, run_id, inside=_how.pop((task_id, _attempt(task)), None),
-                    fields={"retries": _attempt(task)})
+    recorder.finish(clock, task_id, task.name, error, run_id, inside=how, fields={"retries": _attempt(task)})
 
 
 @signals.task_failure.connect

@@ -12,8 +12,9 @@ acknowledged (late acks) after the coroutine ends, by Celery's own code, and a t
 are a thousand asyncio tasks plus a thousand small greenlet stacks, not a thousand threads.
 (SQLAlchemy's asyncio layer bridges sync code to a loop the same way.)
 
-A plain `def` task on this pool runs in the loop's default executor (a thread pool of min(32, cores + 4)
-threads), as `loop.run_in_executor` does in an asyncio application, and its record says so.
+A plain `def` task on this pool runs in the loop's default executor, as `loop.run_in_executor` does in an asyncio
+application, and its record says so. The pool sizes that executor itself, as Python's default does on the cores this
+worker may use (harness.model.pools.executor_threads), so the lab's ideal and the executor agree.
 
 Each coroutine is driven step by step (`Stepped`): the thread CPU of each step is the task's own CPU, and
 its longest step is how long it held the loop without awaiting: a blocking call in a coroutine shows there,
@@ -25,7 +26,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 from celery.concurrency.base import BasePool, apply_target
@@ -33,12 +35,16 @@ from greenlet import getcurrent, greenlet
 
 # The loop of this worker's pool once it has started (the loop-lag probe runs on it: workloads.loop_lag).
 running_loop: asyncio.AbstractEventLoop | None = None
-# What to do on the loop once it runs, before the worker takes tasks (the async drivers' connections per slot).
+# What to do on the loop once it runs, before the worker takes tasks (the async drivers' connections per slot), and
+# once its tasks have ended, before it closes (closing them).
 at_start: list[Callable[[], Awaitable[Any]]] = []
-# How long the pool waits for what it does at its start (opening a thousand connections).
-START_WAIT_S = 120.0
-# How long a stopping pool waits for the tasks in flight to end before it cancels them.
-STOP_WAIT_S = 60.0
+at_stop: list[Callable[[], Awaitable[Any]]] = []
+# How long the pool waits for what it does at its start: within the harness's wait for a worker to be ready (60 s).
+START_WAIT_S = 45.0
+# How long a stopping pool waits for the tasks in flight, then for the cancelled ones and its closing: within the
+# harness's grace for a warm shutdown (harness.lab.worker, 15 s) before it kills the worker.
+STOP_WAIT_S = 8.0
+CLOSE_WAIT_S = 4.0
 
 
 class _Bridge(greenlet):
@@ -113,29 +119,35 @@ class Stepped:
                 send, throw = None, exc
 
 
-def await_task(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """Run a coroutine function's task on the loop (from its tracer): its result and how it ran."""
-    _bridge()  # before the coroutine is made: off the loop, none is left never awaited
+def await_task(function: Callable[..., Any], args: tuple, kwargs: dict, into: dict[str, Any]) -> Any:
+    """Run a coroutine function's task on the loop (from its tracer) and return its result; how it ran goes `into`
+    the caller's dict, also when it raised (a coroutine that held the loop and then failed is still named)."""
+    bridge = _bridge()  # before the coroutine is made: off the loop, none is left never awaited
+    into.update(ran="awaited", coroutine=bridge.slot, thread_id=threading.get_native_id())
     stepped = Stepped(function(*args, **kwargs))
-    result = _await(stepped)
-    return {"result": result, "cpu_s": stepped.cpu_s, "loop_block_s": stepped.longest_step_s, "ran": "awaited",
-            "coroutine": _slot(), "thread_id": threading.get_native_id()}
+    try:
+        into["result"] = _await(stepped)
+        return into["result"]
+    finally:
+        into.update(cpu_s=stepped.cpu_s, loop_block_s=stepped.longest_step_s)
 
 
-def in_executor(function: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """Run a plain function's task in the loop's default executor (from its tracer), as an asyncio app would."""
-    def call() -> dict[str, Any]:  # its start is when a thread of the executor took it: the wait before is queueing
-        started, cpu = time.time(), time.thread_time()
-        result = function(*args, **kwargs)
-        return {"result": result, "cpu_s": time.thread_time() - cpu, "thread_id": threading.get_native_id(),
-                "started": started, "finished": time.time()}
+def in_executor(function: Callable[..., Any], args: tuple, kwargs: dict, into: dict[str, Any]) -> Any:
+    """Run a plain function's task in the loop's default executor (from its tracer), as an asyncio app would, and
+    return its result; when and where it ran go `into` the caller's dict, also when it raised."""
+    bridge = _bridge()
+    into.update(ran="executor", coroutine=bridge.slot)
 
-    loop = asyncio.get_running_loop()
-    return {**_await(loop.run_in_executor(None, call)), "ran": "executor", "coroutine": _slot()}
+    def call() -> Any:  # its start is when a thread of the executor took it: the wait before is queueing
+        into.update(started=time.time(), thread_id=threading.get_native_id())
+        cpu = time.thread_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            into.update(cpu_s=time.thread_time() - cpu, finished=time.time())
 
-
-def _slot() -> int:
-    return _bridge().slot
+    into["result"] = _await(asyncio.get_running_loop().run_in_executor(None, call))
+    return into["result"]
 
 
 class TaskPool(BasePool):
@@ -152,6 +164,7 @@ class TaskPool(BasePool):
         self._free_slots: list[int] = []
         self._semaphore: asyncio.Semaphore | None = None
         self._in_flight: set[asyncio.Task] = set()
+        self._stopping = False
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -159,7 +172,12 @@ class TaskPool(BasePool):
 
     def on_start(self) -> None:
         global running_loop
+        from harness.model.machine import usable_cores
+        from harness.model.pools import executor_threads
+
         self._free_slots = list(range(self.limit, 0, -1))
+        self.loop.set_default_executor(ThreadPoolExecutor(executor_threads(usable_cores()),
+                                                          thread_name_prefix="lab-asyncio-executor"))
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._make_semaphore(), self.loop).result(timeout=10)
         for starting in at_start:
@@ -180,6 +198,8 @@ class TaskPool(BasePool):
                    accept_callback: Callable[..., Any] | None) -> None:
         assert self._semaphore is not None
         async with self._semaphore:
+            if self._stopping:  # reserved, not begun, and the worker stops: left unacked, so it is delivered again
+                return
             slot = self._free_slots.pop()
             task = asyncio.current_task()
             assert task is not None
@@ -191,20 +211,38 @@ class TaskPool(BasePool):
                 self._free_slots.append(slot)
 
     def on_stop(self) -> None:
-        """A warm shutdown: the tasks in flight end (up to STOP_WAIT_S), then the loop stops."""
+        """A warm shutdown: no reserved task begins; those in flight end (up to STOP_WAIT_S); then everything still on
+        the loop (the lag probe, a task past its time) is cancelled and awaited, what was opened at the start is closed,
+        and the loop with its executor is shut down and closed."""
         if self._thread.is_alive():
-            async def drain() -> None:
-                if self._in_flight:
-                    await asyncio.wait(list(self._in_flight), timeout=STOP_WAIT_S)
-                for task in list(self._in_flight):
-                    task.cancel()
-
             try:
-                asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=STOP_WAIT_S + 5)
+                asyncio.run_coroutine_threadsafe(self._drain(), self.loop).result(
+                    timeout=STOP_WAIT_S + 2 * CLOSE_WAIT_S + 2)
+            except Exception:  # a loop that does not answer: the worker is stopping anyway
+                pass
             finally:
                 self.loop.call_soon_threadsafe(self.loop.stop)
-                self._thread.join(timeout=10)
+                self._thread.join(timeout=CLOSE_WAIT_S)
+            if not self._thread.is_alive():
+                self.loop.close()
         super().on_stop()
+
+    async def _drain(self) -> None:
+        self._stopping = True
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=STOP_WAIT_S)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=CLOSE_WAIT_S)
+        for stopping in at_stop:
+            with suppress(Exception):
+                await asyncio.wait_for(stopping(), timeout=CLOSE_WAIT_S)
+        with suppress(Exception):
+            await asyncio.wait_for(self.loop.shutdown_asyncgens(), timeout=CLOSE_WAIT_S)
+        with suppress(Exception):
+            await asyncio.wait_for(self.loop.shutdown_default_executor(), timeout=CLOSE_WAIT_S)
 
     def on_terminate(self) -> None:
         if self._thread.is_alive():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -322,20 +323,31 @@ async def mixed_async(burst_iterations: int, wait_s: float, rounds: int) -> int:
     return x
 
 
+async def _within(awaitable: Any, seconds: float) -> Any:
+    """`awaitable` with a time limit, awaited in this task: asyncio.timeout where it exists (3.11+). wait_for runs its
+    coroutine as a task of its own before 3.12, whose steps the asyncio pool would not count as this task's CPU."""
+    import asyncio
+
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout=seconds)
+
+
 async def io_net_async(duration: float, host: str, port: int) -> dict:
     """io_net's round trips to the echo service through asyncio's streams."""
     import asyncio
 
     rtts = []
     end = time.perf_counter() + duration
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=30)
+    reader, writer = await _within(asyncio.open_connection(host, port), 30)
     try:
         writer.write(os.environ.get(ECHO_PASSWORD, "").encode() + b"\n")
         while time.perf_counter() < end:
             t0 = time.perf_counter()
             writer.write(b"ping\n")
             await writer.drain()
-            if not await asyncio.wait_for(reader.readline(), timeout=30):
+            if not await _within(reader.readline(), 30):
                 raise ConnectionError("echo server closed the connection")
             rtts.append(time.perf_counter() - t0)
     finally:
@@ -376,6 +388,18 @@ async def open_slots_async(kind: str, count: int) -> None:
         _free.setdefault(kind, []).extend([await _aclient(driver) for _ in range(count)])
 
 
+async def close_slots_async(kind: str) -> None:
+    """Close the async connections or clients no task holds, on the loop they belong to (the pool's, as it stops)."""
+    while _free.get(kind):
+        conn = _free[kind].pop()
+        close = getattr(conn, "aclose", None) or getattr(conn, "close", None)
+        if close is not None:
+            with suppress(Exception):
+                closing = close()
+                if hasattr(closing, "__await__"):
+                    await closing
+
+
 def _asyncpg_args(url: str) -> tuple[str, dict[str, str]]:
     """asyncpg takes no libpq `options` in its URL: the lab's session options (-c name=value) as its server_settings."""
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -383,8 +407,10 @@ def _asyncpg_args(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     settings = {}
-    for option in query.pop("options", "").split("-c"):
-        name, _, value = option.strip().partition("=")
+    words = shlex.split(query.pop("options", ""))  # libpq's options: -c name=value, or -cname=value
+    for i, word in enumerate(words):
+        setting = words[i + 1] if word == "-c" and i + 1 < len(words) else word[2:] if word.startswith("-c") else ""
+        name, _, value = setting.partition("=")
         if name:
             settings[name] = value
     return urlunsplit(parts._replace(query=urlencode(query))), settings

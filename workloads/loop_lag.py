@@ -5,9 +5,11 @@ that is the timer's own granularity (well under a millisecond); a task that comp
 yielding holds every timer back, and the probe sees it. The same probe runs on the asyncio pool's loop
 (asyncio.sleep) and on gevent's and eventlet's hubs (their own sleep), so the three are measured the same way.
 
-Ticks are gathered into windows of REPORT_S, each pushed to the run's Redis list (workloads.protocol.lag_key)
-as [time, pid, ticks, mean lag, max lag] from a thread of the reporter's own, so that the loop never waits
-on Redis for it.
+Ticks are gathered into windows of about REPORT_S, each pushed to the run's Redis list (workloads.protocol.lag_key)
+as [time, pid, ticks, mean lag, max lag, the window's length]. On the asyncio pool the reporter is a thread of its
+own, so the loop never waits on Redis for it, and a window in which the blocked loop woke no timer is reported with
+no ticks. On gevent and eventlet the reporter is a greenlet (with the worker's sockets patched, its push yields to
+the hub), so it too waits out a block, and the window it then reports is as long as the block.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any
 
 TICK_S = 0.01
 REPORT_S = 0.1
-COLUMNS = ("t", "pid", "ticks", "lag_mean_s", "lag_max_s")
+COLUMNS = ("t", "pid", "ticks", "lag_mean_s", "lag_max_s", "window_s")
 
 
 class LagWindow:
@@ -29,27 +31,28 @@ class LagWindow:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lags: list[float] = []
+        self._since = time.monotonic()
 
     def add(self, lag: float) -> None:
         with self._lock:
             self._lags.append(max(0.0, lag))
 
-    def take(self) -> list[Any] | None:
-        """The window's row, or None when no tick came in it (the loop was blocked all along: the next tick says how
-        long)."""
+    def take(self) -> list[Any]:
+        """The window's row since the last: with no ticks (and no lag) when the loop woke no timer in it, blocked all
+        along (the tick that ends the block says by how much)."""
+        now = time.monotonic()
         with self._lock:
             lags, self._lags = self._lags, []
+            window, self._since = now - self._since, now
         if not lags:
-            return None
-        return [time.time(), os.getpid(), len(lags), sum(lags) / len(lags), max(lags)]
+            return [time.time(), os.getpid(), 0, None, None, window]
+        return [time.time(), os.getpid(), len(lags), sum(lags) / len(lags), max(lags), window]
 
 
 def _report(window: LagWindow, push: Callable[[str], Any], sleep: Callable[[float], Any]) -> None:
     while True:
         sleep(REPORT_S)
-        row = window.take()
-        if row is not None:
-            push(json.dumps(row))
+        push(json.dumps(window.take()))
 
 
 def start(loop_kind: str, push: Callable[[str], Any]) -> LagWindow:

@@ -120,8 +120,7 @@ class Recorder:
                 from workloads import asyncio_pool
 
                 run_on_loop = asyncio_pool.await_task if inspect.iscoroutinefunction(fn) else asyncio_pool.in_executor
-                inside = run_on_loop(fn, args, kwargs or {})
-                result = inside["result"]
+                result = run_on_loop(fn, args, kwargs or {}, inside)  # how it ran goes into `inside`, also on error
             elif inspect.iscoroutinefunction(fn):  # a pool that cannot await: a loop of its own per call, marked
                 inside = {"ran": "asyncio.run"}
                 result = asyncio.run(fn(*args, **(kwargs or {})))
@@ -150,8 +149,8 @@ class Recorder:
         finished = time.time()
         started, cpu0 = clock
         inside = inside or {}
-        if inside.get("ran") == "executor":  # it ran while an executor thread had it, not from hand-over to hand-back
-            started, finished = inside["started"], inside["finished"]
+        if inside.get("ran") == "executor" and "started" in inside:  # while an executor thread had it, not from
+            started, finished = inside["started"], inside.get("finished", finished)  # hand-over to hand-back
         pid, thread_id, greenlet_id = os.getpid(), threading.get_native_id(), green.ident() if green else None
         # In a subinterpreter the work ran on the executor's thread: its CPU there, and this thread's
         # own (handing the task over, pickling) both count; the slot is the subinterpreter.

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from workloads.loop_lag import REPORT_S
+
 # A loop late by this much in a quarter of its windows (BLOCKED_SHARE) or more, or held this long by one step of a
 # task, was blocked, not merely busy. A timer on an idle loop is late by well under a millisecond; on a loop switching
 # among a thousand sleeping tasks (and Celery's own work) by a few ms, with rare spikes (measured on this 2-core
@@ -29,7 +31,7 @@ class LoopLag:
     p95_s: float         # the 95th percentile of the windows' worst lag
     max_s: float         # the worst lag of any tick
     windows: int
-    late_share: float = 0.0  # the share of windows whose worst tick was BLOCKED_LAG_S late or more
+    late_share: float = 0.0  # the share of the time in windows whose worst tick was BLOCKED_LAG_S late, or no tick
 
 
 def loop_lag(lag: pd.DataFrame | None, start: float, end: float) -> LoopLag | None:
@@ -40,10 +42,16 @@ def loop_lag(lag: pd.DataFrame | None, start: float, end: float) -> LoopLag | No
     during = lag[(lag["t"] >= start) & (lag["t"] <= end + 0.2)]
     if during.empty:
         return None
-    ticks = during["ticks"].clip(lower=1)
-    return LoopLag(mean_s=float((during["lag_mean_s"] * ticks).sum() / ticks.sum()),
-                   p95_s=float(during["lag_max_s"].quantile(0.95)), max_s=float(during["lag_max_s"].max()),
-                   windows=len(during), late_share=float((during["lag_max_s"] >= BLOCKED_LAG_S).mean()))
+    ticked = during[during["ticks"] > 0]
+    if ticked.empty:
+        return None
+    # Time-weighted: a window that woke no timer (the loop blocked all along) counts as late, for its length; tables
+    # before the window's length was kept (window_s) had windows of REPORT_S.
+    length = during["window_s"] if "window_s" in during else pd.Series(REPORT_S, index=during.index)
+    late = (during["ticks"] == 0) | (during["lag_max_s"] >= BLOCKED_LAG_S)
+    return LoopLag(mean_s=float((ticked["lag_mean_s"] * ticked["ticks"]).sum() / ticked["ticks"].sum()),
+                   p95_s=float(ticked["lag_max_s"].quantile(0.95)), max_s=float(ticked["lag_max_s"].max()),
+                   windows=len(during), late_share=float(length[late].sum() / length.sum()))
 
 
 def how_ran(tasks: pd.DataFrame) -> dict[str, int]:
@@ -74,7 +82,7 @@ def blocked_note(lag: LoopLag | None, hold: tuple[float, str] | None, loop: str)
                 "CPU work in a coroutine)")
     elif hold is not None:  # many short steps, none long: the tasks' CPU between their waits, queued on one thread
         held = (f"; no one step held it that long (the longest {hold[0] * 1000:,.1f} ms): the tasks' CPU between their "
-                "awaits, together, kept the loop's one thread busy")
+                "awaits, with Celery's own work for each task on the same thread, kept the loop busy")
     else:
         held = ""
     fix = ("await it (asyncio.sleep, an async driver) or move it off the loop (asyncio.to_thread, a process pool)"

@@ -28,6 +28,7 @@ from harness.analysis.trust import (
     was_stopped,
 )
 from harness.model.brokers import broker
+from harness.model.drivers import driver
 from harness.model.pools import CPU_KINDS, executor_threads, pool
 from harness.model.spec import RunSpec
 from harness.model.workloads import PART_CPU_KINDS, workload
@@ -445,8 +446,10 @@ def serial_waits(summary: Summary, ctx: RunContext) -> str | None:
         return None
     code = (f"the {ctx.driver} driver" if ctx.driver else "the code your task waits in" if ctx.kind == "own"
             else f"the code the {ctx.workload} tasks wait in")
-    how = ("does not yield to the event loop while it waits, so each wait blocked every task" if rules.loop
-           else "holds the GIL while it waits, so each wait blocked every thread")
+    # On the asyncio pool a sync driver's waits run in the executor's threads: the GIL's case, not the loop's.
+    in_threads = rules.awaits and ctx.driver is not None and not driver(ctx.driver).coroutine
+    how = ("does not yield to the event loop while it waits, so each wait blocked every task"
+           if rules.loop and not in_threads else "holds the GIL while it waits, so each wait blocked every thread")
     others = ""
     if ctx.driver:
         from harness.model.drivers import DRIVERS, fits

@@ -104,7 +104,9 @@ def test_celerys_synchronous_side_awaits_a_task_coroutine_on_the_loop_through_th
             await asyncio.sleep(d)
             return d
 
-        return asyncio_pool.await_task(body, (delay,), {})
+        how: dict = {}
+        asyncio_pool.await_task(body, (delay,), {}, how)
+        return how
 
     async def main() -> tuple[list[dict], float]:
         t0 = time.perf_counter()
@@ -116,7 +118,23 @@ def test_celerys_synchronous_side_awaits_a_task_coroutine_on_the_loop_through_th
     assert sorted(o["coroutine"] for o in out) == list(range(1, 51))
     assert elapsed < 50 * 0.1 / 5  # overlapped, not one after another (5 s)
     with pytest.raises(RuntimeError, match="only on the asyncio pool's event loop"):
-        asyncio_pool.await_task(_compute_then_wait, (), {})
+        asyncio_pool.await_task(_compute_then_wait, (), {}, {})
+
+
+def test_a_coroutine_that_holds_the_loop_and_then_raises_still_reports_how_it_ran():
+    async def hold_then_fail() -> None:
+        _spin(0.03)
+        raise ValueError("the service said no")
+
+    def tracer() -> dict:
+        how: dict = {}
+        with pytest.raises(ValueError, match="the service said no"):
+            asyncio_pool.await_task(hold_then_fail, (), {}, how)
+        return how
+
+    how = asyncio.run(asyncio_pool._bridged(3, tracer))
+    assert how["ran"] == "awaited" and how["coroutine"] == 3 and "result" not in how
+    assert how["loop_block_s"] >= 0.03 and how["cpu_s"] >= 0.03
 
 
 def _lag(rows: list[tuple[float, float]], t0: float = 100.0) -> pd.DataFrame:
@@ -131,6 +149,13 @@ def test_the_loops_lag_is_read_while_the_tasks_ran_and_a_blocked_loop_is_told_fr
     assert loop.blocked_note(lag, None, "gevent") is None
     hiccup = loop.loop_lag(_lag([(0.002, 0.01)] * 12 + [(0.01, 0.064)] * 2), 100.0, 102.0)  # 2 late windows in 14
     assert hiccup is not None and loop.blocked_note(hiccup, (0.043, "http"), "asyncio") is None
+    # Windows that woke no timer (ticks 0: the loop blocked all along) count as late for their length.
+    silent = _lag([(0.001, 0.002)] * 6 + [(None, None)] * 3 + [(0.3, 0.3)]).assign(
+        ticks=[10] * 6 + [0] * 3 + [1], window_s=0.1)
+    held = loop.loop_lag(silent, 100.0, 101.0)
+    assert held is not None and held.late_share == pytest.approx(0.4) and held.max_s == 0.3
+    assert held.mean_s == pytest.approx((6 * 10 * 0.001 + 0.3) / 61)
+    assert loop.blocked_note(held, None, "asyncio") is not None  # 40 % of the time late
     assert loop.loop_lag(busy, 200.0, 201.0) is None  # nothing reported while the tasks ran
     blocked = loop.loop_lag(_lag([(0.2, 0.25)] * 10), 100.0, 101.0)
     note = loop.blocked_note(blocked, (0.25, "cpu"), "asyncio")
