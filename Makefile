@@ -98,9 +98,9 @@ compare: $(STAMP)
 	@test -n "$$A" -a -n "$$B" || { echo 'usage: make compare A=<run or sweep folder> B=<run or sweep folder>' >&2; exit 2; }
 	$(BIN)/python -m harness compare "$$A" "$$B" $(if $(JSON),--json)
 
-## lesson: run lesson N (1-12) live at small settings and print its verdict (N=1)
+## lesson: run lesson N (1-13) live at small settings and print its verdict (N=1)
 lesson: $(STAMP)
-	@test -n "$$N" || { echo 'usage: make lesson N=<1-12>' >&2; exit 2; }
+	@test -n "$$N" || { echo 'usage: make lesson N=<1-13>' >&2; exit 2; }
 	$(BIN)/python -m harness lesson "$$N" $(if $(SAVE_REFERENCE),--save-reference)
 
 TRACE_STAMP := $(VENV)/.trace-installed

@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--write-only", action="store_true", help="write trace.json and print its path")
     trace.set_defaults(func=cmd_trace)
 
-    lesson = sub.add_parser("lesson", help="run lesson N (1-12) live at small settings and print its verdict")
-    lesson.add_argument("number", help="lesson number, 1 to 12")
+    lesson = sub.add_parser("lesson", help="run lesson N (1-13) live at small settings and print its verdict")
+    lesson.add_argument("number", help="lesson number, 1 to 13")
     lesson.add_argument("--save-reference", action="store_true",
                         help="keep this result as the lesson's reference (notebooks/reference/), shown by its "
                              "notebook when a live run cannot be done")
