@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from harness.commands import (
     cmd_advise,
+    cmd_agent,
     cmd_bench,
     cmd_capacity,
     cmd_compare,
@@ -230,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep this result as the lesson's reference (notebooks/reference/), shown by its "
                              "notebook when a live run cannot be done")
     lesson.set_defaults(func=cmd_lesson, interrupted="interrupted: the worker and broker were stopped")
+
+    agent = sub.add_parser("agent", help="take part in runs on several hosts: answer the fleet's signed control "
+                                         "messages on its broker (a small Celery worker; Ctrl-C stops it)")
+    agent.add_argument("--name", required=True, help="this host's name in HOSTS= (lower-case letters, digits, '-')")
+    agent.add_argument("--broker", help="the fleet's broker, redis://:PASSWORD@HOST:PORT/0 (rediss:// for TLS); "
+                                        "default: $LAB_FLEET_BROKER (keeps the password out of `ps`)")
+    agent.add_argument("--secret-file", required=True,
+                       help="a file (mode 600) holding the fleet's shared secret, which signs every control message")
+    agent.set_defaults(func=cmd_agent, interrupted="interrupted: the agent stopped")
     return parser
 
 

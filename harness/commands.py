@@ -352,6 +352,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return serve(trace, args.port, open_browser=not args.no_browser)
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    """`gil-lab agent`: this host takes part in the lab's runs, answering signed control messages on the fleet's
+    broker (harness.lab.fleet). Runs until stopped."""
+    from harness.lab.fleet import run_agent
+
+    run_agent(args.name, args.broker or os.environ.get("LAB_FLEET_BROKER", ""), args.secret_file)
+    return 0  # not reached: the agent's worker replaced this process
+
+
 def cmd_lesson(args: argparse.Namespace) -> int:
     from harness.course.lessons import LESSONS, run_lesson
 

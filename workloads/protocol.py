@@ -97,6 +97,21 @@ def lag_key(run_id: str) -> str:
     return f"lab:{run_id}:lag"
 
 
+def agent_queue(name: str) -> str:
+    """The control queue of the lab's agent `name` on another host (workloads.agent)."""
+    return f"lab.agent.{name}"
+
+
+def agent_reply_key(name: str, nonce: str) -> str:
+    """The Redis list an agent pushes its signed answer to one control message to."""
+    return f"lab:agent:{name}:reply:{nonce}"
+
+
+def agent_refused_key(name: str) -> str:
+    """The Redis list an agent reports the control messages it refused to (why, never their content)."""
+    return f"lab:agent:{name}:refused"
+
+
 def done_key(run_id: str) -> str:
     """A counter the benchmark's no-op tasks increment when they run without recording."""
     return f"lab:{run_id}:done"

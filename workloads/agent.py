@@ -1,0 +1,102 @@
+"""The lab's agent on a host that takes part in a run: a small Celery worker (solo pool) on its own control queue of
+the shared broker (`gil-lab agent --name NAME`, harness.lab.fleet).
+
+It acts only on control messages signed with the fleet's shared secret (workloads.control), issued within a minute
+of its clock, and never seen before; a refused one is logged and reported (why, not its content) to the broker's
+refusals list of this agent, and gets no answer. Its answers are signed too, and pushed to the Redis list the
+message names. What it answers now: `describe` (its host: cores, memory, Python, load, the hypervisor's steal) and
+`clock` (samples of its clock against the broker's Redis TIME, for harness.analysis.clock).
+
+Its settings come from its environment, set by `gil-lab agent` (harness.lab.fleet.agent_command): LAB_AGENT_NAME,
+LAB_BROKER_URL, LAB_AGENT_SECRET_FILE (a file holding the secret: never in an argument or a log).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from typing import Any
+
+import psutil
+import redis
+from celery import Celery
+
+from workloads.control import ControlRefused, Verifier, sign
+from workloads.protocol import agent_queue, agent_refused_key
+
+NAME = os.environ.get("LAB_AGENT_NAME", "agent")
+BROKER_URL = os.environ.get("LAB_BROKER_URL", "redis://127.0.0.1:6379/0")
+# How long an answer or a refusal stays on the broker unread.
+ANSWER_TTL_S = 300
+log = logging.getLogger("gil_lab.agent")
+
+
+def _secret() -> bytes:
+    path = os.environ.get("LAB_AGENT_SECRET_FILE")
+    if not path:
+        raise SystemExit("gil-lab agent: no secret file (LAB_AGENT_SECRET_FILE)")
+    return open(path, "rb").read().strip()
+
+
+SECRET = _secret()
+verifier = Verifier(SECRET)
+client = redis.Redis.from_url(BROKER_URL, socket_timeout=10)
+
+app = Celery("gil_lab_agent", broker=BROKER_URL)
+app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json", task_ignore_result=True,
+                task_default_queue=agent_queue(NAME), worker_prefetch_multiplier=1, task_acks_late=False,
+                worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
+                broker_transport_options={"polling_interval": 0.2})
+
+
+def describe_host() -> dict[str, Any]:
+    """This host as a run records it: its name, cores (those this process may use), memory, Python, load, steal."""
+    times0 = psutil.cpu_times()
+    time.sleep(0.5)
+    times1 = psutil.cpu_times()
+    total = sum(times1) - sum(times0)
+    steal = getattr(times1, "steal", 0.0) - getattr(times0, "steal", 0.0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count()
+    return {"agent": NAME, "hostname": socket.gethostname(), "cores": cores,
+            "cpu_count_logical": psutil.cpu_count(), "memory_total": psutil.virtual_memory().total,
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "executable": sys.executable, "load": list(os.getloadavg()),
+            "steal_cores": steal / total * (psutil.cpu_count() or 1) if total > 0 else 0.0, "time": time.time()}
+
+
+def clock_samples(count: int) -> list[list[float]]:
+    """`count` readings of this host's clock around the broker's (Redis TIME): [sent, server, received] each."""
+    out = []
+    for _ in range(max(1, min(int(count), 64))):
+        sent = time.time()
+        seconds, micros = client.time()
+        received = time.time()
+        out.append([sent, seconds + micros / 1e6, received])
+    return out
+
+
+COMMANDS = {"describe": lambda body: describe_host(),
+            "clock": lambda body: {"samples": clock_samples(body.get("samples", 8))}}
+
+
+@app.task(name="lab.agent.control")
+def control(envelope: Any) -> None:
+    try:
+        body = verifier.verify(envelope)
+        command = body.get("command")
+        if command not in COMMANDS or not isinstance(body.get("reply_to"), str):
+            raise ControlRefused(f"unknown command {str(command)[:40]!r}; this agent answers "
+                                 f"{', '.join(COMMANDS)}")
+    except ControlRefused as exc:
+        log.warning("refused a control message: %s", exc)
+        client.rpush(agent_refused_key(NAME), json.dumps({"time": time.time(), "why": str(exc)}))
+        client.expire(agent_refused_key(NAME), ANSWER_TTL_S)
+        return
+    answer = sign(SECRET, NAME, {"command": command, "answer": COMMANDS[command](body),
+                                 "in_reply_to": envelope["nonce"]})
+    client.rpush(body["reply_to"], json.dumps(answer))
+    client.expire(body["reply_to"], ANSWER_TTL_S)
