@@ -75,7 +75,10 @@ def agent_command(name: str, broker_url: str, secret_file: str | Path,
 
 
 def run_agent(name: str, broker_url: str, secret_file: str | Path) -> None:
-    """`gil-lab agent`: become the agent's Celery worker (exec), after checking what it was given."""
+    """`gil-lab agent`: become the agent's Celery worker (exec), after checking what it was given: its name and the
+    secret's file first, then the broker."""
+    check_name(name)
+    read_secret(secret_file)
     if not broker_url:
         raise UsageError("gil-lab agent needs the fleet's broker: --broker redis://:PASSWORD@HOST:PORT/0 (or "
                          "rediss:// where the server has TLS)")

@@ -67,3 +67,23 @@ def test_an_agents_settings_are_checked_before_it_starts(tmp_path):
         read_secret(short)
     with pytest.raises(UsageError, match="No such file"):
         read_secret(tmp_path / "missing")
+
+
+def test_gil_lab_agent_refuses_bad_input_in_one_line_before_it_starts(tmp_path, monkeypatch, capsys):
+    from tests.offline.test_cli_input import in_process
+
+    secret = tmp_path / "secret"
+    secret.write_text("e" * 64)
+    secret.chmod(0o600)
+    monkeypatch.delenv("LAB_FLEET_BROKER", raising=False)
+    for args, message in [
+        (["--name", "a", "--secret-file", str(tmp_path / "nope")], "No such file or directory"),
+        (["--name", "A_1", "--secret-file", str(secret), "--broker", "redis://127.0.0.1:1/0"], "agent name 'A_1'"),
+        (["--name", "a", "--secret-file", str(secret)], "gil-lab agent needs the fleet's broker"),
+        (["--name", "a", "--secret-file", str(secret), "--broker", "redis://:hunter2@127.0.0.1:1/0"],
+         "--broker redis://:***@127.0.0.1:1/0"),
+    ]:
+        code, err = in_process(["agent", *args], tmp_path, monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
+        assert "hunter2" not in err and "e" * 64 not in err
