@@ -55,6 +55,11 @@ ON_DEMAND = {"psycopg", "psycopg2", "psycogreen", "requests", "httpx", "pycurl",
 # Optional packages wanted only on some versions: the backport of PEP 734 on 3.13 (3.14 has it, and on
 # 3.12 its low-level module crashed the interpreter on import).
 ONLY_ON = {"interpreters_backport": ("3.13",)}
+# Never installed on a free-threaded build: greenlet has not declared free-threading support, so importing it turns
+# the GIL back on, and Celery imports it wherever it is importable (celery.utils.threads), whatever the pool. There
+# the pools that need it (gevent, eventlet, asyncio) are refused before a run instead (measured: with greenlet in a
+# 3.13.5t worker's environment, threads ran cpu work at 1.01x with the GIL on in every task).
+NOT_FREE_THREADED = {"greenlet"}
 # What environments made before a package joined OPTIONAL were given (their stamps do not say).
 FIRST_OPTIONAL = ("gevent", "eventlet", "gilknocker")
 DESCRIBE = ("import json, platform, sys, sysconfig; print(json.dumps({'version': platform.python_version(), "
@@ -180,7 +185,8 @@ def _wanted(info: dict, also: Sequence[str] = ()) -> list[str]:
     `also` of those installed on demand."""
     major, minor_ = minor_version(info["version"])
     minor = f"{major}.{minor_}"
-    return [m for m in OPTIONAL if (m not in ON_DEMAND or m in also) and (m not in ONLY_ON or minor in ONLY_ON[m])]
+    return [m for m in OPTIONAL if (m not in ON_DEMAND or m in also) and (m not in ONLY_ON or minor in ONLY_ON[m])
+            and not (info.get("free_threaded") and m in NOT_FREE_THREADED)]
 
 
 def _add_optional(python: Path, modules: list[str]) -> dict[str, str]:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from harness.errors import SpecError
 from harness.lab import consent, gilprobe
-from harness.lab.interpreters import Interpreter, as_is, minor_version, project_env, worker_interpreter
+from harness.lab.interpreters import (
+    NOT_FREE_THREADED,
+    Interpreter,
+    as_is,
+    minor_version,
+    project_env,
+    worker_interpreter,
+)
 from harness.lab.services import postgres, rabbitmq
 from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, pool
@@ -64,6 +71,11 @@ def check_pool_importable(name: str, interpreter: Interpreter | None = None, tim
     if module is None:
         return
     python = interpreter.python if interpreter else sys.executable
+    if interpreter is not None and interpreter.free_threaded and module in NOT_FREE_THREADED:
+        others = [p.name for p in POOLS.values() if p.requires_module is None and p.min_python == MIN_PYTHON]
+        raise SpecError(f"pool {name!r} cannot run on {interpreter.label}: it needs {module}, which turns the GIL back "
+                        f"on (in every pool: Celery imports it wherever it is installed), so the lab does not install "
+                        f"it there; choose {', '.join(others[:-1])} or {others[-1]}")
     if interpreter is not None and module in interpreter.missing:
         raise SpecError(f"pool {name!r} cannot run on {interpreter.label} ({interpreter.requested}): {module} could "
                         f"not be installed there ({interpreter.missing[module]})")

@@ -75,3 +75,13 @@ def test_gevent_is_refused_on_a_free_threaded_worker_before_anything_starts(benc
     with pytest.raises(SpecError, match="pool 'gevent' cannot run on CPython .* free-threaded"):
         bench(pool="gevent", workload="io_sleep", tasks=1, interpreter=FT)
     assert not (tmp_path / "results").exists()
+
+
+@needs_ft
+def test_the_asyncio_pool_is_refused_on_a_free_threaded_worker_and_greenlet_kept_out_of_its_environment(bench,
+                                                                                                       tmp_path):
+    """greenlet turns the GIL back on, and Celery imports it wherever it is installed: the lab keeps it out of a
+    free-threaded worker's environment (threads keep running without a GIL there) and refuses the pools needing it."""
+    with pytest.raises(SpecError, match="pool 'asyncio' cannot run on CPython .* free-threaded: it needs greenlet"):
+        bench(pool="asyncio", workload="io_sleep", tasks=1, interpreter=FT)
+    assert not (tmp_path / "results").exists()

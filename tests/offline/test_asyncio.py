@@ -232,3 +232,10 @@ def test_the_async_figure_draws_a_row_per_measure_and_a_column_per_workload(tmp_
     without = sweep_figures(tmp_path / "x", table[table["pool"] != "asyncio"], ["workload", "pool", "concurrency"], 2,
                             {}, "latency")
     assert without and not any(p.name == "async.png" for p in without)
+
+
+def test_greenlet_is_wanted_in_every_worker_environment_but_a_free_threaded_ones():
+    from harness.lab.interpreters import _wanted
+
+    assert "greenlet" in _wanted({"version": "3.13.0", "free_threaded": False})
+    assert "greenlet" not in _wanted({"version": "3.13.5", "free_threaded": True})
