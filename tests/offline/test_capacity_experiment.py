@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.capacity import Capacity, Step, answers, sentence
@@ -50,3 +51,30 @@ def test_the_answer_ranks_per_worker_per_core_it_used_and_per_gib_each_on_its_ow
     assert io == "io_sleep: per worker: threads (150 tasks/s); per core it used: threads (1,500 tasks/s); " \
                  "per GiB of worker memory: threads (2,400 tasks/s)"
     assert "40 per core it used (1.00 cores)" in sentence(found[1])
+
+
+def test_a_step_whose_submitter_fell_behind_is_measured_again_before_the_search_stops(tmp_path):
+    """A search with a stand-in measure that reads back folders (the live searches are tests/live/test_load.py): the
+    first step's submitter behind once, then held; the search goes on instead of stopping with no capacity."""
+    from types import SimpleNamespace
+
+    from harness import capacity
+    from harness.model.slo import parse
+
+    calls: list[float] = []
+
+    def measure(spec, folder):
+        calls.append(spec.rate)
+        behind = len(calls) == 1
+        ok = spec.rate <= 40
+        load = SimpleNamespace(saturated=behind or not ok, submitter_behind=behind, latency_p50_s=0.02,
+                               finish_rate=spec.rate)
+        summary = SimpleNamespace(load=load, pss_peak_mib=50.0, mean_cores_used=0.5)
+        tasks = pd.DataFrame({"role": ["foreground"], "scheduled": [0.0], "finished": [0.05], "started": [0.01],
+                              "submitted": [0.0]})
+        return SimpleNamespace(summary=summary, spec=SimpleNamespace(warmup=0.0), tasks=tasks, run_id=f"r{len(calls)}")
+
+    result, _ = capacity.search({"pool": "threads", "workload": "cpu", "duration": 0.02, "concurrency": 2},
+                                parse("p95<1s"), tmp_path, measure, log=lambda _l: None)
+    assert calls[0] == calls[1] and result.steps[0].behind and not result.steps[1].behind
+    assert result.capacity is not None and not result.stopped
