@@ -369,14 +369,19 @@ async def _aslot(kind: str, opener: Callable[[], Any]) -> AsyncIterator[Any]:
     try:
         yield conn
     except BaseException:
-        close = getattr(conn, "close", None)
-        if close is not None:
-            with suppress(Exception):
-                closing = close()
-                if hasattr(closing, "__await__"):
-                    await closing
+        await _aclose(conn)
         raise
     free.append(conn)
+
+
+async def _aclose(conn: Any) -> None:
+    """Close an async connection or client, whichever close it has (aclose, or a close that may be awaited)."""
+    close = getattr(conn, "aclose", None) or getattr(conn, "close", None)
+    if close is not None:
+        with suppress(Exception):
+            closing = close()
+            if hasattr(closing, "__await__"):
+                await closing
 
 
 async def open_slots_async(kind: str, count: int) -> None:
@@ -391,13 +396,7 @@ async def open_slots_async(kind: str, count: int) -> None:
 async def close_slots_async(kind: str) -> None:
     """Close the async connections or clients no task holds, on the loop they belong to (the pool's, as it stops)."""
     while _free.get(kind):
-        conn = _free[kind].pop()
-        close = getattr(conn, "aclose", None) or getattr(conn, "close", None)
-        if close is not None:
-            with suppress(Exception):
-                closing = close()
-                if hasattr(closing, "__await__"):
-                    await closing
+        await _aclose(_free[kind].pop())
 
 
 def _asyncpg_args(url: str) -> tuple[str, dict[str, str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from lab_process import agent_ready
 
 from harness.errors import BrokerError
 from harness.lab.fleet import AgentClient, agent_command, own_clock_offset
@@ -94,16 +95,6 @@ def _agent(hosts: Hosts, i: int, broker_url: str, secret_file: Path, log: Path, 
     return spawn(["ip", "netns", "exec", hosts.names[i - 1], *argv], env=env, log_path=str(log))
 
 
-def _ready(client: AgentClient, timeout_s: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return client.describe()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-
-
 def test_the_broker_listens_only_where_it_is_told():
     with pytest.raises(BrokerError, match="does not listen on every interface"):
         RedisBroker(bind="0.0.0.0")
@@ -124,7 +115,7 @@ def test_agents_in_two_namespaces_answer_across_veth_links_their_clocks_correcte
         try:
             clients = [AgentClient(f"host{i}", broker.url, SECRET) for i in (1, 2)]
             for client in clients:
-                _ready(client)
+                agent_ready(client)
             # Their connections to the broker come from their namespaces' addresses: across the veth links.
             peers = {c["addr"].rsplit(":", 1)[0] for c in redis.Redis.from_url(broker.url).client_list()}
             assert {f"{hosts.subnet}.11", f"{hosts.subnet}.12"} <= peers, peers
