@@ -424,9 +424,9 @@ def ran_waits_serially(pool_name: str, slots: int, tasks: int, max_running: floa
     worker slow to hand out tasks, green pools' 2 s dispatch gap at prefetch 1, still starts its first ones
     together; a wait that blocks the worker lets no second task begin until the first has ended), or, with
     SERIAL_SLOTS slots or more, hardly faster than one at a time. The second because a task's recorded start is
-    not its wait's: on a green pool a task that yields on its way in (its record's own round trip to Redis) counts
-    as running while another's wait blocks the hub (a wait in C under gevent at 128 slots: 2.2 "running" on average,
-    9 at most, 1.3x one at a time)."""
+    not its wait's: on a green pool a task that yields before its blocking wait (a socket, a child process: ctypes'
+    find_library runs one) counts as running while another's wait blocks the hub (such a wait in C under gevent at
+    128 slots: 2.2 "running" on average, 9 at most, 1.3x one at a time)."""
     rules = pool(pool_name)
     if "io" not in (rules.parallel_kinds or ()) or slots < 2 or tasks < 2 or not cpu_share < MOSTLY_WAITS:
         return False

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pandas as pd
 from lab_process import ROOT, assert_speedup_physical_or_marked, harness, measured_steadily
 
 OWN = ROOT / "tests" / "data" / "own_tasks"
@@ -99,6 +100,8 @@ def test_a_task_that_waits_inside_c_is_said_serial_on_gevent_but_overlaps_on_thr
                       timeout=120)
         assert out.returncode == 0, out.stderr
         said[pool] = json.loads((workdir / "results" / "latest" / "run.json").read_text())["summary"]
+        waited = pd.read_csv(workdir / "results" / "latest" / "tasks.csv").eval("finished - started")
+        assert waited.min() >= 0.2, f"{pool}: a task waited {waited.min():.3f} s of its 0.2 s: not the same work"
     serial = [n for n in said["gevent"]["notes"] if n.startswith("SERIAL: gevent")]
     assert serial and "the code your task waits in does not yield to the event loop" in serial[0]
     assert said["gevent"]["speedup"] < 2 < 0.7 * 8 <= said["threads"]["speedup"]

@@ -173,7 +173,8 @@ def test_a_speedup_beyond_its_ideal_or_a_cell_never_measured_steadily_does_not_l
 
 def test_a_green_pool_that_ran_a_waiting_task_one_at_a_time_is_said_from_the_measurements():
     """The advisor's table for examples.tasks:wait_in_c as measured here (a wait inside C): gevent's records show
-    tasks "running" together (a task yields on its way in) but it gained 1.3x with 128 slots; threads overlapped."""
+    tasks "running" together (the task, as it was, yielded on its way in: find_library's child) but it gained 1.3x
+    with 128 slots; threads overlapped."""
     io = table([
         ("solo", 1, 4.9, 0.99, 47.2, 1.56, 0.01, 1.0, 0.92),
         ("threads", 128, 340, 68.7, 53.8, 0.64, 0.63, 1.01, 0.71),

@@ -124,8 +124,9 @@ def test_waits_run_one_at_a_time_on_a_pool_that_overlaps_them_are_said_with_the_
 
 
 def test_a_wait_that_blocks_the_hub_is_said_from_the_speedup_where_records_overlap():
-    """Under gevent a task yields on its way in (its record's round trip), so records overlap while each wait blocks
-    the hub: 9 "running" at most with 128 slots, but 1.3x one at a time (examples.tasks:wait_in_c, measured here)."""
+    """Under gevent a task that yields before its wait in C (examples.tasks:wait_in_c as it was, which ran ldconfig
+    through find_library first) overlaps others' records while each wait blocks the hub: 9 "running" at most with 128
+    slots, but 1.3x one at a time (measured here)."""
     from harness.analysis.summary import serial_waits
 
     own = RunContext(pool="gevent", workload="task", kind="own", concurrency=128, tasks=256, duration=0.2,
