@@ -145,7 +145,7 @@ check: lint
 
 ## test: the whole test suite, offline and live (real Redis, real workers, every notebook)
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=20 $(PYTEST_ARGS)
 
 ## clean: remove the virtual environment and all results
 clean:
