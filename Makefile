@@ -31,7 +31,7 @@ SAVE_REFERENCE ?=
 export EXP RESUME RUN A B N MAX_HOURS
 LAB_STAMP := $(VENV)/.lab-installed
 
-.PHONY: help bench load capacity advise sweep report summarize compare trace lesson lab benchmark lint check test clean
+.PHONY: help bench load capacity advise sweep hosts report summarize compare trace lesson lab benchmark lint check test clean
 
 ## help: list the targets and the bench variables
 help:
@@ -84,6 +84,10 @@ advise: $(STAMP)
 ## sweep: run an experiment (EXP=experiments/pools.toml, QUICK=1 for a fast look, RESUME=<sweep folder>, RERUN_DISTURBED=1, STRICT=1, JSON=1, YES=1 or MAX_HOURS=H for one over 30 min)
 sweep: $(STAMP)
 	$(BIN)/python -m harness sweep $(if $(RESUME),--resume "$$RESUME","$$EXP") $(if $(QUICK),--quick) $(if $(RERUN_DISTURBED),--rerun-disturbed) $(if $(STRICT),--strict) $(if $(JSON),--json) $(if $(YES),--yes) $(if $(MAX_HOURS),--max-hours "$$MAX_HOURS")
+
+## hosts: as root, the several-hosts experiment on this machine: HOSTS_HERE hosts (default 4) as network namespaces, each with its agent, the broker on their bridge (EXP=experiments/hosts.toml, QUICK=1)
+hosts: $(STAMP)
+	$(BIN)/python -m harness netns --hosts "$${HOSTS_HERE:-4}" -- sweep "$(if $(filter command line environment,$(origin EXP)),$(EXP),experiments/hosts.toml)" $(if $(QUICK),--quick) $(if $(YES),--yes)
 
 ## report: write report.html for a run or sweep folder (RUN=results/latest)
 report: $(STAMP)

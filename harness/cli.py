@@ -21,7 +21,9 @@ from harness.commands import (
     cmd_bench,
     cmd_capacity,
     cmd_compare,
+    cmd_fleet_broker,
     cmd_lesson,
+    cmd_netns,
     cmd_report,
     cmd_summarize,
     cmd_sweep,
@@ -239,7 +241,30 @@ def build_parser() -> argparse.ArgumentParser:
                                         "default: $LAB_FLEET_BROKER (keeps the password out of `ps`)")
     agent.add_argument("--secret-file", required=True,
                        help="a file (mode 600) holding the fleet's shared secret, which signs every control message")
+    agent.add_argument("--broker-file", help="a file (mode 600) holding the fleet's broker URL, as `gil-lab "
+                                             "fleet-broker --url-file` writes it")
+    agent.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                       help="a folder your tasks (TASK's package, APP's project) may be imported from on this host; "
+                            "give it again for more (default: none: only the lab's own workloads run here)")
     agent.set_defaults(func=cmd_agent, interrupted="interrupted: the agent stopped")
+
+    fleet_broker = sub.add_parser("fleet-broker", help="the fleet's broker: a private Redis listening on the one "
+                                                       "address you name, with a fresh password (until Ctrl-C)")
+    fleet_broker.add_argument("--bind", required=True, help="the IP address of this host the other hosts reach")
+    fleet_broker.add_argument("--port", type=int, help="its port, the one a firewall opens (default: a free one)")
+    fleet_broker.add_argument("--url-file", required=True,
+                              help="a new file its URL (with the password) is written to, mode 600: copy it to each "
+                                   "host, then --broker-file FILE for agents, LAB_FLEET_BROKER_FILE=FILE for runs")
+    fleet_broker.set_defaults(func=cmd_fleet_broker, interrupted="the fleet's broker stopped")
+
+    netns = sub.add_parser("netns", help="as root: run a lab command with hosts host1..hostN on this machine, each a "
+                                         "network namespace with its agent, the fleet's broker on their bridge; "
+                                         "e.g. netns --hosts 4 -- sweep experiments/hosts.toml")
+    netns.add_argument("--hosts", type=int, default=2, help="how many hosts (namespaces) to make, 1 to 16 (default 2)")
+    netns.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                       help="a folder the agents may import your tasks from (as gil-lab agent's)")
+    netns.add_argument("command", nargs=argparse.REMAINDER, help="the lab command to run, after --")
+    netns.set_defaults(func=cmd_netns, interrupted="interrupted: the hosts were removed")
     return parser
 
 

@@ -355,10 +355,42 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     """`gil-lab agent`: this host takes part in the lab's runs, answering signed control messages on the fleet's
     broker (harness.lab.fleet). Runs until stopped."""
-    from harness.lab.fleet import run_agent
+    from harness.lab.fleet import read_url_file, run_agent
 
-    run_agent(args.name, args.broker or os.environ.get("LAB_FLEET_BROKER", ""), args.secret_file)
+    broker = (args.broker or (read_url_file(args.broker_file) if args.broker_file else "")
+              or os.environ.get("LAB_FLEET_BROKER", ""))
+    run_agent(args.name, broker, args.secret_file, args.allow_path)
     return 0  # not reached: the agent's worker replaced this process
+
+
+def cmd_fleet_broker(args: argparse.Namespace) -> int:
+    """`gil-lab fleet-broker`: the fleet's Redis on one named address until Ctrl-C (harness.lab.fleet)."""
+    from harness.lab.fleet import run_fleet_broker
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: give 1 to 65535")
+    run_fleet_broker(args.bind, args.url_file, args.port)
+    return 0
+
+
+def cmd_netns(args: argparse.Namespace) -> int:
+    """`gil-lab netns --hosts N -- COMMAND`: COMMAND with a fleet of N hosts on this machine (harness.lab.local_fleet).
+    Its exit status is COMMAND's."""
+    from harness.lab.local_fleet import run_in
+    from harness.lab.netns import unavailable
+    from harness.model.hosts import MAX_HOSTS
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("netns needs the lab command to run after --, e.g. netns --hosts 4 -- sweep "
+                         "experiments/hosts.toml")
+    if not 1 <= args.hosts <= MAX_HOSTS:
+        raise UsageError(f"--hosts {args.hosts}: give 1 to {MAX_HOSTS}")
+    why = unavailable()
+    if why:
+        raise UsageError(f"netns: {why}; on several machines run `gil-lab agent` on each instead (README, 'Several "
+                         "hosts')")
+    return run_in(args.hosts, command, args.allow_path)
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:

@@ -38,16 +38,17 @@ def start_sweep(experiment: Experiment, quick: bool, results_dir: str | Path,
     """A new sweep folder with every (cell, repeat) pending, once every pool it needs can run here and
     `agree` (given every run's spec, repeats included) has not refused it."""
     from harness.lab import environment
-    from harness.lab.preflight import check_can_run
+    from harness.lab.preflight import check_can_run, check_fleet_run
 
     check_writable(Path(results_dir))
     version = experiment.shrunk() if quick else experiment
     specs = version.specs()
     checks = {(s.pool, s.interpreter, s.gil, s.task, s.task_path, s.args, s.kwargs, s.app, s.calls, s.routes,
-               s.driver, s.broker): s for s in specs}
+               s.driver, s.broker, s.hosts): s for s in specs}
     pythons = {}
-    for spec in checks.values():
-        pythons[spec.interpreter] = check_can_run(spec, log=print).interpreter.python
+    for spec in checks.values():  # HOSTS: checked by their agents at each run's start; here, that they answer
+        check = check_fleet_run if spec.hosts else check_can_run
+        pythons[spec.interpreter] = check(spec, log=print).interpreter.python
     if agree is not None:
         agree([spec for _ in range(version.repeats) for spec in specs])
     return new_sweep(experiment, quick, Path(results_dir), environment.collect(), calibrate_once(specs, pythons))

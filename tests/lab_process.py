@@ -173,15 +173,3 @@ def killed_outright(code: str, started: Callable[[str], bool], still_there: Call
         if proc.poll() is None:
             proc.kill()
 
-
-def agent_ready(client, timeout_s: float = 30.0) -> dict:
-    """A just-started agent's description, asked again until it answers (it takes a moment to start)."""
-    from harness.lab.fleet import AgentError
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return client.describe()
-        except AgentError:
-            if time.monotonic() > deadline:
-                raise

@@ -51,7 +51,8 @@ app.conf.update(
     } if broker(config.broker).redis_transport else {},
 )
 
-recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
+recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers,
+                    config.host)
 lab_signals.connect(config, recorder)
 if config.driver:
     # The db or http workload's client is imported here, at the worker's start (before prefork forks): imported by the

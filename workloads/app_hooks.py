@@ -21,7 +21,8 @@ from workloads.protocol import RUN_HEADER, WorkerConfig
 from workloads.record import Recorder
 
 config = WorkerConfig.from_env()
-recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers)
+recorder = Recorder(config.records_url, config.run_id, config.pool, config.fault, config.worker_index, config.workers,
+                    config.host)
 # (task id, attempt) -> (the run it belongs to, its start clock), from prerun to postrun. The attempt is part of the
 # key: a retry taken at once by another thread may begin before the attempt that sent it has ended.
 _begun: dict[tuple[str, int], tuple[str, tuple[float, float]]] = {}

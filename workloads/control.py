@@ -29,7 +29,7 @@ class ControlRefused(Exception):
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()  # JSON only: no NaN
 
 
 def _mac(secret: bytes, fields: dict[str, Any]) -> str:

@@ -24,6 +24,9 @@ QUEUE = "LAB_QUEUE"
 FAULT = "LAB_FAULT"
 # Which of the run's worker processes this is (WORKERS=N starts N, numbered from 1).
 WORKER_INDEX = "LAB_WORKER_INDEX"
+HOST = "LAB_HOST"  # HOSTS: the agent's name of the host the worker runs on
+# An agent's own settings (harness.lab.fleet.agent_command), never passed on to the workers it starts.
+AGENT_ONLY = ("LAB_AGENT_NAME", "LAB_AGENT_SECRET_FILE", "LAB_AGENT_ALLOW_PATHS")
 # Where the lab's echo service listens (host:port), for the user's own task: examples/ use it. A client's first
 # line to it is its password (a connection without it is closed unanswered).
 ECHO_ADDR = "LAB_ECHO_ADDR"
@@ -112,6 +115,28 @@ def agent_refused_key(name: str) -> str:
     return f"lab:agent:{name}:refused"
 
 
+def agent_here_key(name: str) -> str:
+    """Renewed by agent `name` every second of its life (a short expiry): gone within seconds of the agent."""
+    return f"lab:agent:{name}:here"
+
+
+def host_alive_key(run_id: str, name: str) -> str:
+    """Set by agent `name` while every worker it runs for the run is alive (a short expiry: an agent that dies stops
+    renewing it); the harness's check that a host's workers still run (harness.lab.remote_workers)."""
+    return f"lab:{run_id}:host:{name}:alive"
+
+
+def host_died_key(run_id: str, name: str) -> str:
+    """Why agent `name`'s workers for the run died, in one line (its worker's exit and log tail)."""
+    return f"lab:{run_id}:host:{name}:died"
+
+
+def run_lease_key(run_id: str) -> str:
+    """Renewed by the harness while its run on several hosts goes on: an agent that sees it expire stops the run's
+    workers (the harness died), so nothing is left running on any host."""
+    return f"lab:{run_id}:lease"
+
+
 def done_key(run_id: str) -> str:
     """A counter the benchmark's no-op tasks increment when they run without recording."""
     return f"lab:{run_id}:done"
@@ -153,6 +178,7 @@ class WorkerConfig:
     driver: str | None     # the db workload's driver (harness.model.drivers)
     fault: str
     worker_index: int
+    host: str | None = None  # HOSTS: which host (agent) this worker runs on
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerConfig:
@@ -171,4 +197,5 @@ class WorkerConfig:
         broker_url = environ.get(BROKER_URL, "redis://127.0.0.1:6379/0")
         return cls(broker_url=broker_url, records_url=environ.get(RECORDS_URL, broker_url), run_id=run_id,
                    queue=environ.get(QUEUE, queue_name(run_id)),
-                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")), **values)
+                   fault=environ.get(FAULT, ""), worker_index=int(environ.get(WORKER_INDEX, "1")),
+                   host=environ.get(HOST) or None, **values)

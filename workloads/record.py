@@ -66,14 +66,16 @@ class Recorder:
     """Runs a workload function and pushes one JSON record per task to the run's Redis list."""
 
     def __init__(self, broker_url: str, run_id: str, pool_name: str, fault: str = "", worker_index: int = 1,
-                 workers: int = 1) -> None:
+                 workers: int = 1, host: str | None = None) -> None:
         self.broker_url = broker_url
         self.run_id = run_id
         self.pool = pool(pool_name)
         self.fault = fault
         self.worker_index = worker_index
-        # With several workers a slot's name says whose it is ("worker 2: thread 4711").
-        self.slot_prefix = f"worker {worker_index}: " if workers > 1 else ""
+        # With several workers a slot's name says whose it is ("worker 2: thread 4711"), on several hosts where too
+        # ("b worker 3: thread 4711"): the figures' lanes per host and worker.
+        self.slot_prefix = (f"{host} worker {worker_index}: " if host else
+                            f"worker {worker_index}: " if workers > 1 else "")
         self.worker_pid = os.getpid()  # made at import, in the worker's main process (prefork forks later)
         self._client: redis.Redis | None = None
         self._client_pid: int | None = None

@@ -8,7 +8,9 @@ import pandas as pd
 def _cumulative_cpu(samples: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Cumulative CPU seconds over time, one column per process (or core), indexed by sample time."""
     rows = samples[samples["kind"] == kind]
-    key = "tid" if kind == "core" else "pid"  # a core's number is kept in the tid column
+    key = ["tid" if kind == "core" else "pid"]  # a core's number is kept in the tid column
+    if "host" in rows and rows["host"].notna().any():  # several hosts: a pid (or a core) is one only on its host
+        rows, key = rows.assign(host=rows["host"].fillna("")), ["host", *key]
     wide = (rows.assign(cpu=rows["user_s"] + rows["system_s"])
             .pivot_table(index="t", columns=key, values="cpu", aggfunc="last")
             .sort_index())

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import loop
+from harness.analysis import hosts, loop
 from harness.analysis.cpu import cpu_seconds_between, steal_seconds_between, stopped_seconds
 from harness.analysis.gil import gil_handoffs, gil_holder_bands
 from harness.analysis.load import behind_sentence, load_figures, saturation_sentence
@@ -53,7 +53,9 @@ from harness.results.run_folder import tasks_of
 # 9: THE BROKER'S GAP note (a green pool's seconds-long dispatch gap on Redis is the transport's, not the pool's).
 # 10: the event loop's lag (loop_lag_*, from loop_lag.csv) and the longest a task held it (loop_block_max_s); the
 #     LOOP BLOCKED, ASYNCIO.RUN and EXECUTOR notes; the asyncio pool's ideal for a plain function is its executor's.
-ANALYSIS_VERSION = 10
+# 11: a run on several hosts (HOSTS=): per host its tasks, cores used, machine and clock (hosts); the HOSTS and CLOCKS
+#     notes; CPU keyed by host and pid.
+ANALYSIS_VERSION = 11
 # Tasks whose own CPU is below this share of their run time mostly wait (for serial_waits).
 MOSTLY_WAITS = 0.5
 # A busy_wait run is called phantom when the tasks "running" at once exceed the cores they got
@@ -536,4 +538,20 @@ def summarize_run(manifest: RunManifest, tasks: pd.DataFrame, samples: pd.DataFr
     if oncpu is not None:
         contention = contention if contention is not None else pd.DataFrame(columns=["t", "pid", "contention"])
         summary.gil_probe = gil_probe_summary(oncpu, contention, foreground, manifest.settings.gil_probe_cost)
-    return with_loop(summary, ctx, foreground, lag)
+    summary = with_loop(summary, ctx, foreground, lag)
+    fleet = manifest.settings.extra.get("fleet")
+    if spec.hosts and isinstance(fleet, dict) and len(foreground):
+        summary = with_hosts(summary, ctx, spec, foreground, samples, fleet)
+    return summary
+
+
+def with_hosts(summary: Summary, ctx: RunContext, spec: RunSpec, foreground: pd.DataFrame, samples: pd.DataFrame,
+               fleet: dict[str, Any]) -> Summary:
+    """HOSTS: the figures per host, the HOSTS note, and CLOCKS where a host's clock is known too loosely."""
+    rows = hosts.per_host(foreground, samples, fleet, spec.host_names,
+                          {i: str(spec.host_of(i)) for i in range(1, spec.workers + 1)})
+    shortest = float((foreground["finished"] - foreground["started"]).min())
+    said = [hosts.hosts_note(rows, fleet.get("harness_clock"), ctx.cores), hosts.clock_note(rows, shortest)]
+    summary = dataclasses.replace(summary, hosts=rows)
+    summary.notes = summary.notes + [s for s in said if s]
+    return summary

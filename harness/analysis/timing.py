@@ -52,6 +52,31 @@ def max_overlap(tasks: pd.DataFrame) -> int:
     return int(running_over_time(tasks)["running"].max())
 
 
+def owner(slot: str) -> str:
+    """Whose a slot is, where a run has several workers or hosts: its name's prefix ("host2 worker 3"), else ""."""
+    return slot.rpartition(": ")[0]
+
+
+def slot_order(tasks: pd.DataFrame) -> list[str]:
+    """The slots in lane order: grouped by host and worker (their names' prefix), each group in order of first task."""
+    first = tasks.sort_values("started")["slot"].astype(str).unique()
+    return sorted(first, key=lambda s: owner(s))  # a stable sort: first-task order within a group
+
+
+def lane_labels(tasks: pd.DataFrame, concurrency: int) -> list[str] | None:
+    """The lanes' names where each is a slot (lanes()): "slot 3", or "host2 worker 3: slot 1" with several workers;
+    None where lanes are packed."""
+    if tasks["slot"].astype(str).nunique() > max(concurrency, 1):
+        return None
+    labels: list[str] = []
+    count: dict[str, int] = {}
+    for slot in slot_order(tasks):
+        group = owner(slot)
+        count[group] = count.get(group, 0) + 1
+        labels.append(f"{group}: slot {count[group]}" if group else f"slot {count[group]}")
+    return labels
+
+
 def lanes(tasks: pd.DataFrame, concurrency: int) -> pd.Series:
     """A timeline lane per task: its slot where slots are few (processes, threads), else packed.
 
@@ -60,7 +85,7 @@ def lanes(tasks: pd.DataFrame, concurrency: int) -> pd.Series:
     """
     slots = tasks["slot"].astype(str)
     if slots.nunique() <= max(concurrency, 1):
-        order = {s: i for i, s in enumerate(tasks.sort_values("started")["slot"].astype(str).unique())}
+        order = {s: i for i, s in enumerate(slot_order(tasks))}
         return slots.map(order)
     lane_free_at: list[float] = []
     assigned = pd.Series(0, index=tasks.index)

@@ -21,6 +21,7 @@ from workloads.protocol import done_key, queue_keys
 
 if TYPE_CHECKING:
     from harness.lab.queue_depth import QueueDepthSampler
+    from harness.lab.remote_workers import RemoteWorkers
     from harness.lab.services.http_service import HttpService
     from harness.lab.services.postgres import PostgresServer
     from harness.lab.services.rabbitmq import TaskBroker
@@ -34,7 +35,7 @@ class Measurement:
         self.submitted: list[dict] = []
         self.records: list[dict] = []
         self.sampler: Sampler | None = None
-        self.worker: Worker | WorkerGroup | None = None
+        self.worker: Worker | WorkerGroup | RemoteWorkers | None = None
         self.oncpu: gilprobe.OnCpuSampler | None = None
         self.contention: list = []
         self.loop_lag: list = []  # a pool with an event loop: its lag reports (workloads.loop_lag.COLUMNS)
@@ -50,6 +51,7 @@ class Measurement:
         self.queue_depth: QueueDepthSampler | None = None  # an open-loop load's queue on the broker
         self.offered: tuple[int, int] | None = None  # an open-loop load: where its rows start in submitted, how many
         self.task_broker: TaskBroker | None = None  # BROKER=rabbitmq: the node the tasks go through, watched
+        self.on_one_clock = False  # HOSTS: the timestamps were put on the broker's clock (harness.lab.run)
 
     def arrivals_now(self) -> Arrivals | None:
         """An open-loop load's arrivals so far and the broker's queue now, for a live view; None for a batch."""
@@ -106,9 +108,9 @@ def take_leftovers(m: Measurement, client: redis.Redis, key: str) -> None:
         pass
 
 
-def collect(client: redis.Redis, key: str, expected: int, worker: Worker | WorkerGroup, deadline_s: float,
-            m: Measurement, show_progress: bool, watch: Watch | None = None, first: int | None = None,
-            check: Callable[[], None] | None = None) -> None:
+def collect(client: redis.Redis, key: str, expected: int, worker: Worker | WorkerGroup | RemoteWorkers,
+            deadline_s: float, m: Measurement, show_progress: bool, watch: Watch | None = None,
+            first: int | None = None, check: Callable[[], None] | None = None) -> None:
     """Take records off the run's list until all arrived; fail fast on anything that means they won't, and on
     whatever `check` raises (an open-loop load's sender that failed). `watch` (a live view) sees the records from
     index `first` on (default: those this call collects), but not the tasks run alone (m.alone_ids), the cores in

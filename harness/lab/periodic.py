@@ -5,6 +5,19 @@ import threading
 import time
 
 
+def pause(stop: threading.Event, seconds: float, slice_s: float = 0.05) -> bool:
+    """Wait `seconds`, or less once `stop` is set; whether it is. In sleeps of at most `slice_s`, not Event.wait: a
+    condition wait with a timeout hangs under libfaketime, which the tests use to put an agent's clock 2 s off (its
+    sampler and watcher run there), and time.sleep does not."""
+    end = time.monotonic() + seconds
+    while not stop.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, slice_s))
+    return True
+
+
 class PeriodicSampler:
     """Calls `sample()` every 1/hz seconds in a daemon thread; records the thread's own CPU time.
 
@@ -51,7 +64,7 @@ class PeriodicSampler:
                 delay = next_at - time.monotonic()
                 if delay < 0:  # fell behind (a loaded machine): do not try to catch up in a burst
                     next_at, delay = time.monotonic(), 0
-                self._stop.wait(delay)
+                pause(self._stop, delay)
             self.sample()  # one last reading, at the stop
         finally:
             self.cpu_s = time.thread_time() - cpu0

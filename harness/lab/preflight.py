@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.errors import SpecError
+from harness.errors import SpecError, UsageError
 from harness.lab import consent, gilprobe
 from harness.lab.interpreters import (
     NOT_FREE_THREADED,
@@ -210,3 +210,25 @@ def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     if spec.gil_probe:
         check_gil_probe()
     return Checked(interpreter, own_task, found, app)
+
+
+def check_fleet_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
+    """HOSTS: what the harness checks itself before a run on several hosts; each agent checks the rest on its host
+    (its interpreter, the pool, the user's task, allowed folders) before its workers start (harness.lab.hosted). The
+    interpreter here sizes the fixed work, as for a run on this host; the user's app is agreed to here, once. Every
+    agent must answer first, before any worker starts anywhere."""
+    from harness.lab.fleet import AgentClient, AgentError, fleet_settings
+
+    fleet = fleet_settings()
+    for host in spec.host_names:
+        try:
+            AgentClient(host, fleet.broker_url, fleet.secret).ask("clock", samples=1)
+        except AgentError as exc:
+            raise UsageError(str(exc)) from None
+    interpreter = worker_interpreter(None, log)
+    if spec.app:
+        consent.agree(spec, {}, log)
+    elif spec.task:
+        log(f"TASK {spec.task} runs for real on {spec.hosts}, imported there from {spec.task_path} (each agent's "
+            "--allow-path must hold it)")
+    return Checked(interpreter)

@@ -23,6 +23,11 @@ def _die_with_parent() -> None:
     which then shuts the child down in order (a warm shutdown for a worker) instead of racing it.
     """
     os.setsid()
+    parent_death_signal()
+
+
+def parent_death_signal() -> None:
+    """Runs in a child before exec: it gets SIGTERM when its parent dies, even by SIGKILL (Linux)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

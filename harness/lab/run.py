@@ -29,8 +29,10 @@ from harness.lab.batches import Batch, batch, plan_batches, submit
 from harness.lab.calibrate import Calibrations
 from harness.lab.client import client_app, warm
 from harness.lab.collect import Measurement, collect, forget_keys, take_leftovers
-from harness.lab.preflight import check_can_run
+from harness.lab.fleet import FleetSettings, fleet_settings
+from harness.lab.preflight import check_can_run, check_fleet_run
 from harness.lab.queue_depth import QueueDepthSampler
+from harness.lab.remote_workers import RemoteWorkers
 from harness.lab.sampler import Sampler
 from harness.lab.services.base import redact
 from harness.lab.services.echo import EchoService
@@ -65,7 +67,7 @@ def _planned(batches: list[Batch], role: Role) -> Batch:
     return found
 
 
-def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, calibration: dict,
+def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup | RemoteWorkers, calibration: dict,
               bg_calibration: dict, batches: list[Batch], echo: EchoService | None,
               rabbit: TaskBroker | None = None) -> dict:
     """Every setting the run used, as recorded in run.json (timings and costs are added at the end)."""
@@ -106,7 +108,7 @@ def _settings(spec: RunSpec, broker: RedisBroker, worker: Worker | WorkerGroup, 
     }
 
 
-def app_settings(spec: RunSpec, app: dict, worker: Worker | WorkerGroup, broker: RedisBroker,
+def app_settings(spec: RunSpec, app: dict, worker: Worker | WorkerGroup | RemoteWorkers, broker: RedisBroker,
                  routes: dict[str, str]) -> dict:
     """What run.json records of the user's app: what the check found, the settings that matter to pools as the
     worker has them (the first worker's; every worker's under `worker_ready`), and what the lab overrode."""
@@ -143,6 +145,7 @@ def _prepare(stack: ExitStack, spec: RunSpec, m: Measurement, python: str, worke
     m.timings["calibration_s"] = time.monotonic() - t0
     # The user's own task gets the echo service too: a task of theirs may call it (examples/ do).
     needs_echo = any(workload(w).needs_echo or workload(w).own for w in (spec.workload, spec.background) if w)
+    needs_echo = needs_echo and not spec.hosts  # on other hosts it could not be reached (harness.model.hosts)
     echo = None
     if needs_echo:
         echo = workers.echo() if workers is not None else stack.enter_context(EchoService())
@@ -373,7 +376,8 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     cells) or a private RabbitMQ node started for this run; the records stay on the Redis either way.
     """
     check_writable(Path(results_dir))  # before anything starts: a run whose results cannot be kept is not run
-    checked = check_can_run(spec, log)
+    fleet = fleet_settings() if spec.hosts else None  # HOSTS: the fleet's broker and secret, or a one-line refusal
+    checked = check_fleet_run(spec, log) if spec.hosts else check_can_run(spec, log)
     interpreter = checked.interpreter
     m = Measurement()
     t_begin = time.monotonic()
@@ -382,7 +386,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     manifest: RunManifest | None = None
     try:
         with ExitStack() as stack:
-            broker = stack.enter_context(RedisBroker(redis_url))
+            broker = stack.enter_context(RedisBroker(fleet.broker_url if fleet else redis_url))
             log(f"broker: {'private redis-server at ' if broker.private else ''}{broker.redacted_url}"
                 + (" (the lab's records)" if spec.broker != "redis" else ""))
             if spec.broker == "rabbitmq" and rabbit is None:
@@ -417,7 +421,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
                 stack.callback(lambda: forget_keys(m, client, *(f"celery-task-meta-{r['task_id']}"
                                                                   for r in m.submitted)))
             worker = _take_worker(stack, spec, broker_url, run_id, scratch, interpreter.python, echo, workers, m, log,
-                                  tasks_url)
+                                  tasks_url, fleet)
             routes = getattr(worker, "routes", {})  # ROUTES: the queue of each routed task
             batches = [replace(b, queue=routes.get(b.workload)) for b in batches]
             settings = {**_settings(spec, broker, worker, calibration, bg_calibration, batches, echo, rabbit),
@@ -430,9 +434,11 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
                         if m.web is not None else None}
             if spec.app:
                 settings.update(app_settings(spec, checked.app or {}, worker, broker, routes))
+            machine = environment.collect()
+            if isinstance(worker, RemoteWorkers):  # the hosts' cores, each machine once, not the harness's
+                machine = worker.environment(machine)
             manifest = RunManifest(run_id=run_id, status=Status.RUNNING, owner=owner(), reason=None, spec=spec,
-                                   settings=RunSettings.from_dict(settings),
-                                   environment=Environment.from_dict(environment.collect()))
+                                   settings=RunSettings.from_dict(settings), environment=Environment.from_dict(machine))
             folder = RunFolder(Path(results_dir), run_id)
             folder.write_manifest(manifest)
             if spec.calls:  # the sample replayed, kept with what it measured
@@ -464,9 +470,16 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
 
 def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, scratch: Path, python: str,
                  echo: EchoService | None, workers: WarmWorkers | None, m: Measurement,
-                 log: Callable[[str], None], tasks_url: str | None = None) -> Worker | WorkerGroup:
-    """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, or a sweep's warm one
-    consuming the run's queue until the stack closes."""
+                 log: Callable[[str], None], tasks_url: str | None = None,
+                 fleet: FleetSettings | None = None) -> Worker | WorkerGroup | RemoteWorkers:
+    """m.worker (returned too): a fresh worker (or WORKERS=N of them) stopped with the stack, a sweep's warm one
+    consuming the run's queue until the stack closes, or (HOSTS) the workers the hosts' agents started."""
+    if fleet is not None:
+        m.worker = stack.enter_context(RemoteWorkers(spec, broker_url, fleet.secret, run_id, scratch / "worker.log"))
+        where = ", ".join(f"{h} ({len(i)})" for h, i in m.worker.indexes.items())
+        log(f"workers: {spec.workers} x {spec.pool} pool, concurrency {spec.concurrency}, on hosts {where}, ready in "
+            f"{m.worker.start_to_ready_s:.2f} s")
+        return m.worker
     if workers is None or m.services:  # a warm worker has not the run's own database or HTTP service in its environment
         kind: type[Worker] | type[WorkerGroup] = WorkerGroup if spec.workers > 1 or spec.routes else Worker
         # Either kind's __enter__ returns the worker itself (mypy joins the two context managers to object).
@@ -486,9 +499,10 @@ def _take_worker(stack: ExitStack, spec: RunSpec, broker_url: str, run_id: str, 
 
 def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scratch: Path, t_begin: float) -> None:
     """The raw records of a run that measured everything it asked for; its status is decided later."""
+    onto_broker_clock(m, manifest)
     folder.write_frame("tasks.csv", m.tasks_frame())
     assert m.sampler is not None  # started once the batches ran (_run_batches)
-    folder.write_frame("samples.csv", m.sampler.frame())
+    folder.write_frame("samples.csv", all_samples(m))
     if m.queue_depth is not None:
         folder.write_frame("queue.csv", m.queue_depth.frame())
     if m.oncpu is not None:
@@ -509,6 +523,45 @@ def _write_records(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
                            "warm_runs_before": m.warm_runs_before, "sampler": m.sampler.own_cost()})
     settings.machine_load = MachineLoad.from_dict(m.machine_load) if m.machine_load else None
     folder.write_manifest(manifest)
+
+
+def onto_broker_clock(m: Measurement, manifest: RunManifest) -> None:
+    """HOSTS: every timestamp onto the broker's clock, each host's by its own offset measured before and after the run
+    (the harness's sending times by its own), and what was measured of the hosts into run.json. Done once."""
+    workers = m.worker
+    if not isinstance(workers, RemoteWorkers) or m.on_one_clock:
+        return
+    m.on_one_clock = True
+    spec = manifest.spec
+    mine = workers.offset(None)
+    for row in m.submitted:
+        for key in ("submitted", "scheduled"):
+            if row.get(key) is not None:
+                row[key] += mine
+    for record in m.records:
+        shift = workers.offset(spec.host_of(int(record.get("worker") or 1)))
+        record["started"] += shift
+        record["finished"] += shift
+    if m.queue_depth is not None:  # read by the harness, on its clock
+        m.queue_depth.rows = [(row[0] + mine, *row[1:]) for row in m.queue_depth.rows]
+    # The lag probe's rows name the worker's process: a pid its agent gave at start (an unknown one stays on the
+    # harness's clock, which for hosts on one machine is theirs).
+    by_pid = workers.host_of_pid()
+    m.loop_lag = [[row[0] + workers.offset(by_pid.get(row[1])), *row[1:]] for row in m.loop_lag]
+    manifest.settings.extra["fleet"] = workers.record()
+
+
+def all_samples(m: Measurement) -> pd.DataFrame:
+    """The samples taken here and, on several hosts, those their agents took (on the broker's clock, a `host` column
+    saying whose)."""
+    assert m.sampler is not None
+    local = m.sampler.frame()
+    if not isinstance(m.worker, RemoteWorkers):
+        return local
+    local = local.assign(t=local["t"] + m.worker.offset(None), host=None)
+    if not m.worker.on_this_machine():  # this machine's cores are not the workers': kept, apart
+        local["kind"] = local["kind"].replace({"core": "harness_core"})
+    return pd.concat([local, m.worker.samples()], ignore_index=True)
 
 
 def _reference_tasks(m: Measurement) -> int:
@@ -542,9 +595,12 @@ def _write_partial(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     saying "running" would claim a run that no longer is.
     """
     try:
+        if isinstance(m.worker, RemoteWorkers):  # stopped first: their samples and log come back with the stop
+            m.worker.stop(warm=False)
+            onto_broker_clock(m, manifest)
         if m.sampler is not None:
             m.sampler.stop()
-            folder.write_frame("samples.csv", m.sampler.frame())
+            folder.write_frame("samples.csv", all_samples(m))
         folder.write_frame("tasks.csv", m.tasks_frame())
         _keep_worker_log(folder, m, scratch)
     except OSError as exc:

@@ -41,7 +41,9 @@ class Sampler(PeriodicSampler):
 
     def __init__(self, root_pids: int | list[int], hz: float = 50.0, services: Sequence[int] = ()) -> None:
         self.root_pids = [root_pids] if isinstance(root_pids, int) else list(root_pids)
-        super().__init__(self.root_pids[0], hz)
+        # No roots: a run whose workers are on other hosts (their agents sample them); the cores and the lab's own
+        # processes are still sampled here.
+        super().__init__(self.root_pids[0] if self.root_pids else 0, hz)
         self._procs: dict[int, psutil.Process] = {}
         self._lab: list[int] = []
         self._service_roots = list(services)
@@ -57,7 +59,7 @@ class Sampler(PeriodicSampler):
         os.close(self._proc_stat)
 
     def _refresh_tree(self, now: float) -> None:
-        if now - self._refreshed < TREE_REFRESH_S and self._procs:
+        if now - self._refreshed < TREE_REFRESH_S and (self._procs or not self.root_pids):
             return
         self._refreshed = now
         tree = []
@@ -67,7 +69,7 @@ class Sampler(PeriodicSampler):
                 tree += [root] + root.children(recursive=True)
             except psutil.Error:
                 continue
-        if not tree:
+        if not tree and self.root_pids:
             return
         # Keep the Process objects we have: psutil caches per-process state in them.
         self._procs = {p.pid: self._procs.get(p.pid, p) for p in tree}

@@ -23,8 +23,10 @@ from harness.lab.processes import interrupts_deferred, spawn, start_watchdog, st
 from harness.model.spec import RunSpec
 from harness.project import PROJECT_ROOT
 from workloads.protocol import (
+    AGENT_ONLY,
     ECHO_ADDR,
     ECHO_PASSWORD,
+    HOST,
     QUEUE,
     WORKER_INDEX,
     done_key,
@@ -114,7 +116,12 @@ class Worker:
         env[QUEUE] = self.queue
         env[env_name("workers")] = json.dumps(self.of_workers)
         env.pop("PYTHON_GIL", None)  # the harness's own setting is not the worker's
+        for name in AGENT_ONLY:  # started by an agent (HOSTS): where its secret is stays with it
+            env.pop(name, None)
         env[WORKER_INDEX] = str(self.index)
+        env.pop(HOST, None)
+        if self.spec.hosts:  # its host's name goes into its slots' names (lanes per host)
+            env[HOST] = str(self.spec.host_of(self.index))
         if self.spec.app:
             env.update(app_overrides(self.tasks_url, self.broker_url))
         env.pop("CELERY_CUSTOM_WORKER_POOL", None)

@@ -28,13 +28,15 @@ class WorkerGroup:
 
     def __init__(self, spec: RunSpec, broker_url: str, run_id: str, log_path: Path, python: str | None = None,
                  echo: EchoService | None = None, services: dict[str, str] | None = None,
-                 tasks_url: str | None = None) -> None:
+                 tasks_url: str | None = None, indexes: list[int] | None = None) -> None:
         self.spec, self.run_id, self.log_path = spec, run_id, log_path
+        self.broker_url = broker_url
         routed = list(dict.fromkeys(spec.routed.values()))  # ROUTES: one worker per pool and concurrency
         total = spec.workers + len(routed)
+        # HOSTS: an agent runs its host's share of the run's workers (`indexes`), numbered as in the whole run.
         self.members = [Worker(spec, broker_url, run_id, log_path, python=python, echo=echo, index=i,
                                of_workers=total, services=services, tasks_url=tasks_url)
-                        for i in range(1, spec.workers + 1)]
+                        for i in (indexes or range(1, spec.workers + 1))]
         for k, (name, concurrency) in enumerate(routed, start=1):
             own = replace(spec, pool=name, concurrency=concurrency, workers=1, routes=None)
             self.members.append(Worker(own, broker_url, run_id, log_path, python=python, echo=echo,

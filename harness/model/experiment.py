@@ -17,7 +17,8 @@
 
 A setting is any run setting (harness.model.settings.SETTINGS, by the same name). `concurrency`
 may also be "cores" or "N*cores", resolved on the machine that runs the sweep, or "N/workers": N
-slots shared among the cell's workers (topologies such as 1x4, 2x2, 4x1 with workers = [1, 2, 4]).
+slots shared among the cell's workers (topologies such as 1x4, 2x2, 4x1 with workers = [1, 2, 4], or across hosts
+with hosts = ["a", "a,b", "a,b,c,d"]).
 Every cell is validated, as a RunSpec, before any worker starts.
 
 A capacity experiment (`make capacity EXP=experiments/capacity.toml`) adds `slo = "p95<1s"`: each cell is then a
@@ -113,8 +114,7 @@ class Experiment:
             if "driver" in self.axes and not _driver_fits(settings):
                 continue  # a db driver on the http workload, psycogreen off a green pool: no such run
             if "concurrency" in settings:
-                settings["concurrency"] = resolve_concurrency(settings["concurrency"],
-                                                              workers=settings.get("workers", 1))
+                settings["concurrency"] = resolve_concurrency(settings["concurrency"], workers=_workers(settings))
             key = tuple(sorted((k, str(v)) for k, v in settings.items()))
             if key not in seen:  # "cores" and 2 can be the same cell on a 2-core machine
                 seen.add(key)
@@ -123,6 +123,15 @@ class Experiment:
 
     def specs(self) -> list[RunSpec]:
         return [build_spec(**cell) for cell in self.cells()]
+
+
+def _workers(settings: dict[str, Any]) -> Any:
+    """A cell's workers, among which "N/workers" shares its slots: WORKERS, or with HOSTS, WORKERS_PER_HOST on each."""
+    hosts = settings.get("hosts")
+    if isinstance(hosts, str) and hosts.strip():
+        per_host = settings.get("workers_per_host", 1)
+        return len(hosts.split(",")) * per_host if isinstance(per_host, int) else per_host
+    return settings.get("workers", 1)
 
 
 def _driver_fits(settings: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from harness.errors import SpecError
 from harness.model import arrivals
 from harness.model.brokers import BROKER_NAMES
 from harness.model.drivers import DEFAULT_DRIVERS, DRIVER_NAMES, driver
+from harness.model.hosts import parse_hosts
 from harness.model.machine import usable_cores
 from harness.model.pools import CUSTOM_PREFIX, POOL_NAMES, POOLS, pool
 from harness.model.workloads import BACKGROUND_WORKLOADS, DB_QUERIES, WITH_CPU_FRACTION, WORKLOAD_NAMES, workload
@@ -308,7 +309,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("concurrency", int, None, "pool size", at_most(whole(1), MAX_CONCURRENCY, "slots per worker"),
             "CONCURRENCY", to_worker=True, derive=lambda v: usable_cores(), derived="the number of usable CPU cores"),
     Setting("workers", int, 1, f"worker processes on the run's queue, each with CONCURRENCY slots (at most "
-            f"{MAX_WORKERS})", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
+            f"{MAX_WORKERS}); with HOSTS, every host's together", whole(1, MAX_WORKERS), "WORKERS", to_worker=True),
+    Setting("hosts", str, None, "agents' names, comma-separated: the workers run on those hosts (`gil-lab agent "
+            "--name NAME` on each; the fleet's broker in LAB_FLEET_BROKER, its secret's file in LAB_FLEET_SECRET_FILE)",
+            parse_hosts, "HOSTS", label="HOSTS"),
+    Setting("workers_per_host", int, None, "with HOSTS: worker processes on each host", whole(1, MAX_WORKERS),
+            "WORKERS_PER_HOST", label="WORKERS_PER_HOST", derive=lambda v: 1 if v["hosts"] else None,
+            derived="1 with HOSTS"),
     Setting("seed", int, 0, "the seed of CALLS's shuffled order and of Poisson arrivals (the same for every pool, so "
             "each does the same work)", whole(0), "SEED"),
     # Open-loop load (harness.model.arrivals): tasks submitted on a schedule, not as one batch.
@@ -406,7 +413,12 @@ def _sample_tasks(v: dict[str, Any]) -> int:
                 raise SpecError(f"CALLS {v['calls']}: its counts add up to {size} tasks, more than {MAX_TASKS} in one "
                                 "run; give TASKS to replay a share of it")
             return size
-    return 4 * v["concurrency"] * v["workers"]
+    return 4 * v["concurrency"] * total_workers(v)
+
+
+def total_workers(v: dict[str, Any]) -> int:
+    """The run's worker processes: WORKERS, or with HOSTS, WORKERS_PER_HOST on each host."""
+    return len(v["hosts"].split(",")) * v["workers_per_host"] if v.get("hosts") else v["workers"]
 
 
 def from_environment(environ: dict[str, str]) -> dict[str, str]:

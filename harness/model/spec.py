@@ -12,10 +12,10 @@ from dataclasses import Field, asdict, dataclass, make_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import SpecError
-from harness.model import arrivals
+from harness.model import arrivals, hosts
 from harness.model.drivers import DRIVERS, driver, fits
 from harness.model.pools import POOLS, Pool, pool
-from harness.model.settings import MAX_TASKS, SETTINGS
+from harness.model.settings import MAX_TASKS, MAX_WORKERS, SETTINGS, total_workers
 from harness.model.workloads import APP_MIX, BACKGROUND_STRETCH, OWN_TASK, WITH_CPU_FRACTION, Workload, workload
 
 # How long the user's own task may take when it runs alone first, unless TIMEOUT says otherwise.
@@ -48,6 +48,8 @@ class _RunSpecRules:
         calls: str | None
         concurrency: int
         workers: int
+        hosts: str | None
+        workers_per_host: int | None
         tasks: int
         duration: float
         cpu_fraction: float | None
@@ -153,6 +155,15 @@ class _RunSpecRules:
         return out
 
     @property
+    def host_names(self) -> list[str]:
+        """HOSTS's agents, in order; none for a run on this host alone."""
+        return hosts.names(self.hosts)
+
+    def host_of(self, index: int) -> str | None:
+        """The host of worker `index` (1-based); None on this host."""
+        return hosts.host_of(self.hosts, self.workers_per_host or 1, index) if self.hosts else None
+
+    @property
     def is_load(self) -> bool:
         """An open-loop run: tasks submitted on a schedule (RATE), not as one batch."""
         return self.rate is not None
@@ -185,6 +196,8 @@ if TYPE_CHECKING:
         calls: str | None
         concurrency: int
         workers: int
+        hosts: str | None
+        workers_per_host: int | None
         seed: int
         rate: float | None
         arrivals: str | None
@@ -318,6 +331,30 @@ def _load_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
         raise SpecError("BACKGROUND runs beside a batch; an open-loop load (RATE) has none")
 
 
+def _host_rules(v: dict[str, Any], raw: dict[str, Any]) -> None:
+    """HOSTS: WORKERS_PER_HOST on each host make the run's WORKERS; what runs only beside the harness is refused."""
+    if v["hosts"] is None:
+        if raw.get("workers_per_host") not in (None, ""):
+            raise SpecError("WORKERS_PER_HOST applies to a run on several hosts: give HOSTS=a,b too (or WORKERS for "
+                            "workers on this host)")
+        return
+    total = total_workers(v)
+    if raw.get("workers") not in (None, "") and v["workers"] != total:
+        raise SpecError(f"with HOSTS, WORKERS counts every host's workers ({total} here): give WORKERS_PER_HOST for "
+                        "the workers on each host, and leave WORKERS out")
+    if total > MAX_WORKERS:
+        raise SpecError(f"HOSTS x WORKERS_PER_HOST is {total} workers; at most {MAX_WORKERS} take part in one run")
+    v["workers"] = total
+    rules = workload(v["workload"])
+    if rules.needs_echo or rules.needs_db or rules.needs_http:
+        raise SpecError(f"WORKLOAD={v['workload']} cannot run on HOSTS: {hosts.NOT_ON_HOSTS}")
+    if v["gil_probe"]:
+        raise SpecError("the GIL probe watches a worker on this host; HOSTS runs them elsewhere: leave GIL_PROBE out")
+    if v["routes"] is not None or v["broker"] != "redis":
+        raise SpecError(f"{'ROUTES' if v['routes'] else 'BROKER=' + v['broker']} does not run on HOSTS yet: a run on "
+                        "several hosts takes its tasks through the fleet's Redis, to workers of one pool")
+
+
 def build_spec(**raw: Any) -> RunSpec:
     """Validate raw settings (strings from the CLI or make, values from code or TOML) into a RunSpec."""
     unknown = set(raw) - set(SETTINGS)
@@ -369,6 +406,7 @@ def build_spec(**raw: Any) -> RunSpec:
     if unfit:  # the driver's kind fits: its patch is for a green pool's hub
         raise SpecError(f"DRIVER={v['driver']}: {driver(v['driver']).patch} patches the driver for a green pool's hub "
                         f"(gevent, eventlet); on {rules.name} give DRIVER=psycopg2")
+    _host_rules(v, raw)
     if v["gil_probe"] and v["workers"] > 1:
         raise SpecError("the GIL probe watches one worker process: give WORKERS=1 with GIL_PROBE")
     return RunSpec(**v)

@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 
 def slots_text(spec: RunSpec) -> str:
-    """"concurrency 4", or with several workers "2 workers x concurrency 2"."""
+    """"concurrency 4", with several workers "2 workers x concurrency 2", on several hosts "2 hosts (a, b) x 1
+    worker x concurrency 2"."""
+    if spec.hosts:
+        per_host = spec.workers_per_host or 1
+        return (f"{len(spec.host_names)} host{'s' if len(spec.host_names) > 1 else ''} ({', '.join(spec.host_names)}) "
+                f"x {per_host} worker{'s' if per_host > 1 else ''} x concurrency {spec.concurrency}")
     return (f"{spec.workers} workers x concurrency {spec.concurrency}" if spec.workers > 1
             else f"concurrency {spec.concurrency}")
 

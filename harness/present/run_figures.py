@@ -34,7 +34,8 @@ def timeline(tasks: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
     that time was its own CPU (own CPU / run time): the CPU is spread over the run, not a phase of it."""
     t = timing.with_timings(tasks)
     t0 = float(t["submitted"].min())
-    lane = timing.lanes(t, spec.concurrency)
+    lane = timing.lanes(t, spec.slots)  # every worker's slots (WORKERS, HOSTS): a lane each, grouped by worker
+    names = timing.lane_labels(t, spec.slots)
     n_lanes = int(lane.max()) + 1 if len(lane) else 1
     fig, ax = plt.subplots(figsize=(WIDE[0], min(16.0, max(WIDE[1], 0.6 * n_lanes + 3))))
     role = t["role"] if "role" in t else pd.Series(Role.FOREGROUND.value, index=t.index)
@@ -51,7 +52,7 @@ def timeline(tasks: pd.DataFrame, spec: RunSpec, path: Path) -> Path:
                         color="white" if f > 0.55 else "#222")
     if n_lanes <= 32:  # beyond that the lanes are a texture, not something to read one by one
         ax.set_yticks(range(n_lanes))
-        ax.set_yticklabels([f"slot {i + 1}" for i in range(n_lanes)])
+        ax.set_yticklabels(names or [f"slot {i + 1}" for i in range(n_lanes)])
     else:
         ax.set_ylabel(f"{n_lanes} slots")
     ax.invert_yaxis()
@@ -94,6 +95,10 @@ def _other_cores(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"t": t, "cores": others.clip(min=0)})
 
 
+# HOSTS: one colour per host's line (beside the workers' orange and the tasks' blue).
+HOST_COLORS = ("#31a354", "#756bb1", "#e7298a", "#8c6d31", "#17becf", "#636363")
+
+
 def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec, cores: int, path: Path,
                 summary: Summary | None = None) -> Path:
     """Tasks running vs CPU cores the worker used, over time; the machine's cores marked, and what other
@@ -110,12 +115,21 @@ def parallelism(tasks: pd.DataFrame, samples: pd.DataFrame, spec: RunSpec, cores
         span = float(tasks["finished"].max()) - t0
         used = cpu.cores_over_time(samples, "process", window_s=min(0.25, max(0.05, span / 40)))
         used = used.assign(cores=used["cores"].clip(upper=cores))
-        ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d", label="CPU cores used by the worker")
+        ax.plot(used["t"] - t0, used["cores"], lw=2, color="#e6550d",
+                label="CPU cores used by the workers" + (" (every host)" if spec.hosts else ""))
+        for i, host in enumerate(spec.host_names):  # HOSTS: each host's share, beneath the whole
+            mine = samples[samples["host"] == host] if "host" in samples else samples[:0]
+            per_host = cpu.cores_over_time(mine, "process", window_s=min(0.25, max(0.05, span / 40)))
+            if len(per_host):
+                ax.plot(per_host["t"] - t0, per_host["cores"].clip(upper=cores), lw=1.2, ls="--",
+                        color=HOST_COLORS[i % len(HOST_COLORS)], label=f"CPU cores used on {host}")
         others = _other_cores(samples)
         if len(others):
             ax.plot(others["t"] - t0, others["cores"], lw=1.5, ls=":", color="#636363",
                     label="CPU cores used by other processes")
-    ax.axhline(cores, ls="--", color="gray", lw=1.5, label=f"cores on this machine ({cores})")
+    ax.axhline(cores, ls="--", color="gray", lw=1.5,
+               label=f"cores of the hosts, each machine once ({cores})" if spec.hosts else
+               f"cores on this machine ({cores})")
     end = float(tasks["finished"].max()) - t0
     ax.set_xlim(0, end * 1.02 if end > 0 else 1)
     ax.set_ylim(0, max(cores, float(running["running"].max())) + 0.7)

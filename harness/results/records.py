@@ -191,6 +191,8 @@ class Summary(Record):
     loop_lag_p95_s: float | None = None
     loop_lag_max_s: float | None = None
     loop_block_max_s: float | None = None  # the asyncio pool: the longest a task held the loop in one step
+    # HOSTS: per host, its tasks, the cores its workers used and its machine's, its clock (harness.analysis.hosts)
+    hosts: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     gil_probe: GilProbe | None = None
     load: Load | None = None  # an open-loop load (RATE)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from lab_process import agent_ready
 
-from harness.lab.fleet import AgentClient, AgentError, agent_command, own_clock_offset
+from harness.lab.fleet import AgentClient, AgentError, agent_command, own_clock_offset, wait_answering
 from harness.lab.processes import spawn, stop_tree
 from workloads.control import sign
 
@@ -40,7 +39,7 @@ def test_an_agent_describes_its_host_and_refuses_forged_and_replayed_messages(re
     agent = _start("host-a", redis_url, secret_file, tmp_path / "agent.log")
     try:
         client = AgentClient("host-a", redis_url, SECRET)
-        host = agent_ready(client)
+        host = wait_answering(client)
         assert host["agent"] == "host-a" and host["cores"] >= 1 and host["memory_total"] > 0
         assert host["python"].count(".") == 2 and len(host["load"]) == 3 and host["steal_cores"] >= 0
         # Anyone with the broker's password can queue a message: signed with another secret, it is refused.
@@ -72,7 +71,7 @@ def test_a_clock_2_s_ahead_is_measured_against_the_brokers_and_corrected_within_
     try:
         clients = {name: AgentClient(name, redis_url, SECRET) for name in ("plain", "ahead")}
         for client in clients.values():
-            agent_ready(client)
+            wait_answering(client)
         assert clients["ahead"].describe()["time"] - time.time() == pytest.approx(2.0, abs=0.5)  # it is skewed
         harness = own_clock_offset(redis_url)
         offsets = {name: client.clock_offset(samples=16) for name, client in clients.items()}

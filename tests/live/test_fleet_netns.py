@@ -4,95 +4,45 @@ message crossing the veth links. One agent's clock runs 2 s ahead (libfaketime);
 (CI runs as root); elsewhere skipped with one line saying why."""
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
+import pandas as pd
 import pytest
 import redis
-from lab_process import agent_ready
+from lab_process import harness, start
 
 from harness.errors import BrokerError
-from harness.lab.fleet import AgentClient, agent_command, own_clock_offset
+from harness.lab.fleet import AgentClient, agent_command, own_clock_offset, wait_answering
+from harness.lab.local_fleet import LocalFleet
+from harness.lab.netns import Namespaces, namespaces, unavailable
 from harness.lab.processes import spawn, stop_tree
 from harness.lab.services.redis_broker import RedisBroker
 
-if os.geteuid() != 0 or shutil.which("ip") is None:
+if unavailable():
     if os.environ.get("CI"):
         raise RuntimeError("CI runs as root with iproute2 (.ci/run installs it): the namespace tests must run there")
-    pytestmark = pytest.mark.skip(reason="network namespaces need root and iproute2's `ip` (CI runs as root): the "
-                                         "several-hosts tests across veth links are skipped")
+    pytestmark = pytest.mark.skip(reason=f"{unavailable()} (CI runs as root): the several-hosts tests across veth "
+                                         "links are skipped")
 FAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))), None)
 SECRET = b"netns-fleet-secret-" + b"7" * 40
 
 
-def _ip(*args: str, netns: str | None = None) -> None:
-    argv = ["ip", *(["netns", "exec", netns, "ip"] if netns else []), *args]
-    subprocess.run(argv, check=True, capture_output=True, timeout=10)
+def _skewed(skew: str) -> dict[str, str]:
+    """An agent's clock `skew` off (libfaketime), and its workers' with it (they inherit its environment)."""
+    return {"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew, "FAKETIME_DONT_RESET": "1"}
 
 
-class Hosts:
-    """A bridge in this namespace (the broker's host) and `count` namespaces on it, removed whatever happens."""
-
-    def __init__(self, count: int) -> None:
-        tag = f"{os.getpid() % 10000:04d}"
-        self.bridge = f"glb{tag}"
-        self.subnet = f"10.77.{os.getpid() % 250}"
-        self.address = f"{self.subnet}.1"
-        self.names = [f"gl{tag}h{i}" for i in range(1, count + 1)]
-        self.links = [f"glv{tag}{i}" for i in range(1, count + 1)]
-
-    def __enter__(self) -> Hosts:
-        try:
-            _ip("link", "add", self.bridge, "type", "bridge")
-            _ip("addr", "add", f"{self.address}/24", "dev", self.bridge)
-            _ip("link", "set", self.bridge, "up")
-            for i, (ns, link) in enumerate(zip(self.names, self.links, strict=True), start=1):
-                _ip("netns", "add", ns)
-                _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns)
-                _ip("link", "set", link, "master", self.bridge, "up")
-                _ip("addr", "add", f"{self.subnet}.{10 + i}/24", "dev", "eth0", netns=ns)
-                _ip("link", "set", "eth0", "up", netns=ns)
-                _ip("link", "set", "lo", "up", netns=ns)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def pids(self, ns: str) -> list[int]:
-        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10).stdout
-        return [int(p) for p in out.split()]
-
-    def __exit__(self, *_: object) -> None:
-        for ns in self.names:
-            for pid in self.pids(ns) if ns in _namespaces() else []:
-                with _gone():
-                    os.kill(pid, signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=10)
-
-
-def _namespaces() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-class _gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, *_: object) -> bool:
-        return kind is ProcessLookupError
-
-
-def _agent(hosts: Hosts, i: int, broker_url: str, secret_file: Path, log: Path, skew: str | None = None):
+def _agent(hosts: Namespaces, i: int, broker_url: str, secret_file: Path, log: Path, skew: str | None = None):
     argv, env = agent_command(f"host{i}", broker_url, secret_file)
     if skew is not None and FAKETIME is not None:
-        env.update(LD_PRELOAD=str(FAKETIME), FAKETIME=skew, FAKETIME_DONT_RESET="1")
-    return spawn(["ip", "netns", "exec", hosts.names[i - 1], *argv], env=env, log_path=str(log))
+        env.update(_skewed(skew))
+    return spawn(hosts.command(i, argv), env=env, log_path=str(log))
 
 
 def test_the_broker_listens_only_where_it_is_told():
@@ -108,17 +58,17 @@ def test_agents_in_two_namespaces_answer_across_veth_links_their_clocks_correcte
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(SECRET)
     secret_file.chmod(0o600)
-    with Hosts(2) as hosts, RedisBroker(bind=hosts.address) as broker:
+    with Namespaces(2) as hosts, RedisBroker(bind=hosts.address) as broker:
         assert broker.url is not None and f"@{hosts.address}:" in broker.url
         agents = [_agent(hosts, 1, broker.url, secret_file, tmp_path / "host1.log"),
                   _agent(hosts, 2, broker.url, secret_file, tmp_path / "host2.log", skew="+2s")]
         try:
             clients = [AgentClient(f"host{i}", broker.url, SECRET) for i in (1, 2)]
             for client in clients:
-                agent_ready(client)
+                wait_answering(client)
             # Their connections to the broker come from their namespaces' addresses: across the veth links.
             peers = {c["addr"].rsplit(":", 1)[0] for c in redis.Redis.from_url(broker.url).client_list()}
-            assert {f"{hosts.subnet}.11", f"{hosts.subnet}.12"} <= peers, peers
+            assert {hosts.host_address(1), hosts.host_address(2)} <= peers, peers
             harness = own_clock_offset(broker.url)
             offsets = [client.clock_offset(samples=16) for client in clients]
             assert all(o.uncertainty_s < 0.005 for o in (harness, *offsets))
@@ -136,5 +86,83 @@ def test_agents_in_two_namespaces_answer_across_veth_links_their_clocks_correcte
             for proc in agents:
                 stop_tree(proc)
         names = list(hosts.names)
-    assert not set(names) & set(_namespaces())
+    assert not set(names) & set(namespaces())
     assert hosts.bridge not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+
+
+def _run_json(folder: Path) -> dict:
+    return json.loads((folder / "run.json").read_text())
+
+
+@pytest.mark.skipif(FAKETIME is None, reason="no libfaketime here (apt-get install libfaketime)")
+def test_a_run_on_two_namespaces_has_both_hosts_lanes_and_samples_on_the_brokers_clock_and_a_killed_agent_fails_it(
+        tmp_path):
+    """HOSTS=host1,host2: each agent starts its worker in its namespace; the tasks cross the veth links both ways;
+    host2's clock runs 2 s ahead, and its tasks' times are put on the broker's clock all the same (a task never starts
+    before it was sent, nor 2 s after). Then an agent killed mid-run: the run fails in one line within seconds, its
+    records kept, and nothing of the run is left in any namespace."""
+    work = tmp_path / "work"
+    work.mkdir()
+    with LocalFleet(2, agent_env={2: _skewed("+2s")}) as here:
+        assert here.namespaces is not None and here.broker is not None and here.broker.url is not None
+        hosts, broker, fleet = here.namespaces, here.broker, here.env
+        agents = here.agents
+        try:
+            out = harness("bench", "--pool", "threads", "--workload", "io_sleep", "--hosts", "host1,host2",
+                          "--concurrency", "2", "--tasks", "16", "--duration", "0.2", env=fleet, cwd=work, timeout=180)
+            assert out.returncode == 0, out.stderr[-3000:]
+            password = urlparse(broker.url).password
+            assert password and password not in out.stdout + out.stderr
+            folder = (work / "results" / "latest").resolve()
+            run = _run_json(folder)
+            fleet_record = run["settings"]["fleet"]
+            clocks = {h: fleet_record["hosts"][h]["clock"] for h in ("host1", "host2")}
+            harness_clock = fleet_record["harness_clock"]["offset_s"]
+            assert clocks["host1"]["offset_s"] - harness_clock == pytest.approx(0.0, abs=0.005)
+            assert clocks["host2"]["offset_s"] - harness_clock == pytest.approx(-2.0, abs=0.005)
+            # One machine (the namespaces share its boot id): the ideal counts its cores once.
+            assert run["environment"]["cpu_affinity"] == len(os.sched_getaffinity(0))
+            assert run["summary"]["speedup"] > 0.7 * 4  # 4 slots over the hosts overlapped their waits
+            hosts_said = [n for n in run["summary"]["notes"] if n.startswith("HOSTS: ")]
+            assert hosts_said and "host1 ran 8 tasks" in hosts_said[0] and "host2 ran 8 tasks" in hosts_said[0]
+            tasks = pd.read_csv(folder / "tasks.csv")
+            assert {s.split(" worker")[0] for s in tasks["slot"]} == {"host1", "host2"}
+            assert set(tasks["worker"]) == {1, 2}
+            waited = tasks["started"] - tasks["submitted"]
+            assert waited.min() >= 0 and waited.max() < 1.5, waited.describe()
+            samples = pd.read_csv(folder / "samples.csv")
+            workers = samples[samples["kind"] == "process"]
+            assert set(workers["host"].dropna()) == {"host1", "host2"}
+            assert set(samples.loc[samples["kind"] == "host_core", "host"]) == {"host1", "host2"}
+            assert (folder / "timeline.png").exists() and (folder / "parallelism.png").exists()
+
+            # An agent killed mid-run.
+            proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--hosts", "host1,host2",
+                          "--concurrency", "2", "--tasks", "40", "--duration", "1"], cwd=work, env=fleet)
+            client = redis.Redis.from_url(broker.url)
+            deadline = time.monotonic() + 90
+            while len(client.keys("lab:*:host:*:alive")) < 2:  # both hosts' workers started
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.1)
+            time.sleep(3)  # 40 one-second tasks on 4 slots: about 10 s of run, killed in its first third
+            os.kill(agents[0].pid, signal.SIGKILL)
+            killed = time.monotonic()
+            _, err = proc.communicate(timeout=90)
+            assert proc.returncode == 1 and time.monotonic() - killed < 30, err
+            said = [line for line in err.splitlines() if line.startswith("error:")]  # (beside the progress lines)
+            assert len(said) == 1 and said[0].startswith("error: host host1: its agent is gone"), err
+            assert "Traceback" not in err
+            kept = said[0].rsplit("(partial results kept in ", 1)[1].rstrip(")")
+            failed = _run_json(work / kept)
+            assert failed["status"] == "failed" and failed["partial"]["tasks_recorded"] >= 4
+            deadline = time.monotonic() + 20
+            while hosts.pids(hosts.names[0]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert hosts.pids(hosts.names[0]) == []
+            # The other host's agent stopped its worker and goes on: only the agent is left in its namespace.
+            assert hosts.pids(hosts.names[1]) == [agents[1].pid]
+            assert not client.keys("lab:*:lease") and not client.keys("lab:*:alive")
+        finally:
+            print(here.log("host1")[-3000:], here.log("host2")[-3000:])
+        names = list(hosts.names)
+    assert not set(names) & set(namespaces())

@@ -77,12 +77,14 @@ class RedisBroker(ServerService):
     name = "private redis-server"
     error = BrokerError
 
-    def __init__(self, url: str | None = None, start_timeout_s: float = 15.0, bind: str = "127.0.0.1") -> None:
+    def __init__(self, url: str | None = None, start_timeout_s: float = 15.0, bind: str = "127.0.0.1",
+                 port: int | None = None) -> None:
         self.url = url if url is not None else os.environ.get("REDIS_URL") or None
         self.private = self.url is None
         self.start_timeout_s = start_timeout_s
         # Loopback, unless a fleet of hosts needs the broker (harness.lab.fleet): then the one address the user names.
         self.bind = check_bind(bind)
+        self.port = port  # a fleet's broker: the port its firewall opens (default: a free one)
         self._server: ServerProcess | None = None
 
     def __enter__(self) -> RedisBroker:
@@ -113,7 +115,7 @@ class RedisBroker(ServerService):
         if binary is None:
             raise BrokerError(f"no redis-server found: {HOW_TO_GET}")
         self._server = ServerProcess("redis")
-        password, port = new_password(), free_port(self.bind)
+        password, port = new_password(), self.port or free_port(self.bind)
         config = self._server.private_file("redis.conf", "\n".join([
             f"bind {self.bind}", f"port {port}", "protected-mode yes", f"requirepass {password}", 'save ""',
             "appendonly no", f'dir "{self._server.folder}"', "daemonize no", "loglevel warning", ""]))
