@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     netns.add_argument("--hosts", type=int, default=2, help="how many hosts (namespaces) to make, 1 to 16 (default 2)")
     netns.add_argument("--allow-path", action="append", default=[], metavar="DIR",
                        help="a folder the agents may import your tasks from (as gil-lab agent's)")
-    netns.add_argument("command", nargs=argparse.REMAINDER, help="the lab command to run, after --")
+    netns.add_argument("lab_command", nargs=argparse.REMAINDER, metavar="command",
+                       help="the lab command to run, after --")
     netns.set_defaults(func=cmd_netns, interrupted="interrupted: the hosts were removed")
     return parser
 

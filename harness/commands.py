@@ -380,7 +380,7 @@ def cmd_netns(args: argparse.Namespace) -> int:
     from harness.lab.netns import unavailable
     from harness.model.hosts import MAX_HOSTS
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.lab_command[1:] if args.lab_command[:1] == ["--"] else args.lab_command
     if not command:
         raise UsageError("netns needs the lab command to run after --, e.g. netns --hosts 4 -- sweep "
                          "experiments/hosts.toml")

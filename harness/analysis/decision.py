@@ -50,7 +50,11 @@ class Decision:
 def _setting_text(row: pd.Series) -> str:
     text = f"{row['pool']} at concurrency {int(row['concurrency'])}"
     workers = row.get("workers")
-    if workers is not None and not pd.isna(workers) and int(workers) > 1:
+    hosts = row.get("hosts")
+    if isinstance(hosts, str) and hosts:  # HOSTS: where, and how many workers in all
+        count = len(hosts.split(","))
+        text += f" on {count} host{'s' if count > 1 else ''} ({hosts.replace(',', ', ')})"
+    elif workers is not None and not pd.isna(workers) and int(workers) > 1:
         text += f" x {int(workers)} workers"
     extra = [f"{k} {row[k]:g}" if isinstance(row[k], float) else f"{k} {row[k]}"
              for k in ("broker", "driver", "prefetch", "switch_interval") if k in row.get("_axes", ())
@@ -79,8 +83,8 @@ def _with_settings(table: pd.DataFrame, cells: list[Cell], axes: list[str]) -> p
     for row in table.to_dict("records"):
         cell = by_number[row["cell"]]
         spec = cell_spec(cell)
-        rows.append({**{k: getattr(spec, k) for k in (*WORK_SETTINGS, "pool", "concurrency", "workers")}, **row,
-                     "_axes": tuple(axes), "_work": _work_text(spec),
+        settings = (*WORK_SETTINGS, "pool", "concurrency", "workers", "hosts")
+        rows.append({**{k: getattr(spec, k) for k in settings}, **row, "_axes": tuple(axes), "_work": _work_text(spec),
                      "_work_key": work_key(cell.settings)})
     return pd.DataFrame(rows)
 

@@ -21,8 +21,7 @@ def memory(samples: pd.DataFrame, t0: float, t1: float) -> dict:
     for column in ("rss", "uss", "pss"):
         if column not in processes:
             continue
-        # One value per process per sample time, then the tree's total at each time.
-        per_time = processes.dropna(subset=[column]).groupby("t")[column].sum()
+        per_time = _total_over_time(processes.dropna(subset=[column]), column)
         during = per_time[(per_time.index >= t0) & (per_time.index <= t1)]
         # A run shorter than the memory samples' period may have none while its tasks ran: then the
         # samples of the whole run (the worker idle before and after) stand in.
@@ -31,6 +30,17 @@ def memory(samples: pd.DataFrame, t0: float, t1: float) -> dict:
             out[f"{column}_peak_mib"] = float(chosen.max() / MIB)
             out[f"{column}_mean_mib"] = float(chosen.mean() / MIB)
     return out
+
+
+def _total_over_time(processes: pd.DataFrame, column: str) -> pd.Series:
+    """One value per process per sample time, then the tree's total at each time. Several hosts (a `host` column)
+    are sampled each on its own clock's instants: each host's total is carried to every instant (its last reading
+    before it, or its first), and the hosts' totals added, so no instant counts only one host's workers."""
+    if "host" not in processes or not processes["host"].notna().any():
+        return processes.groupby("t")[column].sum()
+    per_host = [group.groupby("t")[column].sum() for _, group in processes.groupby(processes["host"].fillna(""))]
+    instants = sorted(set().union(*(s.index for s in per_host)))
+    return sum((s.reindex(instants).ffill().bfill() for s in per_host), pd.Series(0.0, index=instants))
 
 
 def round_trips(tasks: pd.DataFrame) -> dict:

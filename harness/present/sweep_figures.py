@@ -246,8 +246,11 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
     return save(fig, path)
 
 
-def topology(table: pd.DataFrame, path: Path) -> Path:
-    """Speedup (top) and worker memory (bottom) by how the slots are split among workers, a column per workload."""
+def topology(table: pd.DataFrame, path: Path, by: str = "workers") -> Path:
+    """Speedup (top) and worker memory (bottom) by how the slots are split among workers (`by` "workers"), or among
+    hosts of a worker each ("hosts"), a column per workload."""
+    if by == "hosts":  # a worker per host (WORKERS_PER_HOST left out): as many workers as hosts
+        table = table.assign(workers=table["hosts"].map(lambda h: len(str(h).split(","))))
     workloads = list(dict.fromkeys(table["workload"])) if "workload" in table else [None]
     fig, axs = plt.subplots(2, len(workloads), figsize=(max(WIDE[0], 6.5 * len(workloads) + 1), 9), squeeze=False,
                             sharex=True)
@@ -263,7 +266,7 @@ def topology(table: pd.DataFrame, path: Path) -> Path:
             axs[1, col].errorbar(shape, group["pss_peak_mib"], yerr=_err(group, "pss_peak_mib"), **style)
         axs[0, col].set_title(f"{name}: speedup (dotted: ideal)")
         axs[1, col].set_title(f"{name}: memory of all the workers")
-        axs[1, col].set_xlabel("workers x slots each")
+        axs[1, col].set_xlabel("hosts (a worker each) x slots each" if by == "hosts" else "workers x slots each")
         axs[0, col].set_ylim(bottom=0)
         axs[1, col].set_ylim(bottom=0)
         for ax in axs[:, col]:
@@ -399,6 +402,8 @@ def sweep_figures(folder: Path, table: pd.DataFrame, axes: list[str], cores: int
         out.append(speedup_by_pool_driver(table, folder / "drivers.png"))
     if "workers" in axes and "concurrency" in table and table["concurrency"].nunique() > 1:  # "N/workers"
         out.append(topology(table, folder / "topology.png"))
+    elif "hosts" in axes and "concurrency" in table and table["concurrency"].nunique() > 1:  # across hosts
+        out.append(topology(table, folder / "hosts.png", by="hosts"))
     elif "concurrency" in axes:
         out.append(speedup_vs_concurrency(table, axes, cores, folder / "speedup-vs-concurrency.png"))
         if "pool" in axes and "asyncio" in set(table["pool"]) and "worker_cpu_s" in table:
