@@ -34,7 +34,7 @@ from workloads.protocol import host_alive_key, host_died_key, run_lease_key
 ALIVE_TTL_S = 3
 RENEW_S = 0.5
 # How long the harness's lease may be missing before the run's workers are stopped (it renews it every second).
-LEASE_LAPSE_S = 10.0
+LEASE_LAPSE_S = 5.0
 # Bounds on a `stop` answer, which travels through the broker: samples beyond this many rows are thinned (every
 # k-th sampling instant kept, whole); the log keeps its last LOG_BYTES.
 MAX_SAMPLE_ROWS = 60_000

@@ -129,7 +129,8 @@ import ctypes, os, shutil, signal, sys
 group, harness, leftovers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 def fire(*_):
     try:
-        os.killpg(group, signal.SIGKILL)
+        if group > 0:  # 0: no process group here (workers on other hosts), only the folders
+            os.killpg(group, signal.SIGKILL)
     except OSError:
         pass
     for path in leftovers:  # the harness's scratch folders, which it had no chance to remove
@@ -150,7 +151,7 @@ while True:
 
 
 def start_watchdog(group: int, leftovers: Sequence[str] = ()) -> subprocess.Popen | None:
-    """A small process that SIGKILLs process group `group` (a worker and its children, or a private broker)
+    """A small process that SIGKILLs process group `group` (a worker and its children, or a private broker; 0: none)
     and removes the `leftovers` folders if the harness dies. The harness kills the watchdog itself once it
     has stopped the group. Linux only (parent-death signal)."""
     if not sys.platform.startswith("linux"):

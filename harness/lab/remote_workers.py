@@ -9,6 +9,7 @@ stops its workers. Every wait on an agent is bounded.
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ import redis
 from harness.analysis.clock import ClockOffset, across_run
 from harness.errors import RunFailed, UsageError
 from harness.lab.fleet import AgentClient, AgentError, AgentRefused, own_clock_offset
-from harness.lab.processes import interrupts_deferred
+from harness.lab.processes import interrupts_deferred, start_watchdog, stop_watchdog
 from harness.model.hosts import fleet_cores
 from harness.model.machine import boot_id
 from harness.model.spec import RunSpec
@@ -34,7 +35,7 @@ START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 45.0
 # A host whose agent is gone is asked to stop all the same (it may be back), but only waited on this long.
 GONE_TIMEOUT_S = 5.0
-LEASE_TTL_S = 10
+LEASE_TTL_S = 5
 LEASE_RENEW_S = 1.0
 
 
@@ -60,11 +61,16 @@ class RemoteWorkers:
         self._lease_stop = threading.Event()
         self._lease: threading.Thread | None = None
         self._stopped = False
+        self._watchdog: subprocess.Popen | None = None
 
     # -- starting ---------------------------------------------------------------------------------------------------
 
     def __enter__(self) -> RemoteWorkers:
         started = time.monotonic()
+        # Workers on other hosts stop by themselves when the harness dies (the lease lapses); here, its scratch folder
+        # is removed then, as a local worker's watchdog removes it.
+        scratch = Path(self.log_path).parent
+        self._watchdog = start_watchdog(0, [str(scratch)]) if scratch.name.startswith("gil-lab-") else None
         self._renew()
         self._lease = threading.Thread(target=self._keep_lease, name="lab-run-lease", daemon=True)
         self._lease.start()
@@ -233,6 +239,8 @@ class RemoteWorkers:
         for client in self.clients.values():
             client.close()
         self._redis.close()
+        stop_watchdog(self._watchdog)
+        self._watchdog = None
 
     # -- what was measured there ------------------------------------------------------------------------------------
 

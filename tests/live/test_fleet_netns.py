@@ -162,6 +162,22 @@ def test_a_run_on_two_namespaces_has_both_hosts_lanes_and_samples_on_the_brokers
             # The other host's agent stopped its worker and goes on: only the agent is left in its namespace.
             assert hosts.pids(hosts.names[1]) == [agents[1].pid]
             assert not client.keys("lab:*:lease") and not client.keys("lab:*:alive")
+
+            # The harness killed outright mid-run: its lease lapses, and the agent stops the run's worker by itself.
+            proc = start(["bench", "--pool", "threads", "--workload", "io_sleep", "--hosts", "host2",
+                          "--concurrency", "2", "--tasks", "40", "--duration", "1"], cwd=work, env=fleet)
+            deadline = time.monotonic() + 90
+            while not client.keys("lab:*:host:host2:alive"):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.1)
+            assert len(hosts.pids(hosts.names[1])) > 1  # the agent and its worker
+            proc.kill()
+            proc.communicate(timeout=10)
+            killed = time.monotonic()
+            while hosts.pids(hosts.names[1]) != [agents[1].pid] and time.monotonic() - killed < 30:
+                time.sleep(0.2)
+            assert hosts.pids(hosts.names[1]) == [agents[1].pid], "the agent did not stop the dead harness's worker"
+            assert time.monotonic() - killed < 15  # the lease's 5 s to expire, then 5 s of lapse at most
         finally:
             print(here.log("host1")[-3000:], here.log("host2")[-3000:])
         names = list(hosts.names)
