@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from lab_process import harness
+from lab_process import ROOT, harness
 
 from harness.lab.fleet import AgentClient, agent_command, wait_answering
 from harness.lab.processes import spawn, stop_tree
@@ -84,7 +84,7 @@ class TlsFront:
         self.loop.close()
 
 
-def test_a_run_on_a_host_through_a_tls_broker(tmp_path):
+def test_a_run_on_a_host_through_a_tls_broker_and_a_task_from_a_folder_the_agent_does_not_allow_refused(tmp_path):
     cert, key = tmp_path / "broker.pem", tmp_path / "broker.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -112,6 +112,25 @@ def test_a_run_on_a_host_through_a_tls_broker(tmp_path):
                 assert run["summary"]["tasks_done"] == 8
                 assert run["settings"]["broker"]["url"].startswith("rediss://:***@127.0.0.1:")
                 assert password not in out.stdout + out.stderr + (work / "results" / "latest" / "run.json").read_text()
+                # The agent was given no --allow-path: your task is not imported there, said in one line, exit 2.
+                refused = harness("bench", "--hosts", "tls-a", "--task", "examples.tasks:wait_in_c", "--args",
+                                  "[0.01]", "--task-path", str(ROOT), cwd=work, timeout=120,
+                                  env={"LAB_FLEET_BROKER": url, "LAB_FLEET_SECRET_FILE": str(secret_file)})
+                said = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+                assert refused.returncode == 2 and len(said) == 1, refused.stderr[-2000:]
+                assert "host tls-a: TASK_PATH" in said[0] and "--allow-path: none" in said[0], said
+                # An agent allowed the folder runs it.
+                argv, env = agent_command("tls-b", url, secret_file, allow=[str(ROOT)])
+                allowed = spawn(argv, env=env, log_path=str(tmp_path / "agent-b.log"))
+                try:
+                    wait_answering(AgentClient("tls-b", url, SECRET))
+                    ran = harness("bench", "--hosts", "tls-b", "--task", "examples.tasks:wait_in_c", "--args",
+                                  "[0.01]", "--tasks", "4", "--task-path", str(ROOT), cwd=work, timeout=120,
+                                  env={"LAB_FLEET_BROKER": url, "LAB_FLEET_SECRET_FILE": str(secret_file)})
+                    assert ran.returncode == 0, ran.stderr[-2000:]
+                    assert "runs for real on tls-b" in ran.stdout + ran.stderr
+                finally:
+                    stop_tree(allowed)
                 # Refused without the broker's certificate: TLS is checked, not only spoken.
                 unchecked = url.split("&ssl_ca_certs=")[0]
                 with pytest.raises(Exception, match="(?i)certificate"):
