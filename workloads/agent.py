@@ -29,10 +29,11 @@ import psutil
 import redis
 from celery import Celery
 
+from harness.lab.fleet import read_secret
 from harness.lab.hosted import HostedRun, Refused
-from harness.model.machine import boot_id
+from harness.model.machine import boot_id, usable_cores
 from workloads.control import ControlRefused, Verifier, sign
-from workloads.protocol import agent_here_key, agent_queue, agent_refused_key
+from workloads.protocol import AGENT_HERE_EVERY_S, AGENT_HERE_TTL_S, agent_here_key, agent_queue, agent_refused_key
 
 NAME = os.environ.get("LAB_AGENT_NAME", "agent")
 BROKER_URL = os.environ.get("LAB_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -41,14 +42,9 @@ ANSWER_TTL_S = 300
 log = logging.getLogger("gil_lab.agent")
 
 
-def _secret() -> bytes:
-    path = os.environ.get("LAB_AGENT_SECRET_FILE")
-    if not path:
-        raise SystemExit("gil-lab agent: no secret file (LAB_AGENT_SECRET_FILE)")
-    return open(path, "rb").read().strip()
-
-
-SECRET = _secret()
+if not os.environ.get("LAB_AGENT_SECRET_FILE"):
+    raise SystemExit("gil-lab agent: no secret file (LAB_AGENT_SECRET_FILE)")
+SECRET = read_secret(os.environ["LAB_AGENT_SECRET_FILE"])  # checked as `gil-lab agent` checked it (mode, length)
 verifier = Verifier(SECRET)
 client = redis.Redis.from_url(BROKER_URL, socket_timeout=10)
 
@@ -66,7 +62,7 @@ def describe_host() -> dict[str, Any]:
     times1 = psutil.cpu_times()
     total = sum(times1) - sum(times0)
     steal = getattr(times1, "steal", 0.0) - getattr(times0, "steal", 0.0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count()
+    cores = usable_cores()
     return {"agent": NAME, "hostname": socket.gethostname(), "boot_id": boot_id(), "cores": cores,
             "cpu_count_logical": psutil.cpu_count(), "cpu_count_physical": psutil.cpu_count(logical=False),
             "memory_total": psutil.virtual_memory().total,
@@ -86,18 +82,14 @@ def clock_samples(count: int) -> list[list[float]]:
     return out
 
 
-# The agent says it is there every HERE_EVERY_S, for HERE_TTL_S: the harness stops waiting on one that is gone.
-HERE_EVERY_S, HERE_TTL_S = 1.0, 3
-
-
 def _say_here() -> None:
     here = redis.Redis.from_url(BROKER_URL, socket_timeout=5)
     while True:
         try:
-            here.set(agent_here_key(NAME), "1", ex=HERE_TTL_S)
+            here.set(agent_here_key(NAME), "1", ex=AGENT_HERE_TTL_S)
         except (redis.RedisError, OSError):
             pass
-        time.sleep(HERE_EVERY_S)
+        time.sleep(AGENT_HERE_EVERY_S)
 
 
 threading.Thread(target=_say_here, name="lab-agent-here", daemon=True).start()

@@ -115,6 +115,10 @@ def agent_refused_key(name: str) -> str:
     return f"lab:agent:{name}:refused"
 
 
+# An agent says it is there every AGENT_HERE_EVERY_S, for AGENT_HERE_TTL_S: one that is gone is known within that.
+AGENT_HERE_EVERY_S, AGENT_HERE_TTL_S = 1.0, 3
+
+
 def agent_here_key(name: str) -> str:
     """Renewed by agent `name` every second of its life (a short expiry): gone within seconds of the agent."""
     return f"lab:agent:{name}:here"

@@ -51,9 +51,11 @@ def _setting_text(row: pd.Series) -> str:
     text = f"{row['pool']} at concurrency {int(row['concurrency'])}"
     workers = row.get("workers")
     hosts = row.get("hosts")
-    if isinstance(hosts, str) and hosts:  # HOSTS: where, and how many workers in all
-        count = len(hosts.split(","))
-        text += f" on {count} host{'s' if count > 1 else ''} ({hosts.replace(',', ', ')})"
+    if isinstance(hosts, str) and hosts:  # HOSTS: where, and how many workers on each
+        count, per_host = len(hosts.split(",")), row.get("workers_per_host")
+        several = per_host is not None and not pd.isna(per_host) and per_host > 1
+        each = f" x {int(per_host)} workers each" if several else ""
+        text += f" on {count} host{'s' if count > 1 else ''} ({hosts.replace(',', ', ')}){each}"
     elif workers is not None and not pd.isna(workers) and int(workers) > 1:
         text += f" x {int(workers)} workers"
     extra = [f"{k} {row[k]:g}" if isinstance(row[k], float) else f"{k} {row[k]}"
@@ -83,7 +85,7 @@ def _with_settings(table: pd.DataFrame, cells: list[Cell], axes: list[str]) -> p
     for row in table.to_dict("records"):
         cell = by_number[row["cell"]]
         spec = cell_spec(cell)
-        settings = (*WORK_SETTINGS, "pool", "concurrency", "workers", "hosts")
+        settings = (*WORK_SETTINGS, "pool", "concurrency", "workers", "hosts", "workers_per_host")
         rows.append({**{k: getattr(spec, k) for k in settings}, **row, "_axes": tuple(axes), "_work": _work_text(spec),
                      "_work_key": work_key(cell.settings)})
     return pd.DataFrame(rows)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.analysis.clock import ClockOffset, too_uncertain
 from harness.analysis.cpu import cpu_seconds_between
+from harness.model.hosts import machine_of
 
 
 def per_host(foreground: pd.DataFrame, samples: pd.DataFrame, fleet: dict[str, Any], hosts: list[str],
@@ -29,7 +30,7 @@ def per_host(foreground: pd.DataFrame, samples: pd.DataFrame, fleet: dict[str, A
         mine = samples[(samples["kind"] == "process") & (samples["host"] == host)] if "host" in samples else samples[:0]
         used = cpu_seconds_between(mine, start, end) / span if span > 0 and len(mine) else float("nan")
         out.append({"host": host, "tasks": int((where == host).sum()) if where is not None else 0,
-                    "cores_used": used, "cores": described.get("cores"), "machine": described.get("boot_id"),
+                    "cores_used": used, "cores": described.get("cores"), "machine": machine_of(host, described),
                     "clock_offset_s": clock.get("offset_s"), "clock_uncertainty_s": clock.get("uncertainty_s")})
     return out
 
@@ -43,21 +44,24 @@ def hosts_note(rows: list[dict[str, Any]], harness_clock: dict[str, Any] | None,
         clock = (f", clock {1000 * r['clock_offset_s']:+.3f} ms +- {1000 * r['clock_uncertainty_s']:.3f}"
                  if r["clock_offset_s"] is not None else ", clock not measured")
         parts.append(f"{r['host']} ran {r['tasks']} tasks on {used} cores of {r['cores'] or '?'}{clock}")
-    machines = {r["machine"] for r in rows if r["machine"]}
+    machines = {r["machine"] for r in rows}
     shared = (f"; the hosts are {len(machines)} machine{'s' if len(machines) > 1 else ''}, whose {ideal_cores} cores "
               "the ideal counts once" if len(machines) < len(rows) else f"; the ideal counts their {ideal_cores} cores")
     mine = (f" (the harness's clock {1000 * harness_clock['offset_s']:+.3f} ms)" if harness_clock else "")
     return "HOSTS: " + "; ".join(parts) + shared + ". Every time is on the broker's clock" + mine + "."
 
 
-def clock_note(rows: list[dict[str, Any]], shortest_task_s: float) -> str | None:
-    """CLOCKS: a host whose clock is known too loosely for the run's shortest task (harness.analysis.clock)."""
+def clock_note(rows: list[dict[str, Any]], shortest_task_s: float, harness_clock: dict[str, Any] | None = None
+               ) -> str | None:
+    """CLOCKS: a host whose clock, with the harness's (its sending times are shifted too), is known too loosely for the
+    run's shortest task (harness.analysis.clock)."""
+    mine = float((harness_clock or {}).get("uncertainty_s") or 0.0)
     loose = [r for r in rows if r["clock_uncertainty_s"] is not None and too_uncertain(
-        ClockOffset(r["clock_offset_s"] or 0.0, r["clock_uncertainty_s"], 1), shortest_task_s)]
+        ClockOffset(r["clock_offset_s"] or 0.0, r["clock_uncertainty_s"] + mine, 1), shortest_task_s)]
     unmeasured = [r["host"] for r in rows if r["clock_offset_s"] is None]
     if not loose and not unmeasured:
         return None
-    said = [f"{r['host']}'s clock is known to +- {1000 * r['clock_uncertainty_s']:.2f} ms" for r in loose]
+    said = [f"{r['host']}'s clock is known to +- {1000 * (r['clock_uncertainty_s'] + mine):.2f} ms" for r in loose]
     said += [f"{h}'s clock was not measured after the run" for h in unmeasured]
     return (f"CLOCKS: {'; '.join(said)}, against a shortest task of {1000 * shortest_task_s:.1f} ms: its tasks' "
             "times (queue waits, overlaps) may be off by as much.")

@@ -551,7 +551,8 @@ def with_hosts(summary: Summary, ctx: RunContext, spec: RunSpec, foreground: pd.
     rows = hosts.per_host(foreground, samples, fleet, spec.host_names,
                           {i: str(spec.host_of(i)) for i in range(1, spec.workers + 1)})
     shortest = float((foreground["finished"] - foreground["started"]).min())
-    said = [hosts.hosts_note(rows, fleet.get("harness_clock"), ctx.cores), hosts.clock_note(rows, shortest)]
+    said = [hosts.hosts_note(rows, fleet.get("harness_clock"), ctx.cores),
+            hosts.clock_note(rows, shortest, fleet.get("harness_clock"))]
     summary = dataclasses.replace(summary, hosts=rows)
     summary.notes = summary.notes + [s for s in said if s]
     return summary

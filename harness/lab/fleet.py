@@ -102,7 +102,7 @@ def run_fleet_broker(bind: str, url_file: str | Path, port: int | None = None) -
     url_path = Path(url_file)
     if url_path.exists():
         raise UsageError(f"--url-file {url_path}: already exists (a fleet's broker is running, or remove it)")
-    with RedisBroker(bind=bind, port=port) as broker:
+    with RedisBroker(bind=bind, port=port, private=True) as broker:
         assert broker.url is not None
         try:
             with open(os.open(url_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -215,8 +215,10 @@ class AgentClient:
         finally:
             waiting.close()
         if got is None:
-            raise AgentError(f"agent {self.name} did not answer {command!r} within {timeout_s:g} s: is "
-                             f"`gil-lab agent --name {self.name}` running against this broker, with this secret?")
+            refused = self.refusals()[-1:]  # it may have refused the message: said why (a clock over a minute off)
+            raise AgentError(f"agent {self.name} did not answer {command!r} within {timeout_s:g} s" + (
+                f": it refused a message lately ({refused[0].get('why')})" if refused else
+                f": is `gil-lab agent --name {self.name}` running against this broker, with this secret?"))
         try:
             answer = self._verifier.verify(json.loads(got[1]))
         except (ControlRefused, ValueError) as exc:
@@ -240,7 +242,10 @@ class AgentClient:
 
     def refusals(self) -> list[dict[str, Any]]:
         """What the agent refused lately, and why (as it reported them)."""
-        return [json.loads(x) for x in self._redis.lrange(agent_refused_key(self.name), 0, -1)]
+        try:
+            return [json.loads(x) for x in self._redis.lrange(agent_refused_key(self.name), 0, -1)]
+        except (redis.RedisError, OSError, ValueError):
+            return []
 
 
 def wait_answering(client: AgentClient, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -260,8 +265,11 @@ def own_clock_offset(broker_url: str, samples: int = 8) -> ClockOffset:
     """The harness's own clock against the broker's, the same way an agent measures its own."""
     client = redis.Redis.from_url(broker_url, socket_timeout=5)
     out = []
-    for _ in range(samples):
-        sent = time.time()
-        seconds, micros = client.time()
-        out.append(ClockSample(sent, seconds + micros / 1e6, time.time()))
+    try:
+        for _ in range(samples):
+            sent = time.time()
+            seconds, micros = client.time()
+            out.append(ClockSample(sent, seconds + micros / 1e6, time.time()))
+    finally:
+        client.close()
     return estimate(out)

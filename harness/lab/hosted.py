@@ -11,6 +11,7 @@ mid-run leaves nothing either.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -22,19 +23,28 @@ import redis
 
 from harness.errors import LabError, SpecError
 from harness.lab import consent
+from harness.lab.interpreters import resolve
 from harness.lab.periodic import pause
 from harness.lab.preflight import check_can_run
 from harness.lab.sampler import Sampler
 from harness.lab.worker_group import WorkerGroup
+from harness.model.hosts import LEASE_LAPSE_S
 from harness.model.settings import SETTINGS
 from harness.model.spec import RunSpec
-from workloads.protocol import host_alive_key, host_died_key, run_lease_key
+from workloads.protocol import (
+    host_alive_key,
+    host_died_key,
+    lag_key,
+    queue_keys,
+    queue_name,
+    records_key,
+    run_lease_key,
+)
 
 # The alive key's expiry, and how often it is renewed: a host whose agent died is known within ALIVE_TTL_S.
 ALIVE_TTL_S = 3
 RENEW_S = 0.5
 # How long the harness's lease may be missing before the run's workers are stopped (it renews it every second).
-LEASE_LAPSE_S = 5.0
 # Bounds on a `stop` answer, which travels through the broker: samples beyond this many rows are thinned (every
 # k-th sampling instant kept, whole); the log keeps its last LOG_BYTES.
 MAX_SAMPLE_ROWS = 60_000
@@ -51,7 +61,7 @@ def check_paths(spec: RunSpec, allowed: list[Path]) -> None:
     if not (spec.task or spec.app):
         return
     where = Path(spec.task_path or ".").resolve()
-    if not any(where == a or a in where.parents for a in allowed):
+    if not under(where, allowed):
         names = ", ".join(str(a) for a in allowed) or "none"
         raise Refused(f"TASK_PATH {where} is not under a folder this agent allows (--allow-path: {names})")
 
@@ -93,8 +103,10 @@ def as_json(frame: Any) -> dict[str, Any]:
     return {"columns": [str(c) for c in frame.columns], "data": rows}
 
 
-def under(path: str | Path, allowed: list[Path]) -> bool:
-    where = Path(path).resolve()
+def under(path: str | Path, allowed: list[Path], follow: bool = True) -> bool:
+    """Whether `path` is one of the `allowed` folders or inside one; `follow`: its links resolved (not for an
+    interpreter: a virtual environment's python links out of it, and what runs is the environment)."""
+    where = Path(path).resolve() if follow else Path(os.path.abspath(path))
     return any(where == a or a in where.parents for a in allowed)
 
 
@@ -114,8 +126,8 @@ def check_before_running(spec: RunSpec, allowed: list[Path]) -> None:
     run to be checked), a custom pool (its module would be imported from wherever the agent runs)."""
     names = ", ".join(str(a) for a in allowed) or "none"
     if spec.interpreter:
-        found = shutil.which(spec.interpreter) or spec.interpreter
-        if not under(found, allowed):
+        found = resolve(spec.interpreter)  # as the worker's interpreter is found (PATH, then pyenv's and uv's)
+        if not under(found, allowed, follow=False):
             raise Refused(f"INTERPRETER {spec.interpreter} is not under a folder this agent allows (--allow-path: "
                           f"{names})")
     if spec.pool_rules.custom:
@@ -142,7 +154,7 @@ class HostedRun:
         self.spec = spec_from_message(body.get("spec"))
         if self.agent not in self.spec.host_names:
             raise Refused(f"this agent ({self.agent}) is not among the run's HOSTS ({self.spec.hosts})")
-        mine = [i for i in range(1, self.spec.workers + 1) if self.spec.host_of(i) == self.agent]
+        mine = self.spec.workers_on(self.agent)
         if body.get("indexes") != mine:
             raise Refused(f"the workers asked of this host are not its share of the run's ({mine})")
         check_paths(self.spec, allowed)
@@ -209,11 +221,26 @@ class HostedRun:
                 except (redis.RedisError, OSError):
                     pass  # the broker gone: nobody will stop these workers but the lease's lapse
                 if time.monotonic() - seen_lease > LEASE_LAPSE_S:
-                    self.lapsed = True
-                    self.stop(warm=False)
+                    self._lapse(client)
                     return
         finally:
             client.close()
+
+    def _lapse(self, client: redis.Redis) -> None:
+        """The harness is gone: the workers stopped, and the run's queue and lists, which nobody will read, removed
+        from the broker. Unless the harness's own stop is under way (it holds the lock: it stops them)."""
+        if not self._stopping.acquire(blocking=False):
+            return
+        try:
+            self.lapsed = True
+            self._stop_once(warm=False)
+        finally:
+            self._stopping.release()
+        try:
+            client.delete(*queue_keys(queue_name(self.run_id)), records_key(self.run_id), lag_key(self.run_id),
+                          run_lease_key(self.run_id))
+        except (redis.RedisError, OSError):
+            pass
 
     def stop(self, warm: bool = True) -> dict[str, Any]:
         """Stop the workers (warm: let running tasks finish), and answer with what was measured, bounded. Once: the

@@ -48,7 +48,7 @@ class LocalFleet:
             secret_file.write_bytes(self.secret)
             self.secret_file = secret_file
             self.namespaces = self._stack.enter_context(Namespaces(self.count))
-            self.broker = self._stack.enter_context(RedisBroker(bind=self.namespaces.address))
+            self.broker = self._stack.enter_context(RedisBroker(bind=self.namespaces.address, private=True))
             assert self.broker.url is not None
             for i, name in enumerate(self.names, start=1):
                 argv, env = agent_command(name, self.broker.url, secret_file, self.allow)
@@ -57,7 +57,11 @@ class LocalFleet:
                 self.agents.append(agent)
                 self._stack.callback(stop_tree, agent)
             for name in self.names:
-                wait_answering(AgentClient(name, self.broker.url, self.secret), AGENT_READY_S)
+                client = AgentClient(name, self.broker.url, self.secret)
+                try:
+                    wait_answering(client, AGENT_READY_S)
+                finally:
+                    client.close()
         except BaseException:
             self.__exit__()
             raise

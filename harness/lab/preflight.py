@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.errors import SpecError, UsageError
 from harness.lab import consent, gilprobe
@@ -23,6 +24,9 @@ from harness.model.drivers import DRIVERS, driver
 from harness.model.pools import POOLS, pool
 from harness.model.spec import RunSpec
 from harness.project import MIN_PYTHON, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from harness.lab.fleet import FleetSettings
 
 
 def _ask(python: str, argv: list[str], what: str, timeout_s: float, also: list[str] | None = None,
@@ -212,19 +216,22 @@ def check_can_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
     return Checked(interpreter, own_task, found, app)
 
 
-def check_fleet_run(spec: RunSpec, log: Callable[[str], None] = print) -> Checked:
+def check_fleet_run(spec: RunSpec, log: Callable[[str], None] = print, fleet: FleetSettings | None = None) -> Checked:
     """HOSTS: what the harness checks itself before a run on several hosts; each agent checks the rest on its host
     (its interpreter, the pool, the user's task, allowed folders) before its workers start (harness.lab.hosted). The
     interpreter here sizes the fixed work, as for a run on this host; the user's app is agreed to here, once. Every
     agent must answer first, before any worker starts anywhere."""
     from harness.lab.fleet import AgentClient, AgentError, fleet_settings
 
-    fleet = fleet_settings()
+    fleet = fleet or fleet_settings()
     for host in spec.host_names:
+        client = AgentClient(host, fleet.broker_url, fleet.secret)
         try:
-            AgentClient(host, fleet.broker_url, fleet.secret).ask("clock", samples=1)
+            client.ask("clock", samples=1)
         except AgentError as exc:
             raise UsageError(str(exc)) from None
+        finally:
+            client.close()
     interpreter = worker_interpreter(None, log)
     if spec.app:
         consent.agree(spec, {}, log)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from harness.analysis.clock import ClockOffset, across_run
 from harness.errors import RunFailed, UsageError
 from harness.lab.fleet import AgentClient, AgentError, AgentRefused, own_clock_offset
 from harness.lab.processes import interrupts_deferred, start_watchdog, stop_watchdog
-from harness.model.hosts import fleet_cores
+from harness.model.hosts import LEASE_TTL_S, fleet_cores, machine_of
 from harness.model.machine import boot_id
 from harness.model.spec import RunSpec
-from workloads.protocol import host_alive_key, host_died_key, queue_name, run_lease_key
+from workloads.protocol import AGENT_HERE_TTL_S, host_alive_key, host_died_key, queue_name, run_lease_key
 
 # A host's start may make a worker environment for the run's interpreter there (once, up to minutes) before its
 # workers' own start (up to a minute each).
@@ -35,7 +34,6 @@ START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 45.0
 # A host whose agent is gone is asked to stop all the same (it may be back), but only waited on this long.
 GONE_TIMEOUT_S = 5.0
-LEASE_TTL_S = 5
 LEASE_RENEW_S = 1.0
 
 
@@ -48,7 +46,7 @@ class RemoteWorkers:
         self.queue = queue_name(run_id)
         self.routes: dict[str, str] = {}
         self.clients = {h: AgentClient(h, broker_url, secret) for h in spec.host_names}
-        self.indexes = {h: [i for i in range(1, spec.workers + 1) if spec.host_of(i) == h] for h in spec.host_names}
+        self.indexes = {h: spec.workers_on(h) for h in spec.host_names}
         self.hosts: dict[str, dict[str, Any]] = {h: {"workers": self.indexes[h]} for h in spec.host_names}
         self.started: dict[str, dict[str, Any]] = {}
         self.stopped: dict[str, dict[str, Any]] = {}
@@ -71,10 +69,10 @@ class RemoteWorkers:
         # is removed then, as a local worker's watchdog removes it.
         scratch = Path(self.log_path).parent
         self._watchdog = start_watchdog(0, [str(scratch)]) if scratch.name.startswith("gil-lab-") else None
-        self._renew()
-        self._lease = threading.Thread(target=self._keep_lease, name="lab-run-lease", daemon=True)
-        self._lease.start()
         try:
+            self._renew()
+            self._lease = threading.Thread(target=self._keep_lease, name="lab-run-lease", daemon=True)
+            self._lease.start()
             self._clock_before["harness"] = own_clock_offset(self.broker_url)
             self._each(self._start_host)
         except BaseException:
@@ -102,17 +100,25 @@ class RemoteWorkers:
             raise RunFailed(str(exc)) from None
 
     def _each(self, fn: Any) -> dict[str, Any]:
-        """fn(host) on every host at once; the first error (by host order) raised once all have answered."""
-        with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
-            futures = {h: pool.submit(fn, h) for h in self.clients}
-        out, errors = {}, []
-        for host, future in futures.items():
+        """fn(host) on every host at once; the first error (by host order) raised once all have answered. In daemon
+        threads: a Ctrl-C meanwhile ends the run at once, not after the slowest host's answer (bounded, but long)."""
+        out: dict[str, Any] = {}
+        errors: dict[str, BaseException] = {}
+
+        def one(host: str) -> None:
             try:
-                out[host] = future.result()
+                out[host] = fn(host)
             except BaseException as exc:  # noqa: BLE001 (raised below, after every host answered)
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+                errors[host] = exc
+
+        threads = [threading.Thread(target=one, args=(h,), daemon=True) for h in self.clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        first = next((errors[h] for h in self.clients if h in errors), None)
+        if first is not None:
+            raise first
         return out
 
     # -- while the run goes -----------------------------------------------------------------------------------------
@@ -140,8 +146,8 @@ class RemoteWorkers:
         it by seconds), else one whose agent said why its workers died."""
         for host, client in self.clients.items():
             if not client.here():
-                return (f"host {host}: its agent is gone (no word from it for 3 s: killed, or its host or network "
-                        "down); its workers stop with it")
+                return (f"host {host}: its agent is gone (no word from it for {AGENT_HERE_TTL_S} s: killed, or its "
+                        "host or network down); its workers stop with it")
         for host in self.clients:
             if not self._redis.exists(host_alive_key(self.run_id, host)):
                 why = self._redis.get(host_died_key(self.run_id, host))
@@ -204,8 +210,7 @@ class RemoteWorkers:
             return answer
 
         try:
-            with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
-                answers = dict(zip(self.clients, pool.map(stop_host, self.clients), strict=True))
+            answers = self._each(stop_host)
         finally:
             self.started.clear()
             self._lease_stop.set()
@@ -256,7 +261,7 @@ class RemoteWorkers:
         """Whether every host is this machine (network namespaces here, as the tests have them): then this machine's
         cores are the workers' too."""
         here = boot_id()
-        return here is not None and all((self.hosts[h].get("described") or {}).get("boot_id") == here
+        return here is not None and all(machine_of(h, self.hosts[h].get("described") or {}) == here
                                         for h in self.clients)
 
     def host_of_pid(self) -> dict[int, str]:

@@ -377,7 +377,7 @@ def measure(spec: RunSpec, results_dir: str | Path = RESULTS_DIR, redis_url: str
     """
     check_writable(Path(results_dir))  # before anything starts: a run whose results cannot be kept is not run
     fleet = fleet_settings() if spec.hosts else None  # HOSTS: the fleet's broker and secret, or a one-line refusal
-    checked = check_fleet_run(spec, log) if spec.hosts else check_can_run(spec, log)
+    checked = check_fleet_run(spec, log, fleet) if spec.hosts else check_can_run(spec, log)
     interpreter = checked.interpreter
     m = Measurement()
     t_begin = time.monotonic()

@@ -41,7 +41,7 @@ else:  # pragma: no cover - Python 3.10
 
 from harness.errors import ExperimentError, SpecError
 from harness.model.machine import usable_cores
-from harness.model.settings import SETTINGS
+from harness.model.settings import SETTINGS, total_workers
 from harness.model.slo import parse as parse_slo
 from harness.model.spec import RunSpec, build_spec
 
@@ -127,11 +127,11 @@ class Experiment:
 
 def _workers(settings: dict[str, Any]) -> Any:
     """A cell's workers, among which "N/workers" shares its slots: WORKERS, or with HOSTS, WORKERS_PER_HOST on each."""
-    hosts = settings.get("hosts")
-    if isinstance(hosts, str) and hosts.strip():
-        per_host = settings.get("workers_per_host", 1)
-        return len(hosts.split(",")) * per_host if isinstance(per_host, int) else per_host
-    return settings.get("workers", 1)
+    values = {"hosts": settings.get("hosts"), "workers": settings.get("workers", 1),
+              "workers_per_host": settings.get("workers_per_host", 1)}
+    if not all(isinstance(values[k], int) for k in ("workers", "workers_per_host")):
+        return values["workers"]  # left to the cell's validation to refuse
+    return total_workers(values) if isinstance(values["hosts"], str) and values["hosts"].strip() else values["workers"]
 
 
 def _driver_fits(settings: dict[str, Any]) -> bool:

@@ -12,6 +12,11 @@ from harness.errors import SpecError
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 # More hosts than this in one run is a fleet test, not a lab run (and every host is asked in turn at start and stop).
 MAX_HOSTS = 16
+# The harness's lease on a run: renewed every second, expiring after LEASE_TTL_S; an agent that has not seen it for
+# LEASE_LAPSE_S more stops the run's workers (the harness died). So a dead harness's workers stop within about
+# LEASE_TTL_S + LEASE_LAPSE_S, plus the agent's look (every half second) and the stop itself.
+LEASE_TTL_S = 5
+LEASE_LAPSE_S = 5.0
 
 
 def check_name(name: str) -> str:
@@ -50,13 +55,19 @@ NOT_ON_HOSTS = ("its tasks call a service of the run's (the echo server, Postgre
                 "listens on the harness's 127.0.0.1 only")
 
 
+def machine_of(host: str, described: dict) -> str:
+    """Which machine a host is: its boot id (network namespaces and containers of one machine share it), else its
+    hostname, else the host itself. The one rule for "the same machine"."""
+    return str(described.get("boot_id") or described.get("hostname") or host)
+
+
 def fleet_cores(described: dict[str, dict]) -> tuple[int, int | None]:
     """The cores a run on these hosts could use (logical, physical), each machine counted once: hosts that are one
     machine (network namespaces, containers: the same boot id) share its cores, and its ideal may not count them
     twice."""
     machines: dict[str, tuple[int, int | None]] = {}
     for host, d in described.items():
-        machine = str(d.get("boot_id") or d.get("hostname") or host)
+        machine = machine_of(host, d)
         cores, physical = int(d.get("cores") or 1), d.get("cpu_count_physical")
         seen = machines.get(machine)
         machines[machine] = (max(cores, seen[0]), physical) if seen else (cores, physical)

@@ -159,6 +159,10 @@ class _RunSpecRules:
         """HOSTS's agents, in order; none for a run on this host alone."""
         return hosts.names(self.hosts)
 
+    def workers_on(self, host: str) -> list[int]:
+        """The indexes (1-based) of the workers HOSTS puts on `host`."""
+        return [i for i in range(1, self.workers + 1) if self.host_of(i) == host]
+
     def host_of(self, index: int) -> str | None:
         """The host of worker `index` (1-based); None on this host."""
         return hosts.host_of(self.hosts, self.workers_per_host or 1, index) if self.hosts else None

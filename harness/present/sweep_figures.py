@@ -249,8 +249,9 @@ def switch_interval_effects(table: pd.DataFrame, axes: list[str], path: Path) ->
 def topology(table: pd.DataFrame, path: Path, by: str = "workers") -> Path:
     """Speedup (top) and worker memory (bottom) by how the slots are split among workers (`by` "workers"), or among
     hosts of a worker each ("hosts"), a column per workload."""
-    if by == "hosts":  # a worker per host (WORKERS_PER_HOST left out): as many workers as hosts
-        table = table.assign(workers=table["hosts"].map(lambda h: len(str(h).split(","))))
+    if by == "hosts":  # the hosts, each with WORKERS_PER_HOST workers (1 where the table has none)
+        per_host = table["workers_per_host"].fillna(1) if "workers_per_host" in table else 1
+        table = table.assign(workers=table["hosts"].map(lambda h: len(str(h).split(","))) * per_host)
     workloads = list(dict.fromkeys(table["workload"])) if "workload" in table else [None]
     fig, axs = plt.subplots(2, len(workloads), figsize=(max(WIDE[0], 6.5 * len(workloads) + 1), 9), squeeze=False,
                             sharex=True)
@@ -266,7 +267,7 @@ def topology(table: pd.DataFrame, path: Path, by: str = "workers") -> Path:
             axs[1, col].errorbar(shape, group["pss_peak_mib"], yerr=_err(group, "pss_peak_mib"), **style)
         axs[0, col].set_title(f"{name}: speedup (dotted: ideal)")
         axs[1, col].set_title(f"{name}: memory of all the workers")
-        axs[1, col].set_xlabel("hosts (a worker each) x slots each" if by == "hosts" else "workers x slots each")
+        axs[1, col].set_xlabel("workers on the hosts x slots each" if by == "hosts" else "workers x slots each")
         axs[0, col].set_ylim(bottom=0)
         axs[1, col].set_ylim(bottom=0)
         for ax in axs[:, col]:

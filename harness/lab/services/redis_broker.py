@@ -78,8 +78,9 @@ class RedisBroker(ServerService):
     error = BrokerError
 
     def __init__(self, url: str | None = None, start_timeout_s: float = 15.0, bind: str = "127.0.0.1",
-                 port: int | None = None) -> None:
-        self.url = url if url is not None else os.environ.get("REDIS_URL") or None
+                 port: int | None = None, private: bool = False) -> None:
+        # `private`: a server of its own whatever REDIS_URL says (a fleet's broker listens where it is told).
+        self.url = url if url is not None or private else os.environ.get("REDIS_URL") or None
         self.private = self.url is None
         self.start_timeout_s = start_timeout_s
         # Loopback, unless a fleet of hosts needs the broker (harness.lab.fleet): then the one address the user names.
