@@ -33,18 +33,27 @@ from harness.lab.fleet import read_secret
 from harness.lab.hosted import HostedRun, Refused
 from harness.model.machine import boot_id, usable_cores
 from workloads.control import ControlRefused, Verifier, sign
-from workloads.protocol import AGENT_HERE_EVERY_S, AGENT_HERE_TTL_S, agent_here_key, agent_queue, agent_refused_key
+from workloads.protocol import (
+    AGENT_ALLOW_PATHS,
+    AGENT_HERE_EVERY_S,
+    AGENT_HERE_TTL_S,
+    AGENT_NAME,
+    AGENT_SECRET_FILE,
+    agent_here_key,
+    agent_queue,
+    agent_refused_key,
+)
 
-NAME = os.environ.get("LAB_AGENT_NAME", "agent")
+NAME = os.environ.get(AGENT_NAME, "agent")
 BROKER_URL = os.environ.get("LAB_BROKER_URL", "redis://127.0.0.1:6379/0")
 # How long an answer or a refusal stays on the broker unread.
 ANSWER_TTL_S = 300
 log = logging.getLogger("gil_lab.agent")
 
 
-if not os.environ.get("LAB_AGENT_SECRET_FILE"):
-    raise SystemExit("gil-lab agent: no secret file (LAB_AGENT_SECRET_FILE)")
-SECRET = read_secret(os.environ["LAB_AGENT_SECRET_FILE"])  # checked as `gil-lab agent` checked it (mode, length)
+if not os.environ.get(AGENT_SECRET_FILE):
+    raise SystemExit(f"gil-lab agent: no secret file ({AGENT_SECRET_FILE})")
+SECRET = read_secret(os.environ[AGENT_SECRET_FILE])  # checked as `gil-lab agent` checked it (mode, length)
 verifier = Verifier(SECRET)
 client = redis.Redis.from_url(BROKER_URL, socket_timeout=10)
 
@@ -97,7 +106,7 @@ threading.Thread(target=_say_here, name="lab-agent-here", daemon=True).start()
 # The runs whose workers this agent has running now, by run id (harness.lab.hosted).
 RUNS: dict[str, Any] = {}
 # The folders user code (TASK, APP) may be imported from: `gil-lab agent --allow-path`, none by default.
-ALLOWED = [Path(p) for p in json.loads(os.environ.get("LAB_AGENT_ALLOW_PATHS", "[]"))]
+ALLOWED = [Path(p) for p in json.loads(os.environ.get(AGENT_ALLOW_PATHS, "[]"))]
 
 
 def start_run(body: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,10 @@ FAULT = "LAB_FAULT"
 # Which of the run's worker processes this is (WORKERS=N starts N, numbered from 1).
 WORKER_INDEX = "LAB_WORKER_INDEX"
 HOST = "LAB_HOST"  # HOSTS: the agent's name of the host the worker runs on
-# An agent's own settings (harness.lab.fleet.agent_command), never passed on to the workers it starts.
-AGENT_ONLY = ("LAB_AGENT_NAME", "LAB_AGENT_SECRET_FILE", "LAB_AGENT_ALLOW_PATHS")
+# An agent's own settings (harness.lab.fleet.agent_command sets them, workloads.agent reads them), never passed on to
+# the workers it starts: its name, its secret's file, the folders user code may come from (a JSON list).
+AGENT_NAME, AGENT_SECRET_FILE, AGENT_ALLOW_PATHS = "LAB_AGENT_NAME", "LAB_AGENT_SECRET_FILE", "LAB_AGENT_ALLOW_PATHS"
+AGENT_ONLY = (AGENT_NAME, AGENT_SECRET_FILE, AGENT_ALLOW_PATHS)
 # Where the lab's echo service listens (host:port), for the user's own task: examples/ use it. A client's first
 # line to it is its password (a connection without it is closed unanswered).
 ECHO_ADDR = "LAB_ECHO_ADDR"

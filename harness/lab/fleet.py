@@ -29,7 +29,16 @@ from harness.lab.services.base import redact
 from harness.lab.services.redis_broker import RedisBroker
 from harness.model.hosts import check_name
 from workloads.control import ControlRefused, Verifier, sign
-from workloads.protocol import agent_here_key, agent_queue, agent_refused_key, agent_reply_key
+from workloads.protocol import (
+    AGENT_ALLOW_PATHS,
+    AGENT_NAME,
+    AGENT_SECRET_FILE,
+    BROKER_URL,
+    agent_here_key,
+    agent_queue,
+    agent_refused_key,
+    agent_reply_key,
+)
 
 # How long the harness waits for an agent's answer (it answers at once; the broker is a network hop away).
 ANSWER_TIMEOUT_S = 10.0
@@ -89,8 +98,8 @@ def agent_command(name: str, broker_url: str, secret_file: str | Path, allow: li
     argv = [python, "-m", "celery", "-A", "workloads.agent", "worker", "-P", "solo", "-c", "1",
             "-Q", agent_queue(name), "-n", f"lab-agent-{name}@%h", "--without-heartbeat", "--without-gossip",
             "--without-mingle", "-l", "WARNING"]
-    env = {**project_env(), "LAB_AGENT_NAME": name, "LAB_BROKER_URL": broker_url,
-           "LAB_AGENT_SECRET_FILE": str(Path(secret_file).resolve()), "LAB_AGENT_ALLOW_PATHS": json.dumps(allowed)}
+    env = {**project_env(), AGENT_NAME: name, BROKER_URL: broker_url,
+           AGENT_SECRET_FILE: str(Path(secret_file).resolve()), AGENT_ALLOW_PATHS: json.dumps(allowed)}
     return argv, env
 
 
@@ -128,7 +137,7 @@ def run_agent(name: str, broker_url: str, secret_file: str | Path, allow: list[s
         redis.Redis.from_url(broker_url, socket_connect_timeout=5, socket_timeout=5).ping()
     except (redis.RedisError, ValueError) as exc:
         raise UsageError(f"--broker {redact(broker_url)}: {exc}") from None
-    allowed = json.loads(env["LAB_AGENT_ALLOW_PATHS"])
+    allowed = json.loads(env[AGENT_ALLOW_PATHS])
     print(f"gil-lab agent {name}: answering on {agent_queue(name)}; your tasks may be imported from "
           f"{', '.join(allowed) if allowed else 'no folder (--allow-path)'} (Ctrl-C to stop)", flush=True)
     os.execvpe(argv[0], argv, env)

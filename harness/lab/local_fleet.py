@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -88,9 +90,6 @@ def run_in(count: int, command: list[str], allow: list[str] | None = None) -> in
     """`gil-lab netns`: the lab's COMMAND (`python -m harness COMMAND`) run with a fleet of `count` hosts here, and
     waited for: Ctrl-C reaches it from the terminal and it cleans up as it always does (its partial results kept),
     a SIGTERM is passed on to it; then the fleet goes."""
-    import signal
-    import sys
-
     with LocalFleet(count, allow) as fleet:
         print(f"gil-lab netns: {count} hosts ({', '.join(fleet.names)}) in network namespaces, their broker on "
               f"{fleet.namespaces.address if fleet.namespaces else '?'}; running: {' '.join(command)}", flush=True)

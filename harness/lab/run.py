@@ -595,9 +595,7 @@ def _write_partial(folder: RunFolder, manifest: RunManifest, m: Measurement, scr
     saying "running" would claim a run that no longer is.
     """
     try:
-        if isinstance(m.worker, RemoteWorkers):  # stopped first: their samples and log come back with the stop
-            m.worker.stop(warm=False)
-            onto_broker_clock(m, manifest)
+        onto_broker_clock(m, manifest)  # HOSTS: stopped with the run's stack already, their samples taken
         if m.sampler is not None:
             m.sampler.stop()
             folder.write_frame("samples.csv", all_samples(m))

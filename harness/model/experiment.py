@@ -127,11 +127,10 @@ class Experiment:
 
 def _workers(settings: dict[str, Any]) -> Any:
     """A cell's workers, among which "N/workers" shares its slots: WORKERS, or with HOSTS, WORKERS_PER_HOST on each."""
-    values = {"hosts": settings.get("hosts"), "workers": settings.get("workers", 1),
-              "workers_per_host": settings.get("workers_per_host", 1)}
-    if not all(isinstance(values[k], int) for k in ("workers", "workers_per_host")):
-        return values["workers"]  # left to the cell's validation to refuse
-    return total_workers(values) if isinstance(values["hosts"], str) and values["hosts"].strip() else values["workers"]
+    hosts, per_host = settings.get("hosts"), settings.get("workers_per_host", 1)
+    if not (isinstance(hosts, str) and hosts.strip() and isinstance(per_host, int)):
+        return settings.get("workers", 1)  # (a bad value is left to the cell's validation to refuse)
+    return total_workers({"hosts": hosts, "workers_per_host": per_host})
 
 
 def _driver_fits(settings: dict[str, Any]) -> bool:
